@@ -1,0 +1,117 @@
+package builtins
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"go.starlark.net/starlark"
+)
+
+func prefix(c cidr) netip.Prefix { return netip.Prefix(c) }
+func hw(m macAddr) net.HardwareAddr {
+	if m == nil {
+		return nil
+	}
+	return net.HardwareAddr(m)
+}
+
+// nsOr returns the namespace argument, or host() if none was given.
+func nsOr(n *Netns) *Netns {
+	if n == nil {
+		return &Netns{name: kernel.Host}
+	}
+	return n
+}
+
+// placeable checks that the lab may create links in ns: the host, or a
+// namespace it created.
+func placeable(rt *runtime.Runtime, ns *Netns) error {
+	if ns.name == kernel.Host || rt.OwnsNetns(ns.name) {
+		return nil
+	}
+	return fmt.Errorf("netns %q was not created by this lab", ns.name)
+}
+
+// free checks that no link of that name exists in ns, so that a collision
+// names the object instead of surfacing as the kernel's "file exists".
+func free(rt *runtime.Runtime, ns *Netns, name string) error {
+	_, err := rt.Kernel.LinkGet(ns.name, name)
+	switch {
+	case err == nil:
+		return fmt.Errorf("a link named %q already exists in netns %q; nsrun never adopts an object it did not create", name, ns.Name())
+	case errors.Is(err, kernel.ErrNotFound):
+		return nil
+	default:
+		return err
+	}
+}
+
+// createLink creates the link s (placing it, tagging it, giving it a
+// deterministic MAC unless one was given), records it and returns its value.
+// For a veth it returns both ends.
+func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec, ns, peerNS *Netns) (*Link, *Link, error) {
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, nil, err
+	}
+	ends := []struct {
+		ns   *Netns
+		name string
+	}{{ns, s.Name}}
+	if s.Kind == "veth" {
+		if s.PeerName == s.Name && s.PeerNS == s.NS {
+			return nil, nil, fmt.Errorf("%s: both ends are named %q in netns %q", b.Name(), s.Name, ns.Name())
+		}
+		ends = append(ends, struct {
+			ns   *Netns
+			name string
+		}{peerNS, s.PeerName})
+	}
+	for _, e := range ends {
+		if err := placeable(rt, e.ns); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+		if err := free(rt, e.ns, e.name); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+	}
+	if s.MAC == nil && s.Kind != "vlan" {
+		s.MAC = rt.MAC(s.NS, s.Name)
+	}
+	if s.Kind == "veth" && s.PeerMAC == nil {
+		s.PeerMAC = rt.MAC(s.PeerNS, s.PeerName)
+	}
+	s.Alias = rt.Tag()
+	if err := rt.Kernel.LinkAdd(s); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			err = errors.New("a link of that name exists (created meanwhile by someone else?)")
+		}
+		return nil, nil, fmt.Errorf("%s: creating %q in netns %q: %w", b.Name(), s.Name, ns.Name(), err)
+	}
+	step := runtime.Step{Op: runtime.OpLink, Kind: s.Kind, NS: s.NS, Name: s.Name, Alias: s.Alias}
+	if s.Kind == "veth" {
+		step.PeerNS, step.PeerName = s.PeerNS, s.PeerName
+	}
+	if err := rt.Record(thread, step); err != nil {
+		return nil, nil, err
+	}
+	a := &Link{state: &linkState{ns: ns, name: s.Name, kind: s.Kind, mac: macString(s.MAC)}}
+	if s.Kind != "veth" {
+		return a, nil, nil
+	}
+	p := &Link{state: &linkState{ns: peerNS, name: s.PeerName, kind: s.Kind, mac: s.PeerMAC.String(), peer: a}}
+	a.state.peer = p
+	return a, p, nil
+}
+
+func macString(m net.HardwareAddr) string {
+	if m == nil {
+		return ""
+	}
+	return m.String()
+}

@@ -1,0 +1,317 @@
+package builtins
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"sort"
+	"strconv"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"go.starlark.net/starlark"
+)
+
+// Link is a network interface. Its methods change it and return it, so they
+// chain: b.addr("192.168.10.21/24").up().
+type Link struct {
+	state *linkState // shared by every value of the same link
+}
+
+// linkState is what the lab knows of a link; it follows the link when it
+// moves.
+type linkState struct {
+	ns     *Netns
+	name   string
+	kind   string
+	mac    string
+	up     bool
+	master string
+	peer   *Link
+}
+
+var (
+	_ starlark.HasAttrs = (*Link)(nil)
+)
+
+func (l *Link) String() string {
+	return fmt.Sprintf("%s(%q, netns=%s)", l.state.kind, l.state.name, l.state.ns)
+}
+func (l *Link) Type() string         { return "link" }
+func (l *Link) Freeze()              {}
+func (l *Link) Truth() starlark.Bool { return true }
+func (l *Link) Hash() (uint32, error) {
+	h := fnv.New32a()
+	h.Write([]byte(l.state.name))
+	return h.Sum32(), nil
+}
+
+var linkMethods = map[string]*starlark.Builtin{
+	"addr":     starlark.NewBuiltin("addr", linkAddr),
+	"up":       starlark.NewBuiltin("up", linkUp),
+	"down":     starlark.NewBuiltin("down", linkDown),
+	"master":   starlark.NewBuiltin("master", linkMaster),
+	"nomaster": starlark.NewBuiltin("nomaster", linkNomaster),
+	"set":      starlark.NewBuiltin("set", linkSet),
+	"move":     starlark.NewBuiltin("move", linkMove),
+}
+
+func (l *Link) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "name":
+		return starlark.String(l.state.name), nil
+	case "netns":
+		return l.state.ns, nil
+	case "mac":
+		return starlark.String(l.state.mac), nil
+	case "kind":
+		return starlark.String(l.state.kind), nil
+	case "peer":
+		if l.state.peer == nil {
+			return starlark.None, nil
+		}
+		return l.state.peer, nil
+	}
+	if m, ok := linkMethods[name]; ok {
+		return m.BindReceiver(l), nil
+	}
+	return nil, nil // Starlark reports it, with a "did you mean" hint
+}
+
+func (l *Link) AttrNames() []string {
+	names := []string{"name", "netns", "mac", "kind", "peer"}
+	for m := range linkMethods {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (l *Link) ns() string { return l.state.ns.name }
+
+// mutable checks that the lab may change the link: nsrun never changes an
+// object it did not create.
+func (l *Link) mutable(rt *runtime.Runtime) error {
+	if rt.OwnsLink(l.ns(), l.state.name) {
+		return nil
+	}
+	return fmt.Errorf("link %q in netns %q was not created by this lab; nsrun changes only what it created", l.state.name, l.state.ns.Name())
+}
+
+// linkMethod unpacks the runtime and checks ownership for a Link method.
+func linkMethod(thread *starlark.Thread, b *starlark.Builtin) (*Link, *runtime.Runtime, error) {
+	l := b.Receiver().(*Link)
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := l.mutable(rt); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return l, rt, nil
+}
+
+func (l *Link) setUp(thread *starlark.Thread, rt *runtime.Runtime, up bool) error {
+	old := map[bool]string{true: "up", false: "down"}[l.state.up]
+	if err := rt.Kernel.LinkSetUp(l.ns(), l.state.name, up); err != nil {
+		return fmt.Errorf("setting %q %s in netns %q: %w", l.state.name, map[bool]string{true: "up", false: "down"}[up], l.state.ns.Name(), err)
+	}
+	l.state.up = up
+	return rt.Record(thread, runtime.Step{Op: runtime.OpUp, NS: l.ns(), Name: l.state.name, Old: old})
+}
+
+// link.up() brings the link up.
+//
+// Equivalent to: ip link set $link up
+func linkUp(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
+		return nil, err
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.setUp(thread, rt, true); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return l, nil
+}
+
+// link.down() takes the link down.
+//
+// Equivalent to: ip link set $link down
+func linkDown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
+		return nil, err
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.setUp(thread, rt, false); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return l, nil
+}
+
+// link.addr(cidr, ...) adds one or more addresses, IPv4 or IPv6; a bare
+// address is a host address (/32, /128).
+//
+// Equivalent to: ip addr add $cidr dev $link
+func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(kwargs) > 0 {
+		return nil, fmt.Errorf("%s: unexpected keyword argument %s", b.Name(), kwargs[0][0])
+	}
+	if len(args) == 0 {
+		return nil, fmt.Errorf("%s: missing argument for cidr", b.Name())
+	}
+	addrs := make([]cidr, len(args))
+	for i, a := range args {
+		if err := addrs[i].Unpack(a); err != nil {
+			return nil, fmt.Errorf("%s: for parameter cidr: %v", b.Name(), err)
+		}
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		if err := rt.Kernel.AddrAdd(l.ns(), l.state.name, prefix(a)); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				err = errors.New("the address is already there")
+			}
+			return nil, fmt.Errorf("%s: adding %s to %q in netns %q: %w", b.Name(), prefix(a), l.state.name, l.state.ns.Name(), err)
+		}
+		if err := rt.Record(thread, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: prefix(a)}); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// link.master(bridge) makes the link a port of a bridge in its namespace.
+//
+// Equivalent to: ip link set $link master $bridge
+func linkMaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var br *Link
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "bridge", &br); err != nil {
+		return nil, err
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	if br.state.kind != "bridge" {
+		return nil, fmt.Errorf("%s: %s is a %s, not a bridge", b.Name(), br.state.name, br.state.kind)
+	}
+	if br.ns() != l.ns() {
+		return nil, fmt.Errorf("%s: bridge %q is in netns %q but %q is in netns %q; a port must be in its bridge's namespace",
+			b.Name(), br.state.name, br.state.ns.Name(), l.state.name, l.state.ns.Name())
+	}
+	if err := l.setMaster(thread, rt, br.state.name); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return l, nil
+}
+
+func (l *Link) setMaster(thread *starlark.Thread, rt *runtime.Runtime, master string) error {
+	old := l.state.master
+	if err := rt.Kernel.LinkSetMaster(l.ns(), l.state.name, master); err != nil {
+		return fmt.Errorf("%q in netns %q: %w", l.state.name, l.state.ns.Name(), err)
+	}
+	l.state.master = master
+	return rt.Record(thread, runtime.Step{Op: runtime.OpMaster, NS: l.ns(), Name: l.state.name, Old: old})
+}
+
+// link.nomaster() takes the link out of its bridge.
+//
+// Equivalent to: ip link set $link nomaster
+func linkNomaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
+		return nil, err
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.setMaster(thread, rt, ""); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return l, nil
+}
+
+// link.set(mtu=, mac=) changes the link's MTU or address.
+//
+// Equivalent to: ip link set $link mtu $mtu address $mac
+func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var m mtu
+	var mac macAddr
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "mtu?", &m, "mac?", &mac); err != nil {
+		return nil, err
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	if m == 0 && mac == nil {
+		return nil, fmt.Errorf("%s: nothing to set (give mtu= or mac=)", b.Name())
+	}
+	info, err := rt.Kernel.LinkGet(l.ns(), l.state.name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if m != 0 {
+		if err := rt.Kernel.LinkSetMTU(l.ns(), l.state.name, int(m)); err != nil {
+			return nil, fmt.Errorf("%s: setting the MTU of %q to %d: %w", b.Name(), l.state.name, m, err)
+		}
+		if err := rt.Record(thread, runtime.Step{Op: runtime.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU)}); err != nil {
+			return nil, err
+		}
+	}
+	if mac != nil {
+		if err := rt.Kernel.LinkSetMAC(l.ns(), l.state.name, hw(mac)); err != nil {
+			return nil, fmt.Errorf("%s: setting the address of %q to %s: %w", b.Name(), l.state.name, hw(mac), err)
+		}
+		l.state.mac = hw(mac).String()
+		if err := rt.Record(thread, runtime.Step{Op: runtime.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC}); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// link.move(netns) moves the link to another namespace, where it arrives
+// down, without addresses and without a master. Moving costs the kernel an
+// RCU barrier (~20 ms): create links in place (veth's peer_netns=,
+// macvlan's netns=) unless the move is the point.
+//
+// Equivalent to: ip link set $link netns $netns
+func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var to *Netns
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &to); err != nil {
+		return nil, err
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	if to.name == l.ns() {
+		return l, nil
+	}
+	if to.name != kernel.Host && !rt.OwnsNetns(to.name) {
+		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), to.Name())
+	}
+	if _, err := rt.Kernel.LinkGet(to.name, l.state.name); err == nil {
+		return nil, fmt.Errorf("%s: a link named %q already exists in netns %q", b.Name(), l.state.name, to.Name())
+	}
+	from := l.ns()
+	if err := rt.Kernel.LinkMove(from, l.state.name, to.name); err != nil {
+		return nil, fmt.Errorf("%s: moving %q to netns %q: %w", b.Name(), l.state.name, to.Name(), err)
+	}
+	l.state.ns, l.state.up, l.state.master = to, false, ""
+	if err := rt.Record(thread, runtime.Step{Op: runtime.OpMove, NS: from, Name: l.state.name, New: to.name}); err != nil {
+		return nil, err
+	}
+	return l, nil
+}

@@ -1,0 +1,64 @@
+package builtins
+
+import (
+	"fmt"
+	"slices"
+
+	"go.starlark.net/starlark"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+var macvlanModes = []string{"private", "vepa", "bridge", "passthru"}
+
+// macvlan(name, parent, mode="bridge", netns=parent's, mac=, mtu=) creates a
+// macvlan on parent, directly in netns. Modes: private (macvlans of one parent
+// cannot talk), vepa (they talk only through a hairpin upstream), bridge
+// (they talk directly), passthru (one macvlan takes the parent over).
+//
+// Equivalent to: ip link add $name link $parent netns $netns type macvlan mode $mode
+func macvlan(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return onParent(thread, b, args, kwargs, "macvlan")
+}
+
+// macvtap(...) is macvlan with a tap character device; same arguments.
+func macvtap(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return onParent(thread, b, args, kwargs, "macvtap")
+}
+
+func onParent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, kind string) (starlark.Value, error) {
+	var name ifName
+	var parent *Link
+	var ns *Netns
+	var mac macAddr
+	var m mtu
+	mode := "bridge"
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
+		"name", &name, "parent", &parent, "mode?", &mode, "netns?", &ns, "mac?", &mac, "mtu?", &m); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(macvlanModes, mode) {
+		return nil, fmt.Errorf("%s: for parameter mode: %q is not a mode (want private, vepa, bridge or passthru)", b.Name(), mode)
+	}
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	// Traffic of a macvlan leaves through its parent: only a parent of the
+	// lab's own keeps it among the lab's namespaces.
+	if err := parent.mutable(rt); err != nil {
+		return nil, fmt.Errorf("%s: parent: %w", b.Name(), err)
+	}
+	if ns == nil {
+		ns = parent.state.ns
+	}
+	l, _, err := createLink(thread, b, kernel.LinkSpec{
+		Kind: kind, NS: ns.name, Name: string(name), MAC: hw(mac), MTU: int(m),
+		Parent: parent.state.name, ParentNS: parent.ns(), Mode: mode,
+	}, ns, nil)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}

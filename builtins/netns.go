@@ -1,0 +1,130 @@
+package builtins
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"go.starlark.net/starlark"
+	"os"
+)
+
+// Netns is a network namespace: one the lab created, or host().
+type Netns struct {
+	name string // kernel.Host for host()
+}
+
+var (
+	_ starlark.HasAttrs = (*Netns)(nil)
+	_ starlark.Value    = (*Netns)(nil)
+)
+
+func (n *Netns) String() string {
+	if n.name == kernel.Host {
+		return "host()"
+	}
+	return fmt.Sprintf("netns(%q)", n.name)
+}
+func (n *Netns) Type() string         { return "netns" }
+func (n *Netns) Freeze()              {}
+func (n *Netns) Truth() starlark.Bool { return true }
+func (n *Netns) Hash() (uint32, error) {
+	h := fnv.New32a()
+	h.Write([]byte(n.name))
+	return h.Sum32(), nil
+}
+
+// Name is the namespace's name as messages show it ("host" for host()).
+func (n *Netns) Name() string { return kernel.NSArg(n.name) }
+
+var netnsMethods = map[string]*starlark.Builtin{
+	"link":   starlark.NewBuiltin("link", netnsLink),
+	"route":  starlark.NewBuiltin("route", netnsRoute),
+	"sysctl": starlark.NewBuiltin("sysctl", netnsSysctl),
+}
+
+func (n *Netns) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "name":
+		return starlark.String(n.Name()), nil
+	}
+	if m, ok := netnsMethods[name]; ok {
+		return m.BindReceiver(n), nil
+	}
+	return nil, nil
+}
+
+func (n *Netns) AttrNames() []string {
+	names := []string{"name"}
+	for m := range netnsMethods {
+		names = append(names, m)
+	}
+	return names
+}
+
+// host() returns the namespace nsrun runs in: the machine's own, or the
+// sandbox's root under --sandbox.
+func host(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
+		return nil, err
+	}
+	return &Netns{name: kernel.Host}, nil
+}
+
+// netns(name, lo=True) creates a named network namespace and, unless
+// lo=False, brings its loopback up.
+//
+// Equivalent to: ip netns add $name; ip -n $name link set lo up
+func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var name nsName
+	lo := true
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "lo?", &lo); err != nil {
+		return nil, err
+	}
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	ns := string(name)
+	ino, err := rt.Kernel.NetnsAdd(ns)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("%s: a namespace named %q already exists; nsrun never adopts an object it did not create", b.Name(), ns)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: creating %q: %w", b.Name(), ns, err)
+	}
+	if err := rt.Record(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Ino: ino}); err != nil {
+		return nil, err
+	}
+	n := &Netns{name: ns}
+	if lo {
+		l := &Link{state: &linkState{ns: n, name: "lo", kind: "loopback"}}
+		if err := l.setUp(thread, rt, true); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+	}
+	return n, nil
+}
+
+// ns.link(name) returns a link that exists in the namespace, such as "lo".
+func netnsLink(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	n := b.Receiver().(*Netns)
+	var name ifName
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
+		return nil, err
+	}
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	info, err := rt.Kernel.LinkGet(n.name, string(name))
+	if errors.Is(err, kernel.ErrNotFound) {
+		return nil, fmt.Errorf("%s: there is no link %q in netns %q", b.Name(), name, n.Name())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return &Link{state: &linkState{ns: n, name: info.Name, kind: info.Kind, mac: info.MAC, up: info.Up, master: info.Master}}, nil
+}

@@ -1,0 +1,94 @@
+package builtins
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"go.starlark.net/starlark"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// ns.route(dst, via=, dev=, metric=) adds a route to the namespace's main
+// table: dst is a CIDR or "default". In host(), the route must go through a
+// link of the lab's own (dev=), so that the machine's routing is never
+// changed for traffic that is not the lab's.
+//
+// Equivalent to: ip -n $ns route add $dst via $via dev $dev metric $metric
+func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	n := b.Receiver().(*Netns)
+	var dst string
+	var via ipAddr
+	var devV starlark.Value = starlark.None
+	var metric int
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "via?", &via, "dev?", &devV, "metric?", &metric); err != nil {
+		return nil, err
+	}
+	r := kernel.Route{Via: netip.Addr(via), Metric: metric}
+	if metric < 0 {
+		return nil, fmt.Errorf("%s: for parameter metric: %d is negative", b.Name(), metric)
+	}
+	if dst == "default" {
+		r.Family = 4
+		if r.Via.Is6() {
+			r.Family = 6
+		}
+	} else {
+		p, err := parsePrefix(dst)
+		if err != nil {
+			return nil, fmt.Errorf("%s: for parameter dst: %v (or \"default\")", b.Name(), err)
+		}
+		if p != p.Masked() {
+			return nil, fmt.Errorf("%s: for parameter dst: %q has host bits set (did you mean %s?)", b.Name(), dst, p.Masked())
+		}
+		r.Dst, r.Family = p, 4
+		if p.Addr().Is6() {
+			r.Family = 6
+		}
+	}
+	if r.Via.IsValid() && (r.Via.Is6() != (r.Family == 6)) {
+		return nil, fmt.Errorf("%s: via %s and dst %s are of different address families", b.Name(), r.Via, dst)
+	}
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	switch d := devV.(type) {
+	case starlark.NoneType:
+	case *Link:
+		if d.ns() != n.name {
+			return nil, fmt.Errorf("%s: dev %q is in netns %q, not %q", b.Name(), d.state.name, d.state.ns.Name(), n.Name())
+		}
+		r.Dev = d.state.name
+	case starlark.String:
+		var name ifName
+		if err := name.Unpack(d); err != nil {
+			return nil, fmt.Errorf("%s: for parameter dev: %v", b.Name(), err)
+		}
+		r.Dev = string(name)
+	default:
+		return nil, fmt.Errorf("%s: for parameter dev: got %s, want link or string", b.Name(), devV.Type())
+	}
+	if !r.Via.IsValid() && r.Dev == "" {
+		return nil, fmt.Errorf("%s: a route needs via= or dev=", b.Name())
+	}
+	if n.name == kernel.Host && (r.Dev == "" || !rt.OwnsLink(n.name, r.Dev)) {
+		return nil, fmt.Errorf("%s: a route in the host namespace must use dev= a link this lab created; nsrun never changes the machine's own routing", b.Name())
+	}
+	if n.name != kernel.Host && !rt.OwnsNetns(n.name) {
+		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), n.Name())
+	}
+	if err := rt.Kernel.RouteAdd(n.name, r); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			err = errors.New("a route to that destination exists")
+		}
+		return nil, fmt.Errorf("%s: adding %s in netns %q: %w", b.Name(), r, n.Name(), err)
+	}
+	if err := rt.Record(thread, runtime.Step{Op: runtime.OpRoute, NS: n.name, Route: &r}); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
+}

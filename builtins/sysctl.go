@@ -1,0 +1,66 @@
+package builtins
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"go.starlark.net/starlark"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+var sysctlKey = regexp.MustCompile(`^net(\.[A-Za-z0-9_@-]+)+$`)
+
+// A per-device key: net.ipv4.conf.DEV.x, net.ipv6.conf.DEV.x, net.ipv4.neigh.DEV.x.
+var deviceKey = regexp.MustCompile(`^net\.ipv[46]\.(conf|neigh)\.([^.]+)\.`)
+
+// ns.sysctl(key, value) sets a network sysctl of the namespace and returns
+// the old value, which comes back on rollback and teardown. In host(), only
+// the per-device keys of the lab's own links may be set: the machine's own
+// settings are never changed.
+//
+// Equivalent to: ip netns exec $ns sysctl -w $key=$value
+func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	n := b.Receiver().(*Netns)
+	var key string
+	var value starlark.Value
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "key", &key, "value", &value); err != nil {
+		return nil, err
+	}
+	key = strings.ReplaceAll(key, "/", ".")
+	if !sysctlKey.MatchString(key) {
+		return nil, fmt.Errorf("%s: for parameter key: %q is not a network sysctl (want e.g. net.ipv4.ip_forward)", b.Name(), key)
+	}
+	val, ok := starlark.AsString(value)
+	if !ok {
+		if _, isInt := value.(starlark.Int); !isInt {
+			return nil, fmt.Errorf("%s: for parameter value: got %s, want string or int", b.Name(), value.Type())
+		}
+		val = value.String()
+	}
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	if n.name == kernel.Host {
+		m := deviceKey.FindStringSubmatch(key)
+		if m == nil || !rt.OwnsLink(kernel.Host, m[2]) {
+			return nil, fmt.Errorf("%s: %s is a setting of the machine; in host(), nsrun sets only the per-device keys of links this lab created", b.Name(), key)
+		}
+	} else if !rt.OwnsNetns(n.name) {
+		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), n.Name())
+	}
+	old, err := rt.Kernel.SysctlGet(n.name, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading %s in netns %q: %w", b.Name(), key, n.Name(), err)
+	}
+	if err := rt.Kernel.SysctlSet(n.name, key, val); err != nil {
+		return nil, fmt.Errorf("%s: setting %s=%s in netns %q: %w", b.Name(), key, val, n.Name(), err)
+	}
+	if err := rt.Record(thread, runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old}); err != nil {
+		return nil, err
+	}
+	return starlark.String(old), nil
+}

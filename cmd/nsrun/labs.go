@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+func cmdLs(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("ls", "", stderr)
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	labs, err := runtime.ListLabs(runtime.StateDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitFailed
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "LAB\tCHANGES\tSTARTED\tRECIPE")
+	for _, l := range labs {
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", l.Name, l.Steps, l.Started.Local().Format(time.DateTime), l.Recipe)
+	}
+	w.Flush()
+	return runtime.ExitOK
+}
+
+func cmdDown(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("down", "LAB...", stderr)
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "nsrun down: name the labs to remove (see `nsrun ls`)")
+		return runtime.ExitUsage
+	}
+	k := kernel.NewNetlink(runtime.NetnsDir)
+	defer k.Close()
+	code := runtime.ExitOK
+	for _, name := range fs.Args() {
+		lab, err := runtime.OpenLab(runtime.StateDir, name)
+		if err != nil {
+			fmt.Fprintf(stderr, "nsrun: %v\n", err)
+			code = max(code, runtime.ExitUsage)
+			continue
+		}
+		undone, failed := lab.Down(k)
+		if len(failed) > 0 {
+			fmt.Fprintf(stderr, "nsrun: lab %q: %d changes could not be undone:\n", name, len(failed))
+			for _, err := range failed {
+				fmt.Fprintf(stderr, "  %v\n", err)
+			}
+			code = runtime.ExitIncomplete
+			continue
+		}
+		fmt.Fprintf(stdout, "nsrun: removed lab %q (%d changes undone)\n", name, len(undone))
+	}
+	return code
+}

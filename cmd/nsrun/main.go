@@ -1,0 +1,96 @@
+// Command nsrun runs network recipes: Starlark programs that build Linux
+// network topologies in network namespaces, and roll them back.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/nsexec"
+)
+
+func main() {
+	nsexec.MaybeHelper()
+	os.Exit(doMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type command struct {
+	name, args, summary string
+	run                 func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"run", "[flags] RECIPE [ARGS...]", "run a recipe; on success its topology stays up as a lab", cmdRun},
+		{"ls", "", "list the labs that are up", cmdLs},
+		{"down", "LAB...", "remove labs, newest object first", cmdDown},
+		{"help", "[COMMAND]", "show help", cmdHelp},
+	}
+}
+
+func doMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return runtime.ExitUsage
+	}
+	switch args[0] {
+	case "-h", "--help":
+		usage(stdout)
+		return runtime.ExitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	if strings.HasPrefix(args[0], "-") || strings.HasSuffix(args[0], ".star") || fileExists(args[0]) {
+		return cmdRun(args, stdout, stderr) // `nsrun RECIPE` is `nsrun run RECIPE`
+	}
+	fmt.Fprintf(stderr, "nsrun: unknown command %q (see `nsrun help`)\n", args[0])
+	return runtime.ExitUsage
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir()
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `nsrun runs network recipes: Starlark programs whose builtins build Linux network
+topologies in network namespaces through netlink. A failed run rolls back
+everything it created, and never touches anything it did not create.
+
+Usage:
+  nsrun [flags] RECIPE [ARGS...]    same as nsrun run
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-36s %s\n", c.name+" "+c.args, c.summary)
+	}
+	fmt.Fprint(w, `
+Exit codes: 0 success; 1 the recipe failed and was rolled back; 2 usage or
+invalid input; 3 a rollback or teardown could not remove everything.
+
+Run 'nsrun help COMMAND' for a command's flags.
+`)
+}
+
+func cmdHelp(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stdout)
+		return runtime.ExitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run([]string{"--help"}, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "nsrun: unknown command %q\n", args[0])
+	return runtime.ExitUsage
+}

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nsrun/nsrun/builtins"
+	"github.com/nsrun/nsrun/recipes"
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
+)
+
+func newFlags(name, args string, stderr io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: nsrun %s %s\n", name, args)
+		if fs.HasFlags() {
+			fmt.Fprintf(fs.Output(), "\nFlags:\n%s", fs.FlagUsages())
+		}
+	}
+	return fs
+}
+
+// parse parses flags; done is true when the command should return code.
+func parse(fs *pflag.FlagSet, args []string, stdout io.Writer) (code int, done bool) {
+	err := fs.Parse(args)
+	if errors.Is(err, pflag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return runtime.ExitOK, true
+	}
+	if err != nil {
+		return runtime.ExitUsage, true
+	}
+	return 0, false
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", "[flags] RECIPE [ARGS...]", stderr)
+	fs.SetInterspersed(false) // what follows the recipe is the recipe's
+	name := fs.String("name", "", "name of the lab (default: the recipe's base name)")
+	rm := fs.Bool("rm", false, "remove the lab at the end, even on success")
+	keep := fs.Bool("keep-on-error", false, "leave a failed run's objects in place (still recorded: `nsrun down` removes them)")
+	sandbox := fs.Bool("sandbox", false, "run in a fresh network and mount namespace: nothing is visible to the machine, and all of it vanishes at exit")
+	verbose := fs.BoolP("verbose", "v", false, "print each change as it is made")
+	quiet := fs.BoolP("quiet", "q", false, "print only errors")
+	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "nsrun run: missing RECIPE")
+		fs.Usage()
+		return runtime.ExitUsage
+	}
+	recipe := fs.Arg(0)
+	if *sandbox && !nsexec.Sandboxed() {
+		code, err := nsexec.RunSandboxed()
+		if err != nil {
+			fmt.Fprintf(stderr, "nsrun: %v\n", err)
+			return runtime.ExitUsage
+		}
+		return code
+	}
+	if nsexec.Sandboxed() {
+		if err := enterSandbox(); err != nil {
+			fmt.Fprintf(stderr, "nsrun: setting up the sandbox: %v\n", err)
+			return runtime.ExitUsage
+		}
+		*rm = true // the sandbox vanishes at exit: tear down through the same undo path
+	}
+
+	ctx, stop := interruptible()
+	defer stop()
+	k := kernel.NewNetlink(runtime.NetnsDir)
+	defer k.Close()
+	return runtime.Run(ctx, runtime.RunOptions{
+		Recipe:      recipe,
+		Args:        fs.Args()[1:],
+		Lab:         *name,
+		Remove:      *rm,
+		KeepOnError: *keep,
+		StateDir:    runtime.StateDir,
+		Kernel:      k,
+		Interp:      newInterp(fs.Args()[1:], *libs),
+		Stdout:      stdout,
+		Stderr:      stderr,
+		Verbose:     *verbose,
+		Quiet:       *quiet,
+	})
+}
+
+func newInterp(argv, libs []string) *runtime.Interp {
+	if p := os.Getenv("NSRUN_PATH"); p != "" {
+		libs = append(libs, filepath.SplitList(p)...)
+	}
+	return &runtime.Interp{Predeclared: builtins.Predeclared(argv), Std: recipes.Std, Path: libs}
+}
+
+// enterSandbox makes this process's namespaces a sandbox: private
+// /run/netns, /run/nsrun and /sys, and a loopback that is up.
+func enterSandbox() error {
+	if err := nsexec.SetupSandbox(runtime.NetnsDir, runtime.StateDir); err != nil {
+		return err
+	}
+	k := kernel.NewNetlink(runtime.NetnsDir)
+	defer k.Close()
+	return k.LinkSetUp(kernel.Host, "lo", true)
+}
+
+// interruptible returns a context cancelled by SIGINT or SIGTERM, with the
+// signal as its cause. Later signals are absorbed: a rollback, once started,
+// finishes.
+func interruptible() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for s := range sigs {
+			cancel(fmt.Errorf("interrupted by %v", s))
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel(nil) }
+}

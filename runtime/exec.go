@@ -1,0 +1,119 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/nsrun/nsrun/runtime/nsexec"
+	"go.starlark.net/starlark"
+)
+
+// ExecResult is what a foreground command did.
+type ExecResult struct {
+	RC             int
+	Stdout, Stderr string
+	TimedOut       bool
+}
+
+// Exec runs argv in ns as `ip netns exec` would and waits for it, for at most
+// timeout: then its process group gets SIGTERM and, after StopGrace, SIGKILL.
+func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin string, timeout time.Duration) (ExecResult, error) {
+	cmd := nsexec.Command(ns, argv)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if stdin != "" {
+		cmd.Stdin = bytes.NewBufferString(stdin)
+	}
+	if err := rt.Kernel.Start(ns, cmd); err != nil {
+		return ExecResult{}, err
+	}
+	if cmd.Process == nil { // a recording kernel starts nothing
+		return ExecResult{}, nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var res ExecResult
+	var err error
+	select {
+	case err = <-done:
+	case <-timer.C:
+		res.TimedOut = true
+		err = endGroup(cmd.Process.Pid, done)
+	case <-ctx.Done():
+		endGroup(cmd.Process.Pid, done)
+		return ExecResult{}, context.Cause(ctx)
+	}
+	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		res.RC = exit.ExitCode()
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.RC = 128 + int(ws.Signal())
+		}
+	default:
+		return res, err
+	}
+	return res, nil
+}
+
+// endGroup ends a foreground command's process group and returns how the
+// command ended.
+func endGroup(pgid int, done <-chan error) error {
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(StopGrace):
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	return <-done
+}
+
+// Spawn starts argv in the background in ns, journals it, and returns its
+// pid. It is stopped at teardown and on rollback.
+func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string) (int, error) {
+	cmd := nsexec.Command(ns, argv)
+	if err := rt.Kernel.Start(ns, cmd); err != nil {
+		return 0, err
+	}
+	if cmd.Process == nil {
+		return 0, nil
+	}
+	pid := cmd.Process.Pid
+	start, err := startTime(pid)
+	if err != nil {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Wait()
+		return 0, fmt.Errorf("reading the start time of %d: %w", pid, err)
+	}
+	go cmd.Wait() // reap it, so a stopped process leaves no zombie
+	return pid, rt.Record(thread, Step{Op: OpProc, NS: ns, Name: argv[0], Pid: pid, Start: start})
+}
+
+// StopProcesses stops every background process of the run still running.
+func (rt *Runtime) StopProcesses() {
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == OpProc {
+			stopProcess(s.Pid, s.Start)
+		}
+	}
+}
+
+// StopProcess stops one background process of the run.
+func (rt *Runtime) StopProcess(pid int) error {
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == OpProc && s.Pid == pid {
+			return stopProcess(s.Pid, s.Start)
+		}
+	}
+	return fmt.Errorf("process %d was not started by this lab", pid)
+}

@@ -1,0 +1,167 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.starlark.net/resolve"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+// FileOptions are the dialect of recipes, for files and the REPL alike:
+// recipes build topologies in loops, so top-level control flow, while and
+// set are on. Recursion stays off, so every recipe terminates or hits the
+// step limit.
+var FileOptions = &syntax.FileOptions{
+	Set:             true,
+	While:           true,
+	TopLevelControl: true,
+	GlobalReassign:  true,
+}
+
+// StdPrefix names the standard library embedded in the binary.
+const StdPrefix = "@std//"
+
+// Interp executes recipe files and the libraries they load(), all on one
+// thread, so that everything a library creates lands in the same journal.
+type Interp struct {
+	Predeclared starlark.StringDict
+	Std         fs.FS    // the standard library (recipes/lib)
+	Path        []string // more library directories (-L, NSRUN_PATH)
+
+	cache map[string]*loaded
+}
+
+type loaded struct {
+	globals starlark.StringDict
+	err     error
+	done    bool
+}
+
+// NewThread returns a thread that runs on rt and prints to out.
+func (in *Interp) NewThread(name string, rt *Runtime, out io.Writer) *starlark.Thread {
+	thread := &starlark.Thread{
+		Name:  name,
+		Print: func(_ *starlark.Thread, msg string) { fmt.Fprintln(out, msg) },
+		Load:  in.load,
+	}
+	rt.Attach(thread)
+	return thread
+}
+
+// ExecFile executes the recipe at path and returns its globals.
+func (in *Interp) ExecFile(thread *starlark.Thread, path string) (starlark.StringDict, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		in.remember(abs, &loaded{}) // a library that loads the recipe is a cycle
+	}
+	return starlark.ExecFileOptions(FileOptions, thread, path, src, in.Predeclared)
+}
+
+func (in *Interp) remember(key string, l *loaded) {
+	if in.cache == nil {
+		in.cache = map[string]*loaded{}
+	}
+	in.cache[key] = l
+}
+
+// load resolves a module name against the loading file's directory, then
+// the standard library (@std//name.star) or the library path.
+func (in *Interp) load(thread *starlark.Thread, module string) (starlark.StringDict, error) {
+	from := thread.CallFrame(0).Pos.Filename()
+	key, read, err := in.resolve(from, module)
+	if err != nil {
+		return nil, err
+	}
+	if l, ok := in.cache[key]; ok {
+		if !l.done {
+			return nil, fmt.Errorf("cycle in load graph: %s loads %s, which is still loading", from, module)
+		}
+		return l.globals, l.err
+	}
+	l := &loaded{}
+	in.remember(key, l)
+	src, err := read()
+	if err == nil {
+		l.globals, err = starlark.ExecFileOptions(FileOptions, thread, key, src, in.Predeclared)
+	}
+	l.err, l.done = err, true
+	return l.globals, err
+}
+
+// resolve returns a module's canonical name (an absolute path, or
+// @std//name.star) and how to read it.
+func (in *Interp) resolve(from, module string) (string, func() ([]byte, error), error) {
+	if !strings.HasSuffix(module, ".star") {
+		return "", nil, fmt.Errorf("load(%q): a module name ends in .star", module)
+	}
+	std := func(name string) (string, func() ([]byte, error), error) {
+		name = filepath.ToSlash(filepath.Clean(name))
+		if in.Std == nil || !fs.ValidPath(name) {
+			return "", nil, fmt.Errorf("load(%q): no such module in the standard library", module)
+		}
+		if _, err := fs.Stat(in.Std, name); err != nil {
+			return "", nil, fmt.Errorf("load(%q): no such module in the standard library", module)
+		}
+		return StdPrefix + name, func() ([]byte, error) { return fs.ReadFile(in.Std, name) }, nil
+	}
+	if name, ok := strings.CutPrefix(module, StdPrefix); ok {
+		return std(name)
+	}
+	if name, ok := strings.CutPrefix(from, StdPrefix); ok && !filepath.IsAbs(module) {
+		return std(filepath.Join(filepath.Dir(name), module))
+	}
+	candidates := []string{module}
+	if !filepath.IsAbs(module) {
+		candidates = []string{filepath.Join(filepath.Dir(from), module)}
+		for _, dir := range in.Path {
+			candidates = append(candidates, filepath.Join(dir, module))
+		}
+	}
+	for _, c := range candidates {
+		abs, err := filepath.Abs(c)
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(abs); err == nil {
+			return abs, func() ([]byte, error) { return os.ReadFile(abs) }, nil
+		}
+	}
+	return "", nil, fmt.Errorf("load(%q): no such file (looked in %s)", module, strings.Join(candidates, ", "))
+}
+
+// Backtrace renders err as a person should see it: the innermost Starlark
+// traceback (load() wraps a library's error, and would hide its line), then
+// the message.
+func Backtrace(err error) string {
+	var inner *starlark.EvalError
+	for e := err; e != nil; {
+		var ev *starlark.EvalError
+		if !errors.As(e, &ev) {
+			break
+		}
+		inner = ev
+		e = ev.Unwrap()
+	}
+	if inner == nil {
+		return err.Error()
+	}
+	return inner.Backtrace()
+}
+
+// IsStatic reports whether err was found before the recipe ran: a missing
+// file, a syntax or name-resolution error.
+func IsStatic(err error) bool {
+	var serr syntax.Error
+	var rerr resolve.ErrorList
+	return errors.As(err, &serr) || errors.As(err, &rerr) || errors.Is(err, fs.ErrNotExist)
+}

@@ -1,0 +1,345 @@
+package runtime
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// A Step is one change a run made, with what its undo needs. Steps are plain
+// data, written to the lab's journal as they happen, so that another process
+// (`nsrun down`) can undo them.
+type Step struct {
+	Pos  string `json:"pos"`            // recipe file:line:col that made the change
+	Op   string `json:"op"`             // see undo
+	NS   string `json:"ns,omitempty"`   // namespace of the object ("" host)
+	Name string `json:"name,omitempty"` // netns, link or process name; sysctl key
+
+	Kind     string        `json:"kind,omitempty"`  // link kind
+	Ino      uint64        `json:"ino,omitempty"`   // netns inode
+	Alias    string        `json:"alias,omitempty"` // link ownership tag
+	PeerNS   string        `json:"peer_ns,omitempty"`
+	PeerName string        `json:"peer,omitempty"`
+	Addr     netip.Prefix  `json:"addr,omitzero"`
+	Route    *kernel.Route `json:"route,omitempty"`
+	Old      string        `json:"old,omitempty"` // the value before the change
+	New      string        `json:"new,omitempty"` // move: the namespace moved to
+	Pid      int           `json:"pid,omitempty"`
+	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
+}
+
+// The operations a step records.
+const (
+	OpNetns  = "netns"  // netns created
+	OpLink   = "link"   // link created (a veth: both ends)
+	OpUp     = "up"     // link set up or down; Old "up" or "down"
+	OpMaster = "master" // master set or cleared; Old is the previous master
+	OpMTU    = "mtu"
+	OpMAC    = "mac"
+	OpMove   = "move" // link moved from NS to New
+	OpAddr   = "addr"
+	OpRoute  = "route"
+	OpSysctl = "sysctl"
+	OpProc   = "proc" // background process started
+)
+
+// String names the object for a person: `veth "veth0"`, `address 10.0.0.1/24 on "veth1" in netns "blue"`.
+func (s Step) String() string {
+	in := ""
+	if s.NS != kernel.Host {
+		in = fmt.Sprintf(" in netns %q", s.NS)
+	}
+	switch s.Op {
+	case OpNetns:
+		return fmt.Sprintf("netns %q", s.Name)
+	case OpLink:
+		return fmt.Sprintf("%s %q%s", s.Kind, s.Name, in)
+	case OpAddr:
+		return fmt.Sprintf("address %s on %q%s", s.Addr, s.Name, in)
+	case OpRoute:
+		return fmt.Sprintf("route %s%s", s.Route, in)
+	case OpSysctl:
+		return fmt.Sprintf("sysctl %s%s", s.Name, in)
+	case OpProc:
+		return fmt.Sprintf("process %d (%s)%s", s.Pid, s.Name, in)
+	case OpMove:
+		return fmt.Sprintf("move of %q to netns %q", s.Name, s.New)
+	default:
+		return fmt.Sprintf("%s of %q%s", s.Op, s.Name, in)
+	}
+}
+
+// Journal is the LIFO of a run's steps, mirrored to a file as JSON lines.
+type Journal struct {
+	steps []Step
+	file  *os.File // nil: in memory only
+}
+
+// OpenJournal returns a journal that appends to path, or one kept in memory
+// if path is "".
+func OpenJournal(path string) (*Journal, error) {
+	if path == "" {
+		return &Journal{}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &Journal{file: f}, nil
+}
+
+// ReadJournal reads the steps of a journal file. A torn last line, left by a
+// process killed while writing it, is ignored.
+func ReadJournal(path string) ([]Step, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var steps []Step
+	r := bufio.NewReader(f)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err == io.EOF {
+			return steps, nil // a line without its newline is torn
+		}
+		if err != nil {
+			return steps, err
+		}
+		var s Step
+		if err := json.Unmarshal(line, &s); err != nil {
+			return steps, fmt.Errorf("%s: record %d: %w", path, len(steps)+1, err)
+		}
+		steps = append(steps, s)
+	}
+}
+
+// Add records a change that has been made.
+func (j *Journal) Add(s Step) error {
+	j.steps = append(j.steps, s)
+	if j.file == nil {
+		return nil
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	_, err = j.file.Write(append(b, '\n'))
+	return err
+}
+
+// Len is the number of steps; a mark for Rollback.
+func (j *Journal) Len() int { return len(j.steps) }
+
+// Steps returns the recorded steps, oldest first.
+func (j *Journal) Steps() []Step { return j.steps }
+
+// Close closes the journal file.
+func (j *Journal) Close() error {
+	if j.file == nil {
+		return nil
+	}
+	return j.file.Close()
+}
+
+// Rollback undoes the steps after mark and forgets them (rewriting the
+// file). It never stops at a failure: each is returned, and the step stays in
+// the journal so that a later `down` can try again.
+func (j *Journal) Rollback(k kernel.Kernel, mark int) (undone []Step, failed []error) {
+	undone, failedSteps, failed := Undo(k, j.steps[mark:])
+	j.steps = append(j.steps[:mark], failedSteps...)
+	if j.file != nil {
+		if err := j.rewrite(); err != nil {
+			failed = append(failed, fmt.Errorf("rewriting the journal: %w", err))
+		}
+	}
+	return undone, failed
+}
+
+func (j *Journal) rewrite() error {
+	if err := j.file.Truncate(0); err != nil {
+		return err
+	}
+	for _, s := range j.steps {
+		b, _ := json.Marshal(s)
+		if _, err := j.file.Write(append(b, '\n')); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Undo reverses steps, newest first, as cheaply as the kernel allows: a step
+// whose object dies with a namespace that is being deleted is not undone
+// one by one (deleting a device costs an RCU barrier; deleting its
+// namespace removes all of them together). Background processes are
+// stopped first, since they hold their namespaces alive.
+func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []error) {
+	m := moot(steps)
+	order := make([]int, 0, len(steps))
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].Op == OpProc {
+			order = append(order, i)
+		}
+	}
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].Op != OpProc {
+			order = append(order, i)
+		}
+	}
+	for _, i := range order {
+		s := steps[i]
+		if m.skip[i] {
+			undone = append(undone, s)
+			continue
+		}
+		if err := undo(k, s); err != nil {
+			failedSteps = append(failedSteps, s)
+			failed = append(failed, fmt.Errorf("%s (%s): %w", s, s.Pos, err))
+			continue
+		}
+		undone = append(undone, s)
+	}
+	for ns, names := range m.settle {
+		if err := k.Settle(ns, names); err != nil {
+			failed = append(failed, err)
+		}
+	}
+	return undone, failedSteps, failed
+}
+
+type mootness struct {
+	skip   map[int]bool        // steps whose undo the deletion of a namespace does
+	settle map[string][]string // links, by namespace, that die with a deleted one
+}
+
+// moot works out which steps a namespace deletion in the same set makes
+// unnecessary, following links as they move.
+func moot(steps []Step) mootness {
+	m := mootness{skip: map[int]bool{}, settle: map[string][]string{}}
+	deleted := map[string]bool{}
+	for _, s := range steps {
+		if s.Op == OpNetns {
+			deleted[s.Name] = true
+		}
+	}
+	type key struct{ ns, name string }
+	ids := map[key]int{}      // where each link is now -> its id
+	stepLink := map[int]int{} // step -> the link it is about
+	peer := map[int]int{}
+	next := 0
+	id := func(k key) int {
+		if v, ok := ids[k]; ok {
+			return v
+		}
+		next++
+		ids[k] = next
+		return next
+	}
+	for i, s := range steps {
+		switch s.Op {
+		case OpLink:
+			next++
+			a := next
+			ids[key{s.NS, s.Name}] = a
+			stepLink[i] = a
+			if s.PeerName != "" {
+				next++
+				ids[key{s.PeerNS, s.PeerName}] = next
+				peer[a], peer[next] = next, a
+			}
+		case OpMove:
+			l := id(key{s.NS, s.Name})
+			delete(ids, key{s.NS, s.Name})
+			ids[key{s.New, s.Name}] = l
+			stepLink[i] = l
+		case OpUp, OpMaster, OpMTU, OpMAC, OpAddr:
+			stepLink[i] = id(key{s.NS, s.Name})
+		}
+	}
+	where := map[int]key{}
+	for k, l := range ids {
+		where[l] = k
+	}
+	// A link dies with a namespace it or its veth peer ends up in.
+	dies := func(l int) bool {
+		if deleted[where[l].ns] {
+			return true
+		}
+		p, ok := peer[l]
+		return ok && deleted[where[p].ns]
+	}
+	for i, s := range steps {
+		switch s.Op {
+		case OpLink:
+			l := stepLink[i]
+			if !dies(l) {
+				continue
+			}
+			m.skip[i] = true
+			for _, end := range []int{l, peer[l]} {
+				if k, ok := where[end]; ok && end != 0 && !deleted[k.ns] {
+					m.settle[k.ns] = append(m.settle[k.ns], k.name)
+				}
+			}
+		case OpMove, OpUp, OpMaster, OpMTU, OpMAC, OpAddr:
+			m.skip[i] = deleted[s.NS] || dies(stepLink[i])
+		case OpRoute, OpSysctl:
+			m.skip[i] = deleted[s.NS]
+		}
+	}
+	return m
+}
+
+// undo reverses one step. Every undo is idempotent: what is already gone
+// counts as undone.
+func undo(k kernel.Kernel, s Step) error {
+	switch s.Op {
+	case OpNetns:
+		return k.NetnsDel(s.Name, s.Ino)
+	case OpLink:
+		return k.LinkDel(s.NS, s.Name, s.Alias)
+	case OpUp:
+		return ignoreGone(k.LinkSetUp(s.NS, s.Name, s.Old == "up"))
+	case OpMaster:
+		return ignoreGone(k.LinkSetMaster(s.NS, s.Name, s.Old))
+	case OpMTU:
+		mtu, err := strconv.Atoi(s.Old)
+		if err != nil {
+			return err
+		}
+		return ignoreGone(k.LinkSetMTU(s.NS, s.Name, mtu))
+	case OpMAC:
+		mac, err := net.ParseMAC(s.Old)
+		if err != nil {
+			return err
+		}
+		return ignoreGone(k.LinkSetMAC(s.NS, s.Name, mac))
+	case OpMove:
+		return ignoreGone(k.LinkMove(s.New, s.Name, s.NS))
+	case OpAddr:
+		return k.AddrDel(s.NS, s.Name, s.Addr)
+	case OpRoute:
+		return k.RouteDel(s.NS, *s.Route)
+	case OpSysctl:
+		return ignoreGone(k.SysctlSet(s.NS, s.Name, s.Old))
+	case OpProc:
+		return stopProcess(s.Pid, s.Start)
+	}
+	return fmt.Errorf("unknown journal operation %q", s.Op)
+}
+
+func ignoreGone(err error) error {
+	if errors.Is(err, kernel.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,141 @@
+// Package kernel is the narrow interface between nsrun's runtime and the
+// Linux kernel: every change a recipe makes goes through a Kernel. Netlink is
+// the real one; Recorder is a recording fake for validation, planning and
+// rollback-order tests.
+//
+// Namespaces are named as in /run/netns; Host ("") is the namespace nsrun
+// itself runs in (the sandbox's root under --sandbox).
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+)
+
+// Host names the namespace nsrun runs in.
+const Host = ""
+
+// RouteProtocol marks the routes nsrun adds (see /etc/iproute2/rt_protos),
+// so an undo removes only a route of its own.
+const RouteProtocol = 0x4e // 'N'
+
+// ErrNotFound is returned when a link, namespace or route does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrNotOurs is returned when an undo finds, in an object's place, something
+// that does not match what the lab created: it is left alone.
+var ErrNotOurs = errors.New("not created by this lab")
+
+// Kernel makes and inspects the objects of a lab.
+type Kernel interface {
+	NetnsAdd(name string) (ino uint64, err error)
+	// NetnsDel removes the namespace only if its inode is still ino.
+	NetnsDel(name string, ino uint64) error
+	NetnsExists(name string) (bool, error)
+
+	LinkAdd(s LinkSpec) error
+	LinkGet(ns, name string) (LinkInfo, error)
+	// LinkDel deletes the link only if it still carries the tag alias.
+	LinkDel(ns, name, alias string) error
+	LinkSetUp(ns, name string, up bool) error
+	LinkSetMaster(ns, name, master string) error // master "" detaches
+	LinkSetMTU(ns, name string, mtu int) error
+	LinkSetMAC(ns, name string, mac net.HardwareAddr) error
+	LinkSetAlias(ns, name, alias string) error
+	LinkMove(ns, name, to string) error
+
+	AddrAdd(ns, dev string, p netip.Prefix) error
+	AddrDel(ns, dev string, p netip.Prefix) error
+	RouteAdd(ns string, r Route) error
+	RouteDel(ns string, r Route) error
+
+	SysctlGet(ns, key string) (string, error)
+	SysctlSet(ns, key, value string) error
+
+	// Start starts cmd (from nsexec.Command) inside ns.
+	Start(ns string, cmd *exec.Cmd) error
+
+	// Settle waits until links that die with deleted namespaces (the
+	// host ends of their veths) are gone.
+	Settle(ns string, names []string) error
+	Close() error
+}
+
+// LinkSpec describes a link to create. The link is created directly in NS;
+// a veth's peer directly in PeerNS; a macvlan or vlan on Parent in ParentNS.
+type LinkSpec struct {
+	NS    string
+	Name  string
+	Kind  string // veth, bridge, macvlan, macvtap, vxlan, dummy, vlan
+	MAC   net.HardwareAddr
+	MTU   int
+	Alias string
+
+	PeerName string
+	PeerNS   string
+	PeerMAC  net.HardwareAddr
+
+	Parent   string
+	ParentNS string
+	Mode     string // macvlan: private, vepa, bridge, passthru
+	VlanID   int
+	VNI      int
+
+	STP bool
+}
+
+// LinkInfo is what the kernel says of a link.
+type LinkInfo struct {
+	NS     string
+	Name   string
+	Kind   string
+	Index  int
+	MAC    string
+	MTU    int
+	Up     bool
+	Master string
+	Alias  string
+
+	// kept by Recorder only
+	peer  [2]string
+	addrs []netip.Prefix
+}
+
+// Route is a route in the main table. A zero Dst is the default route of
+// Family (4 or 6).
+type Route struct {
+	Dst    netip.Prefix
+	Family int
+	Via    netip.Addr
+	Dev    string
+	Metric int
+}
+
+// String renders the route as `ip route` shows it.
+func (r Route) String() string {
+	s := "default"
+	if r.Dst.IsValid() {
+		s = r.Dst.String()
+	}
+	if r.Via.IsValid() {
+		s += " via " + r.Via.String()
+	}
+	if r.Dev != "" {
+		s += " dev " + r.Dev
+	}
+	if r.Metric != 0 {
+		s += fmt.Sprintf(" metric %d", r.Metric)
+	}
+	return s
+}
+
+// NSArg renders a namespace for messages and iproute2 commands.
+func NSArg(ns string) string {
+	if ns == Host {
+		return "host"
+	}
+	return ns
+}

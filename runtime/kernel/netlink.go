@@ -1,0 +1,465 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Netlink is the real kernel. It keeps one netlink handle per namespace for
+// the whole run: opening one costs a setns round trip.
+type Netlink struct {
+	Dir string // where named namespaces are pinned: /run/netns
+
+	mu      sync.Mutex
+	handles map[string]*netlink.Handle
+	fds     map[string]netns.NsHandle
+}
+
+// NewNetlink returns the real kernel, with namespaces pinned in dir.
+func NewNetlink(dir string) *Netlink {
+	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, fds: map[string]netns.NsHandle{}}
+}
+
+func (k *Netlink) path(ns string) string {
+	if ns == Host {
+		return ""
+	}
+	return filepath.Join(k.Dir, ns)
+}
+
+// fd returns an open descriptor of the namespace, cached.
+func (k *Netlink) fd(ns string) (netns.NsHandle, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if fd, ok := k.fds[ns]; ok {
+		return fd, nil
+	}
+	var fd netns.NsHandle
+	var err error
+	if ns == Host {
+		fd, err = netns.GetFromPath("/proc/self/ns/net")
+	} else {
+		fd, err = netns.GetFromPath(k.path(ns))
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return -1, fmt.Errorf("netns %q: %w", NSArg(ns), ErrNotFound)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("opening netns %q: %w", NSArg(ns), err)
+	}
+	k.fds[ns] = fd
+	return fd, nil
+}
+
+// h returns the namespace's netlink handle, made on first use.
+func (k *Netlink) h(ns string) (*netlink.Handle, error) {
+	k.mu.Lock()
+	h, ok := k.handles[ns]
+	k.mu.Unlock()
+	if ok {
+		return h, nil
+	}
+	var err error
+	if ns == Host {
+		h, err = netlink.NewHandle()
+	} else {
+		var fd netns.NsHandle
+		if fd, err = k.fd(ns); err != nil {
+			return nil, err
+		}
+		h, err = netlink.NewHandleAt(fd)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle for netns %q: %w", NSArg(ns), err)
+	}
+	k.mu.Lock()
+	k.handles[ns] = h
+	k.mu.Unlock()
+	return h, nil
+}
+
+// forget closes what the kernel keeps open for ns: an open handle would keep
+// a deleted namespace alive.
+func (k *Netlink) forget(ns string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if h, ok := k.handles[ns]; ok {
+		h.Close()
+		delete(k.handles, ns)
+	}
+	if fd, ok := k.fds[ns]; ok {
+		fd.Close()
+		delete(k.fds, ns)
+	}
+}
+
+// Close releases every handle.
+func (k *Netlink) Close() error {
+	k.mu.Lock()
+	names := make([]string, 0, len(k.handles)+len(k.fds))
+	for ns := range k.handles {
+		names = append(names, ns)
+	}
+	for ns := range k.fds {
+		names = append(names, ns)
+	}
+	k.mu.Unlock()
+	for _, ns := range names {
+		k.forget(ns)
+	}
+	return nil
+}
+
+func (k *Netlink) NetnsAdd(name string) (uint64, error) {
+	return nsexec.NewNamed(k.Dir, name)
+}
+
+func (k *Netlink) NetnsDel(name string, ino uint64) error {
+	k.forget(name)
+	return nsexec.DeleteNamed(k.Dir, name, ino)
+}
+
+func (k *Netlink) NetnsExists(name string) (bool, error) {
+	_, err := os.Lstat(filepath.Join(k.Dir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (k *Netlink) LinkAdd(s LinkSpec) error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = s.Name
+	attrs.HardwareAddr = s.MAC
+	attrs.MTU = s.MTU
+	var l netlink.Link
+	h, err := k.h(s.NS)
+	if err != nil {
+		return err
+	}
+	switch s.Kind {
+	case "veth":
+		peerFd, err := k.fd(s.PeerNS)
+		if err != nil {
+			return err
+		}
+		v := netlink.NewVeth(attrs)
+		v.PeerName, v.PeerHardwareAddr, v.PeerNamespace = s.PeerName, s.PeerMAC, netlink.NsFd(peerFd)
+		if s.MTU > 0 {
+			v.PeerMTU = uint32(s.MTU)
+		}
+		l = v
+	case "bridge":
+		l = &netlink.Bridge{LinkAttrs: attrs}
+	case "dummy":
+		l = &netlink.Dummy{LinkAttrs: attrs}
+	case "vxlan":
+		l = &netlink.Vxlan{LinkAttrs: attrs, VxlanId: s.VNI, Port: 4789}
+	case "macvlan", "macvtap", "vlan":
+		// Created in the parent's namespace, where its index means
+		// something, and placed in s.NS by the same request.
+		ph, err := k.h(s.ParentNS)
+		if err != nil {
+			return err
+		}
+		parent, err := ph.LinkByName(s.Parent)
+		if err != nil {
+			return fmt.Errorf("parent %q in netns %q: %w", s.Parent, NSArg(s.ParentNS), notFound(err))
+		}
+		attrs.ParentIndex = parent.Attrs().Index
+		if s.NS != s.ParentNS {
+			fd, err := k.fd(s.NS)
+			if err != nil {
+				return err
+			}
+			attrs.Namespace = netlink.NsFd(fd)
+		}
+		h = ph
+		switch s.Kind {
+		case "macvlan":
+			l = &netlink.Macvlan{LinkAttrs: attrs, Mode: macvlanModes[s.Mode]}
+		case "macvtap":
+			l = &netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: attrs, Mode: macvlanModes[s.Mode]}}
+		case "vlan":
+			l = &netlink.Vlan{LinkAttrs: attrs, VlanId: s.VlanID}
+		}
+	default:
+		return fmt.Errorf("unknown link kind %q", s.Kind)
+	}
+	if err := h.LinkAdd(l); err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			return fmt.Errorf("the kernel has no '%s' link type", s.Kind)
+		}
+		return err
+	}
+	if s.Alias != "" {
+		if err := k.LinkSetAlias(s.NS, s.Name, s.Alias); err != nil {
+			return err
+		}
+		if s.Kind == "veth" {
+			return k.LinkSetAlias(s.PeerNS, s.PeerName, s.Alias)
+		}
+	}
+	return nil
+}
+
+var macvlanModes = map[string]netlink.MacvlanMode{
+	"private":  netlink.MACVLAN_MODE_PRIVATE,
+	"vepa":     netlink.MACVLAN_MODE_VEPA,
+	"bridge":   netlink.MACVLAN_MODE_BRIDGE,
+	"passthru": netlink.MACVLAN_MODE_PASSTHRU,
+}
+
+func notFound(err error) error {
+	var lnf netlink.LinkNotFoundError
+	if errors.As(err, &lnf) || errors.Is(err, unix.ENODEV) {
+		return ErrNotFound
+	}
+	return err
+}
+
+func (k *Netlink) link(ns, name string) (*netlink.Handle, netlink.Link, error) {
+	h, err := k.h(ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("link %q in netns %q: %w", name, NSArg(ns), notFound(err))
+	}
+	return h, l, nil
+}
+
+func (k *Netlink) LinkGet(ns, name string) (LinkInfo, error) {
+	h, l, err := k.link(ns, name)
+	if err != nil {
+		return LinkInfo{}, err
+	}
+	a := l.Attrs()
+	info := LinkInfo{
+		NS: ns, Name: a.Name, Kind: l.Type(), Index: a.Index, MAC: a.HardwareAddr.String(),
+		MTU: a.MTU, Up: a.Flags&net.FlagUp != 0, Alias: a.Alias,
+	}
+	if a.MasterIndex != 0 {
+		if m, err := h.LinkByIndex(a.MasterIndex); err == nil {
+			info.Master = m.Attrs().Name
+		}
+	}
+	return info, nil
+}
+
+func (k *Netlink) LinkDel(ns, name, alias string) error {
+	h, l, err := k.link(ns, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil // already gone: an undo is idempotent
+	}
+	if err != nil {
+		return err
+	}
+	if l.Attrs().Alias != alias {
+		return fmt.Errorf("link %q in netns %q has tag %q, not %q: %w", name, NSArg(ns), l.Attrs().Alias, alias, ErrNotOurs)
+	}
+	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	return nil
+}
+
+func (k *Netlink) LinkSetUp(ns, name string, up bool) error {
+	h, l, err := k.link(ns, name)
+	if err != nil {
+		return err
+	}
+	if up {
+		return h.LinkSetUp(l)
+	}
+	return h.LinkSetDown(l)
+}
+
+func (k *Netlink) LinkSetMaster(ns, name, master string) error {
+	h, l, err := k.link(ns, name)
+	if err != nil {
+		return err
+	}
+	if master == "" {
+		return h.LinkSetNoMaster(l)
+	}
+	_, m, err := k.link(ns, master)
+	if err != nil {
+		return err
+	}
+	err = h.LinkSetMasterByIndex(l, m.Attrs().Index)
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EMLINK) {
+		return fmt.Errorf("bridge %q cannot take another port (a Linux bridge holds at most 1023): %w", master, err)
+	}
+	return err
+}
+
+func (k *Netlink) LinkSetMTU(ns, name string, mtu int) error {
+	h, l, err := k.link(ns, name)
+	if err != nil {
+		return err
+	}
+	return h.LinkSetMTU(l, mtu)
+}
+
+func (k *Netlink) LinkSetMAC(ns, name string, mac net.HardwareAddr) error {
+	h, l, err := k.link(ns, name)
+	if err != nil {
+		return err
+	}
+	return h.LinkSetHardwareAddr(l, mac)
+}
+
+func (k *Netlink) LinkSetAlias(ns, name, alias string) error {
+	h, l, err := k.link(ns, name)
+	if err != nil {
+		return err
+	}
+	return h.LinkSetAlias(l, alias)
+}
+
+func (k *Netlink) LinkMove(ns, name, to string) error {
+	h, l, err := k.link(ns, name)
+	if err != nil {
+		return err
+	}
+	fd, err := k.fd(to)
+	if err != nil {
+		return err
+	}
+	return h.LinkSetNsFd(l, int(fd))
+}
+
+func nlAddr(p netip.Prefix) *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+}
+
+func (k *Netlink) AddrAdd(ns, dev string, p netip.Prefix) error {
+	h, l, err := k.link(ns, dev)
+	if err != nil {
+		return err
+	}
+	return h.AddrAdd(l, nlAddr(p))
+}
+
+func (k *Netlink) AddrDel(ns, dev string, p netip.Prefix) error {
+	h, l, err := k.link(ns, dev)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := h.AddrDel(l, nlAddr(p)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return err
+	}
+	return nil
+}
+
+func (k *Netlink) nlRoute(ns string, r Route) (*netlink.Handle, *netlink.Route, error) {
+	h, err := k.h(ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	nr := &netlink.Route{Protocol: RouteProtocol, Priority: r.Metric, Family: unix.AF_INET}
+	if r.Family == 6 {
+		nr.Family = unix.AF_INET6
+	}
+	if r.Dst.IsValid() {
+		nr.Dst = nlAddr(r.Dst.Masked()).IPNet
+	}
+	if r.Via.IsValid() {
+		nr.Gw = r.Via.AsSlice()
+	}
+	if r.Dev != "" {
+		l, err := h.LinkByName(r.Dev)
+		if err != nil {
+			return nil, nil, fmt.Errorf("link %q in netns %q: %w", r.Dev, NSArg(ns), notFound(err))
+		}
+		nr.LinkIndex = l.Attrs().Index
+	}
+	return h, nr, nil
+}
+
+func (k *Netlink) RouteAdd(ns string, r Route) error {
+	h, nr, err := k.nlRoute(ns, r)
+	if err != nil {
+		return err
+	}
+	return h.RouteAdd(nr)
+}
+
+func (k *Netlink) RouteDel(ns string, r Route) error {
+	h, nr, err := k.nlRoute(ns, r)
+	if errors.Is(err, ErrNotFound) {
+		return nil // its device is gone, and the route with it
+	}
+	if err != nil {
+		return err
+	}
+	if err := h.RouteDel(nr); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+func sysctlPath(key string) string {
+	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+}
+
+func (k *Netlink) SysctlGet(ns, key string) (string, error) {
+	var v []byte
+	err := nsexec.Do(k.path(ns), func() (err error) {
+		v, err = os.ReadFile(sysctlPath(key))
+		return err
+	})
+	return strings.TrimSpace(string(v)), err
+}
+
+func (k *Netlink) SysctlSet(ns, key, value string) error {
+	return nsexec.Do(k.path(ns), func() error {
+		return os.WriteFile(sysctlPath(key), []byte(value), 0o644)
+	})
+}
+
+func (k *Netlink) Start(ns string, cmd *exec.Cmd) error {
+	return nsexec.Start(k.path(ns), cmd)
+}
+
+// Settle waits, for at most ten seconds, until none of the named links is
+// left in ns: the kernel frees a deleted namespace, and the veths with an end
+// in it, asynchronously.
+func (k *Netlink) Settle(ns string, names []string) error {
+	h, err := k.h(ns)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, name := range names {
+		for {
+			_, err := h.LinkByName(name)
+			if notFound(err) == ErrNotFound {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("link %q in netns %q is still there after its namespace was deleted", name, NSArg(ns))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,345 @@
+package kernel
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Recorder is a Kernel that changes nothing: it keeps a model of the objects
+// a run made, so that lookups and collisions behave as the kernel's would,
+// and logs every change as the equivalent iproute2 command. FailAt makes the
+// n-th change (counting from 1) fail, for rollback tests.
+type Recorder struct {
+	Log    []string
+	FailAt int
+
+	changes int
+	netns   map[string]uint64
+	links   map[[2]string]*LinkInfo
+	sysctl  map[[2]string]string
+	nextIno uint64
+}
+
+// NewRecorder returns an empty recorder; the host namespace has lo.
+func NewRecorder() *Recorder {
+	r := &Recorder{netns: map[string]uint64{}, links: map[[2]string]*LinkInfo{}, sysctl: map[[2]string]string{}, nextIno: 4026532000}
+	r.links[[2]string{Host, "lo"}] = &LinkInfo{Name: "lo", Kind: "loopback", Up: true, MTU: 65536, MAC: "00:00:00:00:00:00"}
+	return r
+}
+
+func (r *Recorder) change(format string, args ...any) error {
+	r.changes++
+	if r.changes == r.FailAt {
+		return fmt.Errorf("injected failure at change %d", r.changes)
+	}
+	r.Log = append(r.Log, fmt.Sprintf(format, args...))
+	return nil
+}
+
+func ipn(ns string) string {
+	if ns == Host {
+		return "ip"
+	}
+	return "ip -n " + ns
+}
+
+func (r *Recorder) NetnsAdd(name string) (uint64, error) {
+	if _, ok := r.netns[name]; ok {
+		return 0, unix.EEXIST
+	}
+	if err := r.change("ip netns add %s", name); err != nil {
+		return 0, err
+	}
+	r.nextIno++
+	r.netns[name] = r.nextIno
+	r.links[[2]string{name, "lo"}] = &LinkInfo{NS: name, Name: "lo", Kind: "loopback", MTU: 65536, MAC: "00:00:00:00:00:00"}
+	return r.nextIno, nil
+}
+
+func (r *Recorder) NetnsDel(name string, ino uint64) error {
+	if got, ok := r.netns[name]; !ok || got != ino {
+		return nil
+	}
+	if err := r.change("ip netns del %s", name); err != nil {
+		return err
+	}
+	delete(r.netns, name)
+	for key := range r.links {
+		if key[0] == name {
+			r.dropLink(key)
+		}
+	}
+	return nil
+}
+
+func (r *Recorder) NetnsExists(name string) (bool, error) {
+	_, ok := r.netns[name]
+	return ok, nil
+}
+
+func (r *Recorder) hasNS(ns string) error {
+	if _, ok := r.netns[ns]; ns != Host && !ok {
+		return fmt.Errorf("netns %q: %w", ns, ErrNotFound)
+	}
+	return nil
+}
+
+func (r *Recorder) LinkAdd(s LinkSpec) error {
+	for _, ns := range []string{s.NS, s.PeerNS, s.ParentNS} {
+		if err := r.hasNS(ns); err != nil {
+			return err
+		}
+	}
+	if _, ok := r.links[[2]string{s.NS, s.Name}]; ok {
+		return unix.EEXIST
+	}
+	var cmd string
+	switch s.Kind {
+	case "veth":
+		if _, ok := r.links[[2]string{s.PeerNS, s.PeerName}]; ok {
+			return unix.EEXIST
+		}
+		cmd = fmt.Sprintf("%s link add %s type veth peer name %s", ipn(s.NS), s.Name, s.PeerName)
+		if s.PeerNS != s.NS {
+			cmd += " netns " + NSArg(s.PeerNS)
+		}
+	case "macvlan", "macvtap", "vlan":
+		if _, ok := r.links[[2]string{s.ParentNS, s.Parent}]; !ok {
+			return fmt.Errorf("parent %q in netns %q: %w", s.Parent, NSArg(s.ParentNS), ErrNotFound)
+		}
+		cmd = fmt.Sprintf("%s link add %s link %s", ipn(s.ParentNS), s.Name, s.Parent)
+		if s.NS != s.ParentNS {
+			cmd += " netns " + NSArg(s.NS)
+		}
+		switch s.Kind {
+		case "vlan":
+			cmd += fmt.Sprintf(" type vlan id %d", s.VlanID)
+		default:
+			cmd += fmt.Sprintf(" type %s mode %s", s.Kind, s.Mode)
+		}
+	default:
+		cmd = fmt.Sprintf("%s link add %s type %s", ipn(s.NS), s.Name, s.Kind)
+	}
+	if s.MAC != nil {
+		cmd += " address " + s.MAC.String()
+	}
+	if s.MTU > 0 {
+		cmd += fmt.Sprintf(" mtu %d", s.MTU)
+	}
+	if err := r.change("%s", cmd); err != nil {
+		return err
+	}
+	r.links[[2]string{s.NS, s.Name}] = &LinkInfo{NS: s.NS, Name: s.Name, Kind: s.Kind, MAC: s.MAC.String(), MTU: mtuOr(s.MTU), Alias: s.Alias}
+	if s.Kind == "veth" {
+		r.links[[2]string{s.PeerNS, s.PeerName}] = &LinkInfo{NS: s.PeerNS, Name: s.PeerName, Kind: s.Kind, MAC: s.PeerMAC.String(), MTU: mtuOr(s.MTU), Alias: s.Alias, peer: [2]string{s.NS, s.Name}}
+		r.links[[2]string{s.NS, s.Name}].peer = [2]string{s.PeerNS, s.PeerName}
+	}
+	return nil
+}
+
+func mtuOr(mtu int) int {
+	if mtu == 0 {
+		return 1500
+	}
+	return mtu
+}
+
+// dropLink removes a link from the model, with its veth peer.
+func (r *Recorder) dropLink(key [2]string) {
+	if l, ok := r.links[key]; ok {
+		delete(r.links, key)
+		if l.peer != ([2]string{}) {
+			delete(r.links, l.peer)
+		}
+	}
+}
+
+func (r *Recorder) get(ns, name string) (*LinkInfo, error) {
+	if err := r.hasNS(ns); err != nil {
+		return nil, err
+	}
+	l, ok := r.links[[2]string{ns, name}]
+	if !ok {
+		return nil, fmt.Errorf("link %q in netns %q: %w", name, NSArg(ns), ErrNotFound)
+	}
+	return l, nil
+}
+
+func (r *Recorder) LinkGet(ns, name string) (LinkInfo, error) {
+	l, err := r.get(ns, name)
+	if err != nil {
+		return LinkInfo{}, err
+	}
+	return *l, nil
+}
+
+func (r *Recorder) LinkDel(ns, name, alias string) error {
+	l, err := r.get(ns, name)
+	if err != nil {
+		return nil
+	}
+	if l.Alias != alias {
+		return fmt.Errorf("link %q in netns %q: %w", name, NSArg(ns), ErrNotOurs)
+	}
+	if err := r.change("%s link del %s", ipn(ns), name); err != nil {
+		return err
+	}
+	r.dropLink([2]string{ns, name})
+	return nil
+}
+
+func (r *Recorder) set(ns, name, what string, apply func(*LinkInfo)) error {
+	l, err := r.get(ns, name)
+	if err != nil {
+		return err
+	}
+	if err := r.change("%s link set %s %s", ipn(ns), name, what); err != nil {
+		return err
+	}
+	apply(l)
+	return nil
+}
+
+func (r *Recorder) LinkSetUp(ns, name string, up bool) error {
+	state := map[bool]string{true: "up", false: "down"}[up]
+	return r.set(ns, name, state, func(l *LinkInfo) { l.Up = up })
+}
+
+func (r *Recorder) LinkSetMaster(ns, name, master string) error {
+	if master == "" {
+		return r.set(ns, name, "nomaster", func(l *LinkInfo) { l.Master = "" })
+	}
+	if _, err := r.get(ns, master); err != nil {
+		return err
+	}
+	return r.set(ns, name, "master "+master, func(l *LinkInfo) { l.Master = master })
+}
+
+func (r *Recorder) LinkSetMTU(ns, name string, mtu int) error {
+	return r.set(ns, name, fmt.Sprintf("mtu %d", mtu), func(l *LinkInfo) { l.MTU = mtu })
+}
+
+func (r *Recorder) LinkSetMAC(ns, name string, mac net.HardwareAddr) error {
+	return r.set(ns, name, "address "+mac.String(), func(l *LinkInfo) { l.MAC = mac.String() })
+}
+
+func (r *Recorder) LinkSetAlias(ns, name, alias string) error {
+	l, err := r.get(ns, name)
+	if err != nil {
+		return err
+	}
+	l.Alias = alias // a tag, not a change a user asked for: not logged
+	return nil
+}
+
+func (r *Recorder) LinkMove(ns, name, to string) error {
+	l, err := r.get(ns, name)
+	if err != nil {
+		return err
+	}
+	if err := r.hasNS(to); err != nil {
+		return err
+	}
+	if _, ok := r.links[[2]string{to, name}]; ok {
+		return unix.EEXIST
+	}
+	if err := r.change("%s link set %s netns %s", ipn(ns), name, NSArg(to)); err != nil {
+		return err
+	}
+	delete(r.links, [2]string{ns, name})
+	l.NS, l.Master = to, ""
+	r.links[[2]string{to, name}] = l
+	if l.peer != ([2]string{}) {
+		r.links[l.peer].peer = [2]string{to, name}
+	}
+	return nil
+}
+
+func (r *Recorder) AddrAdd(ns, dev string, p netip.Prefix) error {
+	l, err := r.get(ns, dev)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(l.addrs, p) {
+		return unix.EEXIST
+	}
+	if err := r.change("%s addr add %s dev %s", ipn(ns), p, dev); err != nil {
+		return err
+	}
+	l.addrs = append(l.addrs, p)
+	return nil
+}
+
+func (r *Recorder) AddrDel(ns, dev string, p netip.Prefix) error {
+	l, err := r.get(ns, dev)
+	if err != nil {
+		return nil
+	}
+	if err := r.change("%s addr del %s dev %s", ipn(ns), p, dev); err != nil {
+		return err
+	}
+	l.addrs = slices.DeleteFunc(l.addrs, func(q netip.Prefix) bool { return q == p })
+	return nil
+}
+
+func (r *Recorder) RouteAdd(ns string, rt Route) error {
+	if err := r.hasNS(ns); err != nil {
+		return err
+	}
+	if rt.Dev != "" {
+		if _, err := r.get(ns, rt.Dev); err != nil {
+			return err
+		}
+	}
+	return r.change("%s route add %s", ipn(ns), rt)
+}
+
+func (r *Recorder) RouteDel(ns string, rt Route) error {
+	if r.hasNS(ns) != nil {
+		return nil
+	}
+	return r.change("%s route del %s", ipn(ns), rt)
+}
+
+func (r *Recorder) SysctlGet(ns, key string) (string, error) {
+	if err := r.hasNS(ns); err != nil {
+		return "", err
+	}
+	if v, ok := r.sysctl[[2]string{ns, key}]; ok {
+		return v, nil
+	}
+	return "0", nil
+}
+
+func (r *Recorder) SysctlSet(ns, key, value string) error {
+	if err := r.hasNS(ns); err != nil {
+		return err
+	}
+	prefix := "sysctl"
+	if ns != Host {
+		prefix = "ip netns exec " + ns + " sysctl"
+	}
+	if err := r.change("%s -w %s=%s", prefix, key, value); err != nil {
+		return err
+	}
+	r.sysctl[[2]string{ns, key}] = value
+	return nil
+}
+
+func (r *Recorder) Start(ns string, cmd *exec.Cmd) error {
+	prefix := ""
+	if ns != Host {
+		prefix = "ip netns exec " + ns + " "
+	}
+	r.Log = append(r.Log, "# "+prefix+strings.Join(cmd.Args[1:], " "))
+	return nil
+}
+
+func (r *Recorder) Settle(string, []string) error { return nil }
+func (r *Recorder) Close() error                  { return nil }

@@ -1,0 +1,114 @@
+package nsexec
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The binary re-executes itself as a small helper to do what `ip netns exec`
+// does beyond entering the network namespace: that part needs a process of its
+// own (a private mount namespace cannot be entered by one thread of a Go
+// program). The helper is selected by an environment variable, so that it
+// works the same from the nsrun binary and from a test binary.
+const helperEnv = "NSRUN_NSEXEC_HELPER"
+
+// MaybeHelper runs the helper and never returns if this process was started
+// as one. Call it first thing in main and in TestMain.
+func MaybeHelper() {
+	name, ok := os.LookupEnv(helperEnv)
+	if !ok {
+		return
+	}
+	os.Unsetenv(helperEnv)
+	if err := helper(name, os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "nsrun: exec in netns %q: %v\n", name, err)
+		os.Exit(127)
+	}
+}
+
+// Command returns a command that runs argv as `ip netns exec NAME argv...`
+// would: in the network namespace the returned command is started from (see
+// Start), in a private mount namespace with /sys showing that network
+// namespace, and with the files of /etc/netns/NAME bound over /etc. An empty
+// name means the process's own namespace: then only the mount namespace is
+// private.
+func Command(name string, argv []string) *exec.Cmd {
+	cmd := exec.Command("/proc/self/exe", argv...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+name)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWNS,
+		Setpgid:    true, // one group per command: teardown signals it whole
+	}
+	return cmd
+}
+
+// Start starts cmd inside the network namespace at path ("" for the process's
+// own); the child inherits the namespace of the thread that forks it.
+func Start(path string, cmd *exec.Cmd) error {
+	return Do(path, cmd.Start)
+}
+
+func helper(name string, argv []string) error {
+	if len(argv) == 0 {
+		return fmt.Errorf("no command")
+	}
+	// Our mounts must not propagate back to the parent mount namespace.
+	if err := unix.Mount("", "/", "none", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("making / a slave mount: %w", err)
+	}
+	if err := remountSys(); err != nil {
+		return err
+	}
+	if name != "" {
+		if err := bindEtc(name); err != nil {
+			return err
+		}
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	return unix.Exec(path, argv, os.Environ())
+}
+
+// remountSys mounts a sysfs that shows the current network namespace's
+// devices over /sys, as ip netns exec does.
+func remountSys() error {
+	var flags uintptr
+	var st unix.Statfs_t
+	if unix.Statfs("/sys", &st) == nil && st.Flags&unix.ST_RDONLY != 0 {
+		flags = unix.MS_RDONLY
+	}
+	if err := unix.Unmount("/sys", unix.MNT_DETACH); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("unmounting /sys: %w", err)
+	}
+	if err := unix.Mount("sysfs", "/sys", "sysfs", flags, ""); err != nil {
+		return fmt.Errorf("mounting sysfs: %w", err)
+	}
+	return nil
+}
+
+// bindEtc binds every file of /etc/netns/NAME over the same name in /etc.
+func bindEtc(name string) error {
+	dir := filepath.Join("/etc/netns", name)
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		src := filepath.Join(dir, e.Name())
+		dst := filepath.Join("/etc", e.Name())
+		if err := unix.Mount(src, dst, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("binding %s over %s: %w", src, dst, err)
+		}
+	}
+	return nil
+}

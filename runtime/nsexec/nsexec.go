@@ -1,0 +1,155 @@
+// Package nsexec is the only package of nsrun that locks OS threads, enters
+// namespaces or re-executes the binary as a helper. Everything else names a
+// namespace by its path and asks this package to do the work there.
+package nsexec
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// Do runs fn on a fresh OS thread that has entered the network namespace at
+// path; an empty path means the namespace the process started in. Shaped like
+// the CNI plugins' ns.Do: the thread is unlocked, and so returned to Go's pool,
+// only if it provably got back to its original namespace; otherwise it dies
+// with its goroutine.
+func Do(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening netns %s: %w", path, err)
+	}
+	defer unix.Close(target)
+
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("opening current netns: %w", err)
+			return // the thread stays locked and dies: harmless
+		}
+		defer unix.Close(orig)
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("entering netns %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("returning from netns %s: %w", path, err))
+			return // still locked: the thread is discarded
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+func threadNetns() string {
+	return fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+}
+
+// NewNamed creates a network namespace and pins it at dir/name, as
+// `ip netns add` does, and returns its inode, which identifies it for as long
+// as it lives. The calling thread never changes namespace.
+func NewNamed(dir, name string) (ino uint64, err error) {
+	if err := prepareNetnsDir(dir); err != nil {
+		return 0, err
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return 0, err
+	}
+	f.Close()
+	defer func() {
+		if err != nil {
+			os.Remove(path)
+		}
+	}()
+
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		merr := unix.Mount(threadNetns(), path, "none", unix.MS_BIND, "")
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(merr, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- merr
+	}()
+	if err := <-errc; err != nil {
+		return 0, fmt.Errorf("binding %s: %w", path, err)
+	}
+	return Inode(path)
+}
+
+// Inode returns the inode of the namespace pinned at path.
+func Inode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// DeleteNamed unpins the namespace at dir/name, as `ip netns del` does, but
+// only if it is still the namespace with inode ino: a namespace someone else
+// pinned under the same name is left alone. A namespace already gone is not
+// an error. The kernel frees it once nothing else holds it.
+func DeleteNamed(dir, name string, ino uint64) error {
+	path := filepath.Join(dir, name)
+	got, err := Inode(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if got != ino {
+		return fmt.Errorf("%s is not the namespace this lab created (inode %d, want %d); left alone", path, got, ino)
+	}
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmounting %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// prepareNetnsDir makes dir a shared mount point, as iproute2 does, so that
+// namespaces pinned there are visible in mount namespaces made later (those
+// of `ip netns exec` and of exec_in) and the other way round.
+func prepareNetnsDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, ""); err == nil {
+		return nil
+	}
+	if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s: %w", dir, err)
+	}
+	return unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+}

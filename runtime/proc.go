@@ -1,0 +1,71 @@
+package runtime
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// startTime returns a process's start time in clock ticks since boot, which
+// together with its pid identifies it: a pid can be reused, the pair cannot.
+func startTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may contain spaces: skip past it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	fields := bytes.Fields(b[i+1:])
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return strconv.ParseUint(string(fields[19]), 10, 64)
+}
+
+// StopGrace is how long a process group has to end after SIGTERM before it
+// gets SIGKILL.
+const StopGrace = 2 * time.Second
+
+// stopProcess ends the process group led by pid, if pid is still the process
+// that started at start: SIGTERM, a grace period, then SIGKILL.
+func stopProcess(pid int, start uint64) error {
+	if got, err := startTime(pid); err != nil || got != start {
+		// Gone, or the pid now belongs to someone else. Its group may
+		// outlive it; only a group we can prove is ours is signalled.
+		return nil
+	}
+	if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return err
+	}
+	if waitGroupGone(pid, StopGrace) {
+		return nil
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	if waitGroupGone(pid, StopGrace) {
+		return nil
+	}
+	return fmt.Errorf("process group %d did not end", pid)
+}
+
+func waitGroupGone(pgid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

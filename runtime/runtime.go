@@ -1,0 +1,143 @@
+// Package runtime is nsrun's engine: a Runtime holds the state of one run —
+// its lab, kernel, journal and the objects it owns — and executes recipes.
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"go.starlark.net/starlark"
+)
+
+// Runtime is the state of one run.
+type Runtime struct {
+	Lab     string
+	Kernel  kernel.Kernel
+	Journal *Journal
+	Out     io.Writer // where print() writes
+	Argv    []string  // the recipe's arguments
+
+	Log io.Writer       // for -v; nil: quiet
+	Ctx context.Context // cancelled on SIGINT/SIGTERM
+
+	mu    sync.Mutex
+	netns map[string]bool    // namespaces this run created
+	links map[[2]string]bool // links this run created, where they are now
+}
+
+// New returns a runtime for lab on kernel k.
+func New(lab string, k kernel.Kernel, j *Journal) *Runtime {
+	return &Runtime{
+		Lab: lab, Kernel: k, Journal: j,
+		netns: map[string]bool{}, links: map[[2]string]bool{},
+		Ctx: context.Background(),
+	}
+}
+
+const threadKey = "nsrun.runtime"
+
+// Attach makes rt the runtime of thread's builtins.
+func (rt *Runtime) Attach(thread *starlark.Thread) { thread.SetLocal(threadKey, rt) }
+
+// FromThread returns the runtime of a builtin's thread.
+func FromThread(thread *starlark.Thread) (*Runtime, error) {
+	if rt, ok := thread.Local(threadKey).(*Runtime); ok {
+		return rt, nil
+	}
+	return nil, fmt.Errorf("internal error: no nsrun runtime on this thread")
+}
+
+// Tag is the alias every link of the lab carries: its ownership mark.
+func (rt *Runtime) Tag() string { return "nsrun:" + rt.Lab }
+
+// Record journals a change that has just been made, at the position of the
+// recipe call that made it, and updates what the run owns.
+func (rt *Runtime) Record(thread *starlark.Thread, s Step) error {
+	if thread != nil {
+		s.Pos = callerPos(thread)
+	}
+	rt.mu.Lock()
+	switch s.Op {
+	case OpNetns:
+		rt.netns[s.Name] = true
+	case OpLink:
+		rt.links[[2]string{s.NS, s.Name}] = true
+		if s.PeerName != "" {
+			rt.links[[2]string{s.PeerNS, s.PeerName}] = true
+		}
+	case OpMove:
+		if rt.links[[2]string{s.NS, s.Name}] {
+			delete(rt.links, [2]string{s.NS, s.Name})
+			rt.links[[2]string{s.New, s.Name}] = true
+		}
+	}
+	rt.mu.Unlock()
+	if rt.Log != nil {
+		fmt.Fprintf(rt.Log, "+ %s (%s)\n", s, s.Pos)
+	}
+	if err := rt.Journal.Add(s); err != nil {
+		return fmt.Errorf("writing the journal: %w", err)
+	}
+	return nil
+}
+
+func callerPos(thread *starlark.Thread) string {
+	for i := 0; i < thread.CallStackDepth(); i++ {
+		if fr := thread.CallFrame(i); fr.Pos.IsValid() && fr.Pos.Filename() != "<builtin>" {
+			return fr.Pos.String()
+		}
+	}
+	return "?"
+}
+
+// OwnsNetns reports whether the run created namespace ns.
+func (rt *Runtime) OwnsNetns(ns string) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.netns[ns]
+}
+
+// OwnsLink reports whether the run may change a link: one it created, or any
+// link inside a namespace it created.
+func (rt *Runtime) OwnsLink(ns, name string) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.netns[ns] || rt.links[[2]string{ns, name}]
+}
+
+// MAC derives a link's address from the lab, namespace and link name:
+// locally administered and unicast, the same on every run.
+func (rt *Runtime) MAC(ns, name string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte(rt.Lab + "\x00" + ns + "\x00" + name))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac
+}
+
+// Rollback undoes every change after mark, newest first, and reports what it
+// undid and what it could not.
+func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
+	rt.StopProcesses()
+	undone, failed = rt.Journal.Rollback(rt.Kernel, mark)
+	rt.mu.Lock()
+	for _, s := range undone {
+		switch s.Op {
+		case OpNetns:
+			delete(rt.netns, s.Name)
+		case OpLink:
+			delete(rt.links, [2]string{s.NS, s.Name})
+			delete(rt.links, [2]string{s.PeerNS, s.PeerName})
+		}
+	}
+	rt.mu.Unlock()
+	return undone, failed
+}
+
+// Wait waits for the run's foreground work to end (nothing yet: exec_in is
+// synchronous); a hook for builtins that work in the background.
+func (rt *Runtime) Wait() {}
