@@ -4,6 +4,8 @@
 package builtins
 
 import (
+	"fmt"
+
 	"go.starlark.net/lib/json"
 	"go.starlark.net/lib/math"
 	"go.starlark.net/starlark"
@@ -24,6 +26,26 @@ var table = []*starlark.Builtin{
 	starlark.NewBuiltin("vlan", vlan),
 }
 
+// extra holds builtins and modules that families register from their own
+// files' init functions (register), so that adding a family touches no
+// other file.
+var extra = starlark.StringDict{}
+
+// register adds predeclared names: builtins under their own names, or a
+// module (starlarkstruct.Module) under its name.
+func register(vs ...starlark.Value) {
+	for _, v := range vs {
+		switch v := v.(type) {
+		case *starlark.Builtin:
+			extra[v.Name()] = v
+		case *starlarkstruct.Module:
+			extra[v.Name] = v
+		default:
+			panic(fmt.Sprintf("register: %s", v.Type()))
+		}
+	}
+}
+
 // Predeclared returns the names a recipe sees: the builtins, the struct,
 // json and math modules, and argv.
 func Predeclared(argv []string) starlark.StringDict {
@@ -34,6 +56,9 @@ func Predeclared(argv []string) starlark.StringDict {
 	}
 	for _, b := range table {
 		d[b.Name()] = b
+	}
+	for name, v := range extra {
+		d[name] = v
 	}
 	args := make([]starlark.Value, len(argv))
 	for i, a := range argv {

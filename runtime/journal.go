@@ -292,11 +292,25 @@ func moot(steps []Step) mootness {
 			}
 		case OpMove, OpUp, OpMaster, OpMTU, OpMAC, OpAddr:
 			m.skip[i] = deleted[s.NS] || dies(stepLink[i])
-		case OpRoute, OpSysctl:
+		default: // routes, sysctls, and ops registered by other packages
 			m.skip[i] = deleted[s.NS]
 		}
 	}
 	return m
+}
+
+// undoers holds the undo of operations that other packages journal.
+var undoers = map[string]func(kernel.Kernel, Step) error{}
+
+// RegisterUndo makes fn the undo of steps with operation op; fn must be
+// idempotent and must remove an object only if it is still the lab's. A step
+// in a namespace the same rollback deletes is not undone: the namespace's
+// deletion does it. Call it from an init function.
+func RegisterUndo(op string, fn func(kernel.Kernel, Step) error) {
+	if _, dup := undoers[op]; dup {
+		panic("runtime: duplicate undo for " + op)
+	}
+	undoers[op] = fn
 }
 
 // undo reverses one step. Every undo is idempotent: what is already gone
@@ -333,6 +347,9 @@ func undo(k kernel.Kernel, s Step) error {
 		return ignoreGone(k.SysctlSet(s.NS, s.Name, s.Old))
 	case OpProc:
 		return stopProcess(s.Pid, s.Start)
+	}
+	if fn, ok := undoers[s.Op]; ok {
+		return fn(k, s)
 	}
 	return fmt.Errorf("unknown journal operation %q", s.Op)
 }

@@ -74,7 +74,7 @@ func Run(ctx context.Context, o RunOptions) int {
 	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
 	_, err = o.Interp.ExecFile(thread, o.Recipe)
 	stop()
-	rt.Wait()
+	defer rt.Close()
 
 	if err != nil {
 		fmt.Fprintln(o.Stderr, Backtrace(err))

@@ -25,6 +25,8 @@ type Runtime struct {
 	Log io.Writer       // for -v; nil: quiet
 	Ctx context.Context // cancelled on SIGINT/SIGTERM
 
+	closers []io.Closer // in-process helpers of the run (captures, ...)
+
 	mu    sync.Mutex
 	netns map[string]bool    // namespaces this run created
 	links map[[2]string]bool // links this run created, where they are now
@@ -119,9 +121,32 @@ func (rt *Runtime) MAC(ns, name string) net.HardwareAddr {
 	return mac
 }
 
+// AddCloser registers something the run keeps open in-process (a capture, a
+// socket); it is closed, newest first, before the run's changes are undone
+// and when the run ends.
+func (rt *Runtime) AddCloser(c io.Closer) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.closers = append(rt.closers, c)
+}
+
+// Close closes what AddCloser registered.
+func (rt *Runtime) Close() {
+	rt.mu.Lock()
+	cs := rt.closers
+	rt.closers = nil
+	rt.mu.Unlock()
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i].Close()
+	}
+}
+
 // Rollback undoes every change after mark, newest first, and reports what it
 // undid and what it could not.
 func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
+	if mark == 0 {
+		rt.Close()
+	}
 	rt.StopProcesses()
 	undone, failed = rt.Journal.Rollback(rt.Kernel, mark)
 	rt.mu.Lock()
@@ -137,7 +162,3 @@ func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
 	rt.mu.Unlock()
 	return undone, failed
 }
-
-// Wait waits for the run's foreground work to end (nothing yet: exec_in is
-// synchronous); a hook for builtins that work in the background.
-func (rt *Runtime) Wait() {}

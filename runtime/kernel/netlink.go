@@ -463,3 +463,7 @@ func (k *Netlink) Settle(ns string, names []string) error {
 	}
 	return nil
 }
+
+// Path returns where namespace ns is pinned ("" for the host namespace), for
+// work that must enter it through nsexec.Do.
+func (k *Netlink) Path(ns string) string { return k.path(ns) }

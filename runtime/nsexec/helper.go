@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -53,6 +54,20 @@ func Start(path string, cmd *exec.Cmd) error {
 	return Do(path, cmd.Start)
 }
 
+// InternalPrefix marks, in a command's argv[0], a function of nsrun's own to
+// run in the helper process instead of a program to execute: daemons such as
+// the DHCP server run as processes of their own, so they outlive the run that
+// started them when its lab stays up, and `nsrun down` stops them.
+const InternalPrefix = "nsrun-internal:"
+
+var internals = map[string]func(args []string) int{}
+
+// RegisterInternal makes fn runnable as the argv[0] InternalPrefix+name in
+// Command. Call it from an init function.
+func RegisterInternal(name string, fn func(args []string) int) {
+	internals[name] = fn
+}
+
 func helper(name string, argv []string) error {
 	if len(argv) == 0 {
 		return fmt.Errorf("no command")
@@ -68,6 +83,13 @@ func helper(name string, argv []string) error {
 		if err := bindEtc(name); err != nil {
 			return err
 		}
+	}
+	if name, ok := strings.CutPrefix(argv[0], InternalPrefix); ok {
+		fn, ok := internals[name]
+		if !ok {
+			return fmt.Errorf("no internal command %q", name)
+		}
+		os.Exit(fn(argv[1:]))
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
