@@ -1,0 +1,118 @@
+// Package nstest runs a package's tests inside a sandbox — a fresh network
+// namespace and a private mount namespace — and checks that each real-kernel
+// test leaves nothing behind. Use it from TestMain:
+//
+//	func TestMain(m *testing.M) { nstest.Main(m) }
+//
+// and in each test that needs the kernel:
+//
+//	nstest.Kernel(t) // skips unless root; fails the test on leftovers
+package nstest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
+)
+
+// Where the sandbox keeps named namespaces and lab records (private to it).
+const (
+	NetnsDir = "/run/netns"
+	StateDir = "/run/nsrun"
+)
+
+// Main runs the tests, as root inside a sandbox of their own, and exits.
+func Main(m *testing.M) {
+	nsexec.MaybeHelper()
+	if os.Geteuid() == 0 && !nsexec.Sandboxed() {
+		code, err := nsexec.RunSandboxed()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nstest:", err)
+			os.Exit(1)
+		}
+		os.Exit(code)
+	}
+	if nsexec.Sandboxed() {
+		if err := nsexec.SetupSandbox(NetnsDir, StateDir); err != nil {
+			fmt.Fprintln(os.Stderr, "nstest: setting up the sandbox:", err)
+			os.Exit(1)
+		}
+		k := kernel.NewNetlink(NetnsDir)
+		err := k.LinkSetUp(kernel.Host, "lo", true)
+		k.Close()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nstest: lo up:", err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// Kernel skips t unless it runs as root in the sandbox, and registers a
+// check that t leaves no namespace, link, address, route, lab record or child
+// process behind.
+func Kernel(t testing.TB) {
+	t.Helper()
+	if !nsexec.Sandboxed() {
+		t.Skip("needs root (real-kernel test; runs inside a sandbox)")
+	}
+	before := Snapshot(t)
+	t.Cleanup(func() {
+		if after := Snapshot(t); after != before {
+			t.Errorf("the test left something behind:\n--- before\n%s\n--- after\n%s", before, after)
+		}
+	})
+}
+
+// Snapshot describes the sandbox as independent tools see it: named
+// namespaces, the root namespace's links, addresses and routes (iproute2),
+// lab records, and this process's children.
+func Snapshot(t testing.TB) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "netns: %s\n", dir(NetnsDir))
+	fmt.Fprintf(&b, "labs: %s\n", dir(StateDir))
+	fmt.Fprintf(&b, "links: %s\n", Ip(t, "", "-br", "link"))
+	fmt.Fprintf(&b, "addrs: %s\n", Ip(t, "", "-br", "addr"))
+	fmt.Fprintf(&b, "routes: %s\n", Ip(t, "", "route"))
+	fmt.Fprintf(&b, "children: %s\n", children())
+	return b.String()
+}
+
+func dir(path string) string {
+	entries, _ := os.ReadDir(path)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return strings.Join(names, " ")
+}
+
+func children() string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", os.Getpid(), os.Getpid()))
+	return strings.TrimSpace(string(b))
+}
+
+// Ip runs iproute2's ip, inside netns ns if it is not "", and returns its
+// output: the independent view tests check the kernel through.
+func Ip(t testing.TB, ns string, args ...string) string {
+	t.Helper()
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.Command("ip", args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String()
+}
