@@ -384,6 +384,8 @@ func (k *Netlink) nlRoute(ns string, r Route) (*netlink.Handle, *netlink.Route, 
 	}
 	if r.Via.IsValid() {
 		nr.Gw = r.Via.AsSlice()
+	} else {
+		nr.Scope = netlink.SCOPE_LINK // as iproute2 does for a route without a gateway
 	}
 	if r.Dev != "" {
 		l, err := h.LinkByName(r.Dev)

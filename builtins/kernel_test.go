@@ -1,0 +1,220 @@
+package builtins_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nstest"
+)
+
+func readTestdata(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+type ipLink struct {
+	Name    string `json:"ifname"`
+	Address string `json:"address"`
+	Master  string `json:"master"`
+	Alias   string `json:"ifalias"`
+	Flags   []string
+	Addrs   []struct {
+		Local  string `json:"local"`
+		Prefix int    `json:"prefixlen"`
+	} `json:"addr_info"`
+}
+
+func ipJSON(t *testing.T, ns string, args ...string) []ipLink {
+	t.Helper()
+	var links []ipLink
+	if err := json.Unmarshal([]byte(nstest.Ip(t, ns, append([]string{"-j"}, args...)...)), &links); err != nil {
+		t.Fatal(err)
+	}
+	return links
+}
+
+// The recipe's topology is in the kernel exactly as it says, seen through
+// iproute2; the rollback removes all of it (nstest checks).
+func TestTopologyAsIpSeesIt(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	out, err, rt := runSrc(t, k, "blue.star", readTestdata(t, "blue.star"))
+	defer rollback(t, rt)
+	if err != nil {
+		t.Fatal(runtime.Backtrace(err))
+	}
+	macs := strings.Fields(out)
+
+	if got := nstest.Ip(t, "", "netns", "list"); !strings.Contains(got, "blue") {
+		t.Errorf("ip netns list = %q, want blue", got)
+	}
+	veth1 := ipJSON(t, "blue", "addr", "show", "veth1")
+	if len(veth1) != 1 || veth1[0].Address != macs[1] {
+		t.Fatalf("veth1 in blue = %+v, want MAC %s", veth1, macs[1])
+	}
+	if l := ipJSON(t, "blue", "link", "show", "veth1"); l[0].Alias != "nsrun:t" {
+		t.Errorf("veth1 carries tag %q, want nsrun:t", l[0].Alias)
+	}
+	var addrs []string
+	for _, a := range veth1[0].Addrs {
+		addrs = append(addrs, a.Local)
+	}
+	if got := strings.Join(addrs, " "); !strings.Contains(got, "192.168.10.21") || !strings.Contains(got, "fd00:10::21") {
+		t.Errorf("veth1 addresses = %s", got)
+	}
+	veth0 := ipJSON(t, "", "link", "show", "veth0")
+	if veth0[0].Master != "br0" || veth0[0].Address != macs[0] {
+		t.Errorf("veth0 = %+v, want master br0 and MAC %s", veth0[0], macs[0])
+	}
+	if got := nstest.Ip(t, "blue", "route"); !strings.Contains(got, "default via 192.168.10.1 dev veth1") || !strings.Contains(got, "10.99.0.0/16 dev veth1 proto 78 scope link metric 50") {
+		t.Errorf("routes in blue:\n%s", got)
+	}
+	if got := nstest.Ip(t, "blue", "link", "show", "lo"); !strings.Contains(got, "UP") {
+		t.Errorf("lo in blue is not up: %s", got)
+	}
+}
+
+// A failure at any change rolls back everything made before it.
+func TestRollbackAtEveryChange(t *testing.T) {
+	nstest.Kernel(t)
+	src := readTestdata(t, "blue.star")
+	count := kernel.NewRecorder()
+	if _, err, _ := runSrc(t, count, "blue.star", src); err != nil {
+		t.Fatal(err)
+	}
+	n := len(count.Log)
+	if n < 10 {
+		t.Fatalf("only %d changes counted", n)
+	}
+	for k := 1; k <= n; k++ {
+		before := nstest.Snapshot(t)
+		nl := kernel.NewNetlink(nstest.NetnsDir)
+		_, err, rt := runSrc(t, &kernel.Faulty{Kernel: nl, FailAt: k}, "blue.star", src)
+		if !errors.Is(err, kernel.ErrInjected) {
+			t.Fatalf("change %d: err = %v, want the injected failure", k, err)
+		}
+		rollback(t, rt)
+		nl.Close()
+		if after := nstest.Snapshot(t); after != before {
+			t.Fatalf("failure at change %d left:\n%s\nwant:\n%s", k, after, before)
+		}
+	}
+}
+
+// An object that exists before the run is named in the error and left
+// exactly as it was.
+func TestCollisionLeavesForeignLinkAlone(t *testing.T) {
+	nstest.Kernel(t)
+	for _, args := range [][]string{
+		{"link", "add", "br0", "type", "bridge"},
+		{"link", "set", "br0", "alias", "someone-else"},
+	} {
+		nstest.Ip(t, "", args...)
+	}
+	defer nstest.Ip(t, "", "link", "del", "br0")
+	before := nstest.Ip(t, "", "-d", "-j", "link", "show", "br0")
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	_, err, rt := runSrc(t, k, "blue.star", readTestdata(t, "blue.star"))
+	rollback(t, rt)
+	if err == nil || !strings.Contains(err.Error(), `a link named "br0" already exists in netns "host"`) {
+		t.Fatalf("err = %v, want the collision named", err)
+	}
+	if after := nstest.Ip(t, "", "-d", "-j", "link", "show", "br0"); after != before {
+		t.Errorf("br0 changed:\n%s\n%s", before, after)
+	}
+}
+
+// exec_in gives a command what `ip netns exec` gives it.
+func TestExecIn(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	out, err, rt := runSrc(t, k, "e.star", `
+n = netns("red")
+a, b = veth("va", "vb", peer_netns = n)
+print(exec_in(n, "ls /sys/class/net").stdout.split())
+r = exec_in(n, ["sh", "-c", "echo out; echo err >&2; exit 3"], check = False)
+print(r.rc, r.stdout.strip(), r.stderr.strip())
+print(exec_in(n, "cat", stdin = "fed").stdout)
+`)
+	defer rollback(t, rt)
+	if err != nil {
+		t.Fatal(runtime.Backtrace(err))
+	}
+	want := "[\"lo\", \"vb\"]\n3 out err\nfed\n"
+	if out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+
+	_, err, rt2 := runSrc(t, k, "f.star", `exec_in(host(), "echo oops >&2; exit 4")`)
+	rollback(t, rt2)
+	if err == nil || !strings.Contains(err.Error(), `exited with status 4: oops`) {
+		t.Errorf("err = %v", err)
+	}
+	_, err, rt3 := runSrc(t, k, "g.star", `exec_in(host(), ["sleep", "30"], timeout = "100ms")`)
+	rollback(t, rt3)
+	if err == nil || !strings.Contains(err.Error(), "timed out after 100ms") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// A background process is stopped, with what it started, on rollback.
+func TestSpawnStopped(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	out, err, rt := runSrc(t, k, "s.star", `
+n = netns("bg")
+p = spawn_in(n, "sleep 300 & sleep 301")
+print(p.pid)
+`)
+	if err != nil {
+		rollback(t, rt)
+		t.Fatal(runtime.Backtrace(err))
+	}
+	var pid int
+	if _, err := fmtSscan(out, &pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(-pid, 0); err != nil {
+		t.Fatalf("process group %d is not running: %v", pid, err)
+	}
+	rollback(t, rt)
+	if err := syscall.Kill(-pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process group %d still exists after rollback", pid)
+	}
+}
+
+// A link created in the host and moved, as the walkthroughs do, goes back
+// and away.
+func TestMove(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	_, err, rt := runSrc(t, k, "mv.star", `
+n = netns("netns01")
+h, c = veth("veth0-host", "veth0-ct")
+c.move(n)
+c.addr("10.10.10.11/24").up()
+h.addr("10.10.10.10/24").up()
+`)
+	defer rollback(t, rt)
+	if err != nil {
+		t.Fatal(runtime.Backtrace(err))
+	}
+	if got := nstest.Ip(t, "netns01", "-br", "addr", "show", "veth0-ct"); !strings.Contains(got, "10.10.10.11/24") {
+		t.Errorf("veth0-ct in netns01: %q", got)
+	}
+}

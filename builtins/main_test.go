@@ -1,0 +1,41 @@
+package builtins_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nsrun/nsrun/builtins"
+	"github.com/nsrun/nsrun/recipes"
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nstest"
+)
+
+func TestMain(m *testing.M) { nstest.Main(m) }
+
+// runSrc runs src as a recipe file named name on kernel k, in lab "t", and
+// returns what it printed, its error and its runtime.
+func runSrc(t *testing.T, k kernel.Kernel, name, src string) (string, error, *runtime.Runtime) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, _ := runtime.OpenJournal("")
+	rt := runtime.New("t", k, j)
+	in := &runtime.Interp{Predeclared: builtins.Predeclared(nil), Std: recipes.Std}
+	var out bytes.Buffer
+	thread := in.NewThread(name, rt, &out)
+	_, err := in.ExecFile(thread, path)
+	return out.String(), err, rt
+}
+
+// rollback undoes everything rt did and fails t if anything could not be.
+func rollback(t *testing.T, rt *runtime.Runtime) {
+	t.Helper()
+	if _, failed := rt.Rollback(0); len(failed) > 0 {
+		t.Errorf("rollback: %v", failed)
+	}
+}

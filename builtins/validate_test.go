@@ -1,0 +1,97 @@
+package builtins_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// Every bad argument is rejected at the call with the builtin, the parameter
+// and the recipe's file:line, and the recipe's earlier changes roll back.
+func TestValidation(t *testing.T) {
+	tests := []struct{ name, src, want string }{
+		{"long name", `veth("averyveryverylongname", "b")`, `veth: for parameter name: "averyveryverylongname" is longer than 15 bytes`},
+		{"slash", `bridge("a/b")`, `bridge: for parameter name: "a/b": an interface name cannot contain '/'`},
+		{"space", `bridge("a b")`, `cannot contain ' '`},
+		{"colon", `bridge("a:1")`, `cannot contain ':'`},
+		{"empty", `bridge("")`, `an interface name cannot be empty`},
+		{"netns empty", `netns("")`, `netns: for parameter name: a namespace name cannot be empty`},
+		{"netns host", `netns("host")`, `use host()`},
+		{"netns dot", `netns("..")`, `cannot start with '.'`},
+		{"netns slash", `netns("a/b")`, `cannot contain '/'`},
+		{"cidr", `bridge("br0").addr("10.0.0/24")`, `addr: for parameter cidr: "10.0.0/24" is not a valid CIDR`},
+		{"cidr octet", `bridge("br0").addr("300.1.1.1/24")`, `"300.1.1.1/24" is not a valid CIDR`},
+		{"cidr bits", `bridge("br0").addr("10.0.0.1/33")`, `is not a valid CIDR`},
+		{"mac", `bridge("br0", mac="zz:zz")`, `bridge: for parameter "mac": "zz:zz" is not a MAC address`},
+		{"mac multicast", `bridge("br0", mac="01:00:5e:00:00:01")`, `is a multicast address`},
+		{"mtu", `bridge("br0", mtu=10)`, `bridge: for parameter "mtu": 10 is not an MTU`},
+		{"mode", `a, b = veth("a", "b"); macvlan("m", parent=a, mode="weird")`, `macvlan: for parameter mode: "weird" is not a mode`},
+		{"route host bits", `n = netns("n"); n.route("10.0.0.1/24", via="10.0.0.254")`, `has host bits set (did you mean 10.0.0.0/24?)`},
+		{"route needs via", `n = netns("n"); n.route("10.0.0.0/24")`, `a route needs via= or dev=`},
+		{"route family", `n = netns("n"); n.route("default", via="fd00::1", dev="lo"); n.route("10.0.0.0/8", via="fd00::1")`, `different address families`},
+		{"route in host", `host().route("10.9.0.0/16", via="192.0.2.1")`, `never changes the machine's own routing`},
+		{"sysctl host", `host().sysctl("net.ipv4.ip_forward", "1")`, `is a setting of the machine`},
+		{"sysctl key", `netns("n").sysctl("kernel.panic", "1")`, `is not a network sysctl`},
+		{"duplicate netns", `netns("a"); netns("a")`, `netns: a namespace named "a" already exists`},
+		{"duplicate link", `bridge("br0"); bridge("br0")`, `bridge: a link named "br0" already exists in netns "host"`},
+		{"veth same names", `veth("a", "a")`, `both ends are named "a"`},
+		{"veth peer collides", `n = netns("n"); veth("x", "lo", peer_netns=n)`, `a link named "lo" already exists in netns "n"`},
+		{"foreign link", `host().link("lo").up()`, `up: link "lo" in netns "host" was not created by this lab`},
+		{"missing link", `netns("n").link("eth9")`, `link: there is no link "eth9" in netns "n"`},
+		{"master across ns", `n = netns("n"); br = bridge("br0"); a, b = veth("a", "b", peer_netns=n); b.master(br)`, `a port must be in its bridge's namespace`},
+		{"master not bridge", `a, b = veth("a", "b"); a.master(b)`, `is a veth, not a bridge`},
+		{"foreign parent", `macvlan("m", parent=host().link("lo"))`, `macvlan: parent: link "lo" in netns "host" was not created by this lab`},
+		{"vlan id", `a, b = veth("a", "b"); vlan("a.5000", parent=a, id=5000)`, `5000 is not a VLAN id`},
+		{"timeout", `exec_in(host(), "true", timeout="-1s")`, `is not a positive duration`},
+		{"empty cmd", `exec_in(host(), [])`, `empty command`},
+		{"unknown attr", `netns("n").lnk`, `has no .lnk field or method (did you mean .link?)`},
+		{"set nothing", `bridge("br0").set()`, `nothing to set`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := kernel.NewRecorder()
+			_, err, rt := runSrc(t, rec, "v.star", tt.src)
+			if err == nil {
+				t.Fatalf("no error; want %q", tt.want)
+			}
+			bt := runtime.Backtrace(err)
+			if !strings.Contains(bt, tt.want) {
+				t.Errorf("error:\n%s\nwant it to contain %q", bt, tt.want)
+			}
+			if !strings.Contains(bt, "v.star:1:") {
+				t.Errorf("error does not name the recipe's file:line:\n%s", bt)
+			}
+			rollback(t, rt)
+			if ns, _ := rec.NetnsExists("n"); ns {
+				t.Errorf("rollback left netns n")
+			}
+		})
+	}
+}
+
+// Derived MACs are locally administered, unicast, and the same on every run.
+func TestDeterministicMACs(t *testing.T) {
+	src := `
+n = netns("blue")
+a, b = veth("veth0", "veth1", peer_netns=n)
+br = bridge("br0")
+m = macvlan("mv0", parent=a, netns=n)
+print(a.mac, b.mac, br.mac, m.mac)
+`
+	first, err, _ := runSrc(t, kernel.NewRecorder(), "m.star", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _, _ := runSrc(t, kernel.NewRecorder(), "m.star", src)
+	if first != second {
+		t.Errorf("MACs differ between runs:\n%s%s", first, second)
+	}
+	for _, mac := range strings.Fields(first) {
+		var b0 byte
+		if _, err := fmtSscanf(mac[:2], &b0); err != nil || b0&1 != 0 || b0&2 == 0 {
+			t.Errorf("%s is not a locally administered unicast MAC", mac)
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package kernel
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// Faulty wraps a Kernel and makes its FailAt-th change (counting from 1)
+// fail without being made, for rollback tests on the real kernel. Reads and
+// undo-only operations (deletions) are passed through; Changes counts the
+// changes attempted.
+type Faulty struct {
+	Kernel
+	FailAt  int
+	Changes int
+}
+
+// ErrInjected is the error of an injected failure.
+var ErrInjected = fmt.Errorf("injected failure")
+
+func (f *Faulty) fail() error {
+	f.Changes++
+	if f.Changes == f.FailAt {
+		return fmt.Errorf("change %d: %w", f.Changes, ErrInjected)
+	}
+	return nil
+}
+
+func (f *Faulty) NetnsAdd(name string) (uint64, error) {
+	if err := f.fail(); err != nil {
+		return 0, err
+	}
+	return f.Kernel.NetnsAdd(name)
+}
+
+func (f *Faulty) LinkAdd(s LinkSpec) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.LinkAdd(s)
+}
+
+func (f *Faulty) LinkSetUp(ns, name string, up bool) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.LinkSetUp(ns, name, up)
+}
+
+func (f *Faulty) LinkSetMaster(ns, name, master string) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.LinkSetMaster(ns, name, master)
+}
+
+func (f *Faulty) LinkSetMTU(ns, name string, mtu int) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.LinkSetMTU(ns, name, mtu)
+}
+
+func (f *Faulty) LinkSetMAC(ns, name string, mac net.HardwareAddr) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.LinkSetMAC(ns, name, mac)
+}
+
+func (f *Faulty) LinkMove(ns, name, to string) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.LinkMove(ns, name, to)
+}
+
+func (f *Faulty) AddrAdd(ns, dev string, p netip.Prefix) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.AddrAdd(ns, dev, p)
+}
+
+func (f *Faulty) RouteAdd(ns string, r Route) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.RouteAdd(ns, r)
+}
+
+func (f *Faulty) SysctlSet(ns, key, value string) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.SysctlSet(ns, key, value)
+}
