@@ -14,18 +14,18 @@ import (
 // Equivalent to: ip -n $netns link add $name type bridge
 func bridge(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name ifName
-	var ns *Netns
+	var nsA nsArg
 	var mac macAddr
 	var m mtu
 	var stp bool
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
-		"name", &name, "netns?", &ns, "mac?", &mac, "mtu?", &m, "stp?", &stp); err != nil {
+		"name", &name, "netns?", &nsA, "mac?", &mac, "mtu?", &m, "stp?", &stp); err != nil {
 		return nil, err
 	}
 	if stp {
 		return nil, fmt.Errorf("%s: stp=True is not supported yet", b.Name())
 	}
-	ns = nsOr(ns)
+	ns := nsOr(nsA.ns)
 	l, _, err := createLink(thread, b, kernel.LinkSpec{Kind: "bridge", NS: ns.name, Name: string(name), MAC: hw(mac), MTU: int(m)}, ns, nil)
 	if err != nil {
 		return nil, err

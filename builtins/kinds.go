@@ -15,13 +15,13 @@ import (
 // Equivalent to: ip -n $netns link add $name type dummy
 func dummy(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name ifName
-	var ns *Netns
+	var nsA nsArg
 	var mac macAddr
 	var m mtu
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "netns?", &ns, "mac?", &mac, "mtu?", &m); err != nil {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "netns?", &nsA, "mac?", &mac, "mtu?", &m); err != nil {
 		return nil, err
 	}
-	ns = nsOr(ns)
+	ns := nsOr(nsA.ns)
 	l, _, err := createLink(thread, b, kernel.LinkSpec{Kind: "dummy", NS: ns.name, Name: string(name), MAC: hw(mac), MTU: int(m)}, ns, nil)
 	if err != nil {
 		return nil, err
@@ -37,8 +37,8 @@ func vlan(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	var name ifName
 	var parent *Link
 	var id int
-	var ns *Netns
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "parent", &parent, "id", &id, "netns?", &ns); err != nil {
+	var nsA nsArg
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "parent", &parent, "id", &id, "netns?", &nsA); err != nil {
 		return nil, err
 	}
 	if id < 1 || id > 4094 {
@@ -51,6 +51,7 @@ func vlan(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	if err := parent.mutable(rt); err != nil {
 		return nil, fmt.Errorf("%s: parent: %w", b.Name(), err)
 	}
+	ns := nsA.ns
 	if ns == nil {
 		ns = parent.state.ns
 	}

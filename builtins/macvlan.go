@@ -30,12 +30,12 @@ func macvtap(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 func onParent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, kind string) (starlark.Value, error) {
 	var name ifName
 	var parent *Link
-	var ns *Netns
+	var nsA nsArg
 	var mac macAddr
 	var m mtu
 	mode := "bridge"
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
-		"name", &name, "parent", &parent, "mode?", &mode, "netns?", &ns, "mac?", &mac, "mtu?", &m); err != nil {
+		"name", &name, "parent", &parent, "mode?", &mode, "netns?", &nsA, "mac?", &mac, "mtu?", &m); err != nil {
 		return nil, err
 	}
 	if !slices.Contains(macvlanModes, mode) {
@@ -50,6 +50,7 @@ func onParent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err := parent.mutable(rt); err != nil {
 		return nil, fmt.Errorf("%s: parent: %w", b.Name(), err)
 	}
+	ns := nsA.ns
 	if ns == nil {
 		ns = parent.state.ns
 	}

@@ -11,6 +11,9 @@ import (
 	"go.starlark.net/starlark"
 )
 
+// For optional parameters, None means "not given", so that library functions
+// can pass their own defaults through.
+//
 // The types here implement starlark.Unpacker, so that every builtin validates
 // its arguments the same way, before it touches the kernel, and the error
 // names the builtin and the parameter:
@@ -112,6 +115,9 @@ func parsePrefix(s string) (netip.Prefix, error) {
 type ipAddr netip.Addr
 
 func (a *ipAddr) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
 	s, ok := starlark.AsString(v)
 	if !ok {
 		return fmt.Errorf("got %s, want string", v.Type())
@@ -128,6 +134,9 @@ func (a *ipAddr) Unpack(v starlark.Value) error {
 type macAddr net.HardwareAddr
 
 func (m *macAddr) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
 	s, ok := starlark.AsString(v)
 	if !ok {
 		return fmt.Errorf("got %s, want string", v.Type())
@@ -150,6 +159,9 @@ func (m *macAddr) Unpack(v starlark.Value) error {
 type mtu int
 
 func (m *mtu) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
 	var n int
 	if err := starlark.AsInt(v, &n); err != nil {
 		return fmt.Errorf("got %s, want int", v.Type())
@@ -215,4 +227,18 @@ func (a *argvList) Unpack(v starlark.Value) error {
 	}
 	*a = out
 	return nil
+}
+
+// nsArg is an optional namespace parameter: a netns value, or None.
+type nsArg struct{ ns *Netns }
+
+func (n *nsArg) Unpack(v starlark.Value) error {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		return nil
+	case *Netns:
+		n.ns = v
+		return nil
+	}
+	return fmt.Errorf("got %s, want netns", v.Type())
 }

@@ -14,15 +14,16 @@ import (
 // Equivalent to: ip -n $netns link add $name type veth peer name $peer netns $peer_netns
 func veth(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name, peer ifName
-	var ns, peerNS *Netns
+	var nsA, peerA nsArg
 	var mac, peerMAC macAddr
 	var m mtu
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
-		"name", &name, "peer", &peer, "netns?", &ns, "peer_netns?", &peerNS,
+		"name", &name, "peer", &peer, "netns?", &nsA, "peer_netns?", &peerA,
 		"mac?", &mac, "peer_mac?", &peerMAC, "mtu?", &m); err != nil {
 		return nil, err
 	}
-	ns = nsOr(ns)
+	ns := nsOr(nsA.ns)
+	peerNS := peerA.ns
 	if peerNS == nil {
 		peerNS = ns
 	}

@@ -13,8 +13,17 @@ import (
 
 const sandboxEnv = "NSRUN_SANDBOX"
 
+// sandboxed is read once and the variable removed, so that the processes a
+// sandboxed run starts (an nsrun among them) do not take themselves for the
+// sandbox's inside.
+var sandboxed = func() bool {
+	v := os.Getenv(sandboxEnv) == "1"
+	os.Unsetenv(sandboxEnv)
+	return v
+}()
+
 // Sandboxed reports whether this process is the inside of a sandbox.
-func Sandboxed() bool { return os.Getenv(sandboxEnv) == "1" }
+func Sandboxed() bool { return sandboxed }
 
 // RunSandboxed runs this program again, with the same arguments, in a fresh
 // network namespace and a private mount namespace, and returns its exit code.

@@ -29,7 +29,11 @@ const (
 )
 
 // Main runs the tests, as root inside a sandbox of their own, and exits.
-func Main(m *testing.M) {
+func Main(m *testing.M) { MainWith(m, nil) }
+
+// MainWith is Main with a setup that runs once, in the process that runs the
+// tests, and returns its teardown.
+func MainWith(m *testing.M, setup func() (teardown func())) {
 	nsexec.MaybeHelper()
 	if os.Geteuid() == 0 && !nsexec.Sandboxed() {
 		code, err := nsexec.RunSandboxed()
@@ -51,6 +55,12 @@ func Main(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "nstest: lo up:", err)
 			os.Exit(1)
 		}
+	}
+	if setup != nil {
+		teardown := setup()
+		code := m.Run()
+		teardown()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/runtime/nstest"
+)
+
+var nsrunBin string
+
+// The end-to-end tests run the nsrun binary, built once, as a user would,
+// inside the test's own sandbox.
+func TestMain(m *testing.M) {
+	nstest.MainWith(m, func() func() {
+		dir, err := os.MkdirTemp("", "nsrun-bin")
+		if err != nil {
+			panic(err)
+		}
+		nsrunBin = filepath.Join(dir, "nsrun")
+		if out, err := exec.Command("go", "build", "-o", nsrunBin, ".").CombinedOutput(); err != nil {
+			panic(string(out))
+		}
+		return func() { os.RemoveAll(dir) }
+	})
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func nsrun(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(nsrunBin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func write(t *testing.T, name, src string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"help", "run"}, {"run", "--help"}, {"down", "--help"}, {"ls", "--help"}} {
+		if r := nsrun(t, args...); r.code != 0 || r.stdout == "" {
+			t.Errorf("nsrun %v: exit %d, stdout %q, stderr %q", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := nsrun(t); r.code != 2 {
+		t.Errorf("nsrun with no arguments: exit %d, want 2", r.code)
+	}
+	if r := nsrun(t, "frobnicate"); r.code != 2 || !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: %+v", r)
+	}
+}
+
+// Two runs of the same recipe in --sandbox print the same, MACs included.
+func TestSandboxDeterministic(t *testing.T) {
+	nstest.Kernel(t)
+	first := nsrun(t, "--sandbox", "--rm", "testdata/blue.star")
+	second := nsrun(t, "--sandbox", "--rm", "testdata/blue.star")
+	if first.code != 0 {
+		t.Fatalf("exit %d: %s", first.code, first.stderr)
+	}
+	if first.stdout != second.stdout || len(strings.Fields(first.stdout)) != 3 {
+		t.Errorf("runs differ or print no MACs:\n%s\n%s", first.stdout, second.stdout)
+	}
+}
+
+// Without --sandbox (inside the test's sandbox), a run leaves a lab that ls
+// lists and down removes completely.
+func TestLabLifecycle(t *testing.T) {
+	nstest.Kernel(t)
+	before := nstest.Snapshot(t)
+	if r := nsrun(t, "testdata/blue.star"); r.code != 0 || !strings.Contains(r.stderr, `lab "blue" is up`) {
+		t.Fatalf("run: %+v", r)
+	}
+	if got := nstest.Ip(t, "blue", "-br", "addr", "show", "veth1"); !strings.Contains(got, "192.168.10.21/24") {
+		t.Errorf("veth1 in blue: %q", got)
+	}
+	if r := nsrun(t, "testdata/blue.star"); r.code != 2 || !strings.Contains(r.stderr, `lab "blue" is already up`) {
+		t.Errorf("second run of the same lab: %+v", r)
+	}
+	if r := nsrun(t, "ls"); !strings.Contains(r.stdout, "blue") {
+		t.Errorf("ls: %+v", r)
+	}
+	if r := nsrun(t, "down", "blue"); r.code != 0 {
+		t.Fatalf("down: %+v", r)
+	}
+	if after := nstest.Snapshot(t); after != before {
+		t.Errorf("down left:\n%s\nwant:\n%s", after, before)
+	}
+	if r := nsrun(t, "down", "blue"); r.code != 2 || !strings.Contains(r.stderr, `no lab "blue"`) {
+		t.Errorf("down of a lab that is gone: %+v", r)
+	}
+}
+
+// fail() on the last line: exit 1, the file:line, the rollback, nothing left.
+func TestFailRollsBack(t *testing.T) {
+	nstest.Kernel(t)
+	src, _ := os.ReadFile("testdata/blue.star")
+	path := write(t, "boom.star", string(src)+"fail(\"boom\")\n")
+	before := nstest.Snapshot(t)
+	r := nsrun(t, path)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{"boom.star:12:5: in <toplevel>", "Error in fail: fail: boom", "nsrun: rolled back", `netns "blue" `, "boom.star:2:13"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if after := nstest.Snapshot(t); after != before {
+		t.Errorf("left:\n%s", after)
+	}
+}
+
+// --keep-on-error leaves the partial lab, recorded, for down to remove.
+func TestKeepOnError(t *testing.T) {
+	nstest.Kernel(t)
+	path := write(t, "half.star", "netns(\"half\")\nfail(\"stop\")\n")
+	if r := nsrun(t, "--keep-on-error", path); r.code != 1 || !strings.Contains(r.stderr, "kept the failed lab") {
+		t.Fatalf("%+v", r)
+	}
+	if got := nstest.Ip(t, "", "netns", "list"); !strings.Contains(got, "half") {
+		t.Errorf("netns half was not kept: %q", got)
+	}
+	if r := nsrun(t, "down", "half"); r.code != 0 {
+		t.Errorf("down: %+v", r)
+	}
+}
+
+func TestStaticErrors(t *testing.T) {
+	nstest.Kernel(t)
+	if r := nsrun(t, write(t, "syn.star", "netns(\"a\"\n")); r.code != 2 || !strings.Contains(r.stderr, "syn.star:2:1: got end of file") {
+		t.Errorf("syntax error: %+v", r)
+	}
+	if r := nsrun(t, write(t, "undef.star", "netns(\"a\")\nnope()\n")); r.code != 2 || !strings.Contains(r.stderr, "undef.star:2:1: undefined: nope") {
+		t.Errorf("undefined name: %+v", r)
+	}
+	if r := nsrun(t, "missing.star"); r.code != 2 || !strings.Contains(r.stderr, "missing.star") {
+		t.Errorf("missing recipe: %+v", r)
+	}
+	if r := nsrun(t, "--name", "../x", "testdata/blue.star"); r.code != 2 || !strings.Contains(r.stderr, "invalid lab name") {
+		t.Errorf("bad lab name: %+v", r)
+	}
+}
+
+// load() finds @std// and files relative to the loading file; an error in a
+// library shows the library's line.
+func TestLoad(t *testing.T) {
+	nstest.Kernel(t)
+	r := nsrun(t, "--sandbox", "testdata/lib_user.star")
+	if r.code != 0 || r.stdout != "h1 h1\nh2 h2\nh3 h3\n" {
+		t.Errorf("lib_user: %+v", r)
+	}
+	r = nsrun(t, "--sandbox", "testdata/lib_error.star")
+	if r.code != 1 || !strings.Contains(r.stderr, "helpers/names.star:5:14: in broken") || !strings.Contains(r.stderr, "lib_error.star:4:7: in <toplevel>") {
+		t.Errorf("lib_error: %+v", r)
+	}
+	path := write(t, "cycle.star", `load("cycle.star", "x")`+"\n")
+	if r := nsrun(t, path); r.code == 0 || !strings.Contains(r.stderr, "cycle in load graph") {
+		t.Errorf("cycle: %+v", r)
+	}
+}
+
+// Arguments after the recipe are the recipe's.
+func TestArgv(t *testing.T) {
+	nstest.Kernel(t)
+	path := write(t, "argv.star", "print(argv)\n")
+	if r := nsrun(t, "--sandbox", path, "-v", "x"); r.stdout != "[\"-v\", \"x\"]\n" {
+		t.Errorf("%+v", r)
+	}
+}
