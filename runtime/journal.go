@@ -197,6 +197,9 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 	}
 	for _, i := range order {
 		s := steps[i]
+		if loc, ok := m.at[i]; ok {
+			s.NS, s.Name = loc[0], loc[1]
+		}
 		if m.skip[i] {
 			undone = append(undone, s)
 			continue
@@ -217,14 +220,15 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 }
 
 type mootness struct {
-	skip   map[int]bool        // steps whose undo the deletion of a namespace does
+	skip   map[int]bool        // steps whose undo another undo does
 	settle map[string][]string // links, by namespace, that die with a deleted one
+	at     map[int][2]string   // link creations: where the link is now (ns, name)
 }
 
 // moot works out which steps a namespace deletion in the same set makes
 // unnecessary, following links as they move.
 func moot(steps []Step) mootness {
-	m := mootness{skip: map[int]bool{}, settle: map[string][]string{}}
+	m := mootness{skip: map[int]bool{}, settle: map[string][]string{}, at: map[int][2]string{}}
 	deleted := map[string]bool{}
 	for _, s := range steps {
 		if s.Op == OpNetns {
@@ -235,6 +239,7 @@ func moot(steps []Step) mootness {
 	ids := map[key]int{}      // where each link is now -> its id
 	stepLink := map[int]int{} // step -> the link it is about
 	peer := map[int]int{}
+	created := map[int]bool{} // links made in steps: their undo deletes them
 	next := 0
 	id := func(k key) int {
 		if v, ok := ids[k]; ok {
@@ -251,10 +256,12 @@ func moot(steps []Step) mootness {
 			a := next
 			ids[key{s.NS, s.Name}] = a
 			stepLink[i] = a
+			created[a] = true
 			if s.PeerName != "" {
 				next++
 				ids[key{s.PeerNS, s.PeerName}] = next
 				peer[a], peer[next] = next, a
+				created[next] = true
 			}
 		case OpMove:
 			l := id(key{s.NS, s.Name})
@@ -281,6 +288,8 @@ func moot(steps []Step) mootness {
 		switch s.Op {
 		case OpLink:
 			l := stepLink[i]
+			// Its moves are not undone: delete it where it is now.
+			m.at[i] = [2]string{where[l].ns, where[l].name}
 			if !dies(l) {
 				continue
 			}
@@ -291,7 +300,8 @@ func moot(steps []Step) mootness {
 				}
 			}
 		case OpMove, OpUp, OpMaster, OpMTU, OpMAC, OpAddr:
-			m.skip[i] = deleted[s.NS] || dies(stepLink[i])
+			// Changes to a link that goes away go with it.
+			m.skip[i] = deleted[s.NS] || dies(stepLink[i]) || created[stepLink[i]]
 		default: // routes, sysctls, and ops registered by other packages
 			m.skip[i] = deleted[s.NS]
 		}

@@ -1,0 +1,137 @@
+package runtime
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// A rollback undoes newest first, and does not undo one by one what dies
+// with a namespace deleted in the same rollback.
+func TestUndoOrderAndBatching(t *testing.T) {
+	rec := kernel.NewRecorder()
+	j, _ := OpenJournal("")
+	rt := New("t", rec, j)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ino, err := rec.NetnsAdd("blue")
+	must(err)
+	must(rt.Record(nil, Step{Op: OpNetns, Name: "blue", Ino: ino}))
+	must(rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "v0", PeerName: "v1", PeerNS: "blue", Alias: rt.Tag()}))
+	must(rt.Record(nil, Step{Op: OpLink, Kind: "veth", Name: "v0", PeerNS: "blue", PeerName: "v1", Alias: rt.Tag()}))
+	must(rec.LinkAdd(kernel.LinkSpec{Kind: "bridge", Name: "br0", Alias: rt.Tag()}))
+	must(rt.Record(nil, Step{Op: OpLink, Kind: "bridge", Name: "br0", Alias: rt.Tag()}))
+	p := netip.MustParsePrefix("10.0.0.1/24")
+	must(rec.AddrAdd("blue", "v1", p))
+	must(rt.Record(nil, Step{Op: OpAddr, NS: "blue", Name: "v1", Addr: p}))
+	must(rec.AddrAdd("", "br0", p))
+	must(rt.Record(nil, Step{Op: OpAddr, Name: "br0", Addr: p}))
+	must(rec.LinkSetMaster("", "v0", "br0"))
+	must(rt.Record(nil, Step{Op: OpMaster, Name: "v0"}))
+
+	rec.Log = nil
+	undone, failed := rt.Rollback(0)
+	if len(failed) > 0 {
+		t.Fatal(failed)
+	}
+	if len(undone) != 6 {
+		t.Errorf("undone %d steps, want 6", len(undone))
+	}
+	// br0's address goes with br0; v0, its port state and v1's address go
+	// with blue.
+	want := []string{"ip link del br0", "ip netns del blue"}
+	if !reflect.DeepEqual(rec.Log, want) {
+		t.Errorf("undo made %q, want %q", rec.Log, want)
+	}
+	if j.Len() != 0 {
+		t.Errorf("journal keeps %d steps", j.Len())
+	}
+}
+
+// A rollback to a mark undoes only what came after it.
+func TestRollbackToMark(t *testing.T) {
+	rec := kernel.NewRecorder()
+	j, _ := OpenJournal("")
+	rt := New("t", rec, j)
+	for _, name := range []string{"a", "b"} {
+		ino, _ := rec.NetnsAdd(name)
+		rt.Record(nil, Step{Op: OpNetns, Name: name, Ino: ino})
+	}
+	mark := j.Len()
+	ino, _ := rec.NetnsAdd("c")
+	rt.Record(nil, Step{Op: OpNetns, Name: "c", Ino: ino})
+	rt.Rollback(mark)
+	for name, want := range map[string]bool{"a": true, "b": true, "c": false} {
+		if got, _ := rec.NetnsExists(name); got != want {
+			t.Errorf("netns %s exists = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// An object that is no longer the lab's is left alone and reported.
+func TestUndoLeavesReplacedObjectAlone(t *testing.T) {
+	rec := kernel.NewRecorder()
+	rec.LinkAdd(kernel.LinkSpec{Kind: "bridge", Name: "br0", Alias: "someone-else"})
+	_, failed, errs := Undo(rec, []Step{{Op: OpLink, Kind: "bridge", Name: "br0", Alias: "nsrun:t", Pos: "x.star:3:4"}})
+	if len(failed) != 1 || len(errs) != 1 || !strings.Contains(errs[0].Error(), "x.star:3:4") {
+		t.Fatalf("failed = %v, errs = %v", failed, errs)
+	}
+	if _, err := rec.LinkGet("", "br0"); err != nil {
+		t.Errorf("the other bridge was removed")
+	}
+}
+
+// A journal cut anywhere in its last record reads as the records before it.
+func TestTornJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Add(Step{Op: OpNetns, Name: "a", Ino: 1, Pos: "x.star:1:1"})
+	j.Add(Step{Op: OpNetns, Name: "b", Ino: 2, Pos: "x.star:2:1"})
+	j.Close()
+	full, _ := os.ReadFile(path)
+	first := strings.Index(string(full), "\n") + 1
+	for cut := first; cut < len(full); cut++ {
+		os.WriteFile(path, full[:cut], 0o644)
+		steps, err := ReadJournal(path)
+		if err != nil || len(steps) != 1 || steps[0].Name != "a" {
+			t.Fatalf("cut at %d: %v, %v", cut, steps, err)
+		}
+	}
+}
+
+// A link created and then moved into a namespace that outlives the rollback
+// (a REPL input rolled back to its mark) is deleted where it is now.
+func TestUndoMovedLink(t *testing.T) {
+	rec := kernel.NewRecorder()
+	j, _ := OpenJournal("")
+	rt := New("t", rec, j)
+	ino, _ := rec.NetnsAdd("blue")
+	rt.Record(nil, Step{Op: OpNetns, Name: "blue", Ino: ino})
+	mark := j.Len()
+	rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "v0", PeerName: "v1", Alias: rt.Tag()})
+	rt.Record(nil, Step{Op: OpLink, Kind: "veth", Name: "v0", PeerName: "v1", Alias: rt.Tag()})
+	rec.LinkMove("", "v1", "blue")
+	rt.Record(nil, Step{Op: OpMove, Name: "v1", New: "blue"})
+	rec.LinkMove("", "v0", "blue")
+	rt.Record(nil, Step{Op: OpMove, Name: "v0", New: "blue"})
+	if _, failed := rt.Rollback(mark); len(failed) > 0 {
+		t.Fatal(failed)
+	}
+	for _, name := range []string{"v0", "v1"} {
+		if _, err := rec.LinkGet("blue", name); err == nil {
+			t.Errorf("%s is still in blue", name)
+		}
+	}
+}
