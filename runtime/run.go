@@ -79,7 +79,7 @@ func Run(ctx context.Context, o RunOptions) int {
 	if err != nil {
 		fmt.Fprintln(o.Stderr, Backtrace(err))
 		if o.KeepOnError {
-			errf("kept the failed lab %q (%d changes); remove it with `nsrun down %s`", o.Lab, journal.Len(), o.Lab)
+			errf("kept the failed lab %q (%s); remove it with `nsrun down %s`", o.Lab, plural(journal.Len(), "change"), o.Lab)
 			return ExitFailed
 		}
 		undone, failed := rt.Rollback(0)
@@ -103,7 +103,7 @@ func Run(ctx context.Context, o RunOptions) int {
 		return ExitOK
 	}
 	if !o.Quiet {
-		errf("lab %q is up (%d changes); remove it with `nsrun down %s`", o.Lab, journal.Len(), o.Lab)
+		errf("lab %q is up (%s); remove it with `nsrun down %s`", o.Lab, plural(journal.Len(), "change"), o.Lab)
 	}
 	return ExitOK
 }
@@ -112,12 +112,12 @@ func Run(ctx context.Context, o RunOptions) int {
 // not remove; it returns ExitIncomplete if there is one.
 func report(w io.Writer, verb string, undone []Step, failed []error) int {
 	if len(undone) > 0 {
-		fmt.Fprintf(w, "nsrun: %s %d changes%s\n", verb, len(undone), objects(undone))
+		fmt.Fprintf(w, "nsrun: %s %s%s\n", verb, plural(len(undone), "change"), objects(undone))
 	}
 	if len(failed) == 0 {
 		return ExitOK
 	}
-	fmt.Fprintf(w, "nsrun: %d changes could not be undone:\n", len(failed))
+	fmt.Fprintf(w, "nsrun: %s could not be undone:\n", plural(len(failed), "change"))
 	for _, err := range failed {
 		fmt.Fprintf(w, "  %v\n", err)
 	}
@@ -144,4 +144,12 @@ func abs(path string) string {
 		return a
 	}
 	return path
+}
+
+// plural renders a count of things: "1 change", "3 changes".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

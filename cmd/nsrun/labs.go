@@ -50,7 +50,7 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 		}
 		undone, failed := lab.Down(k)
 		if len(failed) > 0 {
-			fmt.Fprintf(stderr, "nsrun: lab %q: %d changes could not be undone:\n", name, len(failed))
+			fmt.Fprintf(stderr, "nsrun: lab %q: %d of its changes could not be undone:\n", name, len(failed))
 			for _, err := range failed {
 				fmt.Fprintf(stderr, "  %v\n", err)
 			}

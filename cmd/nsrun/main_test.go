@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nsrun/nsrun/runtime/nstest"
@@ -188,5 +190,69 @@ func TestArgv(t *testing.T) {
 	path := write(t, "argv.star", "print(argv)\n")
 	if r := nsrun(t, "--sandbox", path, "-v", "x"); r.stdout != "[\"-v\", \"x\"]\n" {
 		t.Errorf("%+v", r)
+	}
+}
+
+// A link kind the kernel lacks is named as such.
+func TestMissingKind(t *testing.T) {
+	nstest.Kernel(t)
+	r := nsrun(t, "--sandbox", write(t, "d.star", "dummy(\"d0\")\n"))
+	if r.code != 1 || !strings.Contains(r.stderr, "d.star:1:6") {
+		t.Fatalf("%+v", r)
+	}
+	// This machine's kernel has no dummy; elsewhere the run may succeed.
+	if !strings.Contains(r.stderr, "the kernel has no 'dummy' link type") {
+		t.Logf("dummy exists here: %s", r.stderr)
+	}
+}
+
+// An object of the lab replaced by someone else's of the same name is left
+// alone, named, and the exit code says the rollback is incomplete.
+func TestReplacedObjectIsLeftAlone(t *testing.T) {
+	nstest.Kernel(t)
+	path := write(t, "swap.star", `n = netns("x")
+bridge("br9")
+exec_in(host(), "ip link del br9 && ip link add br9 type bridge && ip link set br9 alias mine")
+fail("now")
+`)
+	r := nsrun(t, path)
+	defer func() {
+		nstest.Ip(t, "", "link", "del", "br9")
+		if r := nsrun(t, "down", "swap"); r.code != 0 { // the record was kept for a retry
+			t.Errorf("down after the other br9 is gone: %+v", r)
+		}
+	}()
+	if r.code != 3 || !strings.Contains(r.stderr, `bridge "br9"`) || !strings.Contains(r.stderr, `has tag "mine", not "nsrun:swap"`) {
+		t.Fatalf("%+v", r)
+	}
+	if got := nstest.Ip(t, "", "-d", "link", "show", "br9"); !strings.Contains(got, "alias mine") {
+		t.Errorf("the other br9 changed: %s", got)
+	}
+}
+
+// SIGINT or SIGTERM during a run rolls it back.
+func TestSignalRollsBack(t *testing.T) {
+	nstest.Kernel(t)
+	path := write(t, "sig.star", "n = netns(\"sig\")\nveth(\"s0\", \"s1\", peer_netns = n)\nprint(\"ready\")\nexec_in(n, [\"sleep\", \"30\"])\n")
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		before := nstest.Snapshot(t)
+		var out, errb bytes.Buffer
+		cmd := exec.Command(nsrunBin, path)
+		cmd.Stderr = &errb
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 6)
+		io.ReadFull(stdout, buf) // "ready\n": the objects exist
+		out.Write(buf)
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(errb.String(), "rolled back") {
+			t.Errorf("%v: %v\n%s", sig, err, errb.String())
+		}
+		if after := nstest.Snapshot(t); after != before {
+			t.Errorf("%v left:\n%s", sig, after)
+		}
 	}
 }
