@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -138,10 +139,23 @@ func DeleteNamed(dir, name string, ino uint64) error {
 	return nil
 }
 
+var prepared sync.Map // dir -> struct{}: done once per process
+
 // prepareNetnsDir makes dir a shared mount point, as iproute2 does, so that
 // namespaces pinned there are visible in mount namespaces made later (those
 // of `ip netns exec` and of exec_in) and the other way round.
 func prepareNetnsDir(dir string) error {
+	if _, ok := prepared.Load(dir); ok {
+		return nil
+	}
+	if err := makeShared(dir); err != nil {
+		return err
+	}
+	prepared.Store(dir, struct{}{})
+	return nil
+}
+
+func makeShared(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
