@@ -1,0 +1,284 @@
+package builtins
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// The nat module programs NAT in a namespace of the lab through nftables.
+// Each lab has its own table per namespace and family, "nsrun-<lab>", made on
+// the first nat call there with the base chains prerouting (dstnat), output
+// (dstnat) and postrouting (srcnat); each call appends rules to it. Nothing
+// outside that table is read or changed, and NAT is refused in host(): the
+// machine's firewall is never touched. Forwarding is not switched on behind
+// the recipe's back: a router needs ns.sysctl("net.ipv4.ip_forward", "1").
+var natModule = &starlarkstruct.Module{
+	Name: "nat",
+	Members: starlark.StringDict{
+		"dnat":       starlark.NewBuiltin("nat.dnat", natDNAT),
+		"floating":   starlark.NewBuiltin("nat.floating", natFloating),
+		"masquerade": starlark.NewBuiltin("nat.masquerade", natMasquerade),
+		"snat":       starlark.NewBuiltin("nat.snat", natSNAT),
+	},
+}
+
+// Journal operations: the lab's table, and one rule (or the pair of rules a
+// dnat makes) identified by its comment. A whole run's rollback deletes the
+// namespace and with it both; a REPL input rolled back alone deletes just the
+// rules it added, and the table if it made it.
+const (
+	opNftTable = "nftable" // Name: table, Kind: family
+	opNftRule  = "nftrule" // Name: table, Kind: family, Alias: the rules' comment
+)
+
+func init() {
+	register(natModule)
+	runtime.RegisterUndo(opNftTable, func(k kernel.Kernel, s runtime.Step) error {
+		nk, ok := k.(kernel.NAT)
+		if !ok {
+			return fmt.Errorf("this kernel cannot program nftables")
+		}
+		return nk.NATDelTable(s.NS, s.Kind, s.Name)
+	})
+	runtime.RegisterUndo(opNftRule, func(k kernel.Kernel, s runtime.Step) error {
+		nk, ok := k.(kernel.NAT)
+		if !ok {
+			return fmt.Errorf("this kernel cannot program nftables")
+		}
+		return nk.NATRuleDel(s.NS, s.Kind, s.Name, s.Alias)
+	})
+}
+
+// nat.masquerade(netns, out, src=None) rewrites the source of traffic from
+// src (any, if None) leaving through link out to out's address of the moment.
+//
+// Equivalent to: ip netns exec $netns nft add rule ip nsrun-$lab postrouting oifname $out ip saddr $src masquerade
+func natMasquerade(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ns *Netns
+	var out starlark.Value
+	var src natPrefix
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "out", &out, "src?", &src); err != nil {
+		return nil, err
+	}
+	r := kernel.NATRule{Action: kernel.Masquerade, Src: netip.Prefix(src)}
+	return natApply(thread, b, ns, starlark.None, out, r)
+}
+
+// nat.snat(netns, src, to, out=None) rewrites the source of traffic from src
+// to the fixed address to, for traffic leaving through out if given.
+//
+// Equivalent to: ip netns exec $netns nft add rule ip nsrun-$lab postrouting [oifname $out] ip saddr $src snat to $to
+func natSNAT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ns *Netns
+	var src natPrefix
+	var to ipAddr
+	var out starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "src", &src, "to", &to, "out?", &out); err != nil {
+		return nil, err
+	}
+	r := kernel.NATRule{Action: kernel.SNAT, Src: netip.Prefix(src), To: netip.Addr(to)}
+	return natApply(thread, b, ns, starlark.None, out, r)
+}
+
+// nat.dnat(netns, dst, to, in_=None) rewrites the destination of traffic to
+// dst into to: for traffic arriving through in_ if given, otherwise for all
+// traffic, the namespace's own included.
+//
+// Equivalent to: ip netns exec $netns nft add rule ip nsrun-$lab prerouting [iifname $in_] ip daddr $dst dnat to $to
+// (and, without in_, the same rule in the output chain)
+func natDNAT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ns *Netns
+	var dst, to ipAddr
+	var in starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "dst", &dst, "to", &to, "in_?", &in); err != nil {
+		return nil, err
+	}
+	if !netip.Addr(dst).IsValid() {
+		return nil, fmt.Errorf("%s: for parameter dst: an address is required", b.Name())
+	}
+	r := kernel.NATRule{Action: kernel.DNAT, Dst: hostPrefix(netip.Addr(dst)), To: netip.Addr(to)}
+	return natApply(thread, b, ns, in, starlark.None, r)
+}
+
+// nat.floating(netns, floating, fixed) makes floating a 1:1 alias of fixed,
+// as Neutron's L3 agent does for a floating IP in its qrouter namespace:
+// traffic to floating goes to fixed (dnat, including the router's own), and
+// traffic from fixed leaves as floating (snat). The floating address itself
+// must be on the router's external link for its neighbours to reach it.
+//
+// Equivalent to:
+//
+//	ip netns exec $netns nft add rule ip nsrun-$lab prerouting ip daddr $floating dnat to $fixed
+//	ip netns exec $netns nft add rule ip nsrun-$lab output ip daddr $floating dnat to $fixed
+//	ip netns exec $netns nft add rule ip nsrun-$lab postrouting ip saddr $fixed snat to $floating
+func natFloating(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ns *Netns
+	var floating, fixed ipAddr
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "floating", &floating, "fixed", &fixed); err != nil {
+		return nil, err
+	}
+	fl, fx := netip.Addr(floating), netip.Addr(fixed)
+	switch {
+	case !fl.IsValid():
+		return nil, fmt.Errorf("%s: for parameter floating: an address is required", b.Name())
+	case !fx.IsValid():
+		return nil, fmt.Errorf("%s: for parameter fixed: an address is required", b.Name())
+	case fl == fx:
+		return nil, fmt.Errorf("%s: floating and fixed are both %s", b.Name(), fl)
+	}
+	d := kernel.NATRule{Action: kernel.DNAT, Dst: hostPrefix(fl), To: fx}
+	if _, err := natApply(thread, b, ns, starlark.None, starlark.None, d); err != nil {
+		return nil, err
+	}
+	s := kernel.NATRule{Action: kernel.SNAT, Src: hostPrefix(fx), To: fl}
+	return natApply(thread, b, ns, starlark.None, starlark.None, s)
+}
+
+// natApply validates the rule and its namespace, makes the lab's table if
+// this is the first nat rule of its family there, and adds the rule, each
+// change journaled as soon as it is made.
+// in and out are links of ns (values or names) to match, or None.
+func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out starlark.Value, r kernel.NATRule) (starlark.Value, error) {
+	if r.Action != kernel.Masquerade && !r.To.IsValid() {
+		return nil, fmt.Errorf("%s: for parameter to: an address is required", b.Name())
+	}
+	family, err := natFamily(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	if r.In, err = natLink(rt, ns, "in_", in); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if r.Out, err = natLink(rt, ns, "out", out); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if ns.name == kernel.Host {
+		return nil, fmt.Errorf("%s: NAT in host() would change the machine's own firewall; put it in a namespace of the lab", b.Name())
+	}
+	if !rt.OwnsNetns(ns.name) {
+		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), ns.Name())
+	}
+	nk, ok := rt.Kernel.(kernel.NAT)
+	if !ok {
+		return nil, fmt.Errorf("%s: this kernel cannot program nftables", b.Name())
+	}
+	table := "nsrun-" + rt.Lab
+	if !natHasTable(rt, ns.name, family, table) {
+		if err := nk.NATTable(ns.name, family, table); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				err = fmt.Errorf("table %s %s exists already and is not this run's: %w", family, table, err)
+			}
+			return nil, fmt.Errorf("%s: in netns %q: %w", b.Name(), ns.Name(), err)
+		}
+		if err := rt.Record(thread, runtime.Step{Op: opNftTable, NS: ns.name, Name: table, Kind: family}); err != nil {
+			return nil, err
+		}
+	}
+	// The comment tags the rule for its undo; the journal's length makes it
+	// unique within the run and the same on every run of the recipe.
+	r.Comment = fmt.Sprintf("%s #%d", rt.Tag(), rt.Journal.Len())
+	if err := nk.NATRule(ns.name, family, table, r); err != nil {
+		return nil, fmt.Errorf("%s: in netns %q: %w", b.Name(), ns.Name(), err)
+	}
+	if err := rt.Record(thread, runtime.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
+}
+
+// natHasTable reports whether the run has made the lab's table in ns: the
+// journal holds its step until it is rolled back.
+func natHasTable(rt *runtime.Runtime, ns, family, table string) bool {
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == opNftTable && s.NS == ns && s.Name == table && s.Kind == family {
+			return true
+		}
+	}
+	return false
+}
+
+// natFamily is the table family of a rule's addresses: ip or ip6, never both.
+func natFamily(r kernel.NATRule) (string, error) {
+	var fam, first string
+	for _, a := range []struct {
+		param string
+		addr  netip.Addr
+	}{{"src", r.Src.Addr()}, {"dst", r.Dst.Addr()}, {"to", r.To}} {
+		if !a.addr.IsValid() {
+			continue
+		}
+		f := "ip"
+		if a.addr.Is6() {
+			f = "ip6"
+		}
+		if fam == "" {
+			fam, first = f, a.param
+		} else if f != fam {
+			return "", fmt.Errorf("%s and %s are of different address families", first, a.param)
+		}
+	}
+	if fam == "" {
+		fam = "ip" // masquerade of everything
+	}
+	return fam, nil
+}
+
+// natLink resolves a link parameter: a link of ns, the name of one, or None.
+func natLink(rt *runtime.Runtime, ns *Netns, param string, v starlark.Value) (string, error) {
+	switch v := v.(type) {
+	case starlark.NoneType:
+		return "", nil
+	case *Link:
+		if v.ns() != ns.name {
+			return "", fmt.Errorf("for parameter %s: link %q is in netns %q, not %q", param, v.state.name, v.state.ns.Name(), ns.Name())
+		}
+		return v.state.name, nil
+	case starlark.String:
+		var name ifName
+		if err := name.Unpack(v); err != nil {
+			return "", fmt.Errorf("for parameter %s: %v", param, err)
+		}
+		if _, err := rt.Kernel.LinkGet(ns.name, string(name)); err != nil {
+			return "", fmt.Errorf("for parameter %s: no link %q in netns %q", param, string(name), ns.Name())
+		}
+		return string(name), nil
+	}
+	return "", fmt.Errorf("for parameter %s: got %s, want link or string", param, v.Type())
+}
+
+func hostPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+
+// natPrefix is a network to match, "10.0.0.0/24", or a bare address; host
+// bits must be clear. None means any.
+type natPrefix netip.Prefix
+
+func (p *natPrefix) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
+	s, ok := starlark.AsString(v)
+	if !ok {
+		return fmt.Errorf("got %s, want string", v.Type())
+	}
+	q, err := parsePrefix(s)
+	if err != nil {
+		return err
+	}
+	if q != q.Masked() {
+		return fmt.Errorf("%q has host bits set (did you mean %s?)", s, q.Masked())
+	}
+	*p = natPrefix(q)
+	return nil
+}

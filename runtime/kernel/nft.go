@@ -1,0 +1,462 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// NAT is implemented by kernels that can program a lab's own nftables table
+// in a namespace. A lab's NAT lives in one table per namespace and family,
+// with three base chains of type nat: prerouting (dstnat, -100), output
+// (dstnat, -100, so that the namespace's own traffic to a floating address is
+// translated too) and postrouting (srcnat, 100). Nothing outside that table
+// is ever read or changed.
+type NAT interface {
+	// NATTable creates the table with its chains in one transaction. A
+	// table of that name already there is an error wrapping os.ErrExist.
+	NATTable(ns, family, table string) error
+	// NATRule appends a rule to the chains its action belongs in.
+	NATRule(ns, family, table string, r NATRule) error
+	// NATRuleDel deletes the table's rules that carry comment; none left,
+	// or no table, is success.
+	NATRuleDel(ns, family, table, comment string) error
+	// NATDelTable deletes the table and everything in it; already gone is
+	// success.
+	NATDelTable(ns, family, table string) error
+}
+
+// NAT actions.
+const (
+	Masquerade = "masquerade"
+	SNAT       = "snat"
+	DNAT       = "dnat"
+)
+
+// NATRule is one translation. Unset matches (an invalid prefix, an empty
+// interface name) match everything.
+type NATRule struct {
+	Action   string       // Masquerade, SNAT or DNAT
+	Src, Dst netip.Prefix // ip saddr / ip daddr
+	In, Out  string       // iifname / oifname
+	To       netip.Addr   // snat to / dnat to
+	Comment  string       // identifies the rule for its undo
+}
+
+// chains are the base chains a rule goes in.
+func (r NATRule) chains() []string {
+	if r.Action != DNAT {
+		return []string{"postrouting"}
+	}
+	if r.In != "" {
+		return []string{"prerouting"}
+	}
+	return []string{"prerouting", "output"}
+}
+
+// String renders the rule as `nft add rule` takes it.
+func (r NATRule) String() string {
+	var b strings.Builder
+	fam := "ip"
+	if r.Src.Addr().Is6() || r.Dst.Addr().Is6() || r.To.Is6() {
+		fam = "ip6"
+	}
+	if r.In != "" {
+		fmt.Fprintf(&b, "iifname %q ", r.In)
+	}
+	if r.Out != "" {
+		fmt.Fprintf(&b, "oifname %q ", r.Out)
+	}
+	if r.Src.IsValid() {
+		fmt.Fprintf(&b, "%s saddr %s ", fam, r.Src)
+	}
+	if r.Dst.IsValid() {
+		fmt.Fprintf(&b, "%s daddr %s ", fam, r.Dst)
+	}
+	b.WriteString(r.Action)
+	if r.To.IsValid() {
+		fmt.Fprintf(&b, " to %s", r.To)
+	}
+	if r.Comment != "" {
+		fmt.Fprintf(&b, " comment %q", r.Comment)
+	}
+	return b.String()
+}
+
+// natChain describes a base chain of the lab's table.
+type natChain struct {
+	name     string
+	hook     *nftables.ChainHook
+	priority *nftables.ChainPriority
+	spec     string // as nft writes it
+}
+
+var natChains = []natChain{
+	{"prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest, "type nat hook prerouting priority dstnat;"},
+	{"output", nftables.ChainHookOutput, nftables.ChainPriorityNATDest, "type nat hook output priority dstnat;"},
+	{"postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, "type nat hook postrouting priority srcnat;"},
+}
+
+func nftFamily(family string) (nftables.TableFamily, error) {
+	switch family {
+	case "ip":
+		return nftables.TableFamilyIPv4, nil
+	case "ip6":
+		return nftables.TableFamilyIPv6, nil
+	}
+	return 0, fmt.Errorf("nat family %q: want ip or ip6", family)
+}
+
+// nft opens an nftables connection to namespace ns; it is not cached: each
+// Flush dials netlink afresh, inside the namespace.
+func (k *Netlink) nft(ns string) (*nftables.Conn, error) {
+	fd, err := k.fd(ns)
+	if err != nil {
+		return nil, err
+	}
+	return nftables.New(nftables.WithNetNSFd(int(fd)))
+}
+
+func (k *Netlink) NATTable(ns, family, table string) error {
+	fam, err := nftFamily(family)
+	if err != nil {
+		return err
+	}
+	c, err := k.nft(ns)
+	if err != nil {
+		return err
+	}
+	t := c.CreateTable(&nftables.Table{Name: table, Family: fam})
+	for _, ch := range natChains {
+		c.AddChain(&nftables.Chain{Name: ch.name, Table: t, Type: nftables.ChainTypeNAT, Hooknum: ch.hook, Priority: ch.priority})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("creating nftables table %s %s in netns %q: %w", family, table, NSArg(ns), err)
+	}
+	return nil
+}
+
+func (k *Netlink) NATRule(ns, family, table string, r NATRule) error {
+	fam, err := nftFamily(family)
+	if err != nil {
+		return err
+	}
+	exprs, err := natExprs(fam, r)
+	if err != nil {
+		return err
+	}
+	c, err := k.nft(ns)
+	if err != nil {
+		return err
+	}
+	t := &nftables.Table{Name: table, Family: fam}
+	for _, ch := range r.chains() {
+		c.AddRule(&nftables.Rule{
+			Table:    t,
+			Chain:    &nftables.Chain{Name: ch, Table: t},
+			Exprs:    exprs,
+			UserData: userdata.AppendString(nil, userdata.TypeComment, r.Comment),
+		})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("adding nftables rule %q to %s %s in netns %q: %w", r, family, table, NSArg(ns), err)
+	}
+	return nil
+}
+
+// natExprs compiles a rule as nft would: the matches, the target address
+// loaded into register 1, then the nat statement.
+func natExprs(fam nftables.TableFamily, r NATRule) ([]expr.Any, error) {
+	var e []expr.Any
+	if r.In != "" {
+		e = append(e, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(r.In)})
+	}
+	if r.Out != "" {
+		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(r.Out)})
+	}
+	// Offsets of the source and destination address in the IPv4 and IPv6
+	// headers.
+	src, dst, n := uint32(12), uint32(16), uint32(4)
+	natFam := uint32(unix.NFPROTO_IPV4)
+	if fam == nftables.TableFamilyIPv6 {
+		src, dst, n = 8, 24, 16
+		natFam = unix.NFPROTO_IPV6
+	}
+	for _, m := range []struct {
+		p      netip.Prefix
+		offset uint32
+	}{{r.Src, src}, {r.Dst, dst}} {
+		if !m.p.IsValid() {
+			continue
+		}
+		if m.p.Addr().BitLen() != int(n)*8 {
+			return nil, fmt.Errorf("%s is not an address of the table's family", m.p)
+		}
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: m.offset, Len: n})
+		if m.p.Bits() < m.p.Addr().BitLen() {
+			mask := netipMask(m.p.Bits(), int(n))
+			e = append(e, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)})
+		}
+		e = append(e, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: m.p.Masked().Addr().AsSlice()})
+	}
+	switch r.Action {
+	case Masquerade:
+		e = append(e, &expr.Masq{})
+	case SNAT, DNAT:
+		if !r.To.IsValid() || r.To.BitLen() != int(n)*8 {
+			return nil, fmt.Errorf("%s needs a target address of the table's family", r.Action)
+		}
+		typ := expr.NATTypeSourceNAT
+		if r.Action == DNAT {
+			typ = expr.NATTypeDestNAT
+		}
+		e = append(e, &expr.Immediate{Register: 1, Data: r.To.AsSlice()},
+			&expr.NAT{Type: typ, Family: natFam, RegAddrMin: 1, RegAddrMax: 1})
+	default:
+		return nil, fmt.Errorf("unknown nat action %q", r.Action)
+	}
+	return e, nil
+}
+
+// ifname pads an interface name as the kernel compares it (IFNAMSIZ).
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+func netipMask(bits, n int) []byte {
+	m := make([]byte, n)
+	for i := range m {
+		switch {
+		case bits >= 8:
+			m[i] = 0xff
+			bits -= 8
+		case bits > 0:
+			m[i] = byte(0xff << (8 - bits))
+			bits = 0
+		}
+	}
+	return m
+}
+
+// gone reports whether err says that a namespace, table, chain or rule does
+// not exist.
+func gone(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist)
+}
+
+// table returns the lab's table, or nil if it is not there.
+func (k *Netlink) table(c *nftables.Conn, fam nftables.TableFamily, name string) (*nftables.Table, error) {
+	ts, err := c.ListTablesOfFamily(fam)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range ts {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return nil, nil
+}
+
+func (k *Netlink) NATRuleDel(ns, family, table, comment string) error {
+	fam, err := nftFamily(family)
+	if err != nil {
+		return err
+	}
+	c, err := k.nft(ns)
+	if gone(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t, err := k.table(c, fam, table)
+	if err != nil || t == nil {
+		return err
+	}
+	for _, ch := range natChains {
+		rules, err := c.GetRules(t, &nftables.Chain{Name: ch.name, Table: t})
+		if gone(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("listing chain %s of %s %s in netns %q: %w", ch.name, family, table, NSArg(ns), err)
+		}
+		for _, r := range rules {
+			if s, _ := userdata.GetString(r.UserData, userdata.TypeComment); s == comment {
+				if err := c.DelRule(r); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := c.Flush(); err != nil && !gone(err) {
+		return fmt.Errorf("deleting the rules %q of %s %s in netns %q: %w", comment, family, table, NSArg(ns), err)
+	}
+	return nil
+}
+
+func (k *Netlink) NATDelTable(ns, family, table string) error {
+	fam, err := nftFamily(family)
+	if err != nil {
+		return err
+	}
+	c, err := k.nft(ns)
+	if gone(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t, err := k.table(c, fam, table)
+	if err != nil || t == nil {
+		return err
+	}
+	c.DelTable(t)
+	if err := c.Flush(); err != nil && !gone(err) {
+		return fmt.Errorf("deleting nftables table %s %s in netns %q: %w", family, table, NSArg(ns), err)
+	}
+	return nil
+}
+
+// The Recorder's model of NAT tables: the comments of each table's rules.
+// It lives beside the Recorder rather than in it so that NAT stays in this
+// file; entries are keyed by the namespace's inode, so a namespace deleted
+// and made again starts empty.
+var recorderNAT = struct {
+	sync.Mutex
+	tables map[*Recorder]map[recNATKey][]string
+}{tables: map[*Recorder]map[recNATKey][]string{}}
+
+type recNATKey struct {
+	ns            string
+	ino           uint64
+	family, table string
+}
+
+func (r *Recorder) natKey(ns, family, table string) (recNATKey, bool) {
+	if ns == Host {
+		return recNATKey{family: family, table: table}, true
+	}
+	ino, ok := r.netns[ns]
+	return recNATKey{ns, ino, family, table}, ok
+}
+
+func nftIn(ns string) string {
+	if ns == Host {
+		return "nft"
+	}
+	return "ip netns exec " + ns + " nft"
+}
+
+func (r *Recorder) NATTable(ns, family, table string) error {
+	if _, err := nftFamily(family); err != nil {
+		return err
+	}
+	key, ok := r.natKey(ns, family, table)
+	if !ok {
+		return fmt.Errorf("netns %q: %w", ns, ErrNotFound)
+	}
+	recorderNAT.Lock()
+	defer recorderNAT.Unlock()
+	m := recorderNAT.tables[r]
+	if m == nil {
+		m = map[recNATKey][]string{}
+		recorderNAT.tables[r] = m
+	}
+	if _, ok := m[key]; ok {
+		return fmt.Errorf("nftables table %s %s in netns %q: %w", family, table, NSArg(ns), os.ErrExist)
+	}
+	cmd := fmt.Sprintf("%s create table %s %s", nftIn(ns), family, table)
+	for _, ch := range natChains {
+		cmd += fmt.Sprintf("; %s add chain %s %s %s '{ %s }'", nftIn(ns), family, table, ch.name, ch.spec)
+	}
+	if err := r.change("%s", cmd); err != nil {
+		return err
+	}
+	m[key] = []string{}
+	return nil
+}
+
+func (r *Recorder) NATRule(ns, family, table string, rule NATRule) error {
+	fam, err := nftFamily(family)
+	if err != nil {
+		return err
+	}
+	if _, err := natExprs(fam, rule); err != nil {
+		return err
+	}
+	key, _ := r.natKey(ns, family, table)
+	recorderNAT.Lock()
+	defer recorderNAT.Unlock()
+	rules, ok := recorderNAT.tables[r][key]
+	if !ok {
+		return fmt.Errorf("nftables table %s %s in netns %q: %w", family, table, NSArg(ns), ErrNotFound)
+	}
+	var cmds []string
+	for _, ch := range rule.chains() {
+		cmds = append(cmds, fmt.Sprintf("%s add rule %s %s %s %s", nftIn(ns), family, table, ch, rule))
+	}
+	if err := r.change("%s", strings.Join(cmds, "; ")); err != nil {
+		return err
+	}
+	recorderNAT.tables[r][key] = append(rules, rule.Comment)
+	return nil
+}
+
+func (r *Recorder) NATRuleDel(ns, family, table, comment string) error {
+	key, ok := r.natKey(ns, family, table)
+	if !ok {
+		return nil
+	}
+	recorderNAT.Lock()
+	defer recorderNAT.Unlock()
+	rules, ok := recorderNAT.tables[r][key]
+	if !ok {
+		return nil
+	}
+	var kept []string
+	for _, c := range rules {
+		if c != comment {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == len(rules) {
+		return nil
+	}
+	// nft deletes rules by handle; the comment names the rule here.
+	if err := r.change("%s delete rule %s %s comment %q", nftIn(ns), family, table, comment); err != nil {
+		return err
+	}
+	recorderNAT.tables[r][key] = append([]string{}, kept...)
+	return nil
+}
+
+func (r *Recorder) NATDelTable(ns, family, table string) error {
+	key, ok := r.natKey(ns, family, table)
+	if !ok {
+		return nil
+	}
+	recorderNAT.Lock()
+	defer recorderNAT.Unlock()
+	if _, ok := recorderNAT.tables[r][key]; !ok {
+		return nil
+	}
+	if err := r.change("%s delete table %s %s", nftIn(ns), family, table); err != nil {
+		return err
+	}
+	delete(recorderNAT.tables[r], key)
+	return nil
+}
