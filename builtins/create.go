@@ -80,7 +80,9 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 	}
-	if s.MAC == nil && s.Kind != "vlan" {
+	// A vlan shares its parent's MAC; a passthru macvlan takes its parent's
+	// (setting one would change the parent's).
+	if s.MAC == nil && s.Kind != "vlan" && s.Mode != "passthru" {
 		s.MAC = rt.MAC(s.NS, s.Name)
 	}
 	if s.Kind == "veth" && s.PeerMAC == nil {

@@ -22,13 +22,14 @@ type Link struct {
 // linkState is what the lab knows of a link; it follows the link when it
 // moves.
 type linkState struct {
-	ns     *Netns
-	name   string
-	kind   string
-	mac    string
-	up     bool
-	master string
-	peer   *Link
+	ns      *Netns
+	name    string
+	kind    string
+	mac     string
+	up      bool
+	master  string
+	hairpin bool
+	peer    *Link
 }
 
 var (
@@ -241,21 +242,43 @@ func linkNomaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	return l, nil
 }
 
-// link.set(mtu=, mac=) changes the link's MTU or address.
+// link.set(mtu=, mac=, hairpin=) changes the link's MTU or address, or the
+// hairpin mode of a bridge port (a VEPA macvlan's upstream needs it on).
 //
-// Equivalent to: ip link set $link mtu $mtu address $mac
+// Equivalent to: ip link set $link mtu $mtu address $mac; bridge link set dev $link hairpin on
 func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var m mtu
 	var mac macAddr
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "mtu?", &m, "mac?", &mac); err != nil {
+	var hairpin starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "mtu?", &m, "mac?", &mac, "hairpin?", &hairpin); err != nil {
 		return nil, err
 	}
 	l, rt, err := linkMethod(thread, b)
 	if err != nil {
 		return nil, err
 	}
-	if m == 0 && mac == nil {
-		return nil, fmt.Errorf("%s: nothing to set (give mtu= or mac=)", b.Name())
+	if m == 0 && mac == nil && hairpin == starlark.None {
+		return nil, fmt.Errorf("%s: nothing to set (give mtu=, mac= or hairpin=)", b.Name())
+	}
+	if hairpin != starlark.None {
+		on, ok := hairpin.(starlark.Bool)
+		if !ok {
+			return nil, fmt.Errorf("%s: for parameter hairpin: got %s, want bool", b.Name(), hairpin.Type())
+		}
+		if l.state.master == "" {
+			return nil, fmt.Errorf("%s: hairpin: %q is not a bridge port", b.Name(), l.state.name)
+		}
+		if err := rt.Kernel.LinkSetHairpin(l.ns(), l.state.name, bool(on)); err != nil {
+			return nil, fmt.Errorf("%s: setting hairpin on %q: %w", b.Name(), l.state.name, err)
+		}
+		old := map[bool]string{true: "on", false: "off"}[l.state.hairpin]
+		l.state.hairpin = bool(on)
+		if err := rt.Record(thread, runtime.Step{Op: runtime.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old}); err != nil {
+			return nil, err
+		}
+		if m == 0 && mac == nil {
+			return l, nil
+		}
 	}
 	info, err := rt.Kernel.LinkGet(l.ns(), l.state.name)
 	if err != nil {

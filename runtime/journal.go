@@ -38,17 +38,18 @@ type Step struct {
 
 // The operations a step records.
 const (
-	OpNetns  = "netns"  // netns created
-	OpLink   = "link"   // link created (a veth: both ends)
-	OpUp     = "up"     // link set up or down; Old "up" or "down"
-	OpMaster = "master" // master set or cleared; Old is the previous master
-	OpMTU    = "mtu"
-	OpMAC    = "mac"
-	OpMove   = "move" // link moved from NS to New
-	OpAddr   = "addr"
-	OpRoute  = "route"
-	OpSysctl = "sysctl"
-	OpProc   = "proc" // background process started
+	OpNetns   = "netns"  // netns created
+	OpLink    = "link"   // link created (a veth: both ends)
+	OpUp      = "up"     // link set up or down; Old "up" or "down"
+	OpMaster  = "master" // master set or cleared; Old is the previous master
+	OpMTU     = "mtu"
+	OpMAC     = "mac"
+	OpMove    = "move"    // link moved from NS to New
+	OpHairpin = "hairpin" // Old "on" or "off"
+	OpAddr    = "addr"
+	OpRoute   = "route"
+	OpSysctl  = "sysctl"
+	OpProc    = "proc" // background process started
 )
 
 // String names the object for a person: `veth "veth0"`, `address 10.0.0.1/24 on "veth1" in netns "blue"`.
@@ -268,7 +269,7 @@ func moot(steps []Step) mootness {
 			delete(ids, key{s.NS, s.Name})
 			ids[key{s.New, s.Name}] = l
 			stepLink[i] = l
-		case OpUp, OpMaster, OpMTU, OpMAC, OpAddr:
+		case OpUp, OpMaster, OpMTU, OpMAC, OpAddr, OpHairpin:
 			stepLink[i] = id(key{s.NS, s.Name})
 		}
 	}
@@ -299,7 +300,7 @@ func moot(steps []Step) mootness {
 					m.settle[k.ns] = append(m.settle[k.ns], k.name)
 				}
 			}
-		case OpMove, OpUp, OpMaster, OpMTU, OpMAC, OpAddr:
+		case OpMove, OpUp, OpMaster, OpMTU, OpMAC, OpAddr, OpHairpin:
 			// Changes to a link that goes away go with it.
 			m.skip[i] = deleted[s.NS] || dies(stepLink[i]) || created[stepLink[i]]
 		default: // routes, sysctls, and ops registered by other packages
@@ -349,6 +350,8 @@ func undo(k kernel.Kernel, s Step) error {
 		return ignoreGone(k.LinkSetMAC(s.NS, s.Name, mac))
 	case OpMove:
 		return ignoreGone(k.LinkMove(s.New, s.Name, s.NS))
+	case OpHairpin:
+		return ignoreGone(k.LinkSetHairpin(s.NS, s.Name, s.Old == "on"))
 	case OpAddr:
 		return k.AddrDel(s.NS, s.Name, s.Addr)
 	case OpRoute:

@@ -69,6 +69,13 @@ func (f *Faulty) LinkSetMAC(ns, name string, mac net.HardwareAddr) error {
 	return f.Kernel.LinkSetMAC(ns, name, mac)
 }
 
+func (f *Faulty) LinkSetHairpin(ns, name string, on bool) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Kernel.LinkSetHairpin(ns, name, on)
+}
+
 func (f *Faulty) LinkMove(ns, name, to string) error {
 	if err := f.fail(); err != nil {
 		return err

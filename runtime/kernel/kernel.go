@@ -45,6 +45,7 @@ type Kernel interface {
 	LinkSetMTU(ns, name string, mtu int) error
 	LinkSetMAC(ns, name string, mac net.HardwareAddr) error
 	LinkSetAlias(ns, name, alias string) error
+	LinkSetHairpin(ns, name string, on bool) error // a bridge port's hairpin mode
 	LinkMove(ns, name, to string) error
 
 	AddrAdd(ns, dev string, p netip.Prefix) error

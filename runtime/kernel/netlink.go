@@ -332,6 +332,14 @@ func (k *Netlink) LinkSetAlias(ns, name, alias string) error {
 	return h.LinkSetAlias(l, alias)
 }
 
+func (k *Netlink) LinkSetHairpin(ns, name string, on bool) error {
+	h, l, err := k.link(ns, name)
+	if err != nil {
+		return err
+	}
+	return h.LinkSetHairpin(l, on)
+}
+
 func (k *Netlink) LinkMove(ns, name, to string) error {
 	h, l, err := k.link(ns, name)
 	if err != nil {

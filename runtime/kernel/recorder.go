@@ -229,6 +229,18 @@ func (r *Recorder) LinkSetMAC(ns, name string, mac net.HardwareAddr) error {
 	return r.set(ns, name, "address "+mac.String(), func(l *LinkInfo) { l.MAC = mac.String() })
 }
 
+func (r *Recorder) LinkSetHairpin(ns, name string, on bool) error {
+	if _, err := r.get(ns, name); err != nil {
+		return err
+	}
+	state := map[bool]string{true: "on", false: "off"}[on]
+	prefix := "bridge"
+	if ns != Host {
+		prefix = "bridge -n " + ns
+	}
+	return r.change("%s link set dev %s hairpin %s", prefix, name, state)
+}
+
 func (r *Recorder) LinkSetAlias(ns, name, alias string) error {
 	l, err := r.get(ns, name)
 	if err != nil {
