@@ -104,8 +104,14 @@ func (k *Netlink) Links(ns string) ([]LinkInfo, error) {
 	out := make([]LinkInfo, 0, len(links))
 	for _, l := range links {
 		a := l.Attrs()
+		kind, mac := l.Type(), a.HardwareAddr.String()
+		if a.Flags&net.FlagLoopback != 0 {
+			// As ip -d link and Recorder show it; netlink says "device"
+			// and drops an all-zero address.
+			kind, mac = "loopback", "00:00:00:00:00:00"
+		}
 		out = append(out, LinkInfo{
-			NS: ns, Name: a.Name, Kind: l.Type(), MAC: a.HardwareAddr.String(), MTU: a.MTU,
+			NS: ns, Name: a.Name, Kind: kind, MAC: mac, MTU: a.MTU,
 			Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex], Alias: a.Alias,
 		})
 	}

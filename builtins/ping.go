@@ -1,0 +1,343 @@
+package builtins
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"sync"
+	"time"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/probe"
+)
+
+// The observation builtins send ICMP and count packets natively, from
+// sockets opened inside the namespaces: no ping or tcpdump is needed. On a
+// kernel that only records (planning, tests without root) nothing is sent:
+// a ping is "not run (plan)" and counts as a success, so that a recipe
+// plans through its checks.
+func init() {
+	register(
+		starlark.NewBuiltin("ping", ping),
+		starlark.NewBuiltin("reach", reach),
+		starlark.NewBuiltin("unreachable", unreachable),
+		starlark.NewBuiltin("pingall", pingall),
+	)
+}
+
+// notRun is a ping result's error on a kernel that does not send.
+const notRun = "not run (plan)"
+
+// nsPath returns where namespace ns is pinned, for work done inside it, and
+// false if the run's kernel is not the real one.
+func nsPath(k kernel.Kernel, ns string) (string, bool) {
+	switch k := k.(type) {
+	case *kernel.Netlink:
+		return k.Path(ns), true
+	case *kernel.Faulty:
+		return nsPath(k.Kernel, ns)
+	}
+	return "", false
+}
+
+// pingArgs are the arguments ping, reach and unreachable share.
+type pingArgs struct {
+	ns       *Netns
+	dst      ipAddr
+	count    int
+	timeout  duration
+	interval duration
+}
+
+func (a *pingArgs) unpack(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) error {
+	a.count, a.timeout, a.interval = 3, duration(time.Second), duration(200*time.Millisecond)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &a.ns, "dst", &a.dst,
+		"count?", &a.count, "timeout?", &a.timeout, "interval?", &a.interval); err != nil {
+		return err
+	}
+	if a.count < 1 || a.count > 1000 {
+		return fmt.Errorf("%s: for parameter count: %d is out of range (1 to 1000)", b.Name(), a.count)
+	}
+	return nil
+}
+
+// run pings, or returns a "not run" result on a kernel that only records.
+func (a *pingArgs) run(thread *starlark.Thread, b *starlark.Builtin) (probe.Result, error) {
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return probe.Result{}, err
+	}
+	dst := netip.Addr(a.dst)
+	path, real := nsPath(rt.Kernel, a.ns.name)
+	if !real {
+		return probe.Result{Dst: dst, Err: notRun}, nil
+	}
+	r, err := probe.Ping(rt.Ctx, path, dst, probe.Options{
+		Count: a.count, Interval: time.Duration(a.interval), Timeout: time.Duration(a.timeout),
+	})
+	if err != nil {
+		return r, fmt.Errorf("%s: %s from netns %q: %w", b.Name(), dst, a.ns.Name(), err)
+	}
+	return r, nil
+}
+
+// pingValue is a ping result as recipes see it:
+//
+//	struct(netns, dst, sent, received, ok, rtt_ms, error, error_from)
+//
+// rtt_ms lists the round-trip time of each reply in milliseconds, in
+// sequence order; error is "" or what the kernel reported (see probe.Result);
+// error_from is who reported an ICMP error, or None.
+func pingValue(ns *Netns, r probe.Result) starlark.Value {
+	rtts := make([]starlark.Value, len(r.RTT))
+	for i, d := range r.RTT {
+		rtts[i] = starlark.Float(math.Round(float64(d.Nanoseconds())/1e3) / 1e3)
+	}
+	var from starlark.Value = starlark.None
+	if r.ErrFrom.IsValid() {
+		from = starlark.String(r.ErrFrom.String())
+	}
+	return starlarkstruct.FromStringDict(starlark.String("ping_result"), starlark.StringDict{
+		"netns":      ns,
+		"dst":        starlark.String(r.Dst.String()),
+		"sent":       starlark.MakeInt(r.Sent),
+		"received":   starlark.MakeInt(r.Received),
+		"ok":         starlark.Bool(r.Received > 0 || r.Err == notRun),
+		"rtt_ms":     starlark.NewList(rtts),
+		"error":      starlark.String(r.Err),
+		"error_from": from,
+	})
+}
+
+// ping(netns, dst, count=3, timeout="1s", interval="200ms") sends count ICMP
+// (IPv4) or ICMPv6 echo requests from inside netns to dst, one every
+// interval, and waits up to timeout after the last one; it returns early
+// once every request got its reply or an ICMP error. A link-local IPv6
+// address names its link: "fe80::1%eth0". It never fails the recipe for
+// what the network does; it returns
+//
+//	struct(netns, dst, sent, received, ok, rtt_ms, error, error_from)
+//
+// with ok = received > 0, rtt_ms a list of floats (one per reply), and
+// error "" or what the kernel reported: "destination host unreachable"
+// (ARP or neighbour discovery got no answer; error_from is who said so),
+// "destination network unreachable" (a router has no route), "network is
+// unreachable" (netns itself has no route: nothing is sent), ... On a
+// kernel that only plans, nothing is sent: sent=0, ok=True,
+// error="not run (plan)".
+//
+// Equivalent to: ip netns exec $netns ping -c $count -i $interval -W $timeout $dst
+func ping(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var a pingArgs
+	if err := a.unpack(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	r, err := a.run(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	return pingValue(a.ns, r), nil
+}
+
+// summary is "3 sent, 0 received: destination host unreachable".
+func summary(r probe.Result) string {
+	s := fmt.Sprintf("%d sent, %d received", r.Sent, r.Received)
+	if r.Err != "" {
+		s += ": " + r.Err
+		if r.ErrFrom.IsValid() {
+			s += " (from " + r.ErrFrom.String() + ")"
+		}
+	}
+	return s
+}
+
+// reach(netns, dst, count=3, timeout="1s", interval="200ms") pings as ping()
+// does and fails the recipe unless a reply came back; it returns the ping
+// result. The error reads:
+//
+//	reach: no reply from 172.16.2.3 in netns "ns1" (3 sent, 0 received: destination host unreachable (from 172.16.2.1))
+//
+// Equivalent to: ip netns exec $netns ping -c $count $dst || exit 1
+func reach(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var a pingArgs
+	if err := a.unpack(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	r, err := a.run(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	if r.Received == 0 && r.Err != notRun {
+		return nil, fmt.Errorf("%s: no reply from %s in netns %q (%s)", b.Name(), r.Dst, a.ns.Name(), summary(r))
+	}
+	return pingValue(a.ns, r), nil
+}
+
+// unreachable(netns, dst, count=3, timeout="1s", interval="200ms") pings as
+// ping() does and fails the recipe if any reply came back; it returns the
+// ping result. The error reads:
+//
+//	unreachable: 10.0.0.2 replied to netns "ns1" (3 sent, 3 received)
+//
+// Equivalent to: ! ip netns exec $netns ping -c $count $dst || exit 1
+func unreachable(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var a pingArgs
+	if err := a.unpack(b, args, kwargs); err != nil {
+		return nil, err
+	}
+	r, err := a.run(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	if r.Received > 0 {
+		return nil, fmt.Errorf("%s: %s replied to netns %q (%s)", b.Name(), r.Dst, a.ns.Name(), summary(r))
+	}
+	return pingValue(a.ns, r), nil
+}
+
+// pingallWorkers bounds the pings in flight: they mostly wait.
+const pingallWorkers = 8
+
+// pingall(namespaces, count=1, timeout="500ms") pings, from every namespace
+// of the list, every other one, as Mininet's pingall does, at most 8 pings
+// at a time. The target of a namespace is its first global-scope address,
+// IPv4 preferred (in the order of ns.addrs()); a namespace without one
+// cannot be reached. It prints nothing and returns
+//
+//	{src_name: {dst_name: bool}}
+//
+// in the order of the list ("host" names host()). On a kernel that only
+// plans, every pair is True.
+//
+// Equivalent to: for a in $ns; for b in $ns; ip netns exec $a ping -c 1 $(addr of $b)
+func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var list starlark.Iterable
+	count, timeout := 1, duration(500*time.Millisecond)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "namespaces", &list, "count?", &count, "timeout?", &timeout); err != nil {
+		return nil, err
+	}
+	if count < 1 || count > 1000 {
+		return nil, fmt.Errorf("%s: for parameter count: %d is out of range (1 to 1000)", b.Name(), count)
+	}
+	var nss []*Netns
+	seen := map[string]bool{}
+	iter := list.Iterate()
+	defer iter.Done()
+	var v starlark.Value
+	for iter.Next(&v) {
+		ns, ok := v.(*Netns)
+		if !ok {
+			return nil, fmt.Errorf("%s: for parameter namespaces: got %s, want netns", b.Name(), v.Type())
+		}
+		if seen[ns.name] {
+			return nil, fmt.Errorf("%s: netns %q is listed twice", b.Name(), ns.Name())
+		}
+		seen[ns.name] = true
+		nss = append(nss, ns)
+	}
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	obs, ok := observer(rt.Kernel)
+	if !ok {
+		return nil, fmt.Errorf("%s: the kernel cannot list addresses", b.Name())
+	}
+	targets := make([]netip.Addr, len(nss))
+	for i, ns := range nss {
+		addrs, err := obs.Addrs(ns.name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+		targets[i] = firstGlobal(addrs)
+	}
+
+	// reached[i][j]: i reached j.
+	reached := make([][]bool, len(nss))
+	for i := range reached {
+		reached[i] = make([]bool, len(nss))
+	}
+	var pairs []nsPair
+	for i := range nss {
+		for j := range nss {
+			if i != j && targets[j].IsValid() {
+				pairs = append(pairs, nsPair{i, j})
+			}
+		}
+	}
+	_, real := nsPath(rt.Kernel, kernel.Host)
+	if !real {
+		for _, p := range pairs {
+			reached[p.i][p.j] = true
+		}
+	} else if err := pingPairs(rt, nss, targets, pairs, count, time.Duration(timeout), reached); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+
+	out := starlark.NewDict(len(nss))
+	for i, src := range nss {
+		row := starlark.NewDict(len(nss) - 1)
+		for j, dst := range nss {
+			if i != j {
+				row.SetKey(starlark.String(dst.Name()), starlark.Bool(reached[i][j]))
+			}
+		}
+		out.SetKey(starlark.String(src.Name()), row)
+	}
+	return out, nil
+}
+
+// nsPair is a ping of pingall: from nss[i] to targets[j].
+type nsPair struct{ i, j int }
+
+// pingPairs runs the pings of pingall, pingallWorkers at a time.
+func pingPairs(rt *runtime.Runtime, nss []*Netns, targets []netip.Addr, pairs []nsPair, count int, timeout time.Duration, reached [][]bool) error {
+	work := make(chan nsPair)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for range min(pingallWorkers, len(pairs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				path, _ := nsPath(rt.Kernel, nss[p.i].name)
+				r, err := probe.Ping(rt.Ctx, path, targets[p.j], probe.Options{Count: count, Interval: 100 * time.Millisecond, Timeout: timeout})
+				mu.Lock()
+				if err != nil && first == nil {
+					first = fmt.Errorf("%s from netns %q: %w", targets[p.j], nss[p.i].Name(), err)
+				}
+				reached[p.i][p.j] = r.Received > 0
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, p := range pairs {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+	return first
+}
+
+// firstGlobal is a namespace's address that pingall pings: the first
+// global-scope IPv4 address, else the first global-scope IPv6 one.
+func firstGlobal(addrs []kernel.Addr) netip.Addr {
+	var v6 netip.Addr
+	for _, a := range addrs {
+		if a.Scope != "global" {
+			continue
+		}
+		if a.Prefix.Addr().Is4() {
+			return a.Prefix.Addr()
+		}
+		if !v6.IsValid() {
+			v6 = a.Prefix.Addr()
+		}
+	}
+	return v6
+}
