@@ -1,0 +1,240 @@
+//go:build nsrun_dhcp
+
+package builtins
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/dhcp"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+func init() {
+	register(
+		starlark.NewBuiltin("dhcp_client", dhcpClient),
+		starlark.NewBuiltin("dhcp_server", dhcpServer),
+	)
+}
+
+// dhcp_server(netns, link, range, router=None, dns=[], lease="1h",
+// subnet=None) serves DHCPv4 on link, as Neutron's dnsmasq does in a qdhcp
+// namespace, and returns its proc (.pid, .stop()). range is a pair of
+// addresses, handed out in order, one per client MAC for the server's
+// lifetime: with nsrun's fixed MACs, a recipe gets the same addresses on
+// every run. The netmask is that of the link's address holding the range,
+// unless subnet= is given; the server's identifier is the link's address.
+// The server is a process of its own: it outlives the run when the lab stays
+// up, and teardown, rollback or proc.stop() ends it. It is listening when
+// dhcp_server returns.
+//
+// Equivalent to: ip netns exec $netns dnsmasq --interface=$link --dhcp-range=$first,$last,$lease
+func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ns *Netns
+	var l *Link
+	var rng addrRange
+	var router ipAddr
+	var dns addrList
+	lease := duration(time.Hour)
+	var subnet starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "link", &l, "range", &rng,
+		"router?", &router, "dns?", &dns, "lease?", &lease, "subnet?", &subnet); err != nil {
+		return nil, err
+	}
+	cfg := dhcp.Config{Link: l.state.name, Start: rng[0], End: rng[1], Router: netip.Addr(router), DNS: dns, Lease: time.Duration(lease)}
+	switch {
+	case cfg.Router.IsValid() && !cfg.Router.Is4():
+		return nil, fmt.Errorf("%s: for parameter router: %s is not an IPv4 address", b.Name(), cfg.Router)
+	case cfg.Lease < time.Second || cfg.Lease%time.Second != 0:
+		return nil, fmt.Errorf("%s: for parameter lease: %s is not a whole number of seconds", b.Name(), cfg.Lease)
+	}
+	if subnet != starlark.None {
+		s, ok := starlark.AsString(subnet)
+		p, err := parsePrefix(s)
+		if !ok || err != nil || !p.Addr().Is4() {
+			return nil, fmt.Errorf("%s: for parameter subnet: %s is not an IPv4 CIDR", b.Name(), subnet)
+		}
+		cfg.Subnet = p.Masked()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	if l.ns() != ns.name {
+		return nil, fmt.Errorf("%s: link %q is in netns %q, not %q", b.Name(), l.state.name, l.state.ns.Name(), ns.Name())
+	}
+	if err := l.mutable(rt); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	if _, real := rt.Kernel.(pather); !real {
+		// Planning: the plan shows the command; there is nothing to wait
+		// for, and no readiness socket to name.
+		argv := append([]string{dhcp.Command}, cfg.Args()...)
+		pid, err := rt.Spawn(thread, ns.name, argv)
+		if err != nil {
+			return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
+		}
+		return &Proc{pid: pid, argv: argv}, nil
+	}
+	var argv []string
+	ready, err := dhcp.Start(rt.Ctx, cfg, func(a []string) (int, error) {
+		argv = a
+		return rt.Spawn(thread, ns.name, a)
+	})
+	if err != nil {
+		// A server that started is journaled: the rollback stops it.
+		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
+	}
+	return &Proc{pid: ready.Pid, argv: argv}, nil
+}
+
+// dhcp_client(link, timeout="5s", default_route=True) obtains a DHCPv4 lease
+// for the link (in its namespace; the link must be up), adds the address to
+// it and, if the server names a router and default_route is true, the
+// default route through it; both are undone at teardown. It returns
+// struct(addr="10.0.0.100/24", router="10.0.0.1" or None, dns=[...],
+// lease_s=3600, server="10.0.0.2", planned=False). Nothing renews the lease:
+// the address stays for the lab's lifetime. When planning, nothing is asked
+// and the result is a placeholder (addr="0.0.0.0/32", router and server None,
+// planned=True).
+//
+// Equivalent to: ip netns exec $netns dhclient -1 $link
+func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var l *Link
+	timeout := duration(5 * time.Second)
+	defaultRoute := true
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "link", &l, "timeout?", &timeout, "default_route?", &defaultRoute); err != nil {
+		return nil, err
+	}
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.mutable(rt); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	k, ok := rt.Kernel.(pather)
+	if !ok { // planning: a recording kernel has no namespaces to enter
+		if rec, ok := rt.Kernel.(*kernel.Recorder); ok {
+			rec.Log = append(rec.Log, "# "+ipNetnsExec(l.ns())+"dhclient -1 "+l.state.name)
+		}
+		return leaseValue(dhcp.Lease{Addr: netip.MustParsePrefix("0.0.0.0/32")}, true), nil
+	}
+	if info, err := rt.Kernel.LinkGet(l.ns(), l.state.name); err == nil && !info.Up {
+		return nil, fmt.Errorf("%s: link %q in netns %q is down; bring it up first (.up())", b.Name(), l.state.name, l.state.ns.Name())
+	}
+	lease, err := dhcp.Obtain(rt.Ctx, k.Path(l.ns()), l.state.name, time.Duration(timeout))
+	if err != nil {
+		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
+	}
+	if err := rt.Kernel.AddrAdd(l.ns(), l.state.name, lease.Addr); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			err = errors.New("the address is already there")
+		}
+		return nil, fmt.Errorf("%s: adding the leased %s to %q in netns %q: %w", b.Name(), lease.Addr, l.state.name, l.state.ns.Name(), err)
+	}
+	if err := rt.Record(thread, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}); err != nil {
+		return nil, err
+	}
+	if lease.Router.IsValid() && defaultRoute {
+		r := kernel.Route{Family: 4, Via: lease.Router, Dev: l.state.name}
+		if err := rt.Kernel.RouteAdd(l.ns(), r); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				err = errors.New("a default route exists (pass default_route=False to keep it)")
+			}
+			return nil, fmt.Errorf("%s: adding %s in netns %q: %w", b.Name(), r, l.state.ns.Name(), err)
+		}
+		if err := rt.Record(thread, runtime.Step{Op: runtime.OpRoute, NS: l.ns(), Route: &r}); err != nil {
+			return nil, err
+		}
+	}
+	return leaseValue(lease, false), nil
+}
+
+// pather is a kernel with namespaces to enter: the real one. A recording
+// kernel has none; dhcp then plans instead of doing.
+type pather interface{ Path(ns string) string }
+
+func ipNetnsExec(ns string) string {
+	if ns == kernel.Host {
+		return ""
+	}
+	return "ip netns exec " + ns + " "
+}
+
+func leaseValue(l dhcp.Lease, planned bool) starlark.Value {
+	addrOrNone := func(a netip.Addr) starlark.Value {
+		if !a.IsValid() {
+			return starlark.None
+		}
+		return starlark.String(a.String())
+	}
+	dns := make([]starlark.Value, len(l.DNS))
+	for i, d := range l.DNS {
+		dns[i] = starlark.String(d.String())
+	}
+	return starlarkstruct.FromStringDict(starlark.String("lease"), starlark.StringDict{
+		"addr":    starlark.String(l.Addr.String()),
+		"router":  addrOrNone(l.Router),
+		"dns":     starlark.NewList(dns),
+		"lease_s": starlark.MakeInt64(int64(l.Time / time.Second)),
+		"server":  addrOrNone(l.Server),
+		"planned": starlark.Bool(planned),
+	})
+}
+
+// addrRange is a DHCP pool: a pair of IPv4 addresses, first to last.
+type addrRange [2]netip.Addr
+
+func (r *addrRange) Unpack(v starlark.Value) error {
+	seq, ok := v.(starlark.Indexable)
+	if _, isStr := v.(starlark.String); !ok || isStr || seq.Len() != 2 {
+		return fmt.Errorf("got %s, want a pair of addresses (first, last)", v.Type())
+	}
+	for i := range 2 {
+		s, ok := starlark.AsString(seq.Index(i))
+		a, err := netip.ParseAddr(s)
+		if !ok || err != nil || !a.Is4() {
+			return fmt.Errorf("%s is not an IPv4 address", seq.Index(i))
+		}
+		r[i] = a
+	}
+	if r[1].Less(r[0]) {
+		return fmt.Errorf("%s ends before it starts", v)
+	}
+	return nil
+}
+
+// addrList is a list of IPv4 addresses, such as DNS servers.
+type addrList []netip.Addr
+
+func (l *addrList) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
+	iter := starlark.Iterate(v)
+	if _, isStr := v.(starlark.String); iter == nil || isStr {
+		return fmt.Errorf("got %s, want list of addresses", v.Type())
+	}
+	defer iter.Done()
+	var x starlark.Value
+	for iter.Next(&x) {
+		s, ok := starlark.AsString(x)
+		a, err := netip.ParseAddr(s)
+		if !ok || err != nil || !a.Is4() {
+			return fmt.Errorf("%s is not an IPv4 address", x)
+		}
+		*l = append(*l, a)
+	}
+	return nil
+}

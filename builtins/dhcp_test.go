@@ -1,0 +1,111 @@
+//go:build nsrun_dhcp
+
+package builtins_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nstest"
+)
+
+// qdhcp serves vm over a veth, as Neutron's DHCP agent serves a network.
+const dhcpTopology = `
+q = netns("qdhcp"); vm = netns("vm")
+tap, eth0 = veth("tap0", "eth0", netns=q, peer_netns=vm)
+tap.addr("10.0.0.2/24").up()
+eth0.up()
+`
+
+func TestDHCPValidation(t *testing.T) {
+	tests := []struct{ name, src, want string }{
+		{"range type", `dhcp_server(q, tap, range="10.0.0.1")`, `dhcp_server: for parameter "range": got string, want a pair of addresses (first, last)`},
+		{"range v6", `dhcp_server(q, tap, range=("fd00::1", "fd00::9"))`, `"fd00::1" is not an IPv4 address`},
+		{"range order", `dhcp_server(q, tap, range=("10.0.0.9", "10.0.0.1"))`, `ends before it starts`},
+		{"router", `dhcp_server(q, tap, range=("10.0.0.100", "10.0.0.200"), router="fd00::1")`, `dhcp_server: for parameter router: fd00::1 is not an IPv4 address`},
+		{"dns", `dhcp_server(q, tap, range=("10.0.0.100", "10.0.0.200"), dns=["x"])`, `dhcp_server: for parameter "dns": "x" is not an IPv4 address`},
+		{"lease", `dhcp_server(q, tap, range=("10.0.0.100", "10.0.0.200"), lease="1500ms")`, `dhcp_server: for parameter lease: 1.5s is not a whole number of seconds`},
+		{"subnet", `dhcp_server(q, tap, range=("10.0.0.100", "10.0.0.200"), subnet="10.1.0.0/16")`, `dhcp_server: the range 10.0.0.100-10.0.0.200 is not inside subnet 10.1.0.0/16`},
+		{"link elsewhere", `dhcp_server(vm, tap, range=("10.0.0.100", "10.0.0.200"))`, `dhcp_server: link "tap0" is in netns "qdhcp", not "vm"`},
+		{"client foreign", `dhcp_client(host().link("lo"))`, `dhcp_client: link "lo" in netns "host" was not created by this lab`},
+		{"client timeout", `dhcp_client(eth0, timeout="0s")`, `is not a positive duration`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := kernel.NewRecorder()
+			_, err, rt := runSrc(t, rec, "v.star", dhcpTopology+tt.src)
+			defer rollback(t, rt)
+			if err == nil {
+				t.Fatalf("no error; want %q", tt.want)
+			}
+			if bt := runtime.Backtrace(err); !strings.Contains(bt, tt.want) {
+				t.Errorf("error:\n%s\nwant it to contain %q", bt, tt.want)
+			}
+		})
+	}
+}
+
+// Planning starts nothing and waits for nothing; the plan shows the server's
+// command and the client's dhclient.
+func TestDHCPPlan(t *testing.T) {
+	rec := kernel.NewRecorder()
+	out, err, rt := runSrc(t, rec, "p.star", dhcpTopology+`
+p = dhcp_server(q, tap, range=("10.0.0.100", "10.0.0.200"), router="10.0.0.1", dns=["10.0.0.2"])
+l = dhcp_client(eth0)
+print(l.addr, l.router, l.planned)
+`)
+	defer rollback(t, rt)
+	if err != nil {
+		t.Fatal(runtime.Backtrace(err))
+	}
+	plan := strings.Join(rec.Log, "\n")
+	for _, want := range []string{
+		"# ip netns exec qdhcp nsrun-internal:dhcp-server -link tap0 -range 10.0.0.100-10.0.0.200 -lease 1h0m0s -router 10.0.0.1 -dns 10.0.0.2",
+		"# ip netns exec vm dhclient -1 eth0",
+	} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("the plan lacks %q:\n%s", want, plan)
+		}
+	}
+	if out != "0.0.0.0/32 None True\n" {
+		t.Errorf("printed %q", out)
+	}
+}
+
+// The walkthrough's dhclient: the vm gets the first address of the range,
+// the router as its default route, and all of it, the server included, goes
+// at rollback (nstest checks no process or namespace is left).
+func TestDHCPLease(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	out, err, rt := runSrc(t, k, "d.star", dhcpTopology+`
+dhcp_server(q, tap, range=("10.0.0.100", "10.0.0.200"), router="10.0.0.1", dns=["10.0.0.2"], lease="10m")
+l = dhcp_client(eth0)
+print(l.addr, l.router, l.dns, l.lease_s, l.server, l.planned)
+`)
+	defer rollback(t, rt)
+	if err != nil {
+		t.Fatal(runtime.Backtrace(err))
+	}
+	if want := `10.0.0.100/24 10.0.0.1 ["10.0.0.2"] 600 10.0.0.2 False` + "\n"; out != want {
+		t.Errorf("printed %q, want %q", out, want)
+	}
+	if got := nstest.Ip(t, "vm", "-br", "addr", "show", "eth0"); !strings.Contains(got, "10.0.0.100/24") {
+		t.Errorf("eth0 in vm: %s", got)
+	}
+	if got := nstest.Ip(t, "vm", "route"); !strings.Contains(got, "default via 10.0.0.1 dev eth0") {
+		t.Errorf("routes in vm: %s", got)
+	}
+	var procs int
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == runtime.OpProc {
+			procs++
+		}
+	}
+	if procs != 1 {
+		t.Errorf("%d processes journaled, want the server", procs)
+	}
+}
