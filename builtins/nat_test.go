@@ -196,6 +196,9 @@ func TestNATTraffic(t *testing.T) {
 		{"snat", `nat.snat(r, src="10.0.0.0/24", to="203.0.113.7", out=up)`, "vm", "ext", "203.0.113.2:9000", "203.0.113.2:9000", "203.0.113.7"},
 		{"floating out", `nat.floating(r, floating="203.0.113.9", fixed="10.0.0.2")`, "vm", "ext", "203.0.113.2:9000", "203.0.113.2:9000", "203.0.113.9"},
 		{"floating in", `nat.floating(r, floating="203.0.113.9", fixed="10.0.0.2")`, "ext", "vm", "10.0.0.2:9000", "203.0.113.9:9000", "203.0.113.2"},
+		// The output chain: without it the router would connect to itself,
+		// 203.0.113.9 being its own address.
+		{"floating from router", `nat.floating(r, floating="203.0.113.9", fixed="10.0.0.2")`, "router", "vm", "10.0.0.2:9000", "203.0.113.9:9000", "203.0.113.1"},
 		{"dnat in_", `nat.dnat(r, dst="203.0.113.9", to="10.0.0.2", in_=up)`, "ext", "vm", "10.0.0.2:9000", "203.0.113.9:9000", "203.0.113.2"},
 	}
 	for _, tt := range tests {
