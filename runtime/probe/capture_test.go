@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -120,6 +121,14 @@ func TestCaptureCountsAndPcap(t *testing.T) {
 	}
 	if got := strings.Join(types, " "); got != "arp arp ip ip ip ip ip ip" {
 		t.Errorf("pcap frames: got %q", got)
+	}
+	// Where tcpdump is installed (CI), it reads the file too.
+	if _, err := exec.LookPath("tcpdump"); err == nil {
+		out, err := exec.Command("tcpdump", "-n", "-r", pcap).Output()
+		if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); err != nil || len(lines) != 8 ||
+			!strings.Contains(lines[0], "ARP") || !strings.Contains(lines[2], "ICMP echo request") {
+			t.Errorf("tcpdump -r: %v\n%s", err, out)
+		}
 	}
 }
 
