@@ -1,5 +1,3 @@
-//go:build nsrun_dhcp
-
 package builtins_test
 
 import (

@@ -1,5 +1,3 @@
-//go:build nsrun_dhcp
-
 // Package dhcp is nsrun's DHCPv4: a small deterministic server, run as a
 // process of its own inside a namespace (the internal command
 // "dhcp-server"), and a one-shot client that obtains a lease for a link.
