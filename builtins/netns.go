@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sort"
 
 	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/kernel"
@@ -61,6 +62,7 @@ func (n *Netns) AttrNames() []string {
 	for m := range netnsMethods {
 		names = append(names, m)
 	}
+	sort.Strings(names)
 	return names
 }
 

@@ -51,13 +51,24 @@ type pingArgs struct {
 	count    int
 	timeout  duration
 	interval duration
+	dev      starlark.Value
 }
 
 func (a *pingArgs) unpack(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) error {
 	a.count, a.timeout, a.interval = 3, duration(time.Second), duration(200*time.Millisecond)
+	a.dev = starlark.None
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &a.ns, "dst", &a.dst,
-		"count?", &a.count, "timeout?", &a.timeout, "interval?", &a.interval); err != nil {
+		"count?", &a.count, "timeout?", &a.timeout, "interval?", &a.interval, "dev?", &a.dev); err != nil {
 		return err
+	}
+	switch d := a.dev.(type) {
+	case starlark.NoneType, starlark.String:
+	case *Link:
+		if d.ns() != a.ns.name {
+			return fmt.Errorf("%s: for parameter dev: %q is in netns %q, not %q", b.Name(), d.state.name, d.state.ns.Name(), a.ns.Name())
+		}
+	default:
+		return fmt.Errorf("%s: for parameter dev: got %s, want link or string", b.Name(), a.dev.Type())
 	}
 	if a.count < 1 || a.count > 1000 {
 		return fmt.Errorf("%s: for parameter count: %d is out of range (1 to 1000)", b.Name(), a.count)
@@ -76,8 +87,15 @@ func (a *pingArgs) run(thread *starlark.Thread, b *starlark.Builtin) (probe.Resu
 	if !real {
 		return probe.Result{Dst: dst, Err: notRun}, nil
 	}
+	var dev string
+	switch d := a.dev.(type) {
+	case starlark.String:
+		dev = string(d)
+	case *Link:
+		dev = d.state.name
+	}
 	r, err := probe.Ping(rt.Ctx, path, dst, probe.Options{
-		Count: a.count, Interval: time.Duration(a.interval), Timeout: time.Duration(a.timeout),
+		Count: a.count, Interval: time.Duration(a.interval), Timeout: time.Duration(a.timeout), Dev: dev,
 	})
 	if err != nil {
 		return r, fmt.Errorf("%s: %s from netns %q: %w", b.Name(), dst, a.ns.Name(), err)
@@ -110,23 +128,26 @@ func pingValue(ns *Netns, r probe.Result) starlark.Value {
 		"rtt_ms":     starlark.NewList(rtts),
 		"error":      starlark.String(r.Err),
 		"error_from": from,
+		"ttl":        starlark.MakeInt(r.TTL),
 	})
 }
 
-// ping(netns, dst, count=3, timeout="1s", interval="200ms") sends count ICMP
+// ping(netns, dst, count=3, timeout="1s", interval="200ms", dev=None) sends count ICMP
 // (IPv4) or ICMPv6 echo requests from inside netns to dst, one every
 // interval, and waits up to timeout after the last one; it returns early
 // once every request got its reply or an ICMP error. A link-local IPv6
 // address names its link: "fe80::1%eth0". It never fails the recipe for
 // what the network does; it returns
 //
-//	struct(netns, dst, sent, received, ok, rtt_ms, error, error_from)
+//	struct(netns, dst, sent, received, ok, rtt_ms, error, error_from, ttl)
 //
 // with ok = received > 0, rtt_ms a list of floats (one per reply), and
 // error "" or what the kernel reported: "destination host unreachable"
 // (ARP or neighbour discovery got no answer; error_from is who said so),
 // "destination network unreachable" (a router has no route), "network is
-// unreachable" (netns itself has no route: nothing is sent), ... On a
+// unreachable" (netns itself has no route: nothing is sent), ...; ttl is the
+// TTL of the first IPv4 reply as it arrived. dev= sends through that link
+// only, as ping -I does. On a
 // kernel that only plans, nothing is sent: sent=0, ok=True,
 // error="not run (plan)".
 //

@@ -103,3 +103,53 @@ func (f *Faulty) SysctlSet(ns, key, value string) error {
 	}
 	return f.Kernel.SysctlSet(ns, key, value)
 }
+
+// NATTable, NATRule and the deletions pass NAT through when the wrapped
+// kernel has it (see NAT); Faulty itself then counts the changes.
+func (f *Faulty) NATTable(ns, family, table string) error {
+	n, ok := f.Kernel.(NAT)
+	if !ok {
+		return errNoNAT
+	}
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return n.NATTable(ns, family, table)
+}
+
+func (f *Faulty) NATRule(ns, family, table string, r NATRule) error {
+	n, ok := f.Kernel.(NAT)
+	if !ok {
+		return errNoNAT
+	}
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return n.NATRule(ns, family, table, r)
+}
+
+func (f *Faulty) NATRuleDel(ns, family, table, comment string) error {
+	n, ok := f.Kernel.(NAT)
+	if !ok {
+		return errNoNAT
+	}
+	return n.NATRuleDel(ns, family, table, comment)
+}
+
+func (f *Faulty) NATDelTable(ns, family, table string) error {
+	n, ok := f.Kernel.(NAT)
+	if !ok {
+		return errNoNAT
+	}
+	return n.NATDelTable(ns, family, table)
+}
+
+// Path passes the wrapped kernel's namespace paths through.
+func (f *Faulty) Path(ns string) string {
+	if p, ok := f.Kernel.(interface{ Path(string) string }); ok {
+		return p.Path(ns)
+	}
+	return ""
+}
+
+var errNoNAT = fmt.Errorf("this kernel cannot program nftables")

@@ -356,12 +356,23 @@ func nlAddr(p netip.Prefix) *netlink.Addr {
 	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 }
 
+// An IPv6 address of a lab is usable at once: duplicate address detection
+// would hold it back for a second or two (and the lab's addresses are its
+// own). Equivalent to: ip addr add $p dev $dev nodad
+func nlIfAddr(p netip.Prefix) *netlink.Addr {
+	a := nlAddr(p)
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
+}
+
 func (k *Netlink) AddrAdd(ns, dev string, p netip.Prefix) error {
 	h, l, err := k.link(ns, dev)
 	if err != nil {
 		return err
 	}
-	return h.AddrAdd(l, nlAddr(p))
+	return h.AddrAdd(l, nlIfAddr(p))
 }
 
 func (k *Netlink) AddrDel(ns, dev string, p netip.Prefix) error {

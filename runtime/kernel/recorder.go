@@ -281,7 +281,11 @@ func (r *Recorder) AddrAdd(ns, dev string, p netip.Prefix) error {
 	if slices.Contains(l.addrs, p) {
 		return unix.EEXIST
 	}
-	if err := r.change("%s addr add %s dev %s", ipn(ns), p, dev); err != nil {
+	nodad := ""
+	if p.Addr().Is6() {
+		nodad = " nodad"
+	}
+	if err := r.change("%s addr add %s dev %s%s", ipn(ns), p, dev, nodad); err != nil {
 		return err
 	}
 	l.addrs = append(l.addrs, p)

@@ -22,6 +22,7 @@ type Options struct {
 	Count    int           // echo requests to send (at least 1)
 	Interval time.Duration // between two requests
 	Timeout  time.Duration // how long to wait for replies after the last request
+	Dev      string        // send through this link only (SO_BINDTODEVICE), as ping -I DEV
 }
 
 // Result is what a ping observed.
@@ -36,6 +37,7 @@ type Result struct {
 	// is unreachable" when the namespace has no route to Dst).
 	Err     string
 	ErrFrom netip.Addr // the source of the ICMP error, when Err is one
+	TTL     int        // IPv4: the TTL of the first reply as it arrived (0 if none, or IPv6)
 }
 
 // payloadLen makes requests as long as ping(8)'s: 64 bytes of ICMP.
@@ -54,6 +56,7 @@ type pinger struct {
 	sa    unix.Sockaddr
 	id    uint16
 	nonce [8]byte
+	dev   string
 
 	sentAt   []time.Time
 	resolved []bool // a reply or an error came for the request
@@ -76,7 +79,7 @@ func Ping(ctx context.Context, nsPath string, dst netip.Addr, o Options) (Result
 	if dst.Is6() && !dst.Is4In6() && dst.IsLinkLocalUnicast() && dst.Zone() == "" {
 		return Result{}, fmt.Errorf("link-local address %s needs its link: %s%%dev", dst, dst)
 	}
-	p := &pinger{dst: dst.Unmap(), v6: dst.Is6() && !dst.Is4In6(), id: uint16(nextID.Add(1))}
+	p := &pinger{dst: dst.Unmap(), v6: dst.Is6() && !dst.Is4In6(), id: uint16(nextID.Add(1)), dev: o.Dev}
 	binary.LittleEndian.PutUint64(p.nonce[:], rand.Uint64())
 	if err := nsexec.Do(nsPath, p.open); err != nil {
 		return Result{}, err
@@ -117,6 +120,11 @@ func (p *pinger) open() error {
 }
 
 func (p *pinger) setup(fd int) error {
+	if p.dev != "" {
+		if err := unix.BindToDevice(fd, p.dev); err != nil {
+			return fmt.Errorf("binding to link %q: %w", p.dev, err)
+		}
+	}
 	if !p.v6 {
 		p.sa = &unix.SockaddrInet4{Addr: p.dst.As4()}
 		// ICMP errors about our requests arrive on the error queue, with
@@ -262,10 +270,12 @@ func (p *pinger) replies() {
 			continue
 		}
 		b := buf[:n]
+		ttl := 0
 		if !p.v6 { // a raw IPv4 socket gets the IP header too
 			if n < 20 || int(b[0]&0x0f)*4 > n {
 				continue
 			}
+			ttl = int(b[8])
 			b = b[int(b[0]&0x0f)*4:]
 		}
 		typ, id, seq, ok := echoHeader(b)
@@ -281,6 +291,9 @@ func (p *pinger) replies() {
 			p.rtt[seq] = max(time.Since(p.sentAt[seq]), time.Nanosecond)
 			p.resolved[seq] = true
 			p.res.Received++
+			if p.res.TTL == 0 {
+				p.res.TTL = ttl
+			}
 		}
 	}
 }
