@@ -102,7 +102,15 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	if err := rt.Record(thread, step); err != nil {
 		return nil, nil, err
 	}
-	a := &Link{state: &linkState{ns: ns, name: s.Name, kind: s.Kind, mac: macString(s.MAC)}}
+	mac := macString(s.MAC)
+	if mac == "" { // the kernel chose it (a vlan's, a passthru macvlan's: the parent's)
+		info, err := rt.Kernel.LinkGet(s.NS, s.Name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+		mac = info.MAC
+	}
+	a := &Link{state: &linkState{ns: ns, name: s.Name, kind: s.Kind, mac: mac}}
 	if s.Kind != "veth" {
 		return a, nil, nil
 	}
