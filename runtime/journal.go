@@ -303,6 +303,9 @@ func moot(steps []Step) mootness {
 		case OpMove, OpUp, OpMaster, OpMTU, OpMAC, OpAddr, OpHairpin:
 			// Changes to a link that goes away go with it.
 			m.skip[i] = deleted[s.NS] || dies(stepLink[i]) || created[stepLink[i]]
+		case OpNetns, OpProc:
+			// Never moot: a process outlives its namespace's deletion
+			// (it holds the namespace alive).
 		default: // routes, sysctls, and ops registered by other packages
 			m.skip[i] = deleted[s.NS]
 		}

@@ -57,6 +57,15 @@ func TestUndoOrderAndBatching(t *testing.T) {
 	}
 }
 
+// A background process is stopped even when its namespace is deleted in the
+// same rollback: it would keep the namespace, and itself, alive.
+func TestProcessNeverMoot(t *testing.T) {
+	m := moot([]Step{{Op: OpNetns, Name: "a", Ino: 1}, {Op: OpProc, NS: "a", Pid: 42, Start: 7}})
+	if m.skip[1] {
+		t.Error("the process in a deleted namespace is not stopped")
+	}
+}
+
 // A rollback to a mark undoes only what came after it.
 func TestRollbackToMark(t *testing.T) {
 	rec := kernel.NewRecorder()

@@ -13,6 +13,10 @@ import (
 
 const sandboxEnv = "NSRUN_SANDBOX"
 
+// SandboxIDEnv is inherited by every process started inside a sandbox, so
+// that what a sandbox left running can be found (see nstest).
+const SandboxIDEnv = "NSRUN_SANDBOX_ID"
+
 // sandboxed is read once and the variable removed, so that the processes a
 // sandboxed run starts (an nsrun among them) do not take themselves for the
 // sandbox's inside.
@@ -31,7 +35,7 @@ func Sandboxed() bool { return sandboxed }
 func RunSandboxed() (int, error) {
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), sandboxEnv+"=1")
+	cmd.Env = append(os.Environ(), sandboxEnv+"=1", SandboxIDEnv+"="+fmt.Sprint(os.Getpid()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS,
 		Pdeathsig:  syscall.SIGKILL,

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,7 +93,7 @@ func Snapshot(t testing.TB) string {
 	fmt.Fprintf(&b, "links: %s\n", Ip(t, "", "-br", "link"))
 	fmt.Fprintf(&b, "addrs: %s\n", Ip(t, "", "-br", "addr"))
 	fmt.Fprintf(&b, "routes: %s\n", Ip(t, "", "route"))
-	fmt.Fprintf(&b, "children: %s\n", children())
+	fmt.Fprintf(&b, "processes: %s\n", processes())
 	return b.String()
 }
 
@@ -106,9 +107,34 @@ func dir(path string) string {
 	return strings.Join(names, " ")
 }
 
-func children() string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", os.Getpid(), os.Getpid()))
-	return strings.TrimSpace(string(b))
+// processes lists the processes started inside this sandbox (they carry its
+// id in their environment), wherever they were reparented to, but this one.
+func processes() string {
+	id := os.Getenv(nsexec.SandboxIDEnv)
+	if id == "" {
+		return ""
+	}
+	mark := []byte(nsexec.SandboxIDEnv + "=" + id + "\x00")
+	entries, _ := os.ReadDir("/proc")
+	var found []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil || !bytes.Contains(env, mark) {
+			continue
+		}
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "Z" {
+			continue // a zombie of ours, about to be reaped
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		found = append(found, fmt.Sprintf("%d:%s", pid, strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")))
+	}
+	sort.Strings(found)
+	return strings.Join(found, ", ")
 }
 
 // Ip runs iproute2's ip, inside netns ns if it is not "", and returns its
