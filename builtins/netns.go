@@ -90,14 +90,14 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		return nil, err
 	}
 	ns := string(name)
-	ino, err := rt.Kernel.NetnsAdd(ns)
+	ino, err := rt.Kernel.NetnsAdd(ns, rt.Tag())
 	if errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("%s: a namespace named %q already exists; nsrun never adopts an object it did not create", b.Name(), ns)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: creating %q: %w", b.Name(), ns, err)
 	}
-	if err := rt.Record(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Ino: ino}); err != nil {
+	if err := rt.Record(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Ino: ino, Alias: rt.Tag()}); err != nil {
 		return nil, err
 	}
 	n := &Netns{name: ns}

@@ -25,7 +25,8 @@ type Step struct {
 
 	Kind     string        `json:"kind,omitempty"`  // link kind
 	Ino      uint64        `json:"ino,omitempty"`   // netns inode
-	Alias    string        `json:"alias,omitempty"` // link ownership tag
+	Alias    string        `json:"alias,omitempty"` // ownership tag of a link, or of a netns's lo
+	MAC      string        `json:"mac,omitempty"`   // the MAC a link was created with
 	PeerNS   string        `json:"peer_ns,omitempty"`
 	PeerName string        `json:"peer,omitempty"`
 	Addr     netip.Prefix  `json:"addr,omitzero"`
@@ -332,9 +333,9 @@ func RegisterUndo(op string, fn func(kernel.Kernel, Step) error) {
 func undo(k kernel.Kernel, s Step) error {
 	switch s.Op {
 	case OpNetns:
-		return k.NetnsDel(s.Name, s.Ino)
+		return k.NetnsDel(s.Name, s.Ino, s.Alias)
 	case OpLink:
-		return k.LinkDel(s.NS, s.Name, s.Alias)
+		return k.LinkDel(s.NS, s.Name, kernel.Fingerprint{Alias: s.Alias, MAC: s.MAC})
 	case OpUp:
 		return ignoreGone(k.LinkSetUp(s.NS, s.Name, s.Old == "up"))
 	case OpMaster:

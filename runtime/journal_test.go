@@ -23,7 +23,7 @@ func TestUndoOrderAndBatching(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ino, err := rec.NetnsAdd("blue")
+	ino, err := rec.NetnsAdd("blue", "nsrun:t")
 	must(err)
 	must(rt.Record(nil, Step{Op: OpNetns, Name: "blue", Ino: ino}))
 	must(rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "v0", PeerName: "v1", PeerNS: "blue", Alias: rt.Tag()}))
@@ -72,11 +72,11 @@ func TestRollbackToMark(t *testing.T) {
 	j, _ := OpenJournal("")
 	rt := New("t", rec, j)
 	for _, name := range []string{"a", "b"} {
-		ino, _ := rec.NetnsAdd(name)
+		ino, _ := rec.NetnsAdd(name, "nsrun:t")
 		rt.Record(nil, Step{Op: OpNetns, Name: name, Ino: ino})
 	}
 	mark := j.Len()
-	ino, _ := rec.NetnsAdd("c")
+	ino, _ := rec.NetnsAdd("c", "nsrun:t")
 	rt.Record(nil, Step{Op: OpNetns, Name: "c", Ino: ino})
 	rt.Rollback(mark)
 	for name, want := range map[string]bool{"a": true, "b": true, "c": false} {
@@ -126,7 +126,7 @@ func TestUndoMovedLink(t *testing.T) {
 	rec := kernel.NewRecorder()
 	j, _ := OpenJournal("")
 	rt := New("t", rec, j)
-	ino, _ := rec.NetnsAdd("blue")
+	ino, _ := rec.NetnsAdd("blue", "nsrun:t")
 	rt.Record(nil, Step{Op: OpNetns, Name: "blue", Ino: ino})
 	mark := j.Len()
 	rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "v0", PeerName: "v1", Alias: rt.Tag()})

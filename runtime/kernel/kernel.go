@@ -31,15 +31,19 @@ var ErrNotOurs = errors.New("not created by this lab")
 
 // Kernel makes and inspects the objects of a lab.
 type Kernel interface {
-	NetnsAdd(name string) (ino uint64, err error)
-	// NetnsDel removes the namespace only if its inode is still ino.
-	NetnsDel(name string, ino uint64) error
+	// NetnsAdd creates a namespace whose lo carries the alias tag before
+	// the namespace is pinned under its name: a namespace of a lab is
+	// recognisable even if the run died before it recorded the inode.
+	NetnsAdd(name, tag string) (ino uint64, err error)
+	// NetnsDel removes the namespace only if it is still the lab's: its
+	// inode is ino or, with ino 0 (unknown), its lo carries tag.
+	NetnsDel(name string, ino uint64, tag string) error
 	NetnsExists(name string) (bool, error)
 
 	LinkAdd(s LinkSpec) error
 	LinkGet(ns, name string) (LinkInfo, error)
-	// LinkDel deletes the link only if it still carries the tag alias.
-	LinkDel(ns, name, alias string) error
+	// LinkDel deletes the link only if it still matches fp.
+	LinkDel(ns, name string, fp Fingerprint) error
 	LinkSetUp(ns, name string, up bool) error
 	LinkSetMaster(ns, name, master string) error // master "" detaches
 	LinkSetMTU(ns, name string, mtu int) error
@@ -63,6 +67,18 @@ type Kernel interface {
 	// host ends of their veths) are gone.
 	Settle(ns string, names []string) error
 	Close() error
+}
+
+// Fingerprint identifies a link of a lab: its tag (alias) or, on a link the
+// run created but died before tagging, the MAC it was given.
+type Fingerprint struct {
+	Alias string
+	MAC   string
+}
+
+// Matches reports whether a link with alias and mac is the one fp names.
+func (fp Fingerprint) Matches(alias, mac string) bool {
+	return alias == fp.Alias || (alias == "" && fp.MAC != "" && mac == fp.MAC)
 }
 
 // LinkSpec describes a link to create. The link is created directly in NS;

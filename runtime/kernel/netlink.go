@@ -123,14 +123,56 @@ func (k *Netlink) Close() error {
 	return nil
 }
 
-func (k *Netlink) NetnsAdd(name string) (uint64, error) {
-	return nsexec.NewNamed(k.Dir, name)
+func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
+	return nsexec.NewNamed(k.Dir, name, func() error {
+		// On the new namespace's thread: the package handle's sockets
+		// are opened here, in it.
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetAlias(lo, tag)
+	})
 }
 
-func (k *Netlink) NetnsDel(name string, ino uint64) error {
+func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
 	k.forget(name)
+	if ino == 0 {
+		got, err := k.loAlias(name)
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if got != tag {
+			return fmt.Errorf("netns %q carries tag %q, not %q: %w", name, got, tag, ErrNotOurs)
+		}
+		var err2 error
+		if ino, err2 = nsexec.Inode(k.path(name)); err2 != nil {
+			return err2
+		}
+	}
 	return nsexec.DeleteNamed(k.Dir, name, ino)
 }
+
+// loAlias reads the tag of namespace name's lo; a name that is pinned but
+// not yet a namespace (a run died between the two) has none.
+func (k *Netlink) loAlias(name string) (string, error) {
+	var alias string
+	err := nsexec.Do(k.path(name), func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		alias = lo.Attrs().Alias
+		return nil
+	})
+	return alias, err
+}
+
+// NetnsTag returns the tag of namespace name (its lo's alias).
+func (k *Netlink) NetnsTag(name string) (string, error) { return k.loAlias(name) }
 
 func (k *Netlink) NetnsExists(name string) (bool, error) {
 	_, err := os.Lstat(filepath.Join(k.Dir, name))
@@ -261,7 +303,7 @@ func (k *Netlink) LinkGet(ns, name string) (LinkInfo, error) {
 	return info, nil
 }
 
-func (k *Netlink) LinkDel(ns, name, alias string) error {
+func (k *Netlink) LinkDel(ns, name string, fp Fingerprint) error {
 	h, l, err := k.link(ns, name)
 	if errors.Is(err, ErrNotFound) {
 		return nil // already gone: an undo is idempotent
@@ -269,8 +311,8 @@ func (k *Netlink) LinkDel(ns, name, alias string) error {
 	if err != nil {
 		return err
 	}
-	if l.Attrs().Alias != alias {
-		return fmt.Errorf("link %q in netns %q has tag %q, not %q: %w", name, NSArg(ns), l.Attrs().Alias, alias, ErrNotOurs)
+	if a := l.Attrs(); !fp.Matches(a.Alias, a.HardwareAddr.String()) {
+		return fmt.Errorf("link %q in netns %q has tag %q, not %q: %w", name, NSArg(ns), a.Alias, fp.Alias, ErrNotOurs)
 	}
 	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return err

@@ -49,7 +49,7 @@ func ipn(ns string) string {
 	return "ip -n " + ns
 }
 
-func (r *Recorder) NetnsAdd(name string) (uint64, error) {
+func (r *Recorder) NetnsAdd(name, tag string) (uint64, error) {
 	if _, ok := r.netns[name]; ok {
 		return 0, unix.EEXIST
 	}
@@ -62,8 +62,8 @@ func (r *Recorder) NetnsAdd(name string) (uint64, error) {
 	return r.nextIno, nil
 }
 
-func (r *Recorder) NetnsDel(name string, ino uint64) error {
-	if got, ok := r.netns[name]; !ok || got != ino {
+func (r *Recorder) NetnsDel(name string, ino uint64, tag string) error {
+	if got, ok := r.netns[name]; !ok || (ino != 0 && got != ino) {
 		return nil
 	}
 	if err := r.change("ip netns del %s", name); err != nil {
@@ -179,12 +179,12 @@ func (r *Recorder) LinkGet(ns, name string) (LinkInfo, error) {
 	return *l, nil
 }
 
-func (r *Recorder) LinkDel(ns, name, alias string) error {
+func (r *Recorder) LinkDel(ns, name string, fp Fingerprint) error {
 	l, err := r.get(ns, name)
 	if err != nil {
 		return nil
 	}
-	if l.Alias != alias {
+	if !fp.Matches(l.Alias, l.MAC) {
 		return fmt.Errorf("link %q in netns %q: %w", name, NSArg(ns), ErrNotOurs)
 	}
 	if err := r.change("%s link del %s", ipn(ns), name); err != nil {

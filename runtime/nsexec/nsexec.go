@@ -58,10 +58,11 @@ func threadNetns() string {
 	return fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 }
 
-// NewNamed creates a network namespace and pins it at dir/name, as
+// NewNamed creates a network namespace, runs inside on its thread (if not
+// nil) before anyone else can see it, then pins it at dir/name, as
 // `ip netns add` does, and returns its inode, which identifies it for as long
 // as it lives. The calling thread never changes namespace.
-func NewNamed(dir, name string) (ino uint64, err error) {
+func NewNamed(dir, name string, inside func() error) (ino uint64, err error) {
 	if err := prepareNetnsDir(dir); err != nil {
 		return 0, err
 	}
@@ -91,7 +92,13 @@ func NewNamed(dir, name string) (ino uint64, err error) {
 			errc <- fmt.Errorf("unshare: %w", err)
 			return
 		}
-		merr := unix.Mount(threadNetns(), path, "none", unix.MS_BIND, "")
+		var merr error
+		if inside != nil {
+			merr = inside()
+		}
+		if merr == nil {
+			merr = unix.Mount(threadNetns(), path, "none", unix.MS_BIND, "")
+		}
 		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
 			errc <- errors.Join(merr, err)
 			return

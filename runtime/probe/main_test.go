@@ -29,12 +29,12 @@ func newLab(t *testing.T) *lab {
 // that an address is usable at once) and, if lo, its loopback up.
 func (l *lab) netns(name string, lo bool) {
 	l.t.Helper()
-	ino, err := l.k.NetnsAdd(name)
+	ino, err := l.k.NetnsAdd(name, "nsrun:t")
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	l.t.Cleanup(func() {
-		if err := l.k.NetnsDel(name, ino); err != nil {
+		if err := l.k.NetnsDel(name, ino, "nsrun:t"); err != nil {
 			l.t.Error(err)
 		}
 	})
