@@ -89,18 +89,15 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 		s.PeerMAC = rt.MAC(s.PeerNS, s.PeerName)
 	}
 	s.Alias = rt.Tag()
-	if err := rt.Kernel.LinkAdd(s); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			err = errors.New("a link of that name exists (created meanwhile by someone else?)")
-		}
-		return nil, nil, fmt.Errorf("%s: creating %q in netns %q: %w", b.Name(), s.Name, ns.Name(), err)
-	}
 	step := runtime.Step{Op: runtime.OpLink, Kind: s.Kind, NS: s.NS, Name: s.Name, Alias: s.Alias, MAC: macString(s.MAC)}
 	if s.Kind == "veth" {
 		step.PeerNS, step.PeerName = s.PeerNS, s.PeerName
 	}
-	if err := rt.Record(thread, step); err != nil {
-		return nil, nil, err
+	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkAdd(s) }); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			err = errors.New("a link of that name exists (created meanwhile by someone else?)")
+		}
+		return nil, nil, fmt.Errorf("%s: creating %q in netns %q: %w", b.Name(), s.Name, ns.Name(), err)
 	}
 	mac := macString(s.MAC)
 	if mac == "" { // the kernel chose it (a vlan's, a passthru macvlan's: the parent's)

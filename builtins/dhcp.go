@@ -135,25 +135,19 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
 	}
-	if err := rt.Kernel.AddrAdd(l.ns(), l.state.name, lease.Addr); err != nil {
+	if err := rt.Change(thread, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, func(*runtime.Step) error { return rt.Kernel.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			err = errors.New("the address is already there")
 		}
 		return nil, fmt.Errorf("%s: adding the leased %s to %q in netns %q: %w", b.Name(), lease.Addr, l.state.name, l.state.ns.Name(), err)
 	}
-	if err := rt.Record(thread, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}); err != nil {
-		return nil, err
-	}
 	if lease.Router.IsValid() && defaultRoute {
 		r := kernel.Route{Family: 4, Via: lease.Router, Dev: l.state.name}
-		if err := rt.Kernel.RouteAdd(l.ns(), r); err != nil {
+		if err := rt.Change(thread, runtime.Step{Op: runtime.OpRoute, NS: l.ns(), Route: &r}, func(*runtime.Step) error { return rt.Kernel.RouteAdd(l.ns(), r) }); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				err = errors.New("a default route exists (pass default_route=False to keep it)")
 			}
 			return nil, fmt.Errorf("%s: adding %s in netns %q: %w", b.Name(), r, l.state.ns.Name(), err)
-		}
-		if err := rt.Record(thread, runtime.Step{Op: runtime.OpRoute, NS: l.ns(), Route: &r}); err != nil {
-			return nil, err
 		}
 	}
 	return leaseValue(lease, false), nil

@@ -114,12 +114,13 @@ func linkMethod(thread *starlark.Thread, b *starlark.Builtin) (*Link, *runtime.R
 }
 
 func (l *Link) setUp(thread *starlark.Thread, rt *runtime.Runtime, up bool) error {
-	old := map[bool]string{true: "up", false: "down"}[l.state.up]
-	if err := rt.Kernel.LinkSetUp(l.ns(), l.state.name, up); err != nil {
-		return fmt.Errorf("setting %q %s in netns %q: %w", l.state.name, map[bool]string{true: "up", false: "down"}[up], l.state.ns.Name(), err)
+	state := map[bool]string{true: "up", false: "down"}
+	step := runtime.Step{Op: runtime.OpUp, NS: l.ns(), Name: l.state.name, Old: state[l.state.up]}
+	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetUp(l.ns(), l.state.name, up) }); err != nil {
+		return fmt.Errorf("setting %q %s in netns %q: %w", l.state.name, state[up], l.state.ns.Name(), err)
 	}
 	l.state.up = up
-	return rt.Record(thread, runtime.Step{Op: runtime.OpUp, NS: l.ns(), Name: l.state.name, Old: old})
+	return nil
 }
 
 // link.up() brings the link up.
@@ -178,14 +179,12 @@ func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		return nil, err
 	}
 	for _, a := range addrs {
-		if err := rt.Kernel.AddrAdd(l.ns(), l.state.name, prefix(a)); err != nil {
+		step := runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: prefix(a)}
+		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.AddrAdd(l.ns(), l.state.name, prefix(a)) }); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				err = errors.New("the address is already there")
 			}
 			return nil, fmt.Errorf("%s: adding %s to %q in netns %q: %w", b.Name(), prefix(a), l.state.name, l.state.ns.Name(), err)
-		}
-		if err := rt.Record(thread, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: prefix(a)}); err != nil {
-			return nil, err
 		}
 	}
 	return l, nil
@@ -217,12 +216,12 @@ func linkMaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 }
 
 func (l *Link) setMaster(thread *starlark.Thread, rt *runtime.Runtime, master string) error {
-	old := l.state.master
-	if err := rt.Kernel.LinkSetMaster(l.ns(), l.state.name, master); err != nil {
+	step := runtime.Step{Op: runtime.OpMaster, NS: l.ns(), Name: l.state.name, Old: l.state.master}
+	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetMaster(l.ns(), l.state.name, master) }); err != nil {
 		return fmt.Errorf("%q in netns %q: %w", l.state.name, l.state.ns.Name(), err)
 	}
 	l.state.master = master
-	return rt.Record(thread, runtime.Step{Op: runtime.OpMaster, NS: l.ns(), Name: l.state.name, Old: old})
+	return nil
 }
 
 // link.nomaster() takes the link out of its bridge.
@@ -268,14 +267,12 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		if l.state.master == "" {
 			return nil, fmt.Errorf("%s: hairpin: %q is not a bridge port", b.Name(), l.state.name)
 		}
-		if err := rt.Kernel.LinkSetHairpin(l.ns(), l.state.name, bool(on)); err != nil {
+		old := map[bool]string{true: "on", false: "off"}[l.state.hairpin]
+		step := runtime.Step{Op: runtime.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old}
+		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
 			return nil, fmt.Errorf("%s: setting hairpin on %q: %w", b.Name(), l.state.name, err)
 		}
-		old := map[bool]string{true: "on", false: "off"}[l.state.hairpin]
 		l.state.hairpin = bool(on)
-		if err := rt.Record(thread, runtime.Step{Op: runtime.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old}); err != nil {
-			return nil, err
-		}
 		if m == 0 && mac == nil {
 			return l, nil
 		}
@@ -285,21 +282,17 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	if m != 0 {
-		if err := rt.Kernel.LinkSetMTU(l.ns(), l.state.name, int(m)); err != nil {
+		step := runtime.Step{Op: runtime.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU)}
+		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
 			return nil, fmt.Errorf("%s: setting the MTU of %q to %d: %w", b.Name(), l.state.name, m, err)
-		}
-		if err := rt.Record(thread, runtime.Step{Op: runtime.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU)}); err != nil {
-			return nil, err
 		}
 	}
 	if mac != nil {
-		if err := rt.Kernel.LinkSetMAC(l.ns(), l.state.name, hw(mac)); err != nil {
+		step := runtime.Step{Op: runtime.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC}
+		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
 			return nil, fmt.Errorf("%s: setting the address of %q to %s: %w", b.Name(), l.state.name, hw(mac), err)
 		}
 		l.state.mac = hw(mac).String()
-		if err := rt.Record(thread, runtime.Step{Op: runtime.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC}); err != nil {
-			return nil, err
-		}
 	}
 	return l, nil
 }
@@ -329,12 +322,10 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		return nil, fmt.Errorf("%s: a link named %q already exists in netns %q", b.Name(), l.state.name, to.Name())
 	}
 	from := l.ns()
-	if err := rt.Kernel.LinkMove(from, l.state.name, to.name); err != nil {
+	step := runtime.Step{Op: runtime.OpMove, NS: from, Name: l.state.name, New: to.name}
+	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkMove(from, l.state.name, to.name) }); err != nil {
 		return nil, fmt.Errorf("%s: moving %q to netns %q: %w", b.Name(), l.state.name, to.Name(), err)
 	}
 	l.state.ns, l.state.up, l.state.master = to, false, ""
-	if err := rt.Record(thread, runtime.Step{Op: runtime.OpMove, NS: from, Name: l.state.name, New: to.name}); err != nil {
-		return nil, err
-	}
 	return l, nil
 }

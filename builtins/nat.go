@@ -176,24 +176,18 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	}
 	table := "nsrun-" + rt.Lab
 	if !natHasTable(rt, ns.name, family, table) {
-		if err := nk.NATTable(ns.name, family, table); err != nil {
+		if err := rt.Change(thread, runtime.Step{Op: opNftTable, NS: ns.name, Name: table, Kind: family}, func(*runtime.Step) error { return nk.NATTable(ns.name, family, table) }); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				err = fmt.Errorf("table %s %s exists already and is not this run's: %w", family, table, err)
 			}
 			return nil, fmt.Errorf("%s: in netns %q: %w", b.Name(), ns.Name(), err)
 		}
-		if err := rt.Record(thread, runtime.Step{Op: opNftTable, NS: ns.name, Name: table, Kind: family}); err != nil {
-			return nil, err
-		}
 	}
 	// The comment tags the rule for its undo; the journal's length makes it
 	// unique within the run and the same on every run of the recipe.
 	r.Comment = fmt.Sprintf("%s #%d", rt.Tag(), rt.Journal.Len())
-	if err := nk.NATRule(ns.name, family, table, r); err != nil {
+	if err := rt.Change(thread, runtime.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}, func(*runtime.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
 		return nil, fmt.Errorf("%s: in netns %q: %w", b.Name(), ns.Name(), err)
-	}
-	if err := rt.Record(thread, runtime.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}); err != nil {
-		return nil, err
 	}
 	return starlark.None, nil
 }

@@ -90,15 +90,15 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		return nil, err
 	}
 	ns := string(name)
-	ino, err := rt.Kernel.NetnsAdd(ns, rt.Tag())
+	err = rt.Change(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Alias: rt.Tag()}, func(s *runtime.Step) (err error) {
+		s.Ino, err = rt.Kernel.NetnsAdd(ns, rt.Tag())
+		return err
+	})
 	if errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("%s: a namespace named %q already exists; nsrun never adopts an object it did not create", b.Name(), ns)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: creating %q: %w", b.Name(), ns, err)
-	}
-	if err := rt.Record(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Ino: ino, Alias: rt.Tag()}); err != nil {
-		return nil, err
 	}
 	n := &Netns{name: ns}
 	if lo {

@@ -81,14 +81,11 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if n.name != kernel.Host && !rt.OwnsNetns(n.name) {
 		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), n.Name())
 	}
-	if err := rt.Kernel.RouteAdd(n.name, r); err != nil {
+	if err := rt.Change(thread, runtime.Step{Op: runtime.OpRoute, NS: n.name, Route: &r}, func(*runtime.Step) error { return rt.Kernel.RouteAdd(n.name, r) }); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			err = errors.New("a route to that destination exists")
 		}
 		return nil, fmt.Errorf("%s: adding %s in netns %q: %w", b.Name(), r, n.Name(), err)
-	}
-	if err := rt.Record(thread, runtime.Step{Op: runtime.OpRoute, NS: n.name, Route: &r}); err != nil {
-		return nil, err
 	}
 	return starlark.None, nil
 }

@@ -56,11 +56,8 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading %s in netns %q: %w", b.Name(), key, n.Name(), err)
 	}
-	if err := rt.Kernel.SysctlSet(n.name, key, val); err != nil {
+	if err := rt.Change(thread, runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old}, func(*runtime.Step) error { return rt.Kernel.SysctlSet(n.name, key, val) }); err != nil {
 		return nil, fmt.Errorf("%s: setting %s=%s in netns %q: %w", b.Name(), key, val, n.Name(), err)
-	}
-	if err := rt.Record(thread, runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old}); err != nil {
-		return nil, err
 	}
 	return starlark.String(old), nil
 }

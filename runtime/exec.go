@@ -23,7 +23,7 @@ type ExecResult struct {
 // Exec runs argv in ns as `ip netns exec` would and waits for it, for at most
 // timeout: then its process group gets SIGTERM and, after StopGrace, SIGKILL.
 func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin string, timeout time.Duration) (ExecResult, error) {
-	cmd := nsexec.Command(ns, argv)
+	cmd := rt.command(ns, argv)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if stdin != "" {
@@ -80,23 +80,42 @@ func endGroup(pgid int, done <-chan error) error {
 
 // Spawn starts argv in the background in ns, journals it, and returns its
 // pid. It is stopped at teardown and on rollback.
-func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string) (int, error) {
+func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string) (pid int, err error) {
+	err = rt.Change(thread, Step{Op: OpProc, NS: ns, Name: argv[0]}, func(s *Step) error {
+		cmd := rt.command(ns, argv)
+		if err := rt.Kernel.Start(ns, cmd); err != nil {
+			return err
+		}
+		if cmd.Process == nil { // a recording kernel starts nothing
+			return nil
+		}
+		pid = cmd.Process.Pid
+		start, err := startTime(pid)
+		if err != nil {
+			syscall.Kill(-pid, syscall.SIGKILL)
+			cmd.Wait()
+			return fmt.Errorf("reading the start time of %d: %w", pid, err)
+		}
+		go cmd.Wait() // reap it, so a stopped process leaves no zombie
+		s.Pid, s.Start = pid, start
+		return nil
+	})
+	return pid, err
+}
+
+// ProcessTagEnv marks, in their environment, every process a lab starts
+// (and what those start, unless they clear their environment): teardown and
+// recovery find a lab's processes by it, double-forked daemons included.
+const ProcessTagEnv = "NSRUN_LAB"
+
+// processTag is the value of ProcessTagEnv for this run's lab.
+func (rt *Runtime) processTag() string { return rt.Lab + "/" + rt.ID }
+
+// command returns the command that runs argv in ns for this lab.
+func (rt *Runtime) command(ns string, argv []string) *exec.Cmd {
 	cmd := nsexec.Command(ns, argv)
-	if err := rt.Kernel.Start(ns, cmd); err != nil {
-		return 0, err
-	}
-	if cmd.Process == nil {
-		return 0, nil
-	}
-	pid := cmd.Process.Pid
-	start, err := startTime(pid)
-	if err != nil {
-		syscall.Kill(-pid, syscall.SIGKILL)
-		cmd.Wait()
-		return 0, fmt.Errorf("reading the start time of %d: %w", pid, err)
-	}
-	go cmd.Wait() // reap it, so a stopped process leaves no zombie
-	return pid, rt.Record(thread, Step{Op: OpProc, NS: ns, Name: argv[0], Pid: pid, Start: start})
+	cmd.Env = append(cmd.Env, ProcessTagEnv+"="+rt.processTag())
+	return cmd
 }
 
 // StopProcesses stops every background process of the run still running.

@@ -18,6 +18,9 @@ import (
 // data, written to the lab's journal as they happen, so that another process
 // (`nsrun down`) can undo them.
 type Step struct {
+	Seq   int    `json:"seq,omitempty"`   // in the file: the change's number
+	State string `json:"state,omitempty"` // in the file: see StateIntent
+
 	Pos  string `json:"pos"`            // recipe file:line:col that made the change
 	Op   string `json:"op"`             // see undo
 	NS   string `json:"ns,omitempty"`   // namespace of the object ("" host)
@@ -79,11 +82,22 @@ func (s Step) String() string {
 	}
 }
 
-// Journal is the LIFO of a run's steps, mirrored to a file as JSON lines.
+// Journal is the LIFO of a run's steps, mirrored to a write-ahead file of
+// JSON lines: before each change an intent record, after it a done record
+// (or a void one if the change failed), so that a run killed at any instant
+// leaves enough to finish the undo.
 type Journal struct {
 	steps []Step
+	seq   int
+	path  string
 	file  *os.File // nil: in memory only
 }
+
+// Record states in the file. A done record has none.
+const (
+	StateIntent = "intent" // the change may have been made
+	stateVoid   = "void"   // the change failed: its intent is void
+)
 
 // OpenJournal returns a journal that appends to path, or one kept in memory
 // if path is "".
@@ -95,10 +109,12 @@ func OpenJournal(path string) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Journal{file: f}, nil
+	return &Journal{path: path, file: f}, nil
 }
 
-// ReadJournal reads the steps of a journal file. A torn last line, left by a
+// ReadJournal reads a journal file: the steps done and, marked
+// State == StateIntent, those that may have been (an intent whose done
+// record is missing: the run died in between). A torn last line, left by a
 // process killed while writing it, is ignored.
 func ReadJournal(path string) ([]Step, error) {
 	f, err := os.Open(path)
@@ -107,26 +123,41 @@ func ReadJournal(path string) ([]Step, error) {
 	}
 	defer f.Close()
 	var steps []Step
+	at := map[int]int{} // seq -> index in steps
 	r := bufio.NewReader(f)
-	for {
+	for n := 1; ; n++ {
 		line, err := r.ReadBytes('\n')
 		if err == io.EOF {
-			return steps, nil // a line without its newline is torn
+			break // a line without its newline is torn
 		}
 		if err != nil {
 			return steps, err
 		}
 		var s Step
 		if err := json.Unmarshal(line, &s); err != nil {
-			return steps, fmt.Errorf("%s: record %d: %w", path, len(steps)+1, err)
+			return steps, fmt.Errorf("%s: record %d: %w", path, n, err)
 		}
-		steps = append(steps, s)
+		i, seen := at[s.Seq]
+		switch {
+		case s.Seq == 0 || !seen: // an intent, or a record without one
+			at[s.Seq] = len(steps)
+			steps = append(steps, s)
+		case s.State == stateVoid:
+			steps[i].Op = "" // dropped below
+		default:
+			steps[i] = s
+		}
 	}
+	kept := steps[:0]
+	for _, s := range steps {
+		if s.Op != "" {
+			kept = append(kept, s)
+		}
+	}
+	return kept, nil
 }
 
-// Add records a change that has been made.
-func (j *Journal) Add(s Step) error {
-	j.steps = append(j.steps, s)
+func (j *Journal) write(s Step) error {
 	if j.file == nil {
 		return nil
 	}
@@ -136,6 +167,34 @@ func (j *Journal) Add(s Step) error {
 	}
 	_, err = j.file.Write(append(b, '\n'))
 	return err
+}
+
+// Intend records that change s is about to be made, and returns its number.
+func (j *Journal) Intend(s Step) (int, error) {
+	j.seq++
+	s.Seq, s.State = j.seq, StateIntent
+	return j.seq, j.write(s)
+}
+
+// Done records that change seq was made, as s says.
+func (j *Journal) Done(seq int, s Step) error {
+	s.Seq, s.State = seq, ""
+	j.steps = append(j.steps, s)
+	return j.write(s)
+}
+
+// Void records that change seq failed and was not made.
+func (j *Journal) Void(seq int) error {
+	return j.write(Step{Seq: seq, State: stateVoid})
+}
+
+// Add records a change made without an intent (tests, recovery).
+func (j *Journal) Add(s Step) error {
+	seq, err := j.Intend(s)
+	if err != nil {
+		return err
+	}
+	return j.Done(seq, s)
 }
 
 // Len is the number of steps; a mark for Rollback.
@@ -166,17 +225,39 @@ func (j *Journal) Rollback(k kernel.Kernel, mark int) (undone []Step, failed []e
 	return undone, failed
 }
 
+// rewrite replaces the file with the steps kept, atomically: a crash
+// leaves the old journal or the new one, never a truncated one.
 func (j *Journal) rewrite() error {
-	if err := j.file.Truncate(0); err != nil {
+	if err := writeSteps(j.path, j.steps); err != nil {
 		return err
 	}
-	for _, s := range j.steps {
-		b, _ := json.Marshal(s)
-		if _, err := j.file.Write(append(b, '\n')); err != nil {
+	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	j.file.Close()
+	j.file = f
+	return nil
+}
+
+// writeSteps writes steps as done records to a new file at path.
+func writeSteps(path string, steps []Step) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	j := &Journal{file: f}
+	for _, s := range steps {
+		if err := j.Add(s); err != nil {
+			f.Close()
 			return err
 		}
 	}
-	return nil
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // Undo reverses steps, newest first, as cheaply as the kernel allows: a step
@@ -199,6 +280,12 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 	}
 	for _, i := range order {
 		s := steps[i]
+		if _, foreign := undoers[s.Op]; foreign && s.State == StateIntent {
+			// Another package's op whose outcome is unknown: its
+			// undo cannot prove the object is the lab's. (Those ops
+			// live in the lab's namespaces, which go anyway.)
+			continue
+		}
 		if loc, ok := m.at[i]; ok {
 			s.NS, s.Name = loc[0], loc[1]
 		}

@@ -142,23 +142,4 @@ func (l *Lab) Down(k kernel.Kernel) (undone []Step, failed []error) {
 	return undone, failed
 }
 
-func writeSteps(path string, steps []Step) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	j := &Journal{file: f}
-	for _, s := range steps {
-		if err := j.Add(s); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
 var now = time.Now

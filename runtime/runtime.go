@@ -17,6 +17,7 @@ import (
 // Runtime is the state of one run.
 type Runtime struct {
 	Lab     string
+	ID      string // this instance of the lab: tags its processes
 	Kernel  kernel.Kernel
 	Journal *Journal
 	Out     io.Writer // where print() writes
@@ -57,12 +58,28 @@ func FromThread(thread *starlark.Thread) (*Runtime, error) {
 // Tag is the alias every link of the lab carries: its ownership mark.
 func (rt *Runtime) Tag() string { return "nsrun:" + rt.Lab }
 
-// Record journals a change that has just been made, at the position of the
-// recipe call that made it, and updates what the run owns.
-func (rt *Runtime) Record(thread *starlark.Thread, s Step) error {
+// Change makes one change to the kernel, through fn, and journals it: an
+// intent record before (so that a run killed in between leaves enough to
+// undo it), a done record after, with what fn filled in (an inode, a pid).
+// The step carries the position of the recipe call that made it. If fn
+// fails, the intent is voided and fn's error returned as is.
+func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn func(*Step) error) error {
 	if thread != nil {
 		s.Pos = callerPos(thread)
 	}
+	seq, err := rt.Journal.Intend(s)
+	if err != nil {
+		return fmt.Errorf("writing the journal: %w", err)
+	}
+	if err := fn(&s); err != nil {
+		rt.Journal.Void(seq)
+		return err
+	}
+	return rt.Record(seq, s)
+}
+
+// Record journals change seq as done and updates what the run owns.
+func (rt *Runtime) Record(seq int, s Step) error {
 	rt.mu.Lock()
 	switch s.Op {
 	case OpNetns:
@@ -82,7 +99,7 @@ func (rt *Runtime) Record(thread *starlark.Thread, s Step) error {
 	if rt.Log != nil {
 		fmt.Fprintf(rt.Log, "+ %s (%s)\n", s, s.Pos)
 	}
-	if err := rt.Journal.Add(s); err != nil {
+	if err := rt.Journal.Done(seq, s); err != nil {
 		return fmt.Errorf("writing the journal: %w", err)
 	}
 	return nil

@@ -247,13 +247,18 @@ func (k *Netlink) LinkAdd(s LinkSpec) error {
 		}
 		return err
 	}
-	if s.Alias != "" {
-		if err := k.LinkSetAlias(s.NS, s.Name, s.Alias); err != nil {
-			return err
-		}
-		if s.Kind == "veth" {
-			return k.LinkSetAlias(s.PeerNS, s.PeerName, s.Alias)
-		}
+	if s.Alias == "" {
+		return nil
+	}
+	err = k.LinkSetAlias(s.NS, s.Name, s.Alias)
+	if err == nil && s.Kind == "veth" {
+		err = k.LinkSetAlias(s.PeerNS, s.PeerName, s.Alias)
+	}
+	if err != nil {
+		// The change failed as a whole: take back the untagged link
+		// (recognised by the MAC it was just given).
+		k.LinkDel(s.NS, s.Name, Fingerprint{MAC: s.MAC.String()})
+		return fmt.Errorf("tagging %q: %w", s.Name, err)
 	}
 	return nil
 }
