@@ -154,6 +154,7 @@ func capture(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	}
 	path, real := nsPath(rt.Kernel, ns.name)
 	if !real {
+		noteMadeUp(rt.Kernel)
 		return c, nil
 	}
 	if c.probe, err = probe.StartCapture(path, c.dev, f, c.pcap); err != nil {

@@ -126,6 +126,7 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		if rec, ok := rt.Kernel.(*kernel.Recorder); ok {
 			rec.Log = append(rec.Log, "# "+ipNetnsExec(l.ns())+"dhclient -1 "+l.state.name)
 		}
+		noteMadeUp(rt.Kernel)
 		return leaseValue(dhcp.Lease{Addr: netip.MustParsePrefix("0.0.0.0/32")}, true), nil
 	}
 	if info, err := rt.Kernel.LinkGet(l.ns(), l.state.name); err == nil && !info.Up {

@@ -26,6 +26,7 @@ func observer(k kernel.Kernel) (kernel.Observer, bool) {
 	if f, ok := k.(*kernel.Faulty); ok {
 		return observer(f.Kernel)
 	}
+	noteMadeUp(k)
 	o, ok := k.(kernel.Observer)
 	return o, ok
 }

@@ -29,6 +29,14 @@ func init() {
 	)
 }
 
+// noteMadeUp tells a recording kernel that the run was just given a made-up
+// observation (see kernel.Recorder.Observe).
+func noteMadeUp(k kernel.Kernel) {
+	if o, ok := k.(interface{ Observe() }); ok {
+		o.Observe()
+	}
+}
+
 // notRun is a ping result's error on a kernel that does not send.
 const notRun = "not run (plan)"
 
@@ -85,6 +93,7 @@ func (a *pingArgs) run(thread *starlark.Thread, b *starlark.Builtin) (probe.Resu
 	dst := netip.Addr(a.dst)
 	path, real := nsPath(rt.Kernel, a.ns.name)
 	if !real {
+		noteMadeUp(rt.Kernel)
 		return probe.Result{Dst: dst, Err: notRun}, nil
 	}
 	var dev string
@@ -292,6 +301,7 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	}
 	_, real := nsPath(rt.Kernel, kernel.Host)
 	if !real {
+		noteMadeUp(rt.Kernel)
 		for _, p := range pairs {
 			reached[p.i][p.j] = true
 		}

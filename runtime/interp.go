@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"go.starlark.net/resolve"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
 )
@@ -43,6 +42,10 @@ type loaded struct {
 	err     error
 	done    bool
 }
+
+// Reset forgets the modules loaded so far, so that a new run loads them
+// again (their values belong to the run that loaded them).
+func (in *Interp) Reset() { in.cache = nil }
 
 // NewThread returns a thread that runs on rt and prints to out.
 func (in *Interp) NewThread(name string, rt *Runtime, out io.Writer) *starlark.Thread {
@@ -156,12 +159,4 @@ func Backtrace(err error) string {
 		return err.Error()
 	}
 	return inner.Backtrace()
-}
-
-// IsStatic reports whether err was found before the recipe ran: a missing
-// file, a syntax or name-resolution error.
-func IsStatic(err error) bool {
-	var serr syntax.Error
-	var rerr resolve.ErrorList
-	return errors.As(err, &serr) || errors.As(err, &rerr) || errors.Is(err, fs.ErrNotExist)
 }

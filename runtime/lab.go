@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,8 @@ import (
 	"regexp"
 	"sort"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
@@ -19,12 +23,25 @@ const (
 	NetnsDir = "/run/netns" // where iproute2 pins named namespaces
 )
 
+// The states of a lab.
+const (
+	LabRunning = "running" // a run is making it; if that run is dead, recovery removes it
+	LabUp      = "up"      // the run succeeded and left it up, until `nsrun down`
+	LabKept    = "kept"    // the run failed, and --keep-on-error left it up
+	// A rollback or down could not undo everything; what is left is
+	// recorded for `nsrun down` to try again.
+	LabIncomplete = "incomplete"
+)
+
 // LabInfo is what a lab's record says of it.
 type LabInfo struct {
 	Name    string    `json:"name"`
+	ID      string    `json:"id"` // this instance: tags its processes
+	State   string    `json:"state"`
 	Recipe  string    `json:"recipe"`
-	Pid     int       `json:"pid"`
+	Pid     int       `json:"pid"` // of the run that made it
 	Started time.Time `json:"started"`
+	Claims  []string  `json:"claims,omitempty"` // names it claimed (see claim)
 	Steps   int       `json:"-"`
 }
 
@@ -38,42 +55,109 @@ func ValidLabName(name string) error {
 	return nil
 }
 
+// ErrLabBusy is returned for a lab that a live nsrun holds.
+var ErrLabBusy = errors.New("in use by a running nsrun")
+
 // Lab is the on-disk record of a lab: a directory under the state directory
-// holding lab.json and the journal.
+// holding lab.json, the journal, and a lock file that the nsrun working on
+// the lab holds (flock): the kernel releases it when that process dies, so a
+// dead run is recognised without guessing by pid.
 type Lab struct {
 	Dir  string
 	Info LabInfo
+	lock *os.File
 }
 
 func (l *Lab) journalPath() string { return filepath.Join(l.Dir, "journal") }
+func (l *Lab) infoPath() string    { return filepath.Join(l.Dir, "lab.json") }
 
-// CreateLab claims the name and records the lab. A lab of that name that is
-// already up is an error: its objects are someone else's.
+// newID returns a random lab instance id.
+func newID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// CreateLab records a new lab, locked by this process, in state running. A
+// lab of that name that is already up (or running) is an error: its objects
+// are someone else's. Call it with the state directory locked (see
+// lockState), so that recovery never sees a half-made record.
 func CreateLab(stateDir string, info LabInfo) (*Lab, *Journal, error) {
 	if err := ValidLabName(info.Name); err != nil {
 		return nil, nil, err
 	}
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return nil, nil, err
-	}
 	l := &Lab{Dir: filepath.Join(stateDir, info.Name), Info: info}
+	if l.Info.ID == "" {
+		l.Info.ID = newID()
+	}
+	l.Info.State = LabRunning
 	if err := os.Mkdir(l.Dir, 0o755); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, nil, fmt.Errorf("lab %q is already up (see `nsrun ls`; remove it with `nsrun down %s`, or pick another --name)", info.Name, info.Name)
 		}
 		return nil, nil, err
 	}
-	b, _ := json.MarshalIndent(info, "", "  ")
-	if err := os.WriteFile(filepath.Join(l.Dir, "lab.json"), b, 0o644); err != nil {
+	fail := func(err error) (*Lab, *Journal, error) {
+		l.Unlock()
 		os.RemoveAll(l.Dir)
 		return nil, nil, err
+	}
+	if err := l.TryLock(); err != nil {
+		return fail(err)
+	}
+	if err := l.save(); err != nil {
+		return fail(err)
 	}
 	j, err := OpenJournal(l.journalPath())
 	if err != nil {
-		os.RemoveAll(l.Dir)
-		return nil, nil, err
+		return fail(err)
 	}
 	return l, j, nil
+}
+
+// save writes lab.json atomically.
+func (l *Lab) save() error {
+	b, _ := json.MarshalIndent(l.Info, "", "  ")
+	tmp := l.infoPath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, l.infoPath())
+}
+
+// SetState records the lab's state.
+func (l *Lab) SetState(state string) error {
+	l.Info.State = state
+	return l.save()
+}
+
+// TryLock takes the lab's lock, or returns ErrLabBusy if a live process
+// holds it.
+func (l *Lab) TryLock() error {
+	if l.lock != nil {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(l.Dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("lab %q is %w (pid %d)", l.Info.Name, ErrLabBusy, l.Info.Pid)
+		}
+		return err
+	}
+	l.lock = f
+	return nil
+}
+
+// Unlock releases the lab's lock.
+func (l *Lab) Unlock() {
+	if l.lock != nil {
+		l.lock.Close()
+		l.lock = nil
+	}
 }
 
 // OpenLab reads the record of lab name.
@@ -82,7 +166,7 @@ func OpenLab(stateDir, name string) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{Dir: filepath.Join(stateDir, name)}
-	b, err := os.ReadFile(filepath.Join(l.Dir, "lab.json"))
+	b, err := os.ReadFile(l.infoPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no lab %q (see `nsrun ls`)", name)
 	}
@@ -95,8 +179,13 @@ func OpenLab(stateDir, name string) (*Lab, error) {
 	return l, nil
 }
 
-// Remove deletes the lab's record.
-func (l *Lab) Remove() error { return os.RemoveAll(l.Dir) }
+// Remove deletes the lab's record and releases its claims.
+func (l *Lab) Remove() error {
+	release(filepath.Dir(l.Dir), l.Info.Name, l.Info.Claims)
+	err := os.RemoveAll(l.Dir)
+	l.Unlock()
+	return err
+}
 
 // ListLabs returns the labs recorded in stateDir, by name.
 func ListLabs(stateDir string) ([]LabInfo, error) {
@@ -109,6 +198,9 @@ func ListLabs(stateDir string) ([]LabInfo, error) {
 	}
 	var labs []LabInfo
 	for _, e := range entries {
+		if !e.IsDir() || ValidLabName(e.Name()) != nil {
+			continue
+		}
 		l, err := OpenLab(stateDir, e.Name())
 		if err != nil {
 			continue
@@ -121,19 +213,25 @@ func ListLabs(stateDir string) ([]LabInfo, error) {
 	return labs, nil
 }
 
-// Down undoes everything the lab recorded, newest first, and removes its
-// record if nothing is left.
+// Down undoes everything the lab recorded, newest first — its processes
+// (found by their tag, what they started included) first — and removes its
+// record if nothing is left. The caller holds the lab's lock.
 func (l *Lab) Down(k kernel.Kernel) (undone []Step, failed []error) {
 	steps, err := ReadJournal(l.journalPath())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, []error{err}
 	}
-	undone, failedSteps, failed := Undo(k, steps)
-	if len(failedSteps) > 0 {
+	if err := killTagged(l.Info.Name + "/" + l.Info.ID); err != nil {
+		failed = append(failed, err)
+	}
+	undone, failedSteps, errs := Undo(k, steps)
+	failed = append(failed, errs...)
+	if len(failedSteps) > 0 || len(failed) > 0 {
 		// Keep what could not be undone, for a later try.
 		if err := writeSteps(l.journalPath(), failedSteps); err != nil {
 			failed = append(failed, err)
 		}
+		l.SetState(LabIncomplete)
 		return undone, failed
 	}
 	if err := l.Remove(); err != nil {

@@ -2,11 +2,13 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"go.starlark.net/starlark"
@@ -19,6 +21,11 @@ const (
 	ExitUsage      = 2 // bad usage or invalid input; nothing was changed
 	ExitIncomplete = 3 // a rollback or teardown left objects behind
 )
+
+// DefaultMaxSteps bounds a recipe's Starlark computation: a recipe that
+// loops forever stops, and rolls back. Building a 1,000-host lab takes a
+// few hundred thousand steps.
+const DefaultMaxSteps = 100_000_000
 
 // RunOptions say how to run a recipe.
 type RunOptions struct {
@@ -34,6 +41,8 @@ type RunOptions struct {
 	Stderr      io.Writer
 	Verbose     bool
 	Quiet       bool
+	Timeout     time.Duration // the whole run; 0: none
+	MaxSteps    uint64        // 0: DefaultMaxSteps
 }
 
 // LabName is the default lab name of a recipe: its base name.
@@ -41,13 +50,24 @@ func LabName(recipe string) string {
 	return strings.TrimSuffix(filepath.Base(recipe), filepath.Ext(recipe))
 }
 
-// Run runs a recipe as a lab and returns the exit code. Whatever the recipe
-// created is undone if it fails (or is cancelled through ctx), and at the end
-// if o.Remove.
+// Run runs a recipe as a lab and returns the exit code.
+//
+// First it finishes the rollback of labs whose runs died. Then it runs the
+// recipe on a recording kernel that sees the real kernel's names (the
+// preflight): bad input and name collisions are reported before anything
+// is changed. It claims the names the plan creates outside the lab's own
+// namespaces, so that a run overlapping a live lab fails before changing
+// anything. Then it runs the recipe for real, holding the lab's lock;
+// whatever the recipe created is undone if it fails (or is cancelled
+// through ctx), and at the end if o.Remove.
 func Run(ctx context.Context, o RunOptions) int {
 	errf := func(format string, args ...any) { fmt.Fprintf(o.Stderr, "nsrun: "+format+"\n", args...) }
 	if o.Lab == "" {
 		o.Lab = LabName(o.Recipe)
+	}
+	if err := ValidLabName(o.Lab); err != nil {
+		errf("%v", err)
+		return ExitUsage
 	}
 	src, err := os.ReadFile(o.Recipe)
 	if err != nil {
@@ -59,53 +79,169 @@ func Run(ctx context.Context, o RunOptions) int {
 		fmt.Fprintln(o.Stderr, err)
 		return ExitUsage
 	}
-	lab, journal, err := CreateLab(o.StateDir, LabInfo{Name: o.Lab, Recipe: abs(o.Recipe), Pid: os.Getpid(), Started: now()})
+	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
+		errf("%v", err)
+		return ExitUsage
+	}
+	Recover(o.StateDir, o.Kernel, o.Stderr)
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, o.Timeout, fmt.Errorf("timed out after %s (--timeout)", o.Timeout))
+		defer cancel()
+	}
+
+	plan, err := o.preflight(ctx)
+	if err != nil {
+		fmt.Fprintln(o.Stderr, Backtrace(err))
+		if isFail(err) {
+			errf("the recipe failed while planning; nothing was changed")
+			return ExitFailed
+		}
+		errf("found while planning: nothing was changed")
+		return ExitUsage
+	}
+
+	lab, journal, err := o.createLab(plan)
 	if err != nil {
 		errf("%v", err)
 		return ExitUsage
 	}
 	defer journal.Close()
 	rt := New(o.Lab, o.Kernel, journal)
-	rt.Ctx, rt.Argv = ctx, o.Args
+	rt.ID, rt.Ctx, rt.Argv = lab.Info.ID, ctx, o.Args
 	if o.Verbose {
 		rt.Log = o.Stderr
 	}
-	thread := o.Interp.NewThread(o.Recipe, rt, o.Stdout)
-	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
-	_, err = o.Interp.ExecFile(thread, o.Recipe)
-	stop()
+	o.Interp.Reset()
+	_, err = o.exec(ctx, rt, o.Stdout)
 	defer rt.Close()
 
 	if err != nil {
 		fmt.Fprintln(o.Stderr, Backtrace(err))
 		if o.KeepOnError {
+			lab.SetState(LabKept)
 			errf("kept the failed lab %q (%s); remove it with `nsrun down %s`", o.Lab, plural(journal.Len(), "change"), o.Lab)
 			return ExitFailed
 		}
 		undone, failed := rt.Rollback(0)
 		if code := report(o.Stderr, "rolled back", undone, failed); code != ExitOK {
+			lab.SetState(LabIncomplete)
 			return code
 		}
 		lab.Remove()
-		if IsStatic(err) {
-			return ExitUsage
-		}
 		return ExitFailed
 	}
 	if o.Remove {
 		undone, failed := rt.Rollback(0)
 		if o.Verbose || len(failed) > 0 {
 			if code := report(o.Stderr, "removed", undone, failed); code != ExitOK {
+				lab.SetState(LabIncomplete)
 				return code
 			}
 		}
 		lab.Remove()
 		return ExitOK
 	}
+	if err := lab.SetState(LabUp); err != nil {
+		errf("recording the lab: %v", err)
+	}
 	if !o.Quiet {
 		errf("lab %q is up (%s); remove it with `nsrun down %s`", o.Lab, plural(journal.Len(), "change"), o.Lab)
 	}
 	return ExitOK
+}
+
+// exec runs the recipe on rt, printing to out, within the step limit and
+// ctx.
+func (o *RunOptions) exec(ctx context.Context, rt *Runtime, out io.Writer) (starlark.StringDict, error) {
+	thread := o.Interp.NewThread(o.Recipe, rt, out)
+	steps := o.MaxSteps
+	if steps == 0 {
+		steps = DefaultMaxSteps
+	}
+	thread.SetMaxExecutionSteps(steps)
+	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
+	defer stop()
+	return o.Interp.ExecFile(thread, o.Recipe)
+}
+
+// preflight runs the recipe on a recording kernel that starts with the real
+// kernel's names. An error is returned only if the real run would meet it
+// too: one that comes after the recipe looked at the network (whose answers
+// the recording kernel makes up) is left for the real run to find.
+func (o *RunOptions) preflight(ctx context.Context) (*Runtime, error) {
+	rec := kernel.NewRecorder()
+	rec.Real = o.Kernel
+	j, _ := OpenJournal("")
+	rt := New(o.Lab, rec, j)
+	rt.Ctx, rt.Argv = ctx, o.Args
+	_, err := o.exec(ctx, rt, io.Discard)
+	rt.Close()
+	if err != nil && !rec.Observed {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// createLab records the lab and claims the names its plan creates outside
+// its own namespaces, atomically with respect to other nsruns.
+func (o *RunOptions) createLab(plan *Runtime) (*Lab, *Journal, error) {
+	unlock, err := lockState(o.StateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	lab, journal, err := CreateLab(o.StateDir, LabInfo{
+		Name: o.Lab, Recipe: abs(o.Recipe), Pid: os.Getpid(), Started: now(), Claims: planClaims(plan),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := claim(o.StateDir, o.Lab, lab.Info.Claims); err != nil {
+		journal.Close()
+		lab.Info.Claims = nil
+		lab.Remove()
+		return nil, nil, err
+	}
+	return lab, journal, nil
+}
+
+// planClaims lists the global names a plan creates: its namespaces, and
+// its links in the host namespace.
+func planClaims(plan *Runtime) []string {
+	seen := map[string]bool{}
+	add := func(kind, name string) { seen[claimName(kind, name)] = true }
+	for _, s := range plan.Journal.Steps() {
+		switch {
+		case s.Op == OpNetns:
+			add("netns", s.Name)
+		case s.Op == OpLink:
+			if s.NS == kernel.Host {
+				add("link", s.Name)
+			}
+			if s.PeerName != "" && s.PeerNS == kernel.Host {
+				add("link", s.PeerName)
+			}
+		case s.Op == OpMove && s.New == kernel.Host:
+			add("link", s.Name)
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	return names
+}
+
+// isFail reports whether err comes from the recipe's own fail().
+func isFail(err error) bool {
+	var ev *starlark.EvalError
+	for e := err; errors.As(e, &ev); e = ev.Unwrap() {
+		if len(ev.CallStack) > 0 && ev.CallStack.At(0).Name == "fail" {
+			return true
+		}
+	}
+	return false
 }
 
 // report prints what a rollback or teardown undid, and every object it could

@@ -36,7 +36,7 @@ type Runtime struct {
 // New returns a runtime for lab on kernel k.
 func New(lab string, k kernel.Kernel, j *Journal) *Runtime {
 	return &Runtime{
-		Lab: lab, Kernel: k, Journal: j,
+		Lab: lab, ID: newID(), Kernel: k, Journal: j,
 		netns: map[string]bool{}, links: map[[2]string]bool{},
 		Ctx: context.Background(),
 	}
@@ -163,6 +163,9 @@ func (rt *Runtime) Close() {
 func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
 	if mark == 0 {
 		rt.Close()
+		// Whatever the lab's processes started, double-forked daemons
+		// included, carries the lab's tag.
+		killTagged(rt.processTag())
 	}
 	rt.StopProcesses()
 	undone, failed = rt.Journal.Rollback(rt.Kernel, mark)

@@ -15,15 +15,18 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
+	k := kernel.NewNetlink(runtime.NetnsDir)
+	defer k.Close()
+	runtime.Recover(runtime.StateDir, k, stderr)
 	labs, err := runtime.ListLabs(runtime.StateDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
 		return runtime.ExitFailed
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "LAB\tCHANGES\tSTARTED\tRECIPE")
+	fmt.Fprintln(w, "LAB\tSTATE\tCHANGES\tSTARTED\tRECIPE")
 	for _, l := range labs {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", l.Name, l.Steps, l.Started.Local().Format(time.DateTime), l.Recipe)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", l.Name, l.State, l.Steps, l.Started.Local().Format(time.DateTime), l.Recipe)
 	}
 	w.Flush()
 	return runtime.ExitOK
@@ -40,15 +43,20 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	}
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
+	runtime.Recover(runtime.StateDir, k, stderr)
 	code := runtime.ExitOK
 	for _, name := range fs.Args() {
 		lab, err := runtime.OpenLab(runtime.StateDir, name)
+		if err == nil {
+			err = lab.TryLock()
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "nsrun: %v\n", err)
 			code = max(code, runtime.ExitUsage)
 			continue
 		}
 		undone, failed := lab.Down(k)
+		lab.Unlock()
 		if len(failed) > 0 {
 			fmt.Fprintf(stderr, "nsrun: lab %q: %d of its changes could not be undone:\n", name, len(failed))
 			for _, err := range failed {
@@ -60,4 +68,17 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "nsrun: removed lab %q (%d changes undone)\n", name, len(undone))
 	}
 	return code
+}
+
+func cmdRecover(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("recover", "", stderr)
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	k := kernel.NewNetlink(runtime.NetnsDir)
+	defer k.Close()
+	if failed := runtime.Recover(runtime.StateDir, k, stdout); len(failed) > 0 {
+		return runtime.ExitIncomplete
+	}
+	return runtime.ExitOK
 }

@@ -29,6 +29,7 @@ func init() {
 		{"run", "[flags] RECIPE [ARGS...]", "run a recipe; on success its topology stays up as a lab", cmdRun},
 		{"ls", "", "list the labs that are up", cmdLs},
 		{"down", "LAB...", "remove labs, newest object first", cmdDown},
+		{"recover", "", "finish the rollback of runs that died (every command does this first)", cmdRecover},
 		{"help", "[COMMAND]", "show help", cmdHelp},
 	}
 }

@@ -55,6 +55,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	verbose := fs.BoolP("verbose", "v", false, "print each change as it is made")
 	quiet := fs.BoolP("quiet", "q", false, "print only errors")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
+	timeout := fs.Duration("timeout", 0, "stop the run, and roll it back, after this long (e.g. 30s, 5m; 0: no limit)")
+	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop a recipe, and roll it back, after this many Starlark steps")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -97,6 +99,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		Stderr:      stderr,
 		Verbose:     *verbose,
 		Quiet:       *quiet,
+		Timeout:     *timeout,
+		MaxSteps:    *maxSteps,
 	})
 }
 

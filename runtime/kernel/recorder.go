@@ -18,6 +18,12 @@ import (
 type Recorder struct {
 	Log    []string
 	FailAt int
+	// Real, if set, is the kernel whose existing namespaces and host links
+	// the model starts with (read, never changed): planning then finds the
+	// collisions a run would hit.
+	Real Kernel
+
+	Observed bool // see Observe
 
 	changes int
 	netns   map[string]uint64
@@ -52,6 +58,11 @@ func ipn(ns string) string {
 func (r *Recorder) NetnsAdd(name, tag string) (uint64, error) {
 	if _, ok := r.netns[name]; ok {
 		return 0, unix.EEXIST
+	}
+	if r.Real != nil {
+		if exists, _ := r.Real.NetnsExists(name); exists {
+			return 0, unix.EEXIST
+		}
 	}
 	if err := r.change("ip netns add %s", name); err != nil {
 		return 0, err
@@ -96,13 +107,13 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 			return err
 		}
 	}
-	if _, ok := r.links[[2]string{s.NS, s.Name}]; ok {
+	if r.exists(s.NS, s.Name) {
 		return unix.EEXIST
 	}
 	var cmd string
 	switch s.Kind {
 	case "veth":
-		if _, ok := r.links[[2]string{s.PeerNS, s.PeerName}]; ok {
+		if r.exists(s.PeerNS, s.PeerName) {
 			return unix.EEXIST
 		}
 		cmd = fmt.Sprintf("%s link add %s type veth peer name %s", ipn(s.NS), s.Name, s.PeerName)
@@ -165,10 +176,24 @@ func (r *Recorder) get(ns, name string) (*LinkInfo, error) {
 		return nil, err
 	}
 	l, ok := r.links[[2]string{ns, name}]
+	if !ok && ns == Host && r.Real != nil {
+		// A link of the machine's: seen, and kept in the model from now.
+		if info, err := r.Real.LinkGet(Host, name); err == nil {
+			r.links[[2]string{ns, name}] = &info
+			return &info, nil
+		}
+	}
 	if !ok {
 		return nil, fmt.Errorf("link %q in netns %q: %w", name, NSArg(ns), ErrNotFound)
 	}
 	return l, nil
+}
+
+// exists reports whether a link of that name is in the model (or, in the
+// host namespace, in the real kernel).
+func (r *Recorder) exists(ns, name string) bool {
+	_, err := r.get(ns, name)
+	return err == nil
 }
 
 func (r *Recorder) LinkGet(ns, name string) (LinkInfo, error) {
@@ -348,7 +373,13 @@ func (r *Recorder) SysctlSet(ns, key, value string) error {
 	return nil
 }
 
+// Observed is set once the run has asked the network something (started a
+// command, pinged...): what a recording kernel answers is made up, so what
+// the recipe does after it is not a prediction of the real run.
+func (r *Recorder) Observe() { r.Observed = true }
+
 func (r *Recorder) Start(ns string, cmd *exec.Cmd) error {
+	r.Observe()
 	prefix := ""
 	if ns != Host {
 		prefix = "ip netns exec " + ns + " "
