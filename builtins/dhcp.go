@@ -142,6 +142,9 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		}
 		return nil, fmt.Errorf("%s: adding the leased %s to %q in netns %q: %w", b.Name(), lease.Addr, l.state.name, l.state.ns.Name(), err)
 	}
+	if lease.Router.IsValid() && defaultRoute && l.ns() == kernel.Host {
+		return nil, fmt.Errorf("%s: a default route in the host namespace would take the machine's traffic (pass default_route=False)", b.Name())
+	}
 	if lease.Router.IsValid() && defaultRoute {
 		r := kernel.Route{Family: 4, Via: lease.Router, Dev: l.state.name}
 		if err := rt.Change(thread, runtime.Step{Op: runtime.OpRoute, NS: l.ns(), Route: &r}, func(*runtime.Step) error { return rt.Kernel.RouteAdd(l.ns(), r) }); err != nil {

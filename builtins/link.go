@@ -205,6 +205,10 @@ func linkMaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if br.state.kind != "bridge" {
 		return nil, fmt.Errorf("%s: %s is a %s, not a bridge", b.Name(), br.state.name, br.state.kind)
 	}
+	// Joining a bridge changes it (its ports, its MAC): only the lab's own.
+	if err := br.mutable(rt); err != nil {
+		return nil, fmt.Errorf("%s: bridge: %w", b.Name(), err)
+	}
 	if br.ns() != l.ns() {
 		return nil, fmt.Errorf("%s: bridge %q is in netns %q but %q is in netns %q; a port must be in its bridge's namespace",
 			b.Name(), br.state.name, br.state.ns.Name(), l.state.name, l.state.ns.Name())

@@ -75,8 +75,10 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if !r.Via.IsValid() && r.Dev == "" {
 		return nil, fmt.Errorf("%s: a route needs via= or dev=", b.Name())
 	}
-	if n.name == kernel.Host && (r.Dev == "" || !rt.OwnsLink(n.name, r.Dev)) {
-		return nil, fmt.Errorf("%s: a route in the host namespace must use dev= a link this lab created; nsrun never changes the machine's own routing", b.Name())
+	if n.name == kernel.Host {
+		if err := hostRouteAllowed(rt, r); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
 	}
 	if n.name != kernel.Host && !rt.OwnsNetns(n.name) {
 		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), n.Name())
@@ -88,4 +90,42 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return nil, fmt.Errorf("%s: adding %s in netns %q: %w", b.Name(), r, n.Name(), err)
 	}
 	return starlark.None, nil
+}
+
+// hostRouteAllowed checks a route for the host namespace: it must go
+// through a link of the lab's, and must not overlap a route of the
+// machine's (one through a link the lab did not create), so that it never
+// takes traffic that is not the lab's. A default route never qualifies.
+func hostRouteAllowed(rt *runtime.Runtime, r kernel.Route) error {
+	const never = "nsrun never changes the machine's own routing"
+	if r.Dev == "" || !rt.OwnsLink(kernel.Host, r.Dev) {
+		return fmt.Errorf("a route in the host namespace must use dev= a link this lab created; %s", never)
+	}
+	if !r.Dst.IsValid() || r.Dst.Bits() == 0 {
+		return fmt.Errorf("a default route in the host namespace would take the machine's traffic; %s", never)
+	}
+	o, ok := observer(rt.Kernel)
+	if !ok {
+		return nil
+	}
+	routes, err := o.Routes(kernel.Host)
+	if err != nil {
+		return err
+	}
+	for _, m := range routes {
+		if m.Family != r.Family || rt.OwnsLink(kernel.Host, m.Dev) {
+			continue
+		}
+		dst := m.Dst
+		if !dst.IsValid() { // the machine's default route: everything
+			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+			if m.Family == 4 {
+				dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+			}
+		}
+		if dst.Bits() > 0 && dst.Overlaps(r.Dst) {
+			return fmt.Errorf("%s overlaps the machine's route to %s (dev %s); %s", r.Dst, m.Dst, m.Dev, never)
+		}
+	}
+	return nil
 }

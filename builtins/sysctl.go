@@ -11,10 +11,41 @@ import (
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
-var sysctlKey = regexp.MustCompile(`^net(\.[A-Za-z0-9_@-]+)+$`)
-
 // A per-device key: net.ipv4.conf.DEV.x, net.ipv6.conf.DEV.x, net.ipv4.neigh.DEV.x.
-var deviceKey = regexp.MustCompile(`^net\.ipv[46]\.(conf|neigh)\.([^.]+)\.`)
+// sysctlParts splits a key as sysctl(8) does: with a slash in it, slashes
+// separate its parts (so a device name may hold dots:
+// net/ipv4/conf/eth0.10/rp_filter); else dots do.
+func sysctlParts(key string) []string {
+	if strings.Contains(key, "/") {
+		return strings.Split(key, "/")
+	}
+	return strings.Split(key, ".")
+}
+
+// validSysctl checks a key names a network sysctl, and returns its parts.
+func validSysctl(key string) ([]string, bool) {
+	parts := sysctlParts(key)
+	if len(parts) < 2 || parts[0] != "net" {
+		return nil, false
+	}
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." || !sysctlPart.MatchString(p) {
+			return nil, false
+		}
+	}
+	return parts, true
+}
+
+var sysctlPart = regexp.MustCompile(`^[A-Za-z0-9_@.-]+$`)
+
+// deviceOf returns the device of a per-device key (net.ipv4.conf.DEV.x,
+// net.ipv6.conf.DEV.x, net.ipv4.neigh.DEV.x), or "".
+func deviceOf(parts []string) string {
+	if len(parts) >= 5 && (parts[1] == "ipv4" || parts[1] == "ipv6") && (parts[2] == "conf" || parts[2] == "neigh") {
+		return parts[3]
+	}
+	return ""
+}
 
 // ns.sysctl(key, value) sets a network sysctl of the namespace and returns
 // the old value, which comes back on rollback and teardown. In host(), only
@@ -29,9 +60,9 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "key", &key, "value", &value); err != nil {
 		return nil, err
 	}
-	key = strings.ReplaceAll(key, "/", ".")
-	if !sysctlKey.MatchString(key) {
-		return nil, fmt.Errorf("%s: for parameter key: %q is not a network sysctl (want e.g. net.ipv4.ip_forward)", b.Name(), key)
+	parts, ok := validSysctl(key)
+	if !ok {
+		return nil, fmt.Errorf("%s: for parameter key: %q is not a network sysctl (want e.g. net.ipv4.ip_forward, or net/ipv4/conf/eth0.10/rp_filter for a name with dots)", b.Name(), key)
 	}
 	val, ok := starlark.AsString(value)
 	if !ok {
@@ -45,8 +76,7 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, err
 	}
 	if n.name == kernel.Host {
-		m := deviceKey.FindStringSubmatch(key)
-		if m == nil || !rt.OwnsLink(kernel.Host, m[2]) {
+		if dev := deviceOf(parts); dev == "" || dev == "all" || dev == "default" || !rt.OwnsLink(kernel.Host, dev) {
 			return nil, fmt.Errorf("%s: %s is a setting of the machine; in host(), nsrun sets only the per-device keys of links this lab created", b.Name(), key)
 		}
 	} else if !rt.OwnsNetns(n.name) {

@@ -1,7 +1,9 @@
 package builtins
 
 import (
+	"bytes"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -43,6 +45,9 @@ func validIfName(s string) error {
 		return fmt.Errorf("%q is longer than 15 bytes", s)
 	case s == "." || s == "..":
 		return fmt.Errorf("%q is not a valid interface name", s)
+	case s == "all" || s == "default":
+		// They name the per-family settings in /proc/sys/net/*/conf.
+		return fmt.Errorf("%q is not a valid interface name (the kernel reserves it)", s)
 	}
 	for _, r := range s {
 		if r == '/' || r == ':' || r == '%' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
@@ -148,7 +153,7 @@ func (m *macAddr) Unpack(v starlark.Value) error {
 	if hw[0]&1 != 0 {
 		return fmt.Errorf("%q is a multicast address; a link needs a unicast one", s)
 	}
-	if s == "00:00:00:00:00:00" {
+	if bytes.Equal(hw, make([]byte, 6)) {
 		return fmt.Errorf("%q is not a usable link address", s)
 	}
 	*m = macAddr(hw)
@@ -162,12 +167,13 @@ func (m *mtu) Unpack(v starlark.Value) error {
 	if v == starlark.None {
 		return nil
 	}
-	var n int
-	if err := starlark.AsInt(v, &n); err != nil {
+	i, ok := v.(starlark.Int)
+	if !ok {
 		return fmt.Errorf("got %s, want int", v.Type())
 	}
-	if n < 68 || n > 65535 {
-		return fmt.Errorf("%d is not an MTU (68 to 65535)", n)
+	n, ok := i.Int64()
+	if !ok || n < 68 || n > 65535 {
+		return fmt.Errorf("%s is not an MTU (68 to 65535)", i)
 	}
 	*m = mtu(n)
 	return nil
@@ -180,15 +186,15 @@ func (d *duration) Unpack(v starlark.Value) error {
 	switch v := v.(type) {
 	case starlark.String:
 		t, err := time.ParseDuration(string(v))
-		if err != nil || t <= 0 {
-			return fmt.Errorf("%q is not a positive duration (want e.g. \"1s\", \"500ms\")", string(v))
+		if err != nil || t < time.Millisecond {
+			return fmt.Errorf("%q is not a positive duration of at least 1ms (want e.g. \"1s\", \"500ms\")", string(v))
 		}
 		*d = duration(t)
 		return nil
 	case starlark.Int, starlark.Float:
 		f, _ := starlark.AsFloat(v)
-		if f <= 0 {
-			return fmt.Errorf("%v is not a positive number of seconds", v)
+		if !(f >= 0.001) || f*float64(time.Second) >= math.MaxInt64 {
+			return fmt.Errorf("%v is not a number of seconds from 0.001 (a millisecond) to 292 years", v)
 		}
 		*d = duration(time.Duration(f * float64(time.Second)))
 		return nil

@@ -35,6 +35,7 @@ type Interp struct {
 	Path        []string // more library directories (-L, NSRUN_PATH)
 
 	cache map[string]*loaded
+	root  string // the top recipe's directory: relative loads stay below it
 }
 
 type loaded struct {
@@ -66,6 +67,7 @@ func (in *Interp) ExecFile(thread *starlark.Thread, path string) (starlark.Strin
 	}
 	if abs, err := filepath.Abs(path); err == nil {
 		in.remember(abs, &loaded{}) // a library that loads the recipe is a cycle
+		in.root = filepath.Dir(abs)
 	}
 	return starlark.ExecFileOptions(FileOptions, thread, path, src, in.Predeclared)
 }
@@ -135,11 +137,33 @@ func (in *Interp) resolve(from, module string) (string, func() ([]byte, error), 
 		if err != nil {
 			continue
 		}
+		if !in.within(abs) {
+			return "", nil, fmt.Errorf("load(%q): %s escapes the recipe's directory %s (use -L DIR to add a library directory)", module, abs, in.root)
+		}
 		if _, err := os.Stat(abs); err == nil {
 			return abs, func() ([]byte, error) { return os.ReadFile(abs) }, nil
 		}
 	}
 	return "", nil, fmt.Errorf("load(%q): no such file (looked in %s)", module, strings.Join(candidates, ", "))
+}
+
+// within reports whether path is below the recipe's directory or a library
+// directory: a recipe loads only files it (or its user) chose to share.
+func (in *Interp) within(path string) bool {
+	dirs := append([]string{in.root}, in.Path...)
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		d, err := filepath.Abs(d)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(d, path); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return true
+		}
+	}
+	return in.root == ""
 }
 
 // Backtrace renders err as a person should see it: the innermost Starlark

@@ -131,11 +131,14 @@ func ReadJournal(path string) ([]Step, error) {
 			break // a line without its newline is torn
 		}
 		if err != nil {
-			return steps, err
+			return live(steps), err
 		}
 		var s Step
 		if err := json.Unmarshal(line, &s); err != nil {
-			return steps, fmt.Errorf("%s: record %d: %w", path, n, err)
+			return live(steps), fmt.Errorf("%s: record %d: %w", path, n, err)
+		}
+		if s.Op == "" && s.State != stateVoid {
+			continue // not a record nsrun writes
 		}
 		i, seen := at[s.Seq]
 		switch {
@@ -148,13 +151,18 @@ func ReadJournal(path string) ([]Step, error) {
 			steps[i] = s
 		}
 	}
+	return live(steps), nil
+}
+
+// live drops the steps whose intent was voided.
+func live(steps []Step) []Step {
 	kept := steps[:0]
 	for _, s := range steps {
 		if s.Op != "" {
 			kept = append(kept, s)
 		}
 	}
-	return kept, nil
+	return kept
 }
 
 func (j *Journal) write(s Step) error {

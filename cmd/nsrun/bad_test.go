@@ -108,8 +108,9 @@ func (c *badCase) set(key, value string) (err error) {
 		c.flags = strings.Fields(value)
 	case "exit":
 		c.exit, err = strconv.Atoi(value)
-	case "line":
-		c.line, err = strconv.Atoi(value)
+	case "line": // a number, and maybe a note on why
+		num, _, _ := strings.Cut(value, " ")
+		c.line, err = strconv.Atoi(num)
 	}
 	return err
 }

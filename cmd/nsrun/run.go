@@ -40,6 +40,7 @@ func parse(fs *pflag.FlagSet, args []string, stdout io.Writer) (code int, done b
 		return runtime.ExitOK, true
 	}
 	if err != nil {
+		fmt.Fprintf(fs.Output(), "nsrun %s: %v (see `nsrun help %s`)\n", fs.Name(), err, fs.Name())
 		return runtime.ExitUsage, true
 	}
 	return 0, false

@@ -137,20 +137,21 @@ func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
 
 func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
 	k.forget(name)
+	// The inode alone is not enough: the kernel hands a freed namespace's
+	// inode number out again. The tag on lo is checked as well.
+	got, err := k.loAlias(name)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: pinned, but not a namespace (yet)
+		return err
+	}
+	if got != tag {
+		return fmt.Errorf("netns %q carries tag %q, not %q: %w", name, got, tag, ErrNotOurs)
+	}
 	if ino == 0 {
-		got, err := k.loAlias(name)
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, ErrNotFound) {
-			return nil
-		}
-		if err != nil {
+		if ino, err = nsexec.Inode(k.path(name)); err != nil {
 			return err
-		}
-		if got != tag {
-			return fmt.Errorf("netns %q carries tag %q, not %q: %w", name, got, tag, ErrNotOurs)
-		}
-		var err2 error
-		if ino, err2 = nsexec.Inode(k.path(name)); err2 != nil {
-			return err2
 		}
 	}
 	return nsexec.DeleteNamed(k.Dir, name, ino)
@@ -255,9 +256,14 @@ func (k *Netlink) LinkAdd(s LinkSpec) error {
 		err = k.LinkSetAlias(s.PeerNS, s.PeerName, s.Alias)
 	}
 	if err != nil {
-		// The change failed as a whole: take back the untagged link
-		// (recognised by the MAC it was just given).
-		k.LinkDel(s.NS, s.Name, Fingerprint{MAC: s.MAC.String()})
+		// The change failed as a whole: take back the device just made
+		// (by its index, so nothing else can be hit).
+		nh, _ := k.h(s.NS)
+		if made, lerr := nh.LinkByName(s.Name); lerr == nil {
+			if derr := nh.LinkDel(made); derr != nil {
+				err = errors.Join(err, fmt.Errorf("taking %q back: %w", s.Name, derr))
+			}
+		}
 		return fmt.Errorf("tagging %q: %w", s.Name, err)
 	}
 	return nil
@@ -447,6 +453,10 @@ func (k *Netlink) nlRoute(ns string, r Route) (*netlink.Handle, *netlink.Route, 
 	}
 	if r.Dst.IsValid() {
 		nr.Dst = nlAddr(r.Dst.Masked()).IPNet
+	} else if nr.Family == unix.AF_INET6 {
+		nr.Dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+	} else {
+		nr.Dst = &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 	}
 	if r.Via.IsValid() {
 		nr.Gw = r.Via.AsSlice()
@@ -485,8 +495,14 @@ func (k *Netlink) RouteDel(ns string, r Route) error {
 	return nil
 }
 
+// sysctlPath maps a key to its file, as sysctl(8) does: with a slash in it
+// the key is a path (so a device name may hold dots: net/ipv4/conf/a.10/x),
+// else dots separate its parts.
 func sysctlPath(key string) string {
-	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+	if !strings.Contains(key, "/") {
+		key = strings.ReplaceAll(key, ".", "/")
+	}
+	return filepath.Join("/proc/sys", key)
 }
 
 func (k *Netlink) SysctlGet(ns, key string) (string, error) {
