@@ -286,6 +286,8 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 			order = append(order, i)
 		}
 	}
+	failedAt := map[int]bool{}
+	var covered []int // steps another step's undo does
 	for _, i := range order {
 		s := steps[i]
 		if _, foreign := undoers[s.Op]; foreign && s.State == StateIntent {
@@ -297,16 +299,35 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 		if loc, ok := m.at[i]; ok {
 			s.NS, s.Name = loc[0], loc[1]
 		}
-		if m.skip[i] {
-			undone = append(undone, s)
+		if _, ok := m.by[i]; ok {
+			covered = append(covered, i)
 			continue
 		}
-		if err := undo(k, s); err != nil {
-			failedSteps = append(failedSteps, s)
+		err := undo(k, s)
+		if s.State == StateIntent && errors.Is(err, kernel.ErrNotOurs) {
+			// The run died before making it, and someone else has
+			// made an object of that name since: not ours to undo.
+			continue
+		}
+		if err != nil {
+			failedAt[i] = true
 			failed = append(failed, fmt.Errorf("%s (%s): %w", s, s.Pos, err))
 			continue
 		}
 		undone = append(undone, s)
+	}
+	// A step covered by an undo that failed is kept too, for the retry.
+	for _, i := range covered {
+		if failedAt[m.by[i]] {
+			failedAt[i] = true
+		} else {
+			undone = append(undone, steps[i])
+		}
+	}
+	for i, s := range steps { // kept in journal order
+		if failedAt[i] {
+			failedSteps = append(failedSteps, s)
+		}
 	}
 	for ns, names := range m.settle {
 		if err := k.Settle(ns, names); err != nil {
@@ -317,7 +338,7 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 }
 
 type mootness struct {
-	skip   map[int]bool        // steps whose undo another undo does
+	by     map[int]int         // step -> the step whose undo also undoes it
 	settle map[string][]string // links, by namespace, that die with a deleted one
 	at     map[int][2]string   // link creations: where the link is now (ns, name)
 }
@@ -325,18 +346,19 @@ type mootness struct {
 // moot works out which steps a namespace deletion in the same set makes
 // unnecessary, following links as they move.
 func moot(steps []Step) mootness {
-	m := mootness{skip: map[int]bool{}, settle: map[string][]string{}, at: map[int][2]string{}}
-	deleted := map[string]bool{}
-	for _, s := range steps {
+	m := mootness{by: map[int]int{}, settle: map[string][]string{}, at: map[int][2]string{}}
+	deleted := map[string]int{} // namespace -> the step that created it
+	for i, s := range steps {
 		if s.Op == OpNetns {
-			deleted[s.Name] = true
+			deleted[s.Name] = i
 		}
 	}
+	gone := func(ns string) (int, bool) { i, ok := deleted[ns]; return i, ok }
 	type key struct{ ns, name string }
 	ids := map[key]int{}      // where each link is now -> its id
 	stepLink := map[int]int{} // step -> the link it is about
 	peer := map[int]int{}
-	created := map[int]bool{} // links made in steps: their undo deletes them
+	created := map[int]int{} // links made in steps -> the step: its undo deletes them
 	next := 0
 	id := func(k key) int {
 		if v, ok := ids[k]; ok {
@@ -353,12 +375,12 @@ func moot(steps []Step) mootness {
 			a := next
 			ids[key{s.NS, s.Name}] = a
 			stepLink[i] = a
-			created[a] = true
+			created[a] = i
 			if s.PeerName != "" {
 				next++
 				ids[key{s.PeerNS, s.PeerName}] = next
 				peer[a], peer[next] = next, a
-				created[next] = true
+				created[next] = i
 			}
 		case OpMove:
 			l := id(key{s.NS, s.Name})
@@ -373,13 +395,16 @@ func moot(steps []Step) mootness {
 	for k, l := range ids {
 		where[l] = k
 	}
-	// A link dies with a namespace it or its veth peer ends up in.
-	dies := func(l int) bool {
-		if deleted[where[l].ns] {
-			return true
+	// A link dies with a namespace it or its veth peer ends up in: the
+	// step that created that namespace covers it.
+	dies := func(l int) (int, bool) {
+		if i, ok := gone(where[l].ns); ok {
+			return i, true
 		}
-		p, ok := peer[l]
-		return ok && deleted[where[p].ns]
+		if p, ok := peer[l]; ok {
+			return gone(where[p].ns)
+		}
+		return 0, false
 	}
 	for i, s := range steps {
 		switch s.Op {
@@ -387,23 +412,45 @@ func moot(steps []Step) mootness {
 			l := stepLink[i]
 			// Its moves are not undone: delete it where it is now.
 			m.at[i] = [2]string{where[l].ns, where[l].name}
-			if !dies(l) {
+			by, ok := dies(l)
+			if !ok {
 				continue
 			}
-			m.skip[i] = true
+			m.by[i] = by
 			for _, end := range []int{l, peer[l]} {
-				if k, ok := where[end]; ok && end != 0 && !deleted[k.ns] {
-					m.settle[k.ns] = append(m.settle[k.ns], k.name)
+				if k, ok := where[end]; ok && end != 0 {
+					if _, del := gone(k.ns); !del {
+						m.settle[k.ns] = append(m.settle[k.ns], k.name)
+					}
 				}
 			}
 		case OpMove, OpUp, OpMaster, OpMTU, OpMAC, OpAddr, OpHairpin:
 			// Changes to a link that goes away go with it.
-			m.skip[i] = deleted[s.NS] || dies(stepLink[i]) || created[stepLink[i]]
+			if by, ok := gone(s.NS); ok {
+				m.by[i] = by
+			} else if by, ok := dies(stepLink[i]); ok {
+				m.by[i] = by
+			} else if by, ok := created[stepLink[i]]; ok {
+				m.by[i] = by
+			}
 		case OpNetns, OpProc:
 			// Never moot: a process outlives its namespace's deletion
 			// (it holds the namespace alive).
 		default: // routes, sysctls, and ops registered by other packages
-			m.skip[i] = deleted[s.NS]
+			if by, ok := gone(s.NS); ok {
+				m.by[i] = by
+			}
+		}
+	}
+	// Follow chains (a change to a link that dies with a namespace) to the
+	// step that is really undone.
+	for i := range m.by {
+		for {
+			j, ok := m.by[m.by[i]]
+			if !ok {
+				break
+			}
+			m.by[i] = j
 		}
 	}
 	return m

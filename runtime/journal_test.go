@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -61,10 +62,36 @@ func TestUndoOrderAndBatching(t *testing.T) {
 // same rollback: it would keep the namespace, and itself, alive.
 func TestProcessNeverMoot(t *testing.T) {
 	m := moot([]Step{{Op: OpNetns, Name: "a", Ino: 1}, {Op: OpProc, NS: "a", Pid: 42, Start: 7}})
-	if m.skip[1] {
+	if _, covered := m.by[1]; covered {
 		t.Error("the process in a deleted namespace is not stopped")
 	}
 }
+
+// When a namespace's deletion fails, what was left to it is kept for the
+// retry, not reported as undone.
+func TestCoveredStepsKeptWhenTheirUndoFails(t *testing.T) {
+	rec := kernel.NewRecorder()
+	ino, _ := rec.NetnsAdd("blue", "nsrun:t")
+	rec.LinkAdd(kernel.LinkSpec{Kind: "bridge", NS: "blue", Name: "br0", Alias: "nsrun:t"})
+	steps := []Step{
+		{Op: OpNetns, Name: "blue", Ino: ino, Alias: "nsrun:t"},
+		{Op: OpLink, Kind: "bridge", NS: "blue", Name: "br0", Alias: "nsrun:t"},
+		{Op: OpAddr, NS: "blue", Name: "br0", Addr: netip.MustParsePrefix("10.0.0.1/24")},
+	}
+	rec2 := &refusingNetnsDel{rec}
+	undone, kept, errs := Undo(rec2, steps)
+	if len(errs) != 1 || len(undone) != 0 || len(kept) != 3 {
+		t.Fatalf("undone %v, kept %v, errors %v; want all 3 kept, 1 error", undone, kept, errs)
+	}
+	if kept[0].Op != OpNetns || kept[2].Op != OpAddr {
+		t.Errorf("kept out of journal order: %v", kept)
+	}
+}
+
+// refusingNetnsDel is a kernel whose namespace deletions fail.
+type refusingNetnsDel struct{ *kernel.Recorder }
+
+func (refusingNetnsDel) NetnsDel(string, uint64, string) error { return errors.New("busy") }
 
 // A rollback to a mark undoes only what came after it.
 func TestRollbackToMark(t *testing.T) {
