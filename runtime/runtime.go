@@ -26,6 +26,9 @@ type Runtime struct {
 	Log io.Writer       // for -v; nil: quiet
 	Ctx context.Context // cancelled on SIGINT/SIGTERM
 
+	Faults  bool // fault injection is on (test builds only: see fault.go)
+	changes int
+
 	closers []io.Closer // in-process helpers of the run (captures, ...)
 
 	mu    sync.Mutex
@@ -70,6 +73,14 @@ func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn func(*Step) error)
 	seq, err := rt.Journal.Intend(s)
 	if err != nil {
 		return fmt.Errorf("writing the journal: %w", err)
+	}
+	if rt.Faults {
+		rt.changes++
+		if err := faultHook(rt.changes, false); err != nil {
+			rt.Journal.Void(seq)
+			return err
+		}
+		defer faultHook(rt.changes, true)
 	}
 	if err := fn(&s); err != nil {
 		rt.Journal.Void(seq)

@@ -137,6 +137,11 @@ func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
 
 func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
 	k.forget(name)
+	if ino == 0 && isPlaceholder(k.path(name)) {
+		// A run died between pinning the name (an empty file, as
+		// `ip netns add` makes first) and binding the namespace to it.
+		return os.Remove(k.path(name))
+	}
 	// The inode alone is not enough: the kernel hands a freed namespace's
 	// inode number out again. The tag on lo is checked as well.
 	got, err := k.loAlias(name)
@@ -155,6 +160,17 @@ func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
 		}
 	}
 	return nsexec.DeleteNamed(k.Dir, name, ino)
+}
+
+// isPlaceholder reports whether path is an empty file that no namespace is
+// bound to.
+func isPlaceholder(path string) bool {
+	var fs unix.Statfs_t
+	if unix.Statfs(path, &fs) != nil || fs.Type == unix.NSFS_MAGIC {
+		return false
+	}
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == 0
 }
 
 // loAlias reads the tag of namespace name's lo; a name that is pinned but

@@ -90,10 +90,15 @@ func Snapshot(t testing.TB) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "netns: %s\n", dir(NetnsDir))
 	fmt.Fprintf(&b, "labs: %s\n", dir(StateDir))
-	fmt.Fprintf(&b, "links: %s\n", Ip(t, "", "-br", "link"))
+	// Details (-d: alias, master, MTU, MAC, bridge and veth settings), no
+	// counters: a foreign link changed in any way shows.
+	fmt.Fprintf(&b, "links: %s\n", Ip(t, "", "-d", "-o", "link"))
 	fmt.Fprintf(&b, "addrs: %s\n", Ip(t, "", "-br", "addr"))
 	fmt.Fprintf(&b, "routes: %s\n", Ip(t, "", "route"))
 	fmt.Fprintf(&b, "processes: %s\n", processes())
+	if out, err := exec.Command("nft", "list", "ruleset").Output(); err == nil {
+		fmt.Fprintf(&b, "nftables: %s\n", out)
+	}
 	return b.String()
 }
 

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/runtime/nstest"
+)
+
+// The fault actions: change k fails, or the run gets SIGKILL, SIGINT or
+// SIGTERM just before or just after change k (see runtime/fault_inject.go).
+var faultActions = []string{"fail", "kill-before", "kill-after", "int-before", "int-after", "term-before", "term-after"}
+
+// faultRecipes are the recipes the harness runs: the small ones in
+// testdata/ through every change and every action; the walkthroughs (seconds
+// each, with their pings) through every change, the actions taking turns.
+func faultRecipes(t *testing.T) (every, rotating []string) {
+	every = []string{"testdata/blue.star", "testdata/lib_user.star", "testdata/every_change.star"}
+	rotating, err := filepath.Glob("../../recipes/*.star")
+	if err != nil || len(rotating) == 0 {
+		t.Fatalf("no walkthrough recipes: %v", err)
+	}
+	return every, rotating
+}
+
+// TestFaultInjection fails, interrupts or kills a run at every change of
+// every recipe, then requires the machine — every namespace, link (with its
+// details), address, route, nftables rule, lab record and process — to be as
+// it was, after `nsrun recover` where the run was killed; and decoys, foreign
+// objects of every kind beside the lab, never to be touched.
+func TestFaultInjection(t *testing.T) {
+	nstest.Kernel(t)
+	if testing.Short() {
+		t.Skip("the fault-injection harness takes minutes; -short skips it")
+	}
+	bin := filepath.Join(t.TempDir(), "nsrun-faultinject")
+	if out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building with -tags faultinject: %v\n%s", err, out)
+	}
+	decoys := makeDecoys(t)
+	every, rotating := faultRecipes(t)
+
+	var points, leftovers, touched int
+	run := func(recipe string, k int, action string) {
+		points++
+		before := nstest.Snapshot(t)
+		cmd := exec.Command(bin, "--rm", "-q", recipe)
+		cmd.Env = append(os.Environ(), fmt.Sprintf("NSRUN_FAULT=%d:%s", k, action))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if r := nsrun(t, "recover"); r.code != 0 {
+			t.Errorf("%s at change %d, %s: recover: %+v", recipe, k, action, r)
+		}
+		if code := exitCode(err); code == 3 || code == 2 {
+			t.Errorf("%s at change %d, %s: exit %d:\n%s", recipe, k, action, code, stderr.String())
+		}
+		if after := nstest.Snapshot(t); after != before {
+			leftovers++
+			t.Errorf("%s at change %d, %s: left\n%s\nwant\n%s\nstderr:\n%s", recipe, k, action, after, before, stderr.String())
+			nsrun(t, "down", strings.TrimSuffix(filepath.Base(recipe), ".star"))
+		}
+		if d := decoys(); d != "" {
+			touched++
+			t.Errorf("%s at change %d, %s: a decoy changed:\n%s", recipe, k, action, d)
+		}
+	}
+	for _, recipe := range every {
+		n := changes(t, bin, recipe)
+		for k := 1; k <= n; k++ {
+			for _, action := range faultActions {
+				run(recipe, k, action)
+			}
+		}
+	}
+	for i, recipe := range rotating {
+		n := changes(t, bin, recipe)
+		for k := 1; k <= n; k++ {
+			run(recipe, k, faultActions[(i+k)%len(faultActions)])
+		}
+	}
+	summary := fmt.Sprintf("fault injection: %d points, %d leftovers, %d foreign objects touched", points, leftovers, touched)
+	t.Log(summary)
+	fmt.Println(summary) // for CI's log
+	if points < 500 {
+		t.Errorf("only %d injection points, want at least 500", points)
+	}
+}
+
+// changes counts the changes a recipe makes, from a run's -v log.
+func changes(t *testing.T, bin, recipe string) int {
+	t.Helper()
+	out, err := exec.Command(bin, "-v", "--rm", recipe).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", recipe, err, out)
+	}
+	n := len(regexp.MustCompile(`(?m)^\+ `).FindAll(out, -1))
+	if n == 0 {
+		t.Fatalf("%s makes no changes:\n%s", recipe, out)
+	}
+	return n
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// makeDecoys makes foreign objects of every kind beside the labs — a named
+// namespace, a veth pair, a bridge with a port, a route, an nftables table —
+// and returns a check that reports any change to them.
+func makeDecoys(t *testing.T) func() string {
+	t.Helper()
+	cmds := [][]string{
+		{"netns", "add", "decoy-ns"},
+		{"link", "add", "decoy0", "type", "veth", "peer", "name", "decoy1"},
+		{"link", "add", "decoy-br", "type", "bridge"},
+		{"link", "set", "decoy0", "master", "decoy-br"},
+		{"link", "set", "decoy-br", "alias", "someone-else"},
+		{"addr", "add", "10.66.0.1/24", "dev", "decoy-br"},
+		{"link", "set", "decoy-br", "up"},
+		{"route", "add", "10.67.0.0/16", "via", "10.66.0.2"},
+	}
+	for _, c := range cmds {
+		nstest.Ip(t, "", c...)
+	}
+	nft := exec.Command("nft", "add", "table", "ip", "decoy")
+	hasNft := nft.Run() == nil
+	t.Cleanup(func() {
+		nstest.Ip(t, "", "link", "del", "decoy0")
+		nstest.Ip(t, "", "link", "del", "decoy-br")
+		nstest.Ip(t, "", "netns", "del", "decoy-ns")
+		if hasNft {
+			exec.Command("nft", "delete", "table", "ip", "decoy").Run()
+		}
+	})
+	state := func() string {
+		s := nstest.Ip(t, "", "-d", "-j", "link", "show", "decoy-br") +
+			nstest.Ip(t, "", "-d", "-j", "link", "show", "decoy0") +
+			nstest.Ip(t, "", "-d", "-j", "link", "show", "decoy1") +
+			nstest.Ip(t, "", "-j", "addr", "show", "decoy-br") +
+			nstest.Ip(t, "", "route", "show", "10.67.0.0/16") +
+			nstest.Ip(t, "decoy-ns", "-d", "-j", "link")
+		if hasNft {
+			out, _ := exec.Command("nft", "list", "table", "ip", "decoy").CombinedOutput()
+			s += string(out)
+		}
+		return s
+	}
+	want := state()
+	return func() string {
+		if got := state(); got != want {
+			return got
+		}
+		return ""
+	}
+}
+
+// kill -9 in the middle of a 50-namespace recipe, then `nsrun recover`:
+// the machine is back to what it was.
+func TestKillNineThenRecover(t *testing.T) {
+	nstest.Kernel(t)
+	before := nstest.Snapshot(t)
+	cmd := exec.Command(nsrunBin, "testdata/fifty.star")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once it is halfway: 25 of its namespaces exist.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		entries, _ := os.ReadDir(nstest.NetnsDir)
+		if len(entries) >= 25 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the recipe made only %d namespaces", len(entries))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if entries, _ := os.ReadDir(nstest.NetnsDir); len(entries) >= 50 {
+		t.Fatalf("the recipe finished before it was killed (%d namespaces)", len(entries))
+	}
+	if r := nsrun(t, "recover"); r.code != 0 || !strings.Contains(r.stdout, `recovered lab "fifty"`) {
+		t.Fatalf("recover: %+v", r)
+	}
+	if after := nstest.Snapshot(t); after != before {
+		t.Errorf("after recover:\n%s\nwant:\n%s", after, before)
+	}
+}
