@@ -158,7 +158,7 @@ func makeDecoys(t *testing.T) func() string {
 			out, _ := exec.Command("nft", "list", "table", "ip", "decoy").CombinedOutput()
 			s += string(out)
 		}
-		return s
+		return nstest.StripTimers(s)
 	}
 	want := state()
 	return func() string {

@@ -82,3 +82,40 @@ func cmdRecover(args []string, stdout, stderr io.Writer) int {
 	}
 	return runtime.ExitOK
 }
+
+func cmdGC(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("gc", "[--yes]", stderr)
+	yes := fs.Bool("yes", false, "remove what is found (without it, only list)")
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	k := kernel.NewNetlink(runtime.NetnsDir)
+	defer k.Close()
+	runtime.Recover(runtime.StateDir, k, stderr)
+	orphans, err := runtime.FindOrphans(runtime.StateDir, k)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitFailed
+	}
+	if len(orphans) == 0 {
+		fmt.Fprintln(stdout, "nsrun: nothing tagged as nsrun's is without its lab")
+		return runtime.ExitOK
+	}
+	code := runtime.ExitOK
+	for _, o := range orphans {
+		if !*yes {
+			fmt.Fprintf(stdout, "%s\n", o)
+			continue
+		}
+		if err := o.Remove(k); err != nil {
+			fmt.Fprintf(stderr, "nsrun: %s: %v\n", o, err)
+			code = runtime.ExitIncomplete
+			continue
+		}
+		fmt.Fprintf(stdout, "removed %s\n", o)
+	}
+	if !*yes {
+		fmt.Fprintf(stdout, "nsrun: %d objects without a lab; `nsrun gc --yes` removes them\n", len(orphans))
+	}
+	return code
+}

@@ -30,6 +30,7 @@ func init() {
 		{"ls", "", "list the labs that are up", cmdLs},
 		{"down", "LAB...", "remove labs, newest object first", cmdDown},
 		{"recover", "", "finish the rollback of runs that died (every command does this first)", cmdRecover},
+		{"gc", "[--yes]", "list (and with --yes remove) objects tagged as nsrun's whose lab record is gone", cmdGC},
 		{"help", "[COMMAND]", "show help", cmdHelp},
 	}
 }

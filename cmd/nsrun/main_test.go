@@ -261,3 +261,45 @@ func TestSignalRollsBack(t *testing.T) {
 		}
 	}
 }
+
+// gc finds what a lab tagged when its record is gone (deleted by hand),
+// lists it, removes it only with --yes, and leaves alone what is not tagged
+// exactly so.
+func TestGC(t *testing.T) {
+	nstest.Kernel(t)
+	before := nstest.Snapshot(t)
+	path := write(t, "orphan.star", `n = netns("orph")
+a, b = veth("orph0", "orph1", peer_netns = n)
+bridge("orph-br")
+spawn_in(n, ["sleep", "300"])
+`)
+	if r := nsrun(t, path); r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	nstest.Ip(t, "", "link", "add", "notours", "type", "bridge")
+	nstest.Ip(t, "", "link", "set", "notours", "alias", "nsrun:x/y")
+	defer nstest.Ip(t, "", "link", "del", "notours")
+	if err := os.RemoveAll(filepath.Join(nstest.StateDir, "orphan")); err != nil {
+		t.Fatal(err)
+	}
+	r := nsrun(t, "gc")
+	for _, want := range []string{`netns "orph"`, `link "orph0"`, `link "orph-br"`, "process", "claim on netns:orph", "7 objects without a lab"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("gc lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "notours") {
+		t.Errorf("gc lists a link whose tag is not exactly nsrun's:\n%s", r.stdout)
+	}
+	if got := nstest.Ip(t, "", "netns", "list"); !strings.Contains(got, "orph") {
+		t.Fatalf("gc without --yes removed something: %q", got)
+	}
+	if r := nsrun(t, "gc", "--yes"); r.code != 0 {
+		t.Errorf("gc --yes: %+v", r)
+	}
+	nstest.Ip(t, "", "link", "del", "notours")
+	if after := nstest.Snapshot(t); after != before {
+		t.Errorf("after gc --yes:\n%s\nwant:\n%s", after, before)
+	}
+	nstest.Ip(t, "", "link", "add", "notours", "type", "bridge") // for the deferred del
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,7 +93,7 @@ func Snapshot(t testing.TB) string {
 	fmt.Fprintf(&b, "labs: %s\n", dir(StateDir))
 	// Details (-d: alias, master, MTU, MAC, bridge and veth settings), no
 	// counters: a foreign link changed in any way shows.
-	fmt.Fprintf(&b, "links: %s\n", Ip(t, "", "-d", "-o", "link"))
+	fmt.Fprintf(&b, "links: %s\n", StripTimers(Ip(t, "", "-d", "-o", "link")))
 	fmt.Fprintf(&b, "addrs: %s\n", Ip(t, "", "-br", "addr"))
 	fmt.Fprintf(&b, "routes: %s\n", Ip(t, "", "route"))
 	fmt.Fprintf(&b, "processes: %s\n", processes())
@@ -101,6 +102,13 @@ func Snapshot(t testing.TB) string {
 	}
 	return b.String()
 }
+
+// timers matches the running timers iproute2 shows of bridges and their
+// ports (gc_timer 299.86, "hello_timer":0.00): they tick by themselves.
+var timers = regexp.MustCompile(`"?[a-z_]+_timer"?[: ]+[0-9.]+,?`)
+
+// StripTimers removes the running timers from iproute2's detailed output.
+func StripTimers(s string) string { return timers.ReplaceAllString(s, "") }
 
 func dir(path string) string {
 	entries, _ := os.ReadDir(path)
