@@ -5,7 +5,6 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
@@ -44,16 +43,9 @@ func vlan(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	if id < 1 || id > 4094 {
 		return nil, fmt.Errorf("%s: for parameter id: %d is not a VLAN id (1 to 4094)", b.Name(), id)
 	}
-	rt, err := runtime.FromThread(thread)
+	ns, err := onLabParent(thread, b, parent, nsA)
 	if err != nil {
 		return nil, err
-	}
-	if err := parent.mutable(rt); err != nil {
-		return nil, fmt.Errorf("%s: parent: %w", b.Name(), err)
-	}
-	ns := nsA.ns
-	if ns == nil {
-		ns = parent.state.ns
 	}
 	l, _, err := createLink(thread, b, kernel.LinkSpec{Kind: "vlan", NS: ns.name, Name: string(name), Parent: parent.state.name, ParentNS: parent.ns(), VlanID: id}, ns, nil)
 	if err != nil {

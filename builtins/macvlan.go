@@ -27,6 +27,24 @@ func macvtap(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	return onParent(thread, b, args, kwargs, "macvtap")
 }
 
+// onLabParent checks that a link to be stacked on parent (a macvlan, a
+// vlan) may be: its traffic leaves through its parent, and only a parent of
+// the lab's own keeps it among the lab's namespaces. It returns the
+// namespace the link goes to: ns, or by default the parent's.
+func onLabParent(thread *starlark.Thread, b *starlark.Builtin, parent *Link, ns nsArg) (*Netns, error) {
+	rt, err := runtime.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	if err := parent.mutable(rt); err != nil {
+		return nil, fmt.Errorf("%s: parent: %w", b.Name(), err)
+	}
+	if ns.ns == nil {
+		return parent.state.ns, nil
+	}
+	return ns.ns, nil
+}
+
 func onParent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, kind string) (starlark.Value, error) {
 	var name ifName
 	var parent *Link
@@ -41,18 +59,9 @@ func onParent(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if !slices.Contains(macvlanModes, mode) {
 		return nil, fmt.Errorf("%s: for parameter mode: %q is not a mode (want private, vepa, bridge or passthru)", b.Name(), mode)
 	}
-	rt, err := runtime.FromThread(thread)
+	ns, err := onLabParent(thread, b, parent, nsA)
 	if err != nil {
 		return nil, err
-	}
-	// Traffic of a macvlan leaves through its parent: only a parent of the
-	// lab's own keeps it among the lab's namespaces.
-	if err := parent.mutable(rt); err != nil {
-		return nil, fmt.Errorf("%s: parent: %w", b.Name(), err)
-	}
-	ns := nsA.ns
-	if ns == nil {
-		ns = parent.state.ns
 	}
 	l, _, err := createLink(thread, b, kernel.LinkSpec{
 		Kind: kind, NS: ns.name, Name: string(name), MAC: hw(mac), MTU: int(m),

@@ -162,6 +162,12 @@ func pingValue(ns *Netns, r probe.Result) starlark.Value {
 //
 // Equivalent to: ip netns exec $netns ping -c $count -i $interval -W $timeout $dst
 func ping(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return pingChecked(thread, b, args, kwargs, nil)
+}
+
+// pingChecked pings as ping() does and returns the result, or the error
+// check finds in it.
+func pingChecked(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, check func(*pingArgs, probe.Result) error) (starlark.Value, error) {
 	var a pingArgs
 	if err := a.unpack(b, args, kwargs); err != nil {
 		return nil, err
@@ -169,6 +175,11 @@ func ping(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	r, err := a.run(thread, b)
 	if err != nil {
 		return nil, err
+	}
+	if check != nil {
+		if err := check(&a, r); err != nil {
+			return nil, err
+		}
 	}
 	return pingValue(a.ns, r), nil
 }
@@ -193,18 +204,12 @@ func summary(r probe.Result) string {
 //
 // Equivalent to: ip netns exec $netns ping -c $count $dst || exit 1
 func reach(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var a pingArgs
-	if err := a.unpack(b, args, kwargs); err != nil {
-		return nil, err
-	}
-	r, err := a.run(thread, b)
-	if err != nil {
-		return nil, err
-	}
-	if r.Received == 0 && r.Err != notRun {
-		return nil, fmt.Errorf("%s: no reply from %s in netns %q (%s)", b.Name(), r.Dst, a.ns.Name(), summary(r))
-	}
-	return pingValue(a.ns, r), nil
+	return pingChecked(thread, b, args, kwargs, func(a *pingArgs, r probe.Result) error {
+		if r.Received == 0 && r.Err != notRun {
+			return fmt.Errorf("%s: no reply from %s in netns %q (%s)", b.Name(), r.Dst, a.ns.Name(), summary(r))
+		}
+		return nil
+	})
 }
 
 // unreachable(netns, dst, count=3, timeout="1s", interval="200ms") pings as
@@ -215,18 +220,12 @@ func reach(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 //
 // Equivalent to: ! ip netns exec $netns ping -c $count $dst || exit 1
 func unreachable(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var a pingArgs
-	if err := a.unpack(b, args, kwargs); err != nil {
-		return nil, err
-	}
-	r, err := a.run(thread, b)
-	if err != nil {
-		return nil, err
-	}
-	if r.Received > 0 {
-		return nil, fmt.Errorf("%s: %s replied to netns %q (%s)", b.Name(), r.Dst, a.ns.Name(), summary(r))
-	}
-	return pingValue(a.ns, r), nil
+	return pingChecked(thread, b, args, kwargs, func(a *pingArgs, r probe.Result) error {
+		if r.Received > 0 {
+			return fmt.Errorf("%s: %s replied to netns %q (%s)", b.Name(), r.Dst, a.ns.Name(), summary(r))
+		}
+		return nil
+	})
 }
 
 // pingallWorkers bounds the pings in flight: they mostly wait.

@@ -384,9 +384,16 @@ func moot(steps []Step) mootness {
 			}
 		case OpMove:
 			l := id(key{s.NS, s.Name})
+			stepLink[i] = l
+			if s.State == StateIntent {
+				// The run died around the move: it may not have
+				// happened. Assume the link is still where it was;
+				// deleting it there, and undoing the move, are both
+				// harmless if it did.
+				break
+			}
 			delete(ids, key{s.NS, s.Name})
 			ids[key{s.New, s.Name}] = l
-			stepLink[i] = l
 		case OpUp, OpMaster, OpMTU, OpMAC, OpAddr, OpHairpin:
 			stepLink[i] = id(key{s.NS, s.Name})
 		}

@@ -169,6 +169,33 @@ func TestTornJournal(t *testing.T) {
 	}
 }
 
+// A run killed around a move: the pending move is not taken for done, so
+// the link is deleted where it was, and nothing waits for it to vanish with
+// the namespace it may never have reached.
+func TestPendingMove(t *testing.T) {
+	for _, moved := range []bool{false, true} {
+		rec := kernel.NewRecorder()
+		ino, _ := rec.NetnsAdd("b", "nsrun:t")
+		rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "fp0", PeerName: "fq0", Alias: "nsrun:t"})
+		if moved {
+			rec.LinkMove("", "fq0", "b")
+		}
+		steps := []Step{
+			{Op: OpNetns, Name: "b", Ino: ino, Alias: "nsrun:t"},
+			{Op: OpLink, Kind: "veth", Name: "fp0", PeerName: "fq0", Alias: "nsrun:t"},
+			{Op: OpMove, Name: "fq0", New: "b", State: StateIntent},
+		}
+		if _, kept, errs := Undo(rec, steps); len(kept) != 0 || len(errs) != 0 {
+			t.Errorf("moved=%v: kept %v, errors %v", moved, kept, errs)
+		}
+		for _, name := range []string{"fp0", "fq0"} {
+			if _, err := rec.LinkGet("", name); err == nil {
+				t.Errorf("moved=%v: %s is left in the host", moved, name)
+			}
+		}
+	}
+}
+
 // A link created and then moved into a namespace that outlives the rollback
 // (a REPL input rolled back to its mark) is deleted where it is now.
 func TestUndoMovedLink(t *testing.T) {
