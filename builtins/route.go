@@ -104,6 +104,11 @@ func hostRouteAllowed(rt *runtime.Runtime, r kernel.Route) error {
 	if !r.Dst.IsValid() || r.Dst.Bits() == 0 {
 		return fmt.Errorf("a default route in the host namespace would take the machine's traffic; %s", never)
 	}
+	// Every route in the host takes its prefix from the machine's default
+	// route; a very short one (0.0.0.0/1) would take most of it.
+	if min := map[int]int{4: 8, 6: 16}[r.Family]; r.Dst.Bits() < min {
+		return fmt.Errorf("%s is too wide for the host namespace (at least /%d): it would take the machine's traffic; %s", r.Dst, min, never)
+	}
 	o, ok := observer(rt.Kernel)
 	if !ok {
 		return nil

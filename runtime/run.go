@@ -104,6 +104,7 @@ func Run(ctx context.Context, o RunOptions) int {
 	lab, journal, err := o.createLab(plan)
 	if err != nil {
 		errf("%v", err)
+		errf("nothing was changed")
 		return ExitUsage
 	}
 	defer journal.Close()
