@@ -85,7 +85,7 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return &Proc{pid: pid, argv: argv}, nil
 	}
 	var argv []string
-	ready, err := dhcp.Start(rt.Ctx, cfg, func(a []string) (int, error) {
+	ready, err := dhcp.Start(rt.Ctx, cfg, rt.Dir, func(a []string) (int, error) {
 		argv = a
 		return rt.Spawn(thread, ns.name, a)
 	})

@@ -109,7 +109,7 @@ func Run(ctx context.Context, o RunOptions) int {
 	}
 	defer journal.Close()
 	rt := New(o.Lab, o.Kernel, journal)
-	rt.ID, rt.Ctx, rt.Argv = lab.Info.ID, ctx, o.Args
+	rt.ID, rt.Dir, rt.Ctx, rt.Argv = lab.Info.ID, lab.Dir, ctx, o.Args
 	rt.Faults = faultHook != nil
 	if o.Verbose {
 		rt.Log = o.Stderr

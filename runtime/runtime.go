@@ -18,6 +18,7 @@ import (
 type Runtime struct {
 	Lab     string
 	ID      string // this instance of the lab: tags its processes
+	Dir     string // the lab's record directory ("" for none): a run's temporary files go there
 	Kernel  kernel.Kernel
 	Journal *Journal
 	Out     io.Writer // where print() writes

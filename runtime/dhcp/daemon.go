@@ -115,12 +115,14 @@ type Ready struct {
 // namespace as a journaled background process (runtime.Spawn) and returns
 // its pid, and returns once the server can take requests, or with the error
 // that kept it from starting. Nothing is waited for if spawn started
-// nothing (pid 0).
-func Start(ctx context.Context, cfg Config, spawn func(argv []string) (int, error)) (Ready, error) {
+// nothing (pid 0). The readiness socket is made in a new directory under
+// tmp ("" for the system's): give the lab's record directory, which goes
+// with the lab even if the run is killed meanwhile.
+func Start(ctx context.Context, cfg Config, tmp string, spawn func(argv []string) (int, error)) (Ready, error) {
 	if err := cfg.Validate(); err != nil {
 		return Ready{}, err
 	}
-	dir, err := os.MkdirTemp("", "nsrun-dhcp-")
+	dir, err := os.MkdirTemp(tmp, "nsrun-dhcp-")
 	if err != nil {
 		return Ready{}, err
 	}

@@ -156,7 +156,7 @@ func lab(t *testing.T) (*kernel.Netlink, *runtime.Runtime) {
 }
 
 func start(t *testing.T, rt *runtime.Runtime, cfg Config) (Ready, error) {
-	return Start(context.Background(), cfg, func(argv []string) (int, error) {
+	return Start(context.Background(), cfg, "", func(argv []string) (int, error) {
 		return rt.Spawn(nil, "qdhcp", argv)
 	})
 }
