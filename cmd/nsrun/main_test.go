@@ -303,3 +303,14 @@ spawn_in(n, ["sleep", "300"])
 	}
 	nstest.Ip(t, "", "link", "add", "notours", "type", "bridge") // for the deferred del
 }
+
+// A sandboxed run killed before its teardown leaves nothing running: the
+// sandbox's launcher ends what the inside started.
+func TestSandboxInsideKilled(t *testing.T) {
+	nstest.Kernel(t)
+	path := write(t, "killself.star", "n = netns(\"x\")\nspawn_in(n, [\"sleep\", \"301\"])\nexec_in(host(), \"kill -9 $PPID\")\n")
+	if r := nsrun(t, "--sandbox", path); r.code != 128+9 {
+		t.Fatalf("exit %d, want the inside's SIGKILL (137): %+v", r.code, r)
+	}
+	// nstest.Kernel's check finds any process left with the sandbox's id.
+}

@@ -1,12 +1,15 @@
 package nsexec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,6 +62,9 @@ func RunSandboxed() (int, error) {
 		}
 	}()
 	err := cmd.Wait()
+	// Whatever the inside started and left (it was killed before its
+	// teardown, say) would keep the sandbox's namespaces alive: end it.
+	killSandboxed(os.Getpid())
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -85,4 +91,29 @@ func SetupSandbox(dirs ...string) error {
 		}
 	}
 	return remountSys()
+}
+
+// killSandboxed SIGKILLs every process that carries sandbox id's mark in
+// its environment (see SandboxIDEnv), until none is left.
+func killSandboxed(id int) {
+	mark := []byte(SandboxIDEnv + "=" + strconv.Itoa(id) + "\x00")
+	for round := 0; round < 50; round++ {
+		found := false
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+			if err == nil && bytes.Contains(env, mark) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				found = true
+			}
+		}
+		if !found {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
