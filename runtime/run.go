@@ -291,3 +291,25 @@ func plural(n int, thing string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, thing)
 }
+
+// Plan runs the recipe on a recording kernel that neither changes nor reads
+// the machine (no root needed; the same on every machine) and returns the
+// kernel, whose Log lists the changes as iproute2/nft commands and whose
+// model holds the topology, and the run, whose journal lists the steps.
+// Observations (exec_in, ping, ...) are made up: see kernel.Recorder.Observe.
+func Plan(ctx context.Context, o RunOptions) (*kernel.Recorder, *Runtime, error) {
+	if o.Lab == "" {
+		o.Lab = LabName(o.Recipe)
+	}
+	rec := kernel.NewRecorder()
+	j, _ := OpenJournal("")
+	rt := New(o.Lab, rec, j)
+	rt.ID, rt.Ctx, rt.Argv = "plan", ctx, o.Args
+	out := o.Stdout
+	if out == nil {
+		out = io.Discard
+	}
+	_, err := o.exec(ctx, rt, out)
+	rt.Close()
+	return rec, rt, err
+}

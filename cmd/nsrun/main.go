@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/nsrun/nsrun/runtime"
@@ -22,7 +23,24 @@ type command struct {
 	run                 func(args []string, stdout, stderr io.Writer) int
 }
 
+// commands lists the subcommands: the core ones here, the others added by
+// their own files through register.
 var commands []command
+
+// register adds subcommands; call it from an init function.
+func register(cs ...command) { extra = append(extra, cs...) }
+
+var extra []command
+
+// allCommands is the core commands, then the registered ones by name, help last.
+func allCommands() []command {
+	all := append([]command(nil), commands...)
+	help := all[len(all)-1]
+	all = all[:len(all)-1]
+	more := append([]command(nil), extra...)
+	sort.Slice(more, func(i, j int) bool { return more[i].name < more[j].name })
+	return append(append(all, more...), help)
+}
 
 func init() {
 	commands = []command{
@@ -45,7 +63,7 @@ func doMain(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return runtime.ExitOK
 	}
-	for _, c := range commands {
+	for _, c := range allCommands() {
 		if c.name == args[0] {
 			return c.run(args[1:], stdout, stderr)
 		}
@@ -72,7 +90,7 @@ Usage:
 
 Commands:
 `)
-	for _, c := range commands {
+	for _, c := range allCommands() {
 		fmt.Fprintf(w, "  %-36s %s\n", c.name+" "+c.args, c.summary)
 	}
 	fmt.Fprint(w, `
@@ -88,7 +106,7 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return runtime.ExitOK
 	}
-	for _, c := range commands {
+	for _, c := range allCommands() {
 		if c.name == args[0] {
 			return c.run([]string{"--help"}, stdout, stderr)
 		}
