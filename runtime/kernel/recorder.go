@@ -25,6 +25,8 @@ type Recorder struct {
 
 	Observed bool // see Observe
 
+	nat map[recNATKey][]string // see recorder_nat.go
+
 	changes int
 	netns   map[string]uint64
 	links   map[[2]string]*LinkInfo
