@@ -67,7 +67,10 @@ func (n *Netns) AttrNames() []string {
 }
 
 // host() returns the namespace nsrun runs in: the machine's own, or the
-// sandbox's root under --sandbox.
+// sandbox's root under --sandbox. nsrun changes in it only what the lab
+// creates there.
+//
+// Equivalent to: the root namespace of ip (no -n, no netns exec)
 func host(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
 		return nil, err
@@ -111,6 +114,9 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 }
 
 // ns.link(name) returns a link that exists in the namespace, such as "lo".
+// The lab may change it only if the lab created it or the namespace.
+//
+// Equivalent to: ip -n $ns link show $name
 func netnsLink(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	n := b.Receiver().(*Netns)
 	var name ifName
