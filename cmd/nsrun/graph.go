@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/graph"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+func init() {
+	register(command{"graph", "[--format mermaid|dot] LAB|RECIPE [ARGS...]", "draw a lab's or a recipe's topology (Mermaid or Graphviz)", cmdGraph})
+}
+
+// cmdGraph draws a topology: from a recipe (an argument ending in .star, or
+// a file), the one its plan builds, which needs no root; from a lab's name,
+// the one its journal records.
+func cmdGraph(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("graph", "[--format mermaid|dot] [-L DIR] LAB|RECIPE [ARGS...]", stderr)
+	fs.SetInterspersed(false)
+	format := fs.StringP("format", "f", graph.Mermaid, "mermaid (a flowchart for Markdown) or dot (Graphviz: `dot -Tsvg`)")
+	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(fs.Output(), `
+Namespaces are nodes (the host too, when it holds links of the lab), bridges
+are switch nodes (hexagons, tied to their namespace by a dashed line), and
+links are edges labelled with their names and addresses: a veth pair is one
+edge between the namespaces (or bridges) of its ends; a macvlan is an edge
+to its parent's namespace labelled "macvlan MODE". Links no edge shows are
+listed in their namespace's node. The order is always the same.
+
+A RECIPE (an argument ending in .star, or a file) is planned, as by
+'nsrun plan': nothing is changed and no root is needed. A LAB is drawn from
+its journal; which bridge a link is a port of is read from the kernel (as
+root), and a macvlan's parent is not recorded: it is listed in its node.
+
+Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
+`)
+	}
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "nsrun graph: name a LAB or a RECIPE")
+		fs.Usage()
+		return runtime.ExitUsage
+	}
+	if *format != graph.Mermaid && *format != graph.DOT {
+		fmt.Fprintf(stderr, "nsrun graph: unknown --format %q (want mermaid or dot)\n", *format)
+		return runtime.ExitUsage
+	}
+	target := fs.Arg(0)
+	var topo graph.Topology
+	var err error
+	if strings.HasSuffix(target, ".star") || fileExists(target) {
+		topo, err = recipeTopology(target, fs.Args()[1:], *libs, stderr)
+	} else {
+		if fs.NArg() > 1 {
+			fmt.Fprintf(stderr, "nsrun graph: arguments after the lab %q: only a recipe takes them\n", target)
+			return runtime.ExitUsage
+		}
+		topo, err = labTopology(target, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun graph: %v\n", err)
+		return runtime.ExitUsage
+	}
+	if err := graph.Build(topo).Write(stdout, *format); err != nil {
+		fmt.Fprintf(stderr, "nsrun graph: %v\n", err)
+		return runtime.ExitUsage
+	}
+	return runtime.ExitOK
+}
+
+// recipeTopology plans the recipe and returns the topology it builds. A
+// recipe that stops on a made-up answer of the network (see cmdPlan) is
+// drawn as far as it got.
+func recipeTopology(recipe string, argv, libs []string, stderr io.Writer) (graph.Topology, error) {
+	rec, _, err := runtime.Plan(context.Background(), runtime.RunOptions{
+		Recipe: recipe, Args: argv, Interp: newInterp(argv, libs),
+	})
+	if err != nil && !rec.Observed {
+		fmt.Fprintln(stderr, runtime.Backtrace(err))
+		return graph.Topology{}, fmt.Errorf("the recipe failed while planning")
+	}
+	return graph.FromRecorder(rec)
+}
+
+// labTopology reads the lab's journal, and the masters of its links from
+// the kernel if it can (as root).
+func labTopology(name string, stderr io.Writer) (graph.Topology, error) {
+	lab, err := runtime.OpenLab(runtime.StateDir, name)
+	if err != nil {
+		return graph.Topology{}, err
+	}
+	steps, err := lab.Steps()
+	if err != nil {
+		return graph.Topology{}, err
+	}
+	topo := graph.FromSteps(steps, nil)
+	masters, err := liveMasters(topo)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun graph: bridge ports not shown: %v\n", err)
+	}
+	return graph.FromSteps(steps, masters), nil
+}
+
+// liveMasters asks the kernel which bridge each link of topo is a port of.
+func liveMasters(topo graph.Topology) (map[[2]string]string, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("reading them from the kernel needs root")
+	}
+	k := kernel.NewNetlink(runtime.NetnsDir)
+	defer k.Close()
+	masters := map[[2]string]string{}
+	byNS := map[string][]kernel.LinkInfo{}
+	for _, l := range topo.Links {
+		if _, ok := byNS[l.NS]; ok {
+			continue
+		}
+		links, err := k.Links(l.NS)
+		if err != nil {
+			return nil, err
+		}
+		byNS[l.NS] = links
+		for _, li := range links {
+			if li.Master != "" {
+				masters[[2]string{l.NS, li.Name}] = li.Master
+			}
+		}
+	}
+	return masters, nil
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+func init() {
+	register(command{"plan", "[--json] [-L DIR] RECIPE [ARGS...]", "print what a recipe would change, as ip/nft commands, changing nothing (no root needed)", cmdPlan})
+}
+
+// cmdPlan runs a recipe on a recording kernel (runtime.Plan) and prints the
+// changes it would make, in order, as the equivalent iproute2/nft commands.
+// What needs a live network is not run: a command started in a namespace
+// shows as a "# ..." comment line, and a check (ping, capture) counts as
+// passed. A recipe that then acts on what only a live network could answer
+// ends the plan there, with a note on stderr.
+func cmdPlan(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("plan", "[--json] [-L DIR] RECIPE [ARGS...]", stderr)
+	fs.SetInterspersed(false) // what follows the recipe is the recipe's
+	asJSON := fs.Bool("json", false, `print a JSON array of {"op", "cmd", "pos"} objects (see below)`)
+	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
+	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop a recipe after this many Starlark steps")
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(fs.Output(), `
+Runs RECIPE without touching the machine (no root needed) and prints the
+changes it would make, oldest first, one ip/nft command a line. Commands the
+recipe starts in namespaces (exec_in, spawn_in, dhcp) are "# ..." comments;
+checks that need a live network (ping, reach, capture) are not run and pass.
+A recipe that acts on what only a live network answers ends the plan there
+(a note on stderr says where). The same recipe always gives the same plan.
+
+--json prints an array with one object per line of the plan:
+  {"op": "link", "cmd": "ip link add veth0 type veth peer name veth1 ...", "pos": "lab.star:3:10"}
+op is the journal operation (netns, link, up, master, addr, route, sysctl,
+proc, ...; "exec" for a command that is not a change) and pos the recipe's
+file:line:col that made it ("" where the plan cannot tell).
+
+Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed).
+`)
+	}
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "nsrun plan: missing RECIPE")
+		fs.Usage()
+		return runtime.ExitUsage
+	}
+	recipe, argv := fs.Arg(0), fs.Args()[1:]
+	rec, rt, err := runtime.Plan(context.Background(), runtime.RunOptions{
+		Recipe: recipe, Args: argv, Interp: newInterp(argv, *libs), MaxSteps: *maxSteps,
+	})
+	if err != nil && !rec.Observed {
+		fmt.Fprintln(stderr, runtime.Backtrace(err))
+		fmt.Fprintln(stderr, "nsrun plan: the recipe failed while planning")
+		return runtime.ExitUsage
+	}
+	if *asJSON {
+		b, jerr := json.MarshalIndent(planEntries(rec.Log, rt.Journal.Steps()), "", "  ")
+		if jerr != nil {
+			fmt.Fprintf(stderr, "nsrun plan: %v\n", jerr)
+			return runtime.ExitUsage
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		for _, line := range rec.Log {
+			fmt.Fprintln(stdout, line)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, runtime.Backtrace(err))
+		fmt.Fprintln(stderr, "nsrun plan: the plan ends here: the recipe acted on an answer of the network that only a real run has")
+	}
+	return runtime.ExitOK
+}
+
+// planEntry is one line of `nsrun plan --json`.
+type planEntry struct {
+	Op  string `json:"op"`  // the journal operation; "exec" for a command started that is not a change
+	Cmd string `json:"cmd"` // the iproute2/nft command, or "# ..." for a command run in a namespace
+	Pos string `json:"pos"` // recipe file:line:col; "" if unknown
+}
+
+// planEntries pairs the recorder's log lines with the journal's steps, both
+// in the order they were made. Each change logs one line within its step;
+// a started command logs a "# ..." line, which is a step (proc) only for a
+// background process. A line is paired with a step only if it names the
+// step's object, looking at most a few steps ahead, so that a step that
+// logs nothing cannot shift the others: such a step gets an empty cmd.
+func planEntries(log []string, steps []runtime.Step) []planEntry {
+	const lookahead = 3
+	out := make([]planEntry, 0, len(log))
+	j := 0
+	for _, line := range log {
+		k := -1
+		for i := j; i < len(steps) && i < j+lookahead; i++ {
+			if lineOfStep(line, steps[i]) {
+				k = i
+				break
+			}
+		}
+		if k < 0 {
+			op := "exec"
+			if !strings.HasPrefix(line, "# ") {
+				op = ""
+			}
+			out = append(out, planEntry{Op: op, Cmd: line})
+			continue
+		}
+		for ; j < k; j++ {
+			out = append(out, planEntry{Op: steps[j].Op, Pos: steps[j].Pos})
+		}
+		out = append(out, planEntry{Op: steps[k].Op, Cmd: line, Pos: steps[k].Pos})
+		j = k + 1
+	}
+	for ; j < len(steps); j++ {
+		out = append(out, planEntry{Op: steps[j].Op, Pos: steps[j].Pos})
+	}
+	return out
+}
+
+// lineOfStep reports whether a log line can be step's: a "# " line only a
+// process's, whose command it starts with; any other line one that names
+// the step's object.
+func lineOfStep(line string, s runtime.Step) bool {
+	if cmd, ok := strings.CutPrefix(line, "# "); ok {
+		if s.Op != runtime.OpProc {
+			return false
+		}
+		if s.NS != kernel.Host {
+			cmd = strings.TrimPrefix(cmd, "ip netns exec "+s.NS+" ")
+		}
+		return cmd == s.Name || strings.HasPrefix(cmd, s.Name+" ")
+	}
+	if s.Op == runtime.OpProc {
+		return false
+	}
+	if s.Op == runtime.OpRoute && s.Route != nil {
+		return strings.Contains(line, " route ") && strings.Contains(line, s.Route.String())
+	}
+	return s.Name == "" || containsWord(line, s.Name)
+}
+
+// containsWord reports whether word is in line between spaces, '=' or the
+// line's ends.
+func containsWord(line, word string) bool {
+	for _, f := range strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '=' }) {
+		if f == word {
+			return true
+		}
+	}
+	return false
+}

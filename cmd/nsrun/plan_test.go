@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/nsrun/nsrun/runtime"
+)
+
+// plan runs `nsrun plan` in-process; it touches nothing, so needs no root.
+func plan(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := doMain(append([]string{"plan"}, args...), &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+func TestPlan(t *testing.T) {
+	tests := []struct {
+		name, src string
+		args      []string
+		code      int
+		want      []string // lines of stdout, in order
+		stderr    string   // in stderr
+	}{
+		{
+			name: "blue",
+			src:  "blue = netns(\"blue\", lo = False)\na, b = veth(\"v0\", \"v1\", mac = \"02:00:00:00:00:01\", peer_mac = \"02:00:00:00:00:02\", peer_netns = blue)\nb.addr(\"10.0.0.2/24\").up()\n",
+			want: []string{
+				"ip netns add blue",
+				"ip link add v0 type veth peer name v1 netns blue address 02:00:00:00:00:01",
+				"ip -n blue addr add 10.0.0.2/24 dev v1",
+				"ip -n blue link set v1 up",
+			},
+		},
+		{
+			name: "exec_in is a comment",
+			src:  "n = netns(\"n\", lo = False)\nexec_in(n, [\"ip\", \"-br\", \"addr\"])\nn.sysctl(\"net.ipv4.ip_forward\", \"1\")\n",
+			want: []string{"ip netns add n", "# ip netns exec n ip -br addr", "ip netns exec n sysctl -w net.ipv4.ip_forward=1"},
+		},
+		{
+			name: "argv",
+			src:  "netns(argv[0], lo = False)\n",
+			args: []string{"x1"},
+			want: []string{"ip netns add x1"},
+		},
+		{
+			name:   "error",
+			src:    "netns(\"a\", lo = False)\nveth(\"a\", \"averyveryverylongname\")\n",
+			code:   2,
+			stderr: "error.star:2:5: in <toplevel>",
+		},
+		{
+			name:   "syntax",
+			src:    "netns(\"a\"\n",
+			code:   2,
+			stderr: "syntax.star:2:1",
+		},
+		{
+			name:   "ends at a made-up answer",
+			src:    "n = netns(\"n\", lo = False)\nif not exec_in(n, [\"false\"]).ok:\n    fail(\"no\")\nnetns(\"m\")\n",
+			want:   []string{"ip netns add n", "# ip netns exec n false"},
+			stderr: "the plan ends here",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, strings.Fields(tt.name)[0]+".star")
+			if err := os.WriteFile(path, []byte(tt.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Chdir(dir)
+			r := plan(t, append([]string{filepath.Base(path)}, tt.args...)...)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.stderr) {
+				t.Fatalf("exit %d (want %d), stderr:\n%s", r.code, tt.code, r.stderr)
+			}
+			if tt.want != nil {
+				if got := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+					t.Errorf("plan:\n%s\nwant:\n%s", r.stdout, strings.Join(tt.want, "\n"))
+				}
+			}
+			if again := plan(t, append([]string{filepath.Base(path)}, tt.args...)...); again != r {
+				t.Errorf("a second plan differs:\n%s\nfirst:\n%s", again.stdout, r.stdout)
+			}
+		})
+	}
+}
+
+// --json has one entry per line of the plan, each with its step's op and
+// the recipe's position.
+func TestPlanJSON(t *testing.T) {
+	text := plan(t, "../../recipes/openvnet.star")
+	r := plan(t, "--json", "../../recipes/openvnet.star")
+	if r.code != 0 || text.code != 0 {
+		t.Fatalf("exit %d / %d: %s", r.code, text.code, r.stderr)
+	}
+	var entries []planEntry
+	if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(text.stdout, "\n"), "\n")
+	if len(entries) != len(lines) {
+		t.Fatalf("%d entries for %d lines", len(entries), len(lines))
+	}
+	for i, e := range entries {
+		if e.Cmd != lines[i] || e.Op == "" || !strings.Contains(e.Pos, ".star:") {
+			t.Errorf("entry %d: %+v (line %q)", i, e, lines[i])
+		}
+	}
+	if entries[0].Op != "netns" || entries[0].Pos != "../../recipes/openvnet.star:19:13" {
+		t.Errorf("first entry: %+v", entries[0])
+	}
+	if again := plan(t, "--json", "../../recipes/openvnet.star"); again != r {
+		t.Error("a second --json plan differs")
+	}
+}
+
+// A step whose change logs nothing, and a command that is no step, leave
+// the pairing of the others intact.
+func TestPlanEntries(t *testing.T) {
+	steps := []runtime.Step{
+		{Op: "netns", Name: "a", Pos: "r.star:1:1"},
+		{Op: "sysctl", NS: "a", Name: "k.x", Pos: "r.star:2:1"}, // logs nothing
+		{Op: "up", NS: "a", Name: "lo", Pos: "r.star:3:1"},
+		{Op: "proc", NS: "a", Name: "sleep", Pos: "r.star:4:1"},
+	}
+	log := []string{"ip netns add a", "# ip netns exec a ip addr", "ip -n a link set lo up", "# ip netns exec a sleep 9"}
+	got := planEntries(log, steps)
+	want := []planEntry{
+		{"netns", "ip netns add a", "r.star:1:1"},
+		{"exec", "# ip netns exec a ip addr", ""},
+		{"sysctl", "", "r.star:2:1"},
+		{"up", "ip -n a link set lo up", "r.star:3:1"},
+		{"proc", "# ip netns exec a sleep 9", "r.star:4:1"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("entry %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+// Help is complete: the command, its flags and the JSON shape.
+func TestPlanHelp(t *testing.T) {
+	for _, args := range [][]string{{"help", "plan"}, {"plan", "--help"}} {
+		var out, errb bytes.Buffer
+		if code := doMain(args, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		for _, want := range []string{"Usage: nsrun plan", "--json", "-L, --lib", `"op"`, "Exit codes"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%v lacks %q:\n%s", args, want, out.String())
+			}
+		}
+	}
+}
+
+// As nobody, from copies only nobody's permissions reach, the binary plans
+// recipes/openvnet.star, the same each time and as root does.
+func TestPlanUnprivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to nobody")
+	}
+	dir := publicDir(t)
+	bin := filepath.Join(dir, "nsrun")
+	copyFile(t, nsrunBin, bin, 0o755)
+	copyFile(t, "../../recipes/openvnet.star", filepath.Join(dir, "openvnet.star"), 0o644)
+	runAs := func(uid uint32) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		cmd := exec.Command(bin, "plan", "openvnet.star")
+		cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &out, &errb
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("uid %d: %v: %s", uid, err, errb.String())
+		}
+		return out.String()
+	}
+	first, second, root := runAs(65534), runAs(65534), runAs(0)
+	if first == "" || first != second || first != root {
+		t.Errorf("plans differ:\n%s\n---\n%s\n--- as root:\n%s", first, second, root)
+	}
+	if !strings.HasPrefix(first, "ip netns add vnet\n") {
+		t.Errorf("plan starts:\n%.200s", first)
+	}
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(to, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publicDir makes a directory that every user may read and enter (a
+// t.TempDir's parent is private to its owner), removed at the end.
+func publicDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nsrun-plan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}

@@ -1,0 +1,92 @@
+package graph
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Formats a graph is drawn in.
+const (
+	Mermaid = "mermaid"
+	DOT     = "dot"
+)
+
+// Write draws g in format (Mermaid or DOT).
+func (g *Graph) Write(w io.Writer, format string) error {
+	switch format {
+	case Mermaid:
+		return g.writeMermaid(w)
+	case DOT:
+		return g.writeDOT(w)
+	}
+	return fmt.Errorf("unknown format %q (want %s or %s)", format, Mermaid, DOT)
+}
+
+// writeMermaid draws a Mermaid flowchart: namespaces as rounded boxes, the
+// host as a box, bridges as hexagons.
+func (g *Graph) writeMermaid(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("flowchart LR\n")
+	for _, n := range g.Nodes {
+		label := mermaidText(strings.Join(n.Label, "\n"))
+		switch n.Kind {
+		case KindBridge:
+			fmt.Fprintf(&b, "  %s{{\"%s\"}}\n", n.ID, label)
+		case KindHost:
+			fmt.Fprintf(&b, "  %s[\"%s\"]\n", n.ID, label)
+		default:
+			fmt.Fprintf(&b, "  %s(\"%s\")\n", n.ID, label)
+		}
+	}
+	for _, e := range g.Edges {
+		switch {
+		case e.Dashed:
+			fmt.Fprintf(&b, "  %s -.- %s\n", e.From, e.To)
+		default:
+			fmt.Fprintf(&b, "  %s ---|\"%s\"| %s\n", e.From, mermaidText(e.Label), e.To)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// mermaidText escapes a label for a quoted Mermaid string: quotes and the
+// characters Mermaid reads as markup become entity codes; lines are <br>.
+func mermaidText(s string) string {
+	r := strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;", "#", "#35;", "|", "#124;", "\n", "<br>")
+	return r.Replace(s)
+}
+
+// writeDOT draws an undirected Graphviz graph: namespaces as rounded boxes,
+// the host as a box, bridges as hexagons.
+func (g *Graph) writeDOT(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("graph nsrun {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n")
+	for _, n := range g.Nodes {
+		shape := `shape=box, style=rounded`
+		switch n.Kind {
+		case KindBridge:
+			shape = `shape=hexagon`
+		case KindHost:
+			shape = `shape=box`
+		}
+		fmt.Fprintf(&b, "  %s [%s, label=%s];\n", n.ID, shape, dotText(strings.Join(n.Label, "\n")))
+	}
+	for _, e := range g.Edges {
+		if e.Dashed {
+			fmt.Fprintf(&b, "  %s -- %s [style=dashed];\n", e.From, e.To)
+			continue
+		}
+		fmt.Fprintf(&b, "  %s -- %s [label=%s];\n", e.From, e.To, dotText(e.Label))
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// dotText quotes a DOT string: backslashes and quotes escaped, lines as \n.
+func dotText(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}

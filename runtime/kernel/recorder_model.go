@@ -1,0 +1,26 @@
+package kernel
+
+import (
+	"slices"
+)
+
+// Namespaces lists the namespaces in the model, by name; the host
+// namespace is not among them.
+func (r *Recorder) Namespaces() []string {
+	names := make([]string, 0, len(r.netns))
+	for name := range r.netns {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Peer returns where the other end of the veth (ns, name) is in the model;
+// ok is false for a link that is not a veth, or not in the model.
+func (r *Recorder) Peer(ns, name string) (peerNS, peerName string, ok bool) {
+	l, found := r.links[[2]string{ns, name}]
+	if !found || l.peer == ([2]string{}) {
+		return "", "", false
+	}
+	return l.peer[0], l.peer[1], true
+}
