@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nsrun/nsrun/runtime"
+)
+
+func init() {
+	register(
+		command{"exec", "LAB NS -- CMD [ARGS...]", "run a command in a namespace of a lab (NS: a namespace the lab created, or host)", cmdExec},
+		command{"shell", "LAB NS", "start an interactive shell in a namespace of a lab, with the namespace in its prompt", cmdShell},
+	)
+}
+
+// Equivalent to: NSRUN_LAB=LAB/ID ip netns exec NS CMD [ARGS...]
+func cmdExec(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("exec", "LAB NS -- CMD [ARGS...]", stderr)
+	fs.SetInterspersed(false) // what follows NS is the command's
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	rest := fs.Args()
+	if len(rest) > 2 && rest[2] == "--" {
+		rest = append(rest[:2:2], rest[3:]...)
+	}
+	if len(rest) < 3 {
+		fmt.Fprintln(stderr, "nsrun exec: name a lab, a namespace and a command: nsrun exec LAB NS -- CMD [ARGS...]")
+		return runtime.ExitUsage
+	}
+	return runIn(rest[0], rest[1], rest[2:], nil, stdout, stderr)
+}
+
+// Equivalent to: NSRUN_LAB=LAB/ID ip netns exec NS env PS1='[nsrun LAB/NS] \w\$ ' bash --norc --noprofile -i
+func cmdShell(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("shell", "LAB NS", stderr)
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintln(stderr, "nsrun shell: name a lab and one of its namespaces (or host): nsrun shell LAB NS")
+		return runtime.ExitUsage
+	}
+	argv, env := runtime.ShellCommand(fs.Arg(0), fs.Arg(1))
+	return runIn(fs.Arg(0), fs.Arg(1), argv, env, stdout, stderr)
+}
+
+// runIn runs argv in namespace ns of lab name with the process's stdin and
+// returns the command's exit code.
+func runIn(name, ns string, argv, env []string, stdout, stderr io.Writer) int {
+	lab, k, err := openLab(name, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitUsage
+	}
+	defer k.Close()
+	netns, err := lab.LabNetns(k, ns)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitUsage
+	}
+	code, err := lab.RunIn(k, netns, argv, env, runtime.Stdio{In: os.Stdin, Out: stdout, Err: stderr})
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return 127
+	}
+	return code
+}

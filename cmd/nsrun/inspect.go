@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+func init() {
+	register(
+		command{"inspect", "LAB [--json]", "show a lab as the kernel has it now (links, addresses, routes, neighbours, processes)", cmdInspect},
+		command{"check", "LAB", "report where a lab differs from what it recorded (exit 1 on drift)", cmdCheck},
+	)
+}
+
+// openLab runs recovery, as every command does first, and opens lab name's
+// record; the caller closes k.
+func openLab(name string, stderr io.Writer) (*runtime.Lab, *kernel.Netlink, error) {
+	k := kernel.NewNetlink(runtime.NetnsDir)
+	runtime.Recover(runtime.StateDir, k, stderr)
+	lab, err := runtime.OpenLab(runtime.StateDir, name)
+	if err != nil {
+		k.Close()
+		return nil, nil, err
+	}
+	return lab, k, nil
+}
+
+// Equivalent to: ip -n $ns -d link; ip -n $ns addr; ip -n $ns route; ip -n $ns neigh, for
+// each namespace of the lab, and its processes from /proc.
+func cmdInspect(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("inspect", "LAB [--json]", stderr)
+	asJSON := fs.Bool("json", false, "print JSON (see the README for its shape)")
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "nsrun inspect: name one lab (see `nsrun ls`)")
+		return runtime.ExitUsage
+	}
+	lab, k, err := openLab(fs.Arg(0), stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitUsage
+	}
+	defer k.Close()
+	v, err := runtime.Inspect(lab, k)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitFailed
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(v, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+		return runtime.ExitOK
+	}
+	printView(stdout, v)
+	return runtime.ExitOK
+}
+
+// printView prints the lab as a tree of namespaces, each with tables of its
+// links, routes and neighbours, then the lab's processes.
+func printView(w io.Writer, v runtime.LabView) {
+	fmt.Fprintf(w, "lab %q (%s, id %s, recipe %s)\n", v.Lab, v.State, v.ID, v.Recipe)
+	for _, ns := range v.Namespaces {
+		fmt.Fprintf(w, "\nnetns %s", ns.Name)
+		if ns.Error != "" {
+			fmt.Fprintf(w, ": %s\n", ns.Error)
+			continue
+		}
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  links:")
+		for _, l := range ns.Links {
+			state, master := "DOWN", ""
+			if l.Up {
+				state = "UP"
+			}
+			if l.Master != "" {
+				master = "master " + l.Master
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\tmtu %d\t%s\t%s\t%s\n", l.Name, l.Kind, l.MAC, l.MTU, state, master, strings.Join(l.Addrs, " "))
+		}
+		tw.Flush()
+		fmt.Fprintln(w, "  routes:")
+		for _, r := range ns.Routes {
+			fmt.Fprintf(w, "    %s\n", routeLine(r))
+		}
+		if len(ns.Neighbors) > 0 {
+			tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "  neighbours:")
+			for _, n := range ns.Neighbors {
+				mac := n.MAC
+				if mac == "" {
+					mac = "-"
+				}
+				fmt.Fprintf(tw, "    %s\tdev %s\t%s\t%s\n", n.IP, n.Dev, mac, n.State)
+			}
+			tw.Flush()
+		}
+	}
+	fmt.Fprintln(w, "\nprocesses:")
+	if len(v.Processes) == 0 {
+		fmt.Fprintln(w, "  (none)")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PID\tNETNS\tCOMMAND")
+	for _, p := range v.Processes {
+		fmt.Fprintf(tw, "  %d\t%s\t%s\n", p.Pid, p.Netns, p.Command)
+	}
+	tw.Flush()
+}
+
+// routeLine renders a route as `ip route` does.
+func routeLine(r runtime.RouteView) string {
+	s := r.Dst
+	if r.Type != "unicast" {
+		s = r.Type + " " + s
+	}
+	if r.Via != "" {
+		s += " via " + r.Via
+	}
+	if r.Dev != "" {
+		s += " dev " + r.Dev
+	}
+	s += " proto " + r.Proto
+	if r.Metric != 0 {
+		s += fmt.Sprintf(" metric %d", r.Metric)
+	}
+	return s
+}
+
+// Equivalent to comparing, by hand, the lab's journal with ip netns list,
+// ip -n $ns link, ip -n $ns addr and ip -n $ns route.
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("check", "LAB", stderr)
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "nsrun check: name one lab (see `nsrun ls`)")
+		return runtime.ExitUsage
+	}
+	lab, k, err := openLab(fs.Arg(0), stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitUsage
+	}
+	defer k.Close()
+	drift, n, err := runtime.Check(lab, k)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitFailed
+	}
+	for _, d := range drift {
+		fmt.Fprintln(stdout, d)
+	}
+	if len(drift) > 0 {
+		fmt.Fprintf(stderr, "nsrun: lab %q has drifted from its journal: %d differences (checked %s)\n", lab.Info.Name, len(drift), n)
+		return runtime.ExitFailed
+	}
+	fmt.Fprintf(stdout, "nsrun: lab %q is as it recorded (checked %s)\n", lab.Info.Name, n)
+	return runtime.ExitOK
+}

@@ -1,0 +1,275 @@
+package runtime
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
+)
+
+// A Drift is a difference between what a lab recorded and what the kernel
+// has now: `address 172.16.1.1/24 on "ns-veth1" in netns "ns1": missing`.
+type Drift struct {
+	Object  string `json:"object"`  // as its journal step names it
+	Problem string `json:"problem"` // "missing", `carries tag "x", not "nsrun:lab"`, ...
+}
+
+func (d Drift) String() string { return d.Object + ": " + d.Problem }
+
+// CheckCounts says how many objects of each kind Check looked at.
+type CheckCounts struct {
+	Netns, Links, Addrs, Routes, Procs int
+}
+
+func (c CheckCounts) String() string {
+	return fmt.Sprintf("%s, %s, %s, %s, %s", count(c.Netns, "namespace"), count(c.Links, "link"),
+		count(c.Addrs, "address"), count(c.Routes, "route"), count(c.Procs, "process"))
+}
+
+func count(n int, thing string) string {
+	switch {
+	case n == 1:
+		return "1 " + thing
+	case strings.HasSuffix(thing, "s"):
+		return fmt.Sprintf("%d %ses", n, thing)
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// running reports whether pid is still the process that started at start,
+// and not a zombie.
+func running(pid int, start uint64) bool {
+	if got, err := startTime(pid); err != nil || got != start {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && len(stat) > i+2 && stat[i+2] != 'Z'
+}
+
+// Check compares the lab's journal with the kernel: each namespace it
+// created still exists, is the same one (inode) and carries the lab's tag;
+// each link is where its journal says (following moves) with the lab's tag;
+// each address is on its link; each route is in its table; each background
+// process is running. What lives in a namespace that is gone is not listed
+// again. Steps whose outcome is unknown (intents of a run that died) and the
+// settings of links (up, master, MTU) are not checked.
+//
+// Equivalent to: ip netns list; ip -n $ns link show $dev; ip -n $ns addr show
+// dev $dev; ip -n $ns route show proto 78; kill -0 $pid.
+func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
+	_, steps, err := l.Objects()
+	if err != nil {
+		return nil, CheckCounts{}, err
+	}
+	var drift []Drift
+	var n CheckCounts
+	report := func(object, format string, args ...any) {
+		drift = append(drift, Drift{object, fmt.Sprintf(format, args...)})
+	}
+	gone := map[string]bool{} // namespaces that are missing or not the lab's
+	missing := func(ns string) bool { return ns != kernel.Host && gone[ns] }
+
+	// Where each link is at the end (following moves), and which steps
+	// a later move made moot: moving a link to another namespace drops
+	// its addresses and the routes through it.
+	type key [2]string
+	type link struct {
+		kind, alias string
+		at          key
+		moved       int // the index of the last move
+	}
+	links := map[key]*link{}
+	var created []*link
+	at := map[int]*link{} // address and route steps -> the link they are on
+	for i, s := range steps {
+		if s.State == StateIntent {
+			continue
+		}
+		switch s.Op {
+		case OpLink:
+			a := &link{kind: s.Kind, alias: s.Alias, at: key{s.NS, s.Name}, moved: -1}
+			links[a.at] = a
+			created = append(created, a)
+			if s.PeerName != "" {
+				b := &link{kind: s.Kind, alias: s.Alias, at: key{s.PeerNS, s.PeerName}, moved: -1}
+				links[b.at] = b
+				created = append(created, b)
+			}
+		case OpMove:
+			l, ok := links[key{s.NS, s.Name}]
+			if !ok { // not the lab's: followed only to know its addresses went
+				l = &link{at: key{s.NS, s.Name}}
+			}
+			delete(links, l.at)
+			l.at, l.moved = key{s.New, s.Name}, i
+			links[l.at] = l
+		case OpAddr:
+			l, ok := links[key{s.NS, s.Name}]
+			if !ok {
+				l = &link{at: key{s.NS, s.Name}, moved: -1}
+				links[l.at] = l
+			}
+			at[i] = l
+		case OpRoute:
+			if s.Route != nil && s.Route.Dev != "" {
+				if l, ok := links[key{s.NS, s.Route.Dev}]; ok {
+					at[i] = l
+				}
+			}
+		}
+	}
+
+	for _, s := range steps {
+		if s.State != StateIntent && s.Op == OpNetns {
+			n.Netns++
+			if p := checkNetns(k, s); p != "" {
+				gone[s.Name] = true
+				report(s.String(), "%s", p)
+			}
+		}
+	}
+	linkGone := map[*link]bool{}
+	for _, l := range created {
+		ns, name := l.at[0], l.at[1]
+		if missing(ns) {
+			linkGone[l] = true
+			continue
+		}
+		n.Links++
+		object := fmt.Sprintf("%s %q%s", l.kind, name, inNetns(ns))
+		li, err := k.LinkGet(ns, name)
+		switch {
+		case errors.Is(err, kernel.ErrNotFound):
+			linkGone[l] = true
+			report(object, "missing")
+		case err != nil:
+			report(object, "%v", err)
+		case li.Alias != l.alias:
+			linkGone[l] = true
+			report(object, "carries tag %q, not %q (not the lab's)", li.Alias, l.alias)
+		}
+	}
+	routes := map[string][]kernel.RouteInfo{}
+	for i, s := range steps {
+		if s.State == StateIntent {
+			continue
+		}
+		switch s.Op {
+		case OpAddr:
+			l := at[i]
+			if l.moved > i || missing(s.NS) || linkGone[l] {
+				continue
+			}
+			n.Addrs++
+			if p := checkAddr(k, s); p != "" {
+				report(s.String(), "%s", p)
+			}
+		case OpRoute:
+			if s.Route == nil || missing(s.NS) {
+				continue
+			}
+			if l, ok := at[i]; ok && l.moved > i {
+				continue
+			}
+			n.Routes++
+			if _, ok := routes[s.NS]; !ok {
+				rs, err := k.Routes(s.NS)
+				if err != nil {
+					report(s.String(), "%v", err)
+					continue
+				}
+				routes[s.NS] = rs
+			}
+			if !hasRoute(routes[s.NS], *s.Route) {
+				report(s.String(), "missing")
+			}
+		case OpProc:
+			n.Procs++
+			if !running(s.Pid, s.Start) {
+				report(s.String(), "not running")
+			}
+		}
+	}
+	return drift, n, nil
+}
+
+func inNetns(ns string) string {
+	if ns == kernel.Host {
+		return ""
+	}
+	return fmt.Sprintf(" in netns %q", ns)
+}
+
+// checkNetns says what is wrong with a namespace the lab created, or "".
+func checkNetns(k *kernel.Netlink, s Step) string {
+	ok, err := k.NetnsExists(s.Name)
+	if err != nil {
+		return err.Error()
+	}
+	if !ok {
+		return "missing"
+	}
+	if ino, err := nsexec.Inode(k.Path(s.Name)); err != nil {
+		return err.Error()
+	} else if s.Ino != 0 && ino != s.Ino {
+		return fmt.Sprintf("replaced (inode %d, the lab's was %d)", ino, s.Ino)
+	}
+	tag, err := k.NetnsTag(s.Name)
+	if err != nil {
+		return fmt.Sprintf("reading its tag: %v", err)
+	}
+	if tag != s.Alias {
+		return fmt.Sprintf("carries tag %q, not %q (not the lab's)", tag, s.Alias)
+	}
+	return ""
+}
+
+// checkAddr says what is wrong with an address the lab added, or "".
+func checkAddr(k *kernel.Netlink, s Step) string {
+	addrs, err := k.Addrs(s.NS)
+	if err != nil {
+		return err.Error()
+	}
+	for _, a := range addrs {
+		if a.Dev == s.Name && a.Prefix == s.Addr {
+			return ""
+		}
+	}
+	return "missing"
+}
+
+// hasRoute reports whether the lab's route r is among routes. A route added
+// without a device has the one the kernel chose; an IPv6 route added with
+// metric 0 has the kernel's default, 1024.
+func hasRoute(routes []kernel.RouteInfo, r kernel.Route) bool {
+	fam := r.Family
+	if fam == 0 {
+		fam = 4
+		if r.Dst.IsValid() && r.Dst.Addr().Is6() || r.Via.IsValid() && r.Via.Is6() {
+			fam = 6
+		}
+	}
+	dst := r.Dst.Masked()
+	if dst.Bits() == 0 {
+		dst = netip.Prefix{} // as Routes shows a default route
+	}
+	for _, got := range routes {
+		switch {
+		case got.Family != fam, got.Proto != "nsrun", got.Dst != dst,
+			got.Via != r.Via, r.Dev != "" && got.Dev != r.Dev:
+			continue
+		case got.Metric == r.Metric, r.Metric == 0 && fam == 6 && got.Metric == 1024:
+			return true
+		}
+	}
+	return false
+}

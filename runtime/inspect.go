@@ -1,0 +1,265 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
+)
+
+// LabView is a lab as the kernel has it now, as `nsrun inspect` shows it.
+// Every list is sorted, and empty lists are [] in JSON, never null, so that
+// tools need no special case.
+type LabView struct {
+	Lab        string      `json:"lab"`
+	ID         string      `json:"id"`
+	State      string      `json:"state"`
+	Recipe     string      `json:"recipe"`
+	Namespaces []NetnsView `json:"namespaces"` // "host" first (if the lab made links there), then by name
+	Processes  []ProcView  `json:"processes"`  // by pid
+}
+
+// NetnsView is one namespace of a lab. For "host" only what the lab made is
+// shown: its links, their addresses, and the routes and neighbours on them.
+type NetnsView struct {
+	Name      string      `json:"name"`
+	Error     string      `json:"error,omitempty"` // why it could not be read: "missing", ...
+	Links     []LinkView  `json:"links"`
+	Routes    []RouteView `json:"routes"`
+	Neighbors []NeighView `json:"neighbors"`
+}
+
+// LinkView is a link with its addresses (`ip -br addr` and `ip -d link`).
+type LinkView struct {
+	Name   string   `json:"name"`
+	Kind   string   `json:"kind"`
+	MAC    string   `json:"mac"`
+	MTU    int      `json:"mtu"`
+	Up     bool     `json:"up"`
+	Master string   `json:"master,omitempty"`
+	Tag    string   `json:"tag,omitempty"` // the link's alias: "nsrun:LAB" on the lab's links
+	Addrs  []string `json:"addrs"`         // "10.0.0.1/24", IPv4 then IPv6
+}
+
+// RouteView is a route of the main table (`ip route`, `ip -6 route`).
+type RouteView struct {
+	Dst    string `json:"dst"` // a CIDR or "default"
+	Family int    `json:"family"`
+	Via    string `json:"via,omitempty"`
+	Dev    string `json:"dev,omitempty"`
+	Proto  string `json:"proto"` // "kernel", "nsrun" (the lab's own), ...
+	Metric int    `json:"metric,omitempty"`
+	Type   string `json:"type"` // "unicast", "multicast", "blackhole", ...
+}
+
+// NeighView is an ARP or NDP entry (`ip neigh`).
+type NeighView struct {
+	IP    string `json:"ip"`
+	MAC   string `json:"mac,omitempty"`
+	Dev   string `json:"dev"`
+	State string `json:"state"`
+}
+
+// ProcView is a live process carrying the lab's tag (see ProcessTagEnv).
+type ProcView struct {
+	Pid     int    `json:"pid"`
+	Netns   string `json:"netns"` // a namespace of the lab, "host", or "?" for another
+	Command string `json:"command"`
+}
+
+// LabObjects is where a lab's objects are now, by its journal: the
+// namespaces it created, and its links at their current place, following
+// moves. Steps whose outcome is unknown (intents) are left out.
+type LabObjects struct {
+	Netns []string             // by name
+	Links map[[2]string]string // {ns, name} -> kind
+}
+
+// Objects reads the lab's journal and returns where its objects are.
+func (l *Lab) Objects() (LabObjects, []Step, error) {
+	steps, err := ReadJournal(l.journalPath())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return LabObjects{}, nil, fmt.Errorf("lab %q: %w", l.Info.Name, err)
+	}
+	o := LabObjects{Links: map[[2]string]string{}}
+	for _, s := range steps {
+		if s.State == StateIntent {
+			continue
+		}
+		switch s.Op {
+		case OpNetns:
+			o.Netns = append(o.Netns, s.Name)
+		case OpLink:
+			o.Links[[2]string{s.NS, s.Name}] = s.Kind
+			if s.PeerName != "" {
+				o.Links[[2]string{s.PeerNS, s.PeerName}] = s.Kind
+			}
+		case OpMove:
+			if kind, ok := o.Links[[2]string{s.NS, s.Name}]; ok {
+				delete(o.Links, [2]string{s.NS, s.Name})
+				o.Links[[2]string{s.New, s.Name}] = kind
+			}
+		}
+	}
+	slices.Sort(o.Netns)
+	o.Netns = slices.Compact(o.Netns)
+	return o, steps, nil
+}
+
+// HasNetns reports whether ns is a namespace of the lab; "host" (kernel.Host)
+// always is.
+func (o LabObjects) HasNetns(ns string) bool {
+	return ns == kernel.Host || slices.Contains(o.Netns, ns)
+}
+
+// hostLinks reports whether the lab has links in the host namespace.
+func (o LabObjects) hostLinks() bool {
+	for k := range o.Links {
+		if k[0] == kernel.Host {
+			return true
+		}
+	}
+	return false
+}
+
+// Inspect reads the lab's namespaces, links, addresses, routes, neighbours
+// and processes from the kernel.
+//
+// Equivalent to: for each namespace, ip -n $ns -d link; ip -n $ns addr;
+// ip -n $ns route; ip -n $ns -6 route; ip -n $ns neigh; and a look for
+// NSRUN_LAB=LAB/ID in /proc/*/environ.
+func Inspect(l *Lab, k *kernel.Netlink) (LabView, error) {
+	o, _, err := l.Objects()
+	if err != nil {
+		return LabView{}, err
+	}
+	v := LabView{Lab: l.Info.Name, ID: l.Info.ID, State: l.Info.State, Recipe: l.Info.Recipe, Namespaces: []NetnsView{}}
+	if o.hostLinks() {
+		v.Namespaces = append(v.Namespaces, inspectNetns(k, kernel.Host, func(name, alias string) bool {
+			_, ours := o.Links[[2]string{kernel.Host, name}]
+			return ours || alias == "nsrun:"+l.Info.Name
+		}))
+	}
+	for _, ns := range o.Netns {
+		v.Namespaces = append(v.Namespaces, inspectNetns(k, ns, nil))
+	}
+	v.Processes = labProcesses(l.Info.Name+"/"+l.Info.ID, k, o.Netns)
+	return v, nil
+}
+
+// inspectNetns reads one namespace; with keep, only the links keep accepts
+// (and what is on them).
+func inspectNetns(k *kernel.Netlink, ns string, keep func(name, alias string) bool) NetnsView {
+	v := NetnsView{Name: kernel.NSArg(ns), Links: []LinkView{}, Routes: []RouteView{}, Neighbors: []NeighView{}}
+	if ns != kernel.Host {
+		if ok, err := k.NetnsExists(ns); err == nil && !ok {
+			v.Error = "missing"
+			return v
+		}
+	}
+	links, err := k.Links(ns)
+	if err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	shown := map[string]bool{}
+	for _, li := range links {
+		if keep != nil && !keep(li.Name, li.Alias) {
+			continue
+		}
+		shown[li.Name] = true
+		v.Links = append(v.Links, LinkView{Name: li.Name, Kind: li.Kind, MAC: li.MAC, MTU: li.MTU, Up: li.Up,
+			Master: li.Master, Tag: li.Alias, Addrs: []string{}})
+	}
+	addrs, err := k.Addrs(ns)
+	if err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	for _, a := range addrs {
+		if i := slices.IndexFunc(v.Links, func(l LinkView) bool { return l.Name == a.Dev }); i >= 0 {
+			v.Links[i].Addrs = append(v.Links[i].Addrs, a.Prefix.String())
+		}
+	}
+	routes, err := k.Routes(ns)
+	if err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	for _, r := range routes {
+		if keep != nil && !shown[r.Dev] {
+			continue
+		}
+		rv := RouteView{Dst: "default", Family: r.Family, Dev: r.Dev, Proto: r.Proto, Metric: r.Metric, Type: r.Type}
+		if r.Dst.IsValid() {
+			rv.Dst = r.Dst.String()
+		}
+		if r.Via.IsValid() {
+			rv.Via = r.Via.String()
+		}
+		v.Routes = append(v.Routes, rv)
+	}
+	neighs, err := k.Neighbors(ns)
+	if err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	for _, n := range neighs {
+		if keep != nil && !shown[n.Dev] {
+			continue
+		}
+		v.Neighbors = append(v.Neighbors, NeighView{IP: n.IP.String(), MAC: n.MAC, Dev: n.Dev, State: n.State})
+	}
+	return v
+}
+
+// labProcesses lists the live processes carrying tag, with the namespace
+// each is in (by the inode of its network namespace).
+func labProcesses(tag string, k *kernel.Netlink, netns []string) []ProcView {
+	where := map[uint64]string{}
+	if ino, err := nsexec.Inode("/proc/self/ns/net"); err == nil {
+		where[ino] = "host"
+	}
+	for _, ns := range netns {
+		if ino, err := nsexec.Inode(k.Path(ns)); err == nil {
+			where[ino] = ns
+		}
+	}
+	out := []ProcView{}
+	for _, pid := range tagged(tag) {
+		p := ProcView{Pid: pid, Netns: "?", Command: commandLine(pid)}
+		if ino, err := nsexec.Inode(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
+			if ns, ok := where[ino]; ok {
+				p.Netns = ns
+			}
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b ProcView) int { return a.Pid - b.Pid })
+	return out
+}
+
+// commandLine returns a process's argv as a shell would show it; the
+// helper's own "/proc/self/exe" (see nsexec.Command) is left out.
+func commandLine(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || len(b) == 0 {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		return "[" + strings.TrimSpace(string(comm)) + "]"
+	}
+	argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	if len(argv) > 1 && argv[0] == "/proc/self/exe" {
+		argv = argv[1:]
+	}
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$") {
+			argv[i] = strconv.Quote(a)
+		}
+	}
+	return strings.Join(argv, " ")
+}
