@@ -1,10 +1,13 @@
 package runtime
 
 import (
+	"path/filepath"
+
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os/exec"
 	"syscall"
 	"time"
@@ -109,7 +112,33 @@ func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string) (pid
 const ProcessTagEnv = "NSRUN_LAB"
 
 // processTag is the value of ProcessTagEnv for this run's lab.
-func (rt *Runtime) processTag() string { return rt.Lab + "/" + rt.ID }
+func (rt *Runtime) processTag() string {
+	state := ""
+	if rt.Dir != "" {
+		state = filepath.Dir(rt.Dir)
+	}
+	return processTag(rt.Lab, rt.ID, state)
+}
+
+// processTag is LAB/ID@STATE: the lab, its instance, and the identity of
+// the state directory that records it. A sandbox has a /run/nsrun of its
+// own: its labs' processes are not those of the machine's labs of the same
+// name, and gc, down and recover never take one for the other.
+func processTag(lab, id, stateDir string) string {
+	return lab + "/" + id + "@" + stateID(stateDir)
+}
+
+// stateID identifies a state directory by device and inode ("" for none).
+func stateID(stateDir string) string {
+	var st unix.Stat_t
+	if stateDir == "" || unix.Stat(stateDir, &st) != nil {
+		return ""
+	}
+	return fmt.Sprintf("%x.%x", st.Dev, st.Ino)
+}
+
+// ProcessTag is the value of ProcessTagEnv the lab's processes carry.
+func (l *Lab) ProcessTag() string { return processTag(l.Info.Name, l.Info.ID, filepath.Dir(l.Dir)) }
 
 // command returns the command that runs argv in ns for this lab.
 func (rt *Runtime) command(ns string, argv []string) *exec.Cmd {

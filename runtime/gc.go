@@ -92,7 +92,11 @@ func FindOrphans(stateDir string, k *kernel.Netlink) ([]Orphan, error) {
 			if !ok {
 				continue
 			}
-			lab, id, _ := strings.Cut(string(v), "/")
+			labID, state, _ := strings.Cut(string(v), "@")
+			if state != stateID(stateDir) {
+				break // a lab of another state directory (a sandbox's)
+			}
+			lab, id, _ := strings.Cut(labID, "/")
 			if l, err := OpenLab(stateDir, lab); err == nil && l.Info.ID == id {
 				break // a live lab's
 			}

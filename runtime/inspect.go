@@ -148,7 +148,7 @@ func Inspect(l *Lab, k *kernel.Netlink) (LabView, error) {
 	for _, ns := range o.Netns {
 		v.Namespaces = append(v.Namespaces, inspectNetns(k, ns, nil))
 	}
-	v.Processes = labProcesses(l.Info.Name+"/"+l.Info.ID, k, o.Netns)
+	v.Processes = labProcesses(l.ProcessTag(), k, o.Netns)
 	return v, nil
 }
 

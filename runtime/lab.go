@@ -221,7 +221,7 @@ func (l *Lab) Down(k kernel.Kernel) (undone []Step, failed []error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, []error{err}
 	}
-	if err := killTagged(l.Info.Name + "/" + l.Info.ID); err != nil {
+	if err := killTagged(l.ProcessTag()); err != nil {
 		failed = append(failed, err)
 	}
 	undone, failedSteps, errs := Undo(k, steps)

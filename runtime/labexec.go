@@ -60,7 +60,7 @@ type Stdio struct {
 // Equivalent to: NSRUN_LAB=LAB/ID ip netns exec $ns argv...
 func (l *Lab) RunIn(k *kernel.Netlink, ns string, argv, env []string, stdio Stdio) (int, error) {
 	cmd := nsexec.Command(ns, argv)
-	cmd.Env = append(append(cmd.Env, env...), ProcessTagEnv+"="+l.Info.Name+"/"+l.Info.ID)
+	cmd.Env = append(append(cmd.Env, env...), ProcessTagEnv+"="+l.ProcessTag())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.In, stdio.Out, stdio.Err
 	tty := foregroundTTY(stdio.In)
 	if tty != nil {

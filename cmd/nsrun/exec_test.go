@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -46,16 +44,12 @@ func TestExec(t *testing.T) {
 		t.Errorf("exec in host: %+v", r)
 	}
 	// Tagged as the lab's processes, so that down ends what it leaves.
-	var info runtime.LabInfo
-	b, err := os.ReadFile(filepath.Join(runtime.StateDir, "ex", "lab.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &info)
-	}
+	lab, err := runtime.OpenLab(runtime.StateDir, "ex")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := nsrun(t, "exec", "ex", "ex1", "--", "sh", "-c", "echo $NSRUN_LAB"); r.stdout != "ex/"+info.ID+"\n" {
-		t.Errorf("exec's NSRUN_LAB: %+v, want ex/%s", r, info.ID)
+	if r := nsrun(t, "exec", "ex", "ex1", "--", "sh", "-c", "echo $NSRUN_LAB"); r.stdout != lab.ProcessTag()+"\n" || !strings.HasPrefix(r.stdout, "ex/"+lab.Info.ID+"@") {
+		t.Errorf("exec's NSRUN_LAB: %+v, want %s", r, lab.ProcessTag())
 	}
 	if r := nsrun(t, "exec", "ex", "ex1", "--", "sh", "-c", "kill -TERM $$"); r.code != 128+15 {
 		t.Errorf("a command killed by SIGTERM: %+v, want exit 143", r)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nsrun/nsrun/runtime/nstest"
 )
@@ -313,4 +314,25 @@ func TestSandboxInsideKilled(t *testing.T) {
 		t.Fatalf("exit %d, want the inside's SIGKILL (137): %+v", r.code, r)
 	}
 	// nstest.Kernel's check finds any process left with the sandbox's id.
+}
+
+// gc never takes a sandbox's lab processes for orphans: their lab is
+// recorded in the sandbox's own /run/nsrun.
+func TestGCLeavesOtherSandboxesAlone(t *testing.T) {
+	nstest.Kernel(t)
+	path := write(t, "busy.star", "n = netns(\"busy\")\nspawn_in(n, [\"sleep\", \"302\"])\nexec_in(host(), [\"sleep\", \"3\"])\n")
+	inner := exec.Command(nsrunBin, "--sandbox", "--rm", path)
+	if err := inner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Wait()
+	for i := 0; i < 2000; i++ { // until the sandbox's daemon runs
+		if out, _ := exec.Command("pgrep", "-f", "sleep 302").Output(); len(out) > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r := nsrun(t, "gc"); strings.Contains(r.stdout, "busy") {
+		t.Errorf("gc takes another sandbox's lab for an orphan:\n%s", r.stdout)
+	}
 }
