@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -223,3 +224,28 @@ func TestUndoMovedLink(t *testing.T) {
 
 // done is the change function of a change a test made itself.
 func done(*Step) error { return nil }
+
+// Recovery decides on the record as it is once it holds the lab's lock: a
+// run that finishes between recovery's first read (state running) and its
+// lock (free once the run exits) leaves its lab up, and it stays up.
+func TestRecoverRereadsUnderLock(t *testing.T) {
+	state := t.TempDir()
+	unlock, _ := lockState(state)
+	lab, j, err := CreateLab(state, LabInfo{Name: "a"})
+	unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	beforeLock = func(string) {
+		lab.SetState(LabUp) // the run finishes...
+		lab.Unlock()        // ...and exits
+	}
+	defer func() { beforeLock = nil }()
+	if failed := Recover(state, kernel.NewRecorder(), io.Discard); len(failed) != 0 {
+		t.Fatal(failed)
+	}
+	if _, err := OpenLab(state, "a"); err != nil {
+		t.Errorf("recover removed a lab that is up: %v", err)
+	}
+}

@@ -179,6 +179,15 @@ func OpenLab(stateDir, name string) (*Lab, error) {
 	return l, nil
 }
 
+// reload reads the lab's record again.
+func (l *Lab) reload() error {
+	b, err := os.ReadFile(l.infoPath())
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, &l.Info)
+}
+
 // Remove deletes the lab's record and releases its claims.
 func (l *Lab) Remove() error {
 	release(filepath.Dir(l.Dir), l.Info.Name, l.Info.Claims)

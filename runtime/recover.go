@@ -30,10 +30,15 @@ func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
 			removeHalfMade(stateDir, e.Name())
 			continue
 		}
+		if beforeLock != nil {
+			beforeLock(l.Info.Name)
+		}
 		if l.TryLock() != nil {
 			continue // live
 		}
-		if l.Info.State != LabRunning {
+		// Read the record again now that the lock is ours: the run may
+		// have finished (and left its lab up) since it was first read.
+		if err := l.reload(); err != nil || l.Info.State != LabRunning {
 			l.Unlock() // up, kept or incomplete: for `nsrun down`
 			continue
 		}
@@ -47,6 +52,10 @@ func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
 	}
 	return failed
 }
+
+// beforeLock, in tests, runs between Recover's first read of a lab's record
+// and its attempt at the lab's lock.
+var beforeLock func(lab string)
 
 // removeHalfMade removes a lab directory without a record, left by a run
 // that died while making it, unless a live run is making it now.
