@@ -1,0 +1,130 @@
+package builtins
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"go.starlark.net/starlark"
+	"go.starlark.net/starlarkstruct"
+)
+
+// doc is one entry of the REPL's help: a signature and a line or two, as
+// the README's API section has them.
+type doc struct{ sig, text string }
+
+// docs documents the builtins (by name), the methods (by type.method) and
+// the value types. Keep it in step with README's API section.
+var docs = map[string]doc{
+	"netns":          {`netns(name, lo=True)`, "Creates a network namespace and, unless lo=False, brings its loopback up.\nEquivalent to: ip netns add NAME; ip -n NAME link set lo up\nMethods: .name .link() .route() .sysctl() .links() .addrs() .routes() .neighbors()"},
+	"host":           {`host()`, "The namespace nsrun runs in (the sandbox's root under --sandbox); nsrun changes in it only what the lab created."},
+	"veth":           {`veth(name, peer, netns=host(), peer_netns=None, mac=None, peer_mac=None, mtu=None)`, "Creates a veth pair, each end directly in its namespace, and returns both links (a, b).\nEquivalent to: ip link add NAME type veth peer name PEER netns PEER_NETNS"},
+	"bridge":         {`bridge(name, netns=host(), mac=None, mtu=None)`, "Creates a bridge.\nEquivalent to: ip link add NAME type bridge"},
+	"macvlan":        {`macvlan(name, parent, mode="bridge", netns=None, mac=None, mtu=None)`, "Creates a macvlan on a link of the lab; mode is private, vepa, bridge or passthru.\nEquivalent to: ip link add NAME link PARENT type macvlan mode MODE"},
+	"macvtap":        {`macvtap(name, parent, mode="bridge", netns=None, mac=None, mtu=None)`, "Creates a macvtap on a link of the lab, as macvlan does.\nEquivalent to: ip link add NAME link PARENT type macvtap mode MODE"},
+	"dummy":          {`dummy(name, netns=host(), mac=None, mtu=None)`, "Creates a dummy link.\nEquivalent to: ip link add NAME type dummy"},
+	"vlan":           {`vlan(name, parent, id, netns=None)`, "Creates an 802.1Q VLAN link on parent.\nEquivalent to: ip link add NAME link PARENT type vlan id ID"},
+	"exec_in":        {`exec_in(netns, cmd, check=True, timeout="30s", stdin="")`, "Runs a command (a list, or a string for /bin/sh -c) in the namespace, as ip netns exec does; returns .rc .stdout .stderr .timed_out.\nA non-zero exit fails the input unless check=False."},
+	"spawn_in":       {`spawn_in(netns, cmd)`, "Starts a command in the background in the namespace; returns a proc (.pid, .stop()). It is stopped at teardown and on rollback."},
+	"ping":           {`ping(netns, dst, count=3, timeout="1s", interval="200ms", dev=None)`, "Sends ICMP echo from inside the namespace; returns .sent .received .ok .rtt_ms .ttl .error .error_from."},
+	"reach":          {`reach(netns, dst, count=3, timeout="1s", interval="200ms", dev=None)`, "Fails (and rolls back) unless a reply comes."},
+	"unreachable":    {`unreachable(netns, dst, count=3, timeout="1s", interval="200ms", dev=None)`, "Fails (and rolls back) if a reply comes."},
+	"pingall":        {`pingall(namespaces, count=1, timeout="1s")`, "Pings between every pair of namespaces, like Mininet's pingall: {\"ns1\": {\"ns2\": True, ...}, ...}."},
+	"capture":        {`capture(netns, dev, filter="", pcap=None)`, "Counts packets on a link by protocol (AF_PACKET); filters: arp ip ip6 icmp icmp6 tcp udp, host ADDR, joined by and. .stop() returns the counts; pcap= also writes a file."},
+	"dhcp_server":    {`dhcp_server(netns, link, range, router=None, dns=[], lease="1h", subnet=None)`, "Serves DHCPv4 on link from a process of its own; returns a proc (.pid, .stop()).\nEquivalent to: ip netns exec NETNS dnsmasq --interface=LINK --dhcp-range=FIRST,LAST,LEASE"},
+	"dhcp_client":    {`dhcp_client(link, timeout="10s", default_route=True)`, "Obtains a DHCPv4 lease on link and applies its address and default route; returns struct(addr, router, dns, lease_s, server)."},
+	"nat":            {`nat.masquerade | nat.snat | nat.dnat | nat.floating`, "NAT through nftables, in a table of the lab's own per namespace (never in host())."},
+	"nat.masquerade": {`nat.masquerade(netns, out, src=None)`, "Rewrites the source of traffic leaving through out to out's address.\nEquivalent to: nft add rule ip nsrun-LAB postrouting oif OUT ip saddr SRC masquerade"},
+	"nat.snat":       {`nat.snat(netns, src, to, out=None)`, "Rewrites the source of traffic from src to the address to.\nEquivalent to: nft add rule ip nsrun-LAB postrouting ip saddr SRC snat to TO"},
+	"nat.dnat":       {`nat.dnat(netns, dst, to, in_=None)`, "Rewrites the destination dst to the address to.\nEquivalent to: nft add rule ip nsrun-LAB prerouting ip daddr DST dnat to TO"},
+	"nat.floating":   {`nat.floating(netns, floating, fixed)`, "Neutron's floating IP: 1:1 DNAT of floating to fixed, and SNAT back."},
+	"struct":         {`struct(**kwargs)`, "A record of named fields: struct(a=1).a"},
+	"json":           {`json.encode(x) | json.decode(s) | json.indent(s)`, "The JSON module."},
+	"math":           {`math.sqrt(x) | math.floor(x) | ...`, "The math module."},
+	"argv":           {`argv`, "The arguments after the recipe's path, as a list of strings."},
+	"help":           {`help(x=None)`, "help() lists the builtins; help(veth) or help(\"veth\") prints one's documentation (methods too: help(ns.link))."},
+
+	"netns.name":      {`ns.name`, `The namespace's name ("host" for host()).`},
+	"netns.link":      {`ns.link(name)`, "A link that already exists in the namespace, such as \"lo\".\nEquivalent to: ip -n NS link show NAME"},
+	"netns.route":     {`ns.route(dst, via=None, dev=None, metric=None)`, "Adds a route; dst is a CIDR or \"default\". In host(), dev= must be a lab link.\nEquivalent to: ip -n NS route add DST via VIA dev DEV"},
+	"netns.sysctl":    {`ns.sysctl(key, value)`, "Sets a sysctl in the namespace and returns the old value, restored on rollback.\nEquivalent to: ip netns exec NS sysctl -w KEY=VALUE"},
+	"netns.links":     {`ns.links()`, "The namespace's links, as the kernel has them now."},
+	"netns.addrs":     {`ns.addrs()`, "The namespace's addresses, as the kernel has them now."},
+	"netns.routes":    {`ns.routes()`, "The namespace's routes, as the kernel has them now."},
+	"netns.neighbors": {`ns.neighbors()`, "The ARP and NDP tables: [struct(ip, mac, dev, state)]."},
+	"link":            {`a link`, "Made by veth(), bridge(), macvlan(), ...; its methods return it, so they chain.\nAttributes: .name .netns .mac .kind .peer  Methods: .addr() .up() .down() .master() .nomaster() .set() .move()"},
+	"link.addr":       {`link.addr(addr, ...)`, "Adds addresses, v4 and v6; a bare address is /32 or /128.\nEquivalent to: ip addr add ADDR dev LINK"},
+	"link.up":         {`link.up()`, "Equivalent to: ip link set LINK up"},
+	"link.down":       {`link.down()`, "Equivalent to: ip link set LINK down"},
+	"link.master":     {`link.master(bridge)`, "Enslaves the link to a bridge.\nEquivalent to: ip link set LINK master BRIDGE"},
+	"link.nomaster":   {`link.nomaster()`, "Equivalent to: ip link set LINK nomaster"},
+	"link.set":        {`link.set(mtu=None, mac=None, hairpin=None)`, "Equivalent to: ip link set LINK mtu MTU address MAC; bridge link set dev LINK hairpin on"},
+	"link.move":       {`link.move(netns)`, "Moves the link to another namespace (prefer creating it in place).\nEquivalent to: ip link set LINK netns NETNS"},
+	"proc":            {`a proc`, "A background process from spawn_in() or dhcp_server(): .pid, .stop()."},
+	"proc.stop":       {`proc.stop()`, "Stops the process and its children (SIGTERM, then SIGKILL)."},
+	"capture.stop":    {`capture.stop()`, "Stops the capture and returns its counts by protocol."},
+}
+
+// Doc returns the documentation of a builtin, method (type.method) or
+// type, or "" if there is none.
+func Doc(name string) string {
+	d, ok := docs[name]
+	if !ok {
+		return ""
+	}
+	return d.sig + "\n" + indent(d.text)
+}
+
+// Summaries lists the predeclared names with the first line of each one's
+// documentation, sorted, for help().
+func Summaries() []string {
+	var names []string
+	for name := range Predeclared(nil) {
+		names = append(names, name)
+	}
+	names = append(names, "help")
+	sort.Strings(names)
+	lines := make([]string, 0, len(names))
+	for _, name := range names {
+		d := docs[name]
+		first, _, _ := strings.Cut(d.text, "\n")
+		lines = append(lines, fmt.Sprintf("  %-14s %s", name, first))
+	}
+	return lines
+}
+
+func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }
+
+// Help is the REPL's help(): help() lists the builtins, help(veth),
+// help("veth") or help(ns.link) prints one's documentation.
+var Help = starlark.NewBuiltin("help", help)
+
+func help(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var x starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "x?", &x); err != nil {
+		return nil, err
+	}
+	var name string
+	switch x := x.(type) {
+	case starlark.NoneType:
+		thread.Print(thread, "Builtins (help(NAME) for one; Starlark's own: print, fail, len, range, ...):\n"+strings.Join(Summaries(), "\n"))
+		return starlark.None, nil
+	case starlark.String:
+		name = string(x)
+	case *starlark.Builtin:
+		name = x.Name()
+		if r := x.Receiver(); r != nil {
+			name = r.Type() + "." + name
+		}
+	case *starlarkstruct.Module:
+		name = x.Name
+	default:
+		name = x.Type()
+	}
+	d := Doc(name)
+	if d == "" {
+		return nil, fmt.Errorf("%s: no documentation for %s", b.Name(), name)
+	}
+	thread.Print(thread, d)
+	return starlark.None, nil
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"sort"
+	"strings"
+	"unicode"
+
+	"go.starlark.net/starlark"
+
+	"github.com/nsrun/nsrun/runtime"
+)
+
+// completer completes, at the cursor: inside a string literal, the lab's
+// namespace names (after `.link(`, its link names); after `x.` (a dotted
+// chain of names), the attributes of x's value in the session's globals;
+// otherwise the globals, builtins, predeclared modules and Starlark's own
+// names. Nothing is evaluated but attribute lookups.
+type completer struct{ s *runtime.Session }
+
+func (c *completer) Do(line []rune, pos int) ([][]rune, int) {
+	prefix, names := c.candidates(string(line[:pos]))
+	var out [][]rune
+	seen := map[string]bool{}
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) && !seen[n] {
+			seen[n] = true
+			out = append(out, []rune(n[len(prefix):]))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i]) < string(out[j]) })
+	return out, len([]rune(prefix))
+}
+
+// candidates returns the word being completed and the names it may become.
+func (c *completer) candidates(text string) (string, []string) {
+	if quote, ok := openString(text); ok {
+		prefix := text[quote+1:]
+		netns, links := c.s.Names()
+		if strings.HasSuffix(strings.TrimRight(text[:quote], " "), ".link(") {
+			return prefix, links
+		}
+		return prefix, netns
+	}
+	start := len(text)
+	for start > 0 {
+		r := rune(text[start-1])
+		if r != '_' && r != '.' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			break
+		}
+		start--
+	}
+	word := text[start:]
+	if dot := strings.LastIndexByte(word, '.'); dot >= 0 {
+		v := c.lookup(word[:dot])
+		if v == nil {
+			return word[dot+1:], nil
+		}
+		return word[dot+1:], v.AttrNames()
+	}
+	var names []string
+	for _, d := range []starlark.StringDict{c.s.Globals, c.s.Predeclared(), starlark.Universe} {
+		names = append(names, d.Keys()...)
+	}
+	return word, names
+}
+
+// lookup resolves a dotted chain of names (a, a.b) to a value with
+// attributes, or nil.
+func (c *completer) lookup(chain string) starlark.HasAttrs {
+	parts := strings.Split(chain, ".")
+	v, ok := c.s.Globals[parts[0]]
+	if !ok {
+		v = c.s.Predeclared()[parts[0]]
+	}
+	for _, p := range parts[1:] {
+		h, ok := v.(starlark.HasAttrs)
+		if !ok {
+			return nil
+		}
+		if v, _ = h.Attr(p); v == nil {
+			return nil
+		}
+	}
+	h, _ := v.(starlark.HasAttrs)
+	return h
+}
+
+// openString reports whether text ends inside a string literal, and where
+// its opening quote is.
+func openString(text string) (int, bool) {
+	open, quote := -1, byte(0)
+	for i := 0; i < len(text); i++ {
+		ch := text[i]
+		switch {
+		case open >= 0 && ch == '\\':
+			i++
+		case open >= 0 && ch == quote:
+			open = -1
+		case open < 0 && (ch == '"' || ch == '\''):
+			open, quote = i, ch
+		case open < 0 && ch == '#':
+			return -1, false
+		}
+	}
+	return open, open >= 0
+}

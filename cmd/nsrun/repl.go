@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/chzyer/readline"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+
+	"github.com/nsrun/nsrun/builtins"
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
+)
+
+func init() {
+	register(command{"repl", "[flags] [RECIPE [ARGS...]]", "an interactive session on a lab; each input is rolled back if it fails", cmdRepl})
+}
+
+func cmdRepl(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("repl", "[flags] [RECIPE [ARGS...]]", stderr)
+	fs.SetInterspersed(false)
+	name := fs.String("name", "", `name of the lab (default: the recipe's base name, or "repl")`)
+	keep := fs.Bool("keep", false, "at the end (Ctrl-D), leave the lab up instead of tearing it down (`nsrun down LAB` removes it)")
+	sandbox := fs.Bool("sandbox", false, "run in a fresh network and mount namespace: nothing is visible to the machine, and all of it vanishes at exit")
+	verbose := fs.BoolP("verbose", "v", false, "print each change as it is made")
+	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
+	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop an input, and roll it back, after this many Starlark steps")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: nsrun repl [flags] [RECIPE [ARGS...]]
+
+An interactive Starlark session on one lab (shown by nsrun ls while it runs).
+With a RECIPE, the recipe runs first and its globals are in scope; if it
+fails, it is rolled back and the session starts without them.
+
+Each input is a transaction: if it fails (an error, fail(), Ctrl-C), what it
+created is rolled back and the globals it assigned are dropped; earlier
+inputs' work stays. A lone expression's value is printed. help() lists the
+builtins, help(veth) documents one. Tab completes builtins, globals,
+attributes after "x.", and inside a string the lab's namespace names (link
+names after .link(").
+
+Ctrl-C cancels the running input (at the prompt: a new prompt). Ctrl-D ends
+the session and tears the lab down, unless --keep. History is kept in
+$XDG_STATE_HOME/nsrun/history or ~/.nsrun_history (on a terminal only).
+
+Flags:
+%s`, fs.FlagUsages())
+	}
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if *sandbox && !nsexec.Sandboxed() {
+		code, err := nsexec.RunSandboxed()
+		if err != nil {
+			fmt.Fprintf(stderr, "nsrun: %v\n", err)
+			return runtime.ExitUsage
+		}
+		return code
+	}
+	if nsexec.Sandboxed() {
+		if err := enterSandbox(); err != nil {
+			fmt.Fprintf(stderr, "nsrun: setting up the sandbox: %v\n", err)
+			return runtime.ExitUsage
+		}
+		if *keep {
+			fmt.Fprintln(stderr, "nsrun: --keep has no effect in a sandbox: the lab vanishes with it")
+			*keep = false
+		}
+	}
+	var recipe string
+	var argv []string
+	if fs.NArg() > 0 {
+		recipe, argv = fs.Arg(0), fs.Args()[1:]
+	}
+	k := kernel.NewNetlink(runtime.NetnsDir)
+	defer k.Close()
+	interp := newInterp(argv, *libs)
+	interp.Predeclared["help"] = builtins.Help
+	s, err := runtime.OpenSession(runtime.RunOptions{
+		Recipe: recipe, Args: argv, Lab: *name, StateDir: runtime.StateDir, Kernel: k,
+		Interp: interp, Stdout: stdout, Stderr: stderr, Verbose: *verbose, MaxSteps: *maxSteps,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitUsage
+	}
+	in := newLineReader(stdout, stderr, &completer{s})
+	r := &repl{s: s, in: in, out: stdout, stderr: stderr}
+	stop := r.catchSignals()
+	if recipe != "" {
+		r.transaction(func(ctx context.Context) {
+			if s.RunRecipe(ctx) != nil {
+				fmt.Fprintf(stderr, "nsrun: the recipe failed and was rolled back; the session starts without its globals\n")
+			}
+		})
+	}
+	for !r.terminated() {
+		f, err := r.read()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			continue
+		}
+		r.transaction(func(ctx context.Context) {
+			if v, err := s.Eval(ctx, f); err == nil && v != starlark.None {
+				fmt.Fprintln(stdout, v)
+			}
+		})
+	}
+	in.Close()
+	stop()
+	return s.Close(*keep)
+}
+
+// repl is the loop's state: the input being run, and whether SIGTERM
+// asked the session to end.
+type repl struct {
+	s           *runtime.Session
+	in          lineReader
+	out, stderr io.Writer
+
+	mu     sync.Mutex
+	cancel context.CancelCauseFunc // of the running input; nil at the prompt
+	term   bool
+}
+
+// catchSignals makes SIGINT cancel the running input (at a terminal's
+// prompt readline gets Ctrl-C as a key instead), and SIGTERM cancel it and
+// end the session, which then tears the lab down.
+func (r *repl) catchSignals() func() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for sig := range sigs {
+			r.mu.Lock()
+			if r.cancel != nil {
+				r.cancel(fmt.Errorf("interrupted by %v", sig))
+			}
+			if sig == syscall.SIGTERM && !r.term {
+				r.term = true
+				r.in.Close()
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return func() { signal.Stop(sigs); close(sigs) }
+}
+
+func (r *repl) terminated() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.term
+}
+
+// transaction runs fn with a context that a signal cancels.
+func (r *repl) transaction(fn func(ctx context.Context)) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	r.mu.Lock()
+	r.cancel = cancel
+	if r.term {
+		cancel(errors.New("terminated"))
+	}
+	r.mu.Unlock()
+	fn(ctx)
+	r.mu.Lock()
+	r.cancel = nil
+	r.mu.Unlock()
+	cancel(nil)
+}
+
+// read reads one statement, over several lines if it is compound. It
+// returns io.EOF at the end of input; any other error has been reported
+// (or was a Ctrl-C at the prompt).
+func (r *repl) read() (*syntax.File, error) {
+	r.in.SetPrompt(">>> ")
+	var eof, interrupted bool
+	f, err := runtime.ReplOptions.ParseCompoundStmt("<stdin>", func() ([]byte, error) {
+		line, err := r.in.Readline()
+		r.in.SetPrompt("... ")
+		switch {
+		case errors.Is(err, io.EOF):
+			eof = true
+		case errors.Is(err, readline.ErrInterrupt):
+			interrupted = true
+		case err == nil:
+			return []byte(line + "\n"), nil
+		}
+		return nil, err
+	})
+	switch {
+	case eof:
+		return nil, io.EOF
+	case interrupted:
+		return nil, readline.ErrInterrupt
+	case err != nil:
+		fmt.Fprintln(r.stderr, err)
+	}
+	return f, err
+}
+
+// lineReader reads input lines: readline on a terminal, plain lines (no
+// prompts, no history) otherwise.
+type lineReader interface {
+	Readline() (string, error)
+	SetPrompt(string)
+	Close() error
+}
+
+func newLineReader(stdout, stderr io.Writer, c readline.AutoCompleter) lineReader {
+	if !readline.IsTerminal(int(os.Stdin.Fd())) || !readline.IsTerminal(int(os.Stdout.Fd())) {
+		return &plainReader{r: bufio.NewReader(os.Stdin)}
+	}
+	rl, err := readline.NewEx(&readline.Config{
+		Prompt:          ">>> ",
+		HistoryFile:     historyFile(),
+		AutoComplete:    c,
+		InterruptPrompt: "^C",
+		EOFPrompt:       "",
+		Stdout:          stdout,
+		Stderr:          stderr,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: no line editing: %v\n", err)
+		return &plainReader{r: bufio.NewReader(os.Stdin)}
+	}
+	return rl
+}
+
+// historyFile is $XDG_STATE_HOME/nsrun/history, else ~/.nsrun_history.
+func historyFile() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		dir := filepath.Join(d, "nsrun")
+		if os.MkdirAll(dir, 0o700) == nil {
+			return filepath.Join(dir, "history")
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".nsrun_history")
+	}
+	return ""
+}
+
+type plainReader struct {
+	mu     sync.Mutex
+	r      *bufio.Reader
+	closed bool
+}
+
+func (p *plainReader) SetPrompt(string) {}
+
+func (p *plainReader) Readline() (string, error) {
+	line, err := p.r.ReadString('\n')
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed || (err != nil && line == "") {
+		return "", io.EOF
+	}
+	return strings.TrimSuffix(line, "\n"), nil
+}
+
+func (p *plainReader) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/runtime/nstest"
+)
+
+// hang turns a hang into a failure; nothing is timed.
+const hang = 60 * time.Second
+
+// openPty returns a pseudo-terminal's master and its slave.
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 200})
+	return m, s
+}
+
+// term is the user's side of a session on a pseudo-terminal.
+type term struct {
+	t      *testing.T
+	master *os.File
+	mu     sync.Mutex
+	cond   *sync.Cond
+	out    bytes.Buffer
+	seen   int // output up to here has been matched
+	closed bool
+}
+
+func (tm *term) pump() {
+	buf := make([]byte, 4096)
+	for {
+		n, err := tm.master.Read(buf)
+		tm.mu.Lock()
+		tm.out.Write(buf[:n])
+		if err != nil {
+			tm.closed = true
+		}
+		tm.cond.Broadcast()
+		tm.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// expect waits for want in the output after what was matched before.
+func (tm *term) expect(want string) string {
+	tm.t.Helper()
+	timer := time.AfterFunc(hang, func() { tm.mu.Lock(); tm.closed = true; tm.cond.Broadcast(); tm.mu.Unlock() })
+	defer timer.Stop()
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	for {
+		rest := tm.out.String()[tm.seen:]
+		if i := strings.Index(rest, want); i >= 0 {
+			tm.seen += i + len(want)
+			return rest[:i]
+		}
+		if tm.closed {
+			tm.t.Fatalf("waiting for %q; the output after the last match:\n%s", want, rest)
+		}
+		tm.cond.Wait()
+	}
+}
+
+func (tm *term) dump() string {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return tm.out.String()
+}
+
+func (tm *term) send(s string) {
+	tm.t.Helper()
+	if _, err := tm.master.Write([]byte(s)); err != nil {
+		tm.t.Fatal(err)
+	}
+}
+
+// Issue 5, item 1: a REPL session on a terminal builds two namespaces,
+// fails an input (only it is rolled back), completes names with Tab, and
+// tears everything down at Ctrl-D.
+func TestReplTerminal(t *testing.T) {
+	nstest.Kernel(t)
+	before := nstest.Snapshot(t)
+	master, slave := openPty(t)
+	defer master.Close()
+	cmd := exec.Command(nsrunBin, "repl", "--name", "r5")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "TERM=dumb")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	tm := &term{t: t, master: master}
+	tm.cond = sync.NewCond(&tm.mu)
+	go tm.pump()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	done := false
+	defer func() {
+		if !done { // a failure: end the session as a crash would, and recover its lab
+			cmd.Process.Kill()
+			<-exited
+			nsrun(t, "recover")
+		}
+	}()
+
+	tm.expect(">>> ")
+	tm.send("a = netns(\"r5a\")\r")
+	tm.expect(">>> ")
+	tm.send("b = netns(\"r5b\")\r")
+	tm.expect(">>> ")
+	tm.send("c = netns(\"r5c\"); fail(\"boom\")\r")
+	tm.expect("Error in fail: fail: boom")
+	tm.expect(`rolled back 2 changes (netns "r5c"`)
+	tm.expect(">>> ")
+	if got := nstest.Ip(t, "", "netns", "list"); !strings.Contains(got, "r5a") || !strings.Contains(got, "r5b") || strings.Contains(got, "r5c") {
+		t.Errorf("after the failed input, ip netns list:\n%s", got)
+	}
+	if r := nsrun(t, "ls"); !strings.Contains(r.stdout, "r5") {
+		t.Errorf("ls does not show the session's lab: %+v", r)
+	}
+	tm.send("c\r") // the failed input's global is gone too
+	tm.expect("undefined: c")
+	tm.expect(">>> ")
+
+	// Tab completes a builtin, an attribute and, in a string, a link name.
+	tm.send("type(ve\t)\r")
+	tm.expect("builtin_function_or_method")
+	tm.expect(">>> ")
+	tm.send("a.na\t.upper()\r")
+	tm.expect(`"R5A"`)
+	tm.expect(">>> ")
+	tm.send("b.link(\"l\t\").name.upper()\r")
+	tm.expect(`"LO"`)
+	tm.expect(">>> ")
+
+	// A multi-line statement; Ctrl-C at the prompt gives a new one.
+	tm.send("for i in range(2):\r")
+	tm.expect("... ")
+	tm.send("    print(\"sum\", i + 40)\r")
+	tm.expect("... ")
+	tm.send("\r")
+	tm.expect("sum 41")
+	tm.expect(">>> ")
+	tm.send("\x03")
+	tm.expect("^C")
+	// The prompt readline redraws at Ctrl-C comes before it returns: wait
+	// for the output of a line read by the next prompt before Ctrl-D.
+	tm.send("print(\"after\" + \"C\")\r")
+	tm.expect("afterC")
+	tm.expect(">>> ")
+
+	tm.send("\x04")
+	select {
+	case err := <-exited:
+		done = true
+		if err != nil {
+			t.Fatalf("repl exited with %v:\n%s", err, tm.dump())
+		}
+	case <-time.After(hang):
+		t.Fatalf("the repl did not end at Ctrl-D:\n%s", tm.dump())
+	}
+	if after := nstest.Snapshot(t); after != before {
+		t.Errorf("the session left:\n%s\nwant:\n%s", after, before)
+	}
+}
+
+// Without a terminal the REPL reads plain lines: a recipe runs first and its
+// globals are in scope; a failed input is rolled back; at EOF the lab goes.
+func TestReplStdin(t *testing.T) {
+	nstest.Kernel(t)
+	before := nstest.Snapshot(t)
+	recipe := write(t, "pair.star", "x = netns(\"rs1\")\n")
+	cmd := exec.Command(nsrunBin, "repl", recipe)
+	cmd.Stdin = strings.NewReader("y = netns(\"rs2\")\nnetns(\"rs3\"); fail(\"no\")\nprint(x.name, y.name)\nprint(exec_in(host(), \"ip netns list\").stdout)\n")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "rs1 rs2") || strings.Contains(out.String(), "rs3") {
+		t.Errorf("stdout:\n%s", out.String())
+	}
+	if !strings.Contains(errb.String(), "Error in fail: fail: no") || !strings.Contains(errb.String(), `rolled back 2 changes (netns "rs3"`) {
+		t.Errorf("stderr:\n%s", errb.String())
+	}
+	if after := nstest.Snapshot(t); after != before {
+		t.Errorf("the session left:\n%s\nwant:\n%s", after, before)
+	}
+	if r := nsrun(t, "help", "repl"); r.code != 0 || !strings.Contains(r.stdout, "--keep") || !strings.Contains(r.stdout, "Ctrl-D") {
+		t.Errorf("help repl: %+v", r)
+	}
+}
