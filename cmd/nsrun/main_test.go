@@ -39,17 +39,7 @@ type result struct {
 
 func nsrun(t *testing.T, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	cmd := exec.Command(nsrunBin, args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, out.String(), errb.String()}
+	return nsrunStdin(t, "", nil, args...)
 }
 
 func write(t *testing.T, name, src string) string {

@@ -20,7 +20,6 @@ import (
 	"github.com/nsrun/nsrun/builtins"
 	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/kernel"
-	"github.com/nsrun/nsrun/runtime/nsexec"
 )
 
 func init() {
@@ -60,19 +59,11 @@ Flags:
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
-	if *sandbox && !nsexec.Sandboxed() {
-		code, err := nsexec.RunSandboxed()
-		if err != nil {
-			fmt.Fprintf(stderr, "nsrun: %v\n", err)
-			return runtime.ExitUsage
-		}
+	inside, code, done := enterIfSandboxed(*sandbox, stderr)
+	if done {
 		return code
 	}
-	if nsexec.Sandboxed() {
-		if err := enterSandbox(); err != nil {
-			fmt.Fprintf(stderr, "nsrun: setting up the sandbox: %v\n", err)
-			return runtime.ExitUsage
-		}
+	if inside {
 		if *keep {
 			fmt.Fprintln(stderr, "nsrun: --keep has no effect in a sandbox: the lab vanishes with it")
 			*keep = false

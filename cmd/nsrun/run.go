@@ -67,19 +67,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return runtime.ExitUsage
 	}
 	recipe := fs.Arg(0)
-	if *sandbox && !nsexec.Sandboxed() {
-		code, err := nsexec.RunSandboxed()
-		if err != nil {
-			fmt.Fprintf(stderr, "nsrun: %v\n", err)
-			return runtime.ExitUsage
-		}
+	inside, code, done := enterIfSandboxed(*sandbox, stderr)
+	if done {
 		return code
 	}
-	if nsexec.Sandboxed() {
-		if err := enterSandbox(); err != nil {
-			fmt.Fprintf(stderr, "nsrun: setting up the sandbox: %v\n", err)
-			return runtime.ExitUsage
-		}
+	if inside {
 		*rm = true // the sandbox vanishes at exit: tear down through the same undo path
 	}
 
@@ -110,6 +102,28 @@ func newInterp(argv, libs []string) *runtime.Interp {
 		libs = append(libs, filepath.SplitList(p)...)
 	}
 	return &runtime.Interp{Predeclared: builtins.Predeclared(argv), Std: recipes.Std, Path: libs}
+}
+
+// enterIfSandboxed handles --sandbox: outside, it runs this command again inside a
+// sandbox and returns its exit code (done); inside, it sets the sandbox up
+// and reports inside, so the command runs on.
+func enterIfSandboxed(want bool, stderr io.Writer) (inside bool, code int, done bool) {
+	if want && !nsexec.Sandboxed() {
+		code, err := nsexec.RunSandboxed()
+		if err != nil {
+			fmt.Fprintf(stderr, "nsrun: %v\n", err)
+			return false, runtime.ExitUsage, true
+		}
+		return false, code, true
+	}
+	if !nsexec.Sandboxed() {
+		return false, 0, false
+	}
+	if err := enterSandbox(); err != nil {
+		fmt.Fprintf(stderr, "nsrun: setting up the sandbox: %v\n", err)
+		return true, runtime.ExitUsage, true
+	}
+	return true, 0, false
 }
 
 // enterSandbox makes this process's namespaces a sandbox: private

@@ -269,19 +269,26 @@ func (k *Netlink) table(c *nftables.Conn, fam nftables.TableFamily, name string)
 	return nil, nil
 }
 
-func (k *Netlink) NATRuleDel(ns, family, table, comment string) error {
+// existing returns a connection to ns's nftables and the table, or a nil
+// table if it (or its namespace) is gone.
+func (k *Netlink) existing(ns, family, table string) (*nftables.Conn, *nftables.Table, error) {
 	fam, err := nftFamily(family)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	c, err := k.nft(ns)
 	if gone(err) {
-		return nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	t, err := k.table(c, fam, table)
+	return c, t, err
+}
+
+func (k *Netlink) NATRuleDel(ns, family, table, comment string) error {
+	c, t, err := k.existing(ns, family, table)
 	if err != nil || t == nil {
 		return err
 	}
@@ -308,18 +315,7 @@ func (k *Netlink) NATRuleDel(ns, family, table, comment string) error {
 }
 
 func (k *Netlink) NATDelTable(ns, family, table string) error {
-	fam, err := nftFamily(family)
-	if err != nil {
-		return err
-	}
-	c, err := k.nft(ns)
-	if gone(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	t, err := k.table(c, fam, table)
+	c, t, err := k.existing(ns, family, table)
 	if err != nil || t == nil {
 		return err
 	}
