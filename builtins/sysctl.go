@@ -1,7 +1,9 @@
 package builtins
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"regexp"
 	"strings"
 
@@ -87,6 +89,11 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, fmt.Errorf("%s: reading %s in netns %q: %w", b.Name(), key, n.Name(), err)
 	}
 	if err := rt.Change(thread, runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old}, func(*runtime.Step) error { return rt.Kernel.SysctlSet(n.name, key, val) }); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			// Root gets this too: the key is a setting of the whole machine,
+			// which other namespaces may read but not write.
+			return nil, fmt.Errorf("%s: %s is not a per-namespace setting: the kernel lets only the machine's own namespace change it, and nsrun never does", b.Name(), key)
+		}
 		return nil, fmt.Errorf("%s: setting %s=%s in netns %q: %w", b.Name(), key, val, n.Name(), err)
 	}
 	return starlark.String(old), nil

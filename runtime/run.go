@@ -107,6 +107,7 @@ func Run(ctx context.Context, o RunOptions) int {
 		errf("nothing was changed")
 		return ExitUsage
 	}
+	defer lab.Unlock()
 	defer journal.Close()
 	rt := New(o.Lab, o.Kernel, journal)
 	rt.ID, rt.Dir, rt.Ctx, rt.Argv = lab.Info.ID, lab.Dir, ctx, o.Args

@@ -177,6 +177,7 @@ func sortedKeys(m map[string]bool) []string {
 // with keep the lab stays up, for `nsrun down` to remove. It returns the
 // exit code.
 func (s *Session) Close(keep bool) int {
+	defer s.Lab.Unlock()
 	defer s.journal.Close()
 	if keep {
 		if err := s.Lab.SetState(LabUp); err != nil {

@@ -30,6 +30,9 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nsrun exec: name a lab, a namespace and a command: nsrun exec LAB NS -- CMD [ARGS...]")
 		return runtime.ExitUsage
 	}
+	if code, ok := inKeptSandbox(rest[0], append([]string{"exec"}, args...), stdout, stderr); ok {
+		return code
+	}
 	return runIn(rest[0], rest[1], rest[2:], nil, stdout, stderr)
 }
 
@@ -42,6 +45,9 @@ func cmdShell(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 2 {
 		fmt.Fprintln(stderr, "nsrun shell: name a lab and one of its namespaces (or host): nsrun shell LAB NS")
 		return runtime.ExitUsage
+	}
+	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{"shell"}, args...), stdout, stderr); ok {
+		return code
 	}
 	argv, env := runtime.ShellCommand(fs.Arg(0), fs.Arg(1))
 	return runIn(fs.Arg(0), fs.Arg(1), argv, env, stdout, stderr)

@@ -65,6 +65,9 @@ Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
 			fmt.Fprintf(stderr, "nsrun graph: arguments after the lab %q: only a recipe takes them\n", target)
 			return runtime.ExitUsage
 		}
+		if code, ok := inKeptSandbox(target, append([]string{"graph"}, args...), stdout, stderr); ok {
+			return code
+		}
 		topo, err = labTopology(target, stderr)
 	}
 	if err != nil {

@@ -43,6 +43,9 @@ func cmdInspect(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nsrun inspect: name one lab (see `nsrun ls`)")
 		return runtime.ExitUsage
 	}
+	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{"inspect"}, args...), stdout, stderr); ok {
+		return code
+	}
 	lab, k, err := openLab(fs.Arg(0), stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
@@ -146,6 +149,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "nsrun check: name one lab (see `nsrun ls`)")
 		return runtime.ExitUsage
+	}
+	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{"check"}, args...), stdout, stderr); ok {
+		return code
 	}
 	lab, k, err := openLab(fs.Arg(0), stderr)
 	if err != nil {

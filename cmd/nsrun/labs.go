@@ -12,6 +12,8 @@ import (
 
 func cmdLs(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("ls", "", stderr)
+	rowsOnly := fs.Bool("rows", false, "print the rows only, tab-separated (for a kept sandbox's listing)")
+	fs.MarkHidden("rows")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -23,10 +25,28 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
 		return runtime.ExitFailed
 	}
-	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "LAB\tSTATE\tCHANGES\tSTARTED\tRECIPE")
+	var rows []string
 	for _, l := range labs {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", l.Name, l.State, l.Steps, l.Started.Local().Format(time.DateTime), l.Recipe)
+		rows = append(rows, fmt.Sprintf("%s\t%s\t%d\t%s\t%s", l.Name, l.State, l.Steps, l.Started.Local().Format(time.DateTime), l.Recipe))
+	}
+	if *rowsOnly {
+		for _, r := range rows {
+			fmt.Fprintln(stdout, r)
+		}
+		return runtime.ExitOK
+	}
+	sandboxed := keptSandboxRows()
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if len(sandboxed) == 0 {
+		fmt.Fprintln(w, "LAB\tSTATE\tCHANGES\tSTARTED\tRECIPE")
+	} else {
+		fmt.Fprintln(w, "LAB\tSTATE\tCHANGES\tSTARTED\tRECIPE\tWHERE")
+		for i := range rows {
+			rows[i] += "\tmachine"
+		}
+	}
+	for _, r := range append(rows, sandboxed...) {
+		fmt.Fprintln(w, r)
 	}
 	w.Flush()
 	return runtime.ExitOK
@@ -46,6 +66,10 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	runtime.Recover(runtime.StateDir, k, stderr)
 	code := runtime.ExitOK
 	for _, name := range fs.Args() {
+		if c, ok := inKeptSandbox(name, []string{"down", name}, stdout, stderr); ok {
+			code = max(code, c)
+			continue
+		}
 		lab, err := runtime.OpenLab(runtime.StateDir, name)
 		if err == nil {
 			err = lab.TryLock()

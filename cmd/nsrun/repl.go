@@ -31,7 +31,7 @@ func cmdRepl(args []string, stdout, stderr io.Writer) int {
 	fs.SetInterspersed(false)
 	name := fs.String("name", "", `name of the lab (default: the recipe's base name, or "repl")`)
 	keep := fs.Bool("keep", false, "at the end (Ctrl-D), leave the lab up instead of tearing it down (`nsrun down LAB` removes it)")
-	sandbox := fs.Bool("sandbox", false, "run in a fresh network and mount namespace: nothing is visible to the machine, and all of it vanishes at exit")
+	sandbox := fs.Bool("sandbox", false, sandboxUsage)
 	verbose := fs.BoolP("verbose", "v", false, "print each change as it is made")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop an input, and roll it back, after this many Starlark steps")
@@ -59,14 +59,14 @@ Flags:
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
-	inside, code, done := enterIfSandboxed(*sandbox, stderr)
+	inside, code, done := enterIfSandboxed(*sandbox, *keep, stderr)
 	if done {
 		return code
 	}
-	if inside {
-		if *keep {
-			fmt.Fprintln(stderr, "nsrun: --keep has no effect in a sandbox: the lab vanishes with it")
-			*keep = false
+	if !inside {
+		if err := needAdmin(); err != nil {
+			fmt.Fprintf(stderr, "nsrun repl: %v\n", err)
+			return runtime.ExitUsage
 		}
 	}
 	var recipe string
@@ -112,7 +112,7 @@ Flags:
 	}
 	in.Close()
 	stop()
-	return s.Close(*keep)
+	return holdIfKept(inside && *keep, s.Close(*keep))
 }
 
 // repl is the loop's state: the input being run, and whether SIGTERM

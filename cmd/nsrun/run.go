@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/builtins"
 	"github.com/nsrun/nsrun/recipes"
@@ -52,7 +53,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	name := fs.String("name", "", "name of the lab (default: the recipe's base name)")
 	rm := fs.Bool("rm", false, "remove the lab at the end, even on success")
 	keep := fs.Bool("keep-on-error", false, "leave a failed run's objects in place (still recorded: `nsrun down` removes them)")
-	sandbox := fs.Bool("sandbox", false, "run in a fresh network and mount namespace: nothing is visible to the machine, and all of it vanishes at exit")
+	sandbox := fs.Bool("sandbox", false, sandboxUsage)
+	keepSandbox := fs.Bool("keep", false, "with --sandbox: keep the sandbox and its lab after the run, for exec, shell, inspect and down")
 	verbose := fs.BoolP("verbose", "v", false, "print each change as it is made")
 	quiet := fs.BoolP("quiet", "q", false, "print only errors")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
@@ -67,19 +69,29 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return runtime.ExitUsage
 	}
 	recipe := fs.Arg(0)
-	inside, code, done := enterIfSandboxed(*sandbox, stderr)
+	if *keepSandbox && (!*sandbox || *rm) {
+		fmt.Fprintln(stderr, "nsrun run: --keep keeps a sandbox: it goes with --sandbox, and not with --rm")
+		return runtime.ExitUsage
+	}
+	inside, code, done := enterIfSandboxed(*sandbox, *keepSandbox, stderr)
 	if done {
 		return code
 	}
-	if inside {
+	if inside && !*keepSandbox {
 		*rm = true // the sandbox vanishes at exit: tear down through the same undo path
+	}
+	if !inside {
+		if err := needAdmin(); err != nil {
+			fmt.Fprintf(stderr, "nsrun run: %v\n", err)
+			return runtime.ExitUsage
+		}
 	}
 
 	ctx, stop := interruptible()
 	defer stop()
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
-	return runtime.Run(ctx, runtime.RunOptions{
+	code = runtime.Run(ctx, runtime.RunOptions{
 		Recipe:      recipe,
 		Args:        fs.Args()[1:],
 		Lab:         *name,
@@ -95,6 +107,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		Timeout:     *timeout,
 		MaxSteps:    *maxSteps,
 	})
+	return holdIfKept(inside && *keepSandbox, code)
 }
 
 func newInterp(argv, libs []string) *runtime.Interp {
@@ -107,9 +120,13 @@ func newInterp(argv, libs []string) *runtime.Interp {
 // enterIfSandboxed handles --sandbox: outside, it runs this command again inside a
 // sandbox and returns its exit code (done); inside, it sets the sandbox up
 // and reports inside, so the command runs on.
-func enterIfSandboxed(want bool, stderr io.Writer) (inside bool, code int, done bool) {
+func enterIfSandboxed(want, keep bool, stderr io.Writer) (inside bool, code int, done bool) {
 	if want && !nsexec.Sandboxed() {
-		code, err := nsexec.RunSandboxed()
+		var holdDir string
+		if keep {
+			holdDir = nsexec.HoldDir(runtime.StateDir)
+		}
+		code, err := nsexec.RunSandboxed(holdDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "nsrun: %v\n", err)
 			return false, runtime.ExitUsage, true
@@ -150,4 +167,44 @@ func interruptible() (context.Context, func()) {
 		}
 	}()
 	return ctx, func() { signal.Stop(sigs); cancel(nil) }
+}
+
+const sandboxUsage = "run in a sandbox: a fresh network and mount namespace (and, without root, a user namespace) that the machine cannot see and that vanishes at exit"
+
+// holdIfKept makes a kept sandbox's inside its holder once the command has
+// succeeded with a lab in it; else it returns code.
+func holdIfKept(kept bool, code int) int {
+	if kept && code == runtime.ExitOK && nsexec.CanHold() {
+		nsexec.Hold(code, sandboxLabs)
+	}
+	return code
+}
+
+// sandboxLabs lists the labs in this (kept) sandbox.
+func sandboxLabs() []string {
+	labs, _ := runtime.ListLabs(runtime.StateDir)
+	var names []string
+	for _, l := range labs {
+		names = append(names, l.Name)
+	}
+	return names
+}
+
+// needAdmin explains, without root, that changing the machine's network
+// needs it, and what to do instead.
+func needAdmin() error {
+	if hasNetAdmin() {
+		return nil
+	}
+	return errors.New("changing the machine's network needs root (CAP_NET_ADMIN); without it, --sandbox runs the recipe in a sandbox of its own")
+}
+
+// hasNetAdmin reports whether CAP_NET_ADMIN is in this process's effective set.
+func hasNetAdmin() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return os.Geteuid() == 0
+	}
+	return data[0].Effective&(1<<unix.CAP_NET_ADMIN) != 0
 }

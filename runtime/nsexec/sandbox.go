@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -35,13 +36,57 @@ func Sandboxed() bool { return sandboxed }
 // RunSandboxed runs this program again, with the same arguments, in a fresh
 // network namespace and a private mount namespace, and returns its exit code.
 // SIGINT and SIGTERM are passed on to it, so that it can roll back.
-func RunSandboxed() (int, error) {
+//
+// With holdDir set, the sandbox may be kept: if the inside calls Hold, this
+// returns the code it passes there and the sandbox lives on (see Hold).
+func RunSandboxed(holdDir string) (int, error) {
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), sandboxEnv+"=1", SandboxIDEnv+"="+fmt.Sprint(os.Getpid()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS,
 		Pdeathsig:  syscall.SIGKILL,
+	}
+	var ready *os.File
+	if holdDir != "" {
+		sock, path, err := listenHold(holdDir, os.Getpid())
+		if err != nil {
+			return 0, fmt.Errorf("making the sandbox's socket: %w", err)
+		}
+		defer sock.Close()
+		r, w, err := os.Pipe()
+		if err != nil {
+			os.Remove(path)
+			return 0, err
+		}
+		defer r.Close()
+		defer w.Close()
+		parent, err := os.OpenFile(filepath.Dir(holdDir), unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			os.Remove(path)
+			return 0, err
+		}
+		defer parent.Close()
+		ready = r
+		cmd.ExtraFiles = []*os.File{sock, w, parent}
+		cmd.Env = append(cmd.Env, holdEnv+"=1")
+		cmd.SysProcAttr.Pdeathsig = 0 // a kept sandbox outlives this process
+		defer func() {
+			if cmd.ProcessState != nil {
+				os.Remove(path) // not held
+				os.Remove(holdDir)
+			}
+		}()
+	}
+	if uid := os.Geteuid(); uid != 0 {
+		// Without root, a user namespace in which this user is root grants
+		// what the sandbox needs over its own namespaces, and nothing over
+		// the machine's.
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -61,6 +106,14 @@ func RunSandboxed() (int, error) {
 			}
 		}
 	}()
+	if ready != nil {
+		cmd.ExtraFiles[1].Close()
+		var code [1]byte
+		if n, _ := ready.Read(code[:]); n == 1 {
+			cmd.Process.Release() // held: it lives on
+			return int(code[0]), nil
+		}
+	}
 	err := cmd.Wait()
 	// Whatever the inside started and left (it was killed before its
 	// teardown, say) would keep the sandbox's namespaces alive: end it.
@@ -83,7 +136,17 @@ func SetupSandbox(dirs ...string) error {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
 	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		err := os.MkdirAll(d, 0o755)
+		if errors.Is(err, os.ErrPermission) {
+			// Unprivileged, on a machine that has never had the directory:
+			// a tmpfs over its parent (private to the sandbox) holds it.
+			parent := filepath.Dir(d)
+			if err := unix.Mount("tmpfs", parent, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+				return fmt.Errorf("mounting a tmpfs on %s: %w", parent, err)
+			}
+			err = os.MkdirAll(d, 0o755)
+		}
+		if err != nil {
 			return err
 		}
 		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {

@@ -38,7 +38,7 @@ func Main(m *testing.M) { MainWith(m, nil) }
 func MainWith(m *testing.M, setup func() (teardown func())) {
 	nsexec.MaybeHelper()
 	if os.Geteuid() == 0 && !nsexec.Sandboxed() {
-		code, err := nsexec.RunSandboxed()
+		code, err := nsexec.RunSandboxed("")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nstest:", err)
 			os.Exit(1)

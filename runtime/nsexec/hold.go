@@ -1,0 +1,362 @@
+package nsexec
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// A kept sandbox outlives the command that made it: its inside, once the
+// command's work is done, becomes a holder that keeps the sandbox's
+// namespaces alive and runs nsrun commands in them for others (`nsrun exec`,
+// `shell`, `inspect`, `down` of a lab in it). A Go program cannot enter
+// another process's mount and user namespaces (the kernel refuses them to a
+// multithreaded process), so instead of entering, a command asks the holder
+// over a unix socket to run it, passing its standard input, output and error
+// along. The holder ends, and the sandbox with it, when no lab is left in it.
+//
+// The sockets are the registry of kept sandboxes: one per sandbox, in
+// HoldDir, named by the id of the sandbox.
+
+const (
+	// holdEnv tells the inside it may hold: the listening socket is its fd 3,
+	// the ready pipe fd 4, and HoldDir's parent fd 5 (inside, the path may
+	// be under a mount of the sandbox's own).
+	holdEnv  = "NSRUN_SANDBOX_HOLD"
+	holdSock = ".sock"
+)
+
+// HoldDir is where this user's kept sandboxes have their sockets: in
+// nsrun's state directory for root, else in the user's runtime directory.
+func HoldDir(stateDir string) string {
+	if os.Geteuid() == 0 {
+		return filepath.Join(stateDir, ".sandbox")
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "nsrun-sandbox")
+	}
+	return filepath.Join(os.TempDir(), "nsrun-sandbox-"+strconv.Itoa(os.Geteuid()))
+}
+
+// request is what a client sends, once, with its standard files.
+type request struct {
+	Labs bool     `json:"labs,omitempty"` // only list the labs in the sandbox
+	Args []string `json:"args,omitempty"` // an nsrun command line
+	Dir  string   `json:"dir,omitempty"`
+	Env  []string `json:"env,omitempty"`
+}
+
+// message is what passes after the request: signals from the client; the
+// labs, or the command's exit, from the holder.
+type message struct {
+	Signal int      `json:"signal,omitempty"`
+	Labs   []string `json:"labs,omitempty"`
+	Exit   *int     `json:"exit,omitempty"`
+	Error  string   `json:"error,omitempty"`
+}
+
+// listenHold makes the socket of a kept sandbox with the given id.
+func listenHold(dir string, id int) (*os.File, string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	path := filepath.Join(dir, strconv.Itoa(id)+holdSock)
+	os.Remove(path) // a socket of a sandbox that died with the same id
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		return nil, "", err
+	}
+	l.SetUnlinkOnClose(false) // the holder, not this process, removes it
+	f, err := l.File()
+	l.Close()
+	if err != nil {
+		os.Remove(path)
+		return nil, "", err
+	}
+	return f, path, nil
+}
+
+// CanHold reports whether this process is the inside of a sandbox that was
+// asked to be kept.
+func CanHold() bool { return canHold }
+
+var canHold = func() bool {
+	v := os.Getenv(holdEnv) == "1"
+	os.Unsetenv(holdEnv)
+	return v
+}()
+
+// Hold turns this process, the inside of a kept sandbox whose command ended
+// with code, into the sandbox's holder: it tells the outside the code (so
+// that the command returns), leaves the terminal, and serves commands until
+// labs, called after each, returns none. It does not return.
+func Hold(code int, labs func() []string) {
+	ln, err := net.FileListener(os.NewFile(3, "hold"))
+	ready := os.NewFile(4, "ready")
+	if err != nil {
+		os.Exit(code)
+	}
+	unix.Setsid()
+	if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		for fd := 0; fd < 3; fd++ {
+			unix.Dup2(int(null.Fd()), fd)
+		}
+		null.Close()
+	}
+	signal.Reset()
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	go func() { <-term; ln.Close() }() // SIGTERM ends the sandbox, and all in it
+	ready.Write([]byte{byte(code)})
+	ready.Close()
+	path := ln.Addr().String()
+	defer func() {
+		dir := filepath.Base(filepath.Dir(path))
+		unix.Unlinkat(5, filepath.Join(dir, filepath.Base(path)), 0)
+		unix.Unlinkat(5, dir, unix.AT_REMOVEDIR) // if it was the last one
+		if id, err := strconv.Atoi(os.Getenv(SandboxIDEnv)); err == nil {
+			killSandboxed(id)
+		}
+		os.Exit(code)
+	}()
+	if len(labs()) == 0 {
+		return
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return // closed: the last lab is gone
+		}
+		go func() {
+			serve(c.(*net.UnixConn), labs)
+			if len(labs()) == 0 {
+				ln.Close()
+			}
+		}()
+	}
+}
+
+// serve answers one client.
+func serve(c *net.UnixConn, labs func() []string) {
+	defer c.Close()
+	if !trusted(c) {
+		return
+	}
+	buf := make([]byte, 1<<16)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return
+	}
+	files := receivedFiles(oob[:oobn])
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var req request
+	if err := json.Unmarshal(buf[:n], &req); err != nil {
+		return
+	}
+	if req.Labs {
+		send(c, message{Labs: labs()})
+		return
+	}
+	if len(req.Args) == 0 || len(files) != 3 {
+		send(c, message{Error: "a command and three files are needed"})
+		return
+	}
+	cmd := exec.Command("/proc/self/exe", req.Args...)
+	cmd.Args[0] = "nsrun"
+	cmd.Dir = req.Dir
+	cmd.Env = append(withoutSandboxVars(req.Env), SandboxIDEnv+"="+os.Getenv(SandboxIDEnv))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = files[0], files[1], files[2]
+	if err := cmd.Start(); err != nil {
+		send(c, message{Error: err.Error()})
+		return
+	}
+	done := make(chan struct{})
+	go func() { // the client's signals, until it hangs up
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			var m message
+			if json.Unmarshal(buf[:n], &m) == nil && m.Signal > 0 {
+				select {
+				case <-done:
+					return
+				default:
+					cmd.Process.Signal(syscall.Signal(m.Signal))
+				}
+			}
+		}
+	}()
+	code := exitCode(cmd.Wait())
+	close(done)
+	send(c, message{Exit: &code})
+}
+
+// trusted reports whether the peer is this process's user (or root): the
+// socket's directory admits no one else, but the check costs nothing.
+func trusted(c *net.UnixConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	return err == nil && (cred.Uid == 0 || int(cred.Uid) == os.Geteuid())
+}
+
+func receivedFiles(oob []byte) []*os.File {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var files []*os.File
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			files = append(files, os.NewFile(uintptr(fd), "passed"))
+		}
+	}
+	return files
+}
+
+func send(c *net.UnixConn, m message) error {
+	b, _ := json.Marshal(m)
+	_, err := c.Write(b)
+	return err
+}
+
+func withoutSandboxVars(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "NSRUN_SANDBOX") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func exitCode(err error) int {
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return exit.ExitCode()
+	default:
+		return 127
+	}
+}
+
+// A KeptSandbox is the socket of a held sandbox.
+type KeptSandbox struct{ Path string }
+
+// ID is the sandbox's id, as `nsrun ls` shows it.
+func (s KeptSandbox) ID() string { return strings.TrimSuffix(filepath.Base(s.Path), holdSock) }
+
+// KeptSandboxes lists the kept sandboxes of this user; the sockets of
+// sandboxes whose holder is gone are removed.
+func KeptSandboxes(dir string) []KeptSandbox {
+	paths, _ := filepath.Glob(filepath.Join(dir, "*"+holdSock))
+	var out []KeptSandbox
+	for _, p := range paths {
+		c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: p, Net: "unixpacket"})
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			os.Remove(p)
+			continue
+		}
+		if err == nil {
+			c.Close()
+			out = append(out, KeptSandbox{p})
+		}
+	}
+	return out
+}
+
+func (s KeptSandbox) dial() (*net.UnixConn, error) {
+	return net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: s.Path, Net: "unixpacket"})
+}
+
+// Labs lists the labs in the sandbox.
+func (s KeptSandbox) Labs() ([]string, error) {
+	c, err := s.dial()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	b, _ := json.Marshal(request{Labs: true})
+	if _, err := c.Write(b); err != nil {
+		return nil, err
+	}
+	var m message
+	if err := receive(c, &m); err != nil {
+		return nil, err
+	}
+	return m.Labs, nil
+}
+
+// Run runs the nsrun command line args in the sandbox with this process's
+// standard files, passes SIGINT, SIGTERM, SIGHUP and SIGQUIT on, and returns
+// its exit code.
+func (s KeptSandbox) Run(args []string, stdin, stdout, stderr *os.File) (int, error) {
+	c, err := s.dial()
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	dir, _ := os.Getwd()
+	b, _ := json.Marshal(request{Args: args, Dir: dir, Env: os.Environ()})
+	rights := unix.UnixRights(int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd()))
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	if _, _, err := c.WriteMsgUnix(b, rights, nil); err != nil {
+		return 0, err
+	}
+	go func() {
+		for sig := range sigs {
+			send(c, message{Signal: int(sig.(syscall.Signal))})
+		}
+	}()
+	var m message
+	if err := receive(c, &m); err != nil {
+		return 0, fmt.Errorf("the sandbox's holder hung up: %w", err)
+	}
+	if m.Exit == nil {
+		return 0, fmt.Errorf("the sandbox's holder: %s", m.Error)
+	}
+	return *m.Exit, nil
+}
+
+func receive(c *net.UnixConn, m *message) error {
+	buf := make([]byte, 1<<16)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(buf[:n], m)
+}
