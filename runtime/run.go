@@ -112,11 +112,20 @@ func Run(ctx context.Context, o RunOptions) int {
 	rt := New(o.Lab, o.Kernel, journal)
 	rt.ID, rt.Dir, rt.Ctx, rt.Argv = lab.Info.ID, lab.Dir, ctx, o.Args
 	rt.Faults = faultHook != nil
-	if o.Verbose {
+	out := o.Stdout
+	switch {
+	case o.Verbose:
 		rt.Log = o.Stderr
+	case o.Quiet:
+		out = io.Discard // only errors
+	default:
+		rt.Progress = NewProgress(o.Stderr, "made", plan.Journal.Len())
+		out = rt.Progress.Writer(out)
+		o.Stderr = rt.Progress.Writer(o.Stderr)
 	}
 	o.Interp.Reset()
-	_, err = o.exec(ctx, rt, o.Stdout)
+	_, err = o.exec(ctx, rt, out)
+	rt.Progress.Clear()
 	defer rt.Close()
 
 	if err != nil {

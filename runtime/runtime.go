@@ -24,8 +24,9 @@ type Runtime struct {
 	Out     io.Writer // where print() writes
 	Argv    []string  // the recipe's arguments
 
-	Log io.Writer       // for -v; nil: quiet
-	Ctx context.Context // cancelled on SIGINT/SIGTERM
+	Log      io.Writer       // for -v; nil: quiet
+	Progress *Progress       // on a terminal; nil: none
+	Ctx      context.Context // cancelled on SIGINT/SIGTERM
 
 	Faults  bool // fault injection is on (test builds only: see fault.go)
 	changes int
@@ -108,6 +109,7 @@ func (rt *Runtime) Record(seq int, s Step) error {
 		}
 	}
 	rt.mu.Unlock()
+	rt.Progress.Add(1)
 	if rt.Log != nil {
 		fmt.Fprintf(rt.Log, "+ %s (%s)\n", s, s.Pos)
 	}

@@ -54,6 +54,7 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 
 func cmdDown(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("down", "LAB...", stderr)
+	quiet := fs.BoolP("quiet", "q", false, "print only errors")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -89,7 +90,9 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 			code = runtime.ExitIncomplete
 			continue
 		}
-		fmt.Fprintf(stdout, "nsrun: removed lab %q (%d changes undone)\n", name, len(undone))
+		if !*quiet {
+			fmt.Fprintf(stdout, "nsrun: removed lab %q (%d changes undone)\n", name, len(undone))
+		}
 	}
 	return code
 }
