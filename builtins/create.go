@@ -93,6 +93,12 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	if s.Kind == "veth" {
 		step.PeerNS, step.PeerName = s.PeerNS, s.PeerName
 	}
+	if s.Parent != "" {
+		step.ParentNS, step.Parent, step.Mode = s.ParentNS, s.Parent, s.Mode
+		if s.Kind == "vlan" {
+			step.Mode = fmt.Sprint(s.VlanID)
+		}
+	}
 	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkAdd(s) }); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			err = errors.New("a link of that name exists (created meanwhile by someone else?)")

@@ -220,7 +220,7 @@ func linkMaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 }
 
 func (l *Link) setMaster(thread *starlark.Thread, rt *runtime.Runtime, master string) error {
-	step := runtime.Step{Op: runtime.OpMaster, NS: l.ns(), Name: l.state.name, Old: l.state.master}
+	step := runtime.Step{Op: runtime.OpMaster, NS: l.ns(), Name: l.state.name, Old: l.state.master, New: master}
 	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetMaster(l.ns(), l.state.name, master) }); err != nil {
 		return fmt.Errorf("%q in netns %q: %w", l.state.name, l.state.ns.Name(), err)
 	}

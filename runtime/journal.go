@@ -32,10 +32,13 @@ type Step struct {
 	MAC      string        `json:"mac,omitempty"`   // the MAC a link was created with
 	PeerNS   string        `json:"peer_ns,omitempty"`
 	PeerName string        `json:"peer,omitempty"`
+	ParentNS string        `json:"parent_ns,omitempty"` // a macvlan's, macvtap's or vlan's parent link
+	Parent   string        `json:"parent,omitempty"`
+	Mode     string        `json:"mode,omitempty"` // a macvlan's mode, a vlan's id
 	Addr     netip.Prefix  `json:"addr,omitzero"`
 	Route    *kernel.Route `json:"route,omitempty"`
 	Old      string        `json:"old,omitempty"` // the value before the change
-	New      string        `json:"new,omitempty"` // move: the namespace moved to
+	New      string        `json:"new,omitempty"` // move: the namespace moved to; master: the master set
 	Pid      int           `json:"pid,omitempty"`
 	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
 }

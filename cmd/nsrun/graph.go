@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/graph"
-	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
 func init() {
@@ -37,8 +35,7 @@ listed in their namespace's node. The order is always the same.
 
 A RECIPE (an argument ending in .star, or a file) is planned, as by
 'nsrun plan': nothing is changed and no root is needed. A LAB is drawn from
-its journal; which bridge a link is a port of is read from the kernel (as
-root), and a macvlan's parent is not recorded: it is listed in its node.
+its journal, which records every link's bridge and a macvlan's parent.
 
 Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
 `)
@@ -68,7 +65,7 @@ Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
 		if code, ok := inKeptSandbox(target, append([]string{"graph"}, args...), stdout, stderr); ok {
 			return code
 		}
-		topo, err = labTopology(target, stderr)
+		topo, err = labTopology(target)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun graph: %v\n", err)
@@ -95,9 +92,8 @@ func recipeTopology(recipe string, argv, libs []string, stderr io.Writer) (graph
 	return graph.FromRecorder(rec)
 }
 
-// labTopology reads the lab's journal, and the masters of its links from
-// the kernel if it can (as root).
-func labTopology(name string, stderr io.Writer) (graph.Topology, error) {
+// labTopology reads the lab's journal.
+func labTopology(name string) (graph.Topology, error) {
 	lab, err := runtime.OpenLab(runtime.StateDir, name)
 	if err != nil {
 		return graph.Topology{}, err
@@ -106,37 +102,5 @@ func labTopology(name string, stderr io.Writer) (graph.Topology, error) {
 	if err != nil {
 		return graph.Topology{}, err
 	}
-	topo := graph.FromSteps(steps, nil)
-	masters, err := liveMasters(topo)
-	if err != nil {
-		fmt.Fprintf(stderr, "nsrun graph: bridge ports not shown: %v\n", err)
-	}
-	return graph.FromSteps(steps, masters), nil
-}
-
-// liveMasters asks the kernel which bridge each link of topo is a port of.
-func liveMasters(topo graph.Topology) (map[[2]string]string, error) {
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("reading them from the kernel needs root")
-	}
-	k := kernel.NewNetlink(runtime.NetnsDir)
-	defer k.Close()
-	masters := map[[2]string]string{}
-	byNS := map[string][]kernel.LinkInfo{}
-	for _, l := range topo.Links {
-		if _, ok := byNS[l.NS]; ok {
-			continue
-		}
-		links, err := k.Links(l.NS)
-		if err != nil {
-			return nil, err
-		}
-		byNS[l.NS] = links
-		for _, li := range links {
-			if li.Master != "" {
-				masters[[2]string{l.NS, li.Name}] = li.Master
-			}
-		}
-	}
-	return masters, nil
+	return graph.FromSteps(steps), nil
 }

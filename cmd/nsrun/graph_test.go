@@ -203,8 +203,8 @@ func TestGraphUsage(t *testing.T) {
 	}
 }
 
-// A lab that is up is drawn from its journal, its bridge ports from the
-// kernel.
+// A lab that is up is drawn from its journal alone, bridge ports and
+// macvlan parents included.
 func TestGraphLab(t *testing.T) {
 	nstest.Kernel(t)
 	if r := nsrun(t, "testdata/blue.star"); r.code != 0 {
@@ -234,4 +234,27 @@ func TestGraphLab(t *testing.T) {
 	}
 	d := nsrun(t, "graph", "-f", "dot", "blue")
 	checkDOT(t, d.stdout)
+}
+
+// The journals of the walkthroughs draw what they built: neutron's ports on
+// br-int, veth_container's address once though the link moved after it
+// was first set (a move takes no address along), a macvlan on its parent.
+func TestGraphLabWalkthroughs(t *testing.T) {
+	nstest.Kernel(t)
+	for recipe, wants := range map[string][]string{
+		"neutron":        {`  br_node__br_2dint ---|"i-vm1 -- eth0 10.0.0.3/24"| ns_vm1`, `  ns_node -.- br_node__br_2dex`},
+		"veth_container": {`  ns_lxchost ---|"veth0-host 10.10.10.10/24 -- veth0-ct 10.10.10.11/24"| ns_netns01`},
+		"macvlan_modes":  {`  ns_ct0 ---|"macvlan bridge: macvlan0 192.168.122.83/24 on eth0"| ns_lxchost`},
+	} {
+		if r := nsrun(t, "-q", "../../recipes/"+recipe+".star"); r.code != 0 {
+			t.Fatalf("run %s: %+v", recipe, r)
+		}
+		r := nsrun(t, "graph", recipe)
+		nsrun(t, "down", recipe)
+		for _, want := range wants {
+			if !strings.Contains(r.stdout, want+"\n") {
+				t.Errorf("graph %s lacks %q:\n%s", recipe, want, r.stdout)
+			}
+		}
+	}
 }

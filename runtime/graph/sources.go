@@ -108,12 +108,10 @@ func stackedLinks(log []string) map[[2]string]Link {
 	return at
 }
 
-// FromSteps reads the topology a lab's journal records: its namespaces, its
-// links (veth peers included) where they were moved to, and their
-// addresses. The journal does not record which bridge a link was put in, nor
-// a macvlan's parent: masters, if given (by namespace and link name, as a
-// live kernel reports them), fill the first in.
-func FromSteps(steps []runtime.Step, masters map[[2]string]string) Topology {
+// FromSteps reads the topology a lab's journal records: its namespaces,
+// its links (a veth's peer, a stacked link's parent and mode), where moves
+// took them, which bridge each was put in, and their addresses.
+func FromSteps(steps []runtime.Step) Topology {
 	var t Topology
 	links := map[[2]string]*Link{}
 	var order [][2]string
@@ -129,7 +127,7 @@ func FromSteps(steps []runtime.Step, masters map[[2]string]string) Topology {
 		case runtime.OpNetns:
 			t.Namespaces = append(t.Namespaces, s.Name)
 		case runtime.OpLink:
-			add(Link{NS: s.NS, Name: s.Name, Kind: s.Kind, PeerNS: s.PeerNS, PeerName: s.PeerName})
+			add(Link{NS: s.NS, Name: s.Name, Kind: s.Kind, PeerNS: s.PeerNS, PeerName: s.PeerName, ParentNS: s.ParentNS, Parent: s.Parent, Mode: s.Mode})
 			if s.PeerName != "" {
 				add(Link{NS: s.PeerNS, Name: s.PeerName, Kind: s.Kind, PeerNS: s.NS, PeerName: s.Name})
 			}
@@ -141,12 +139,22 @@ func FromSteps(steps []runtime.Step, masters map[[2]string]string) Topology {
 			}
 			delete(links, from)
 			l.NS = s.New
+			l.Addrs, l.Master = nil, "" // a move takes neither along
 			links[to] = l
 			order = append(order, to)
 			if l.PeerName != "" {
 				if p, ok := links[[2]string{l.PeerNS, l.PeerName}]; ok {
 					p.PeerNS = s.New
 				}
+			}
+			for _, c := range links { // links stacked on it follow it
+				if c.ParentNS == s.NS && c.Parent == s.Name {
+					c.ParentNS = s.New
+				}
+			}
+		case runtime.OpMaster:
+			if l, ok := links[[2]string{s.NS, s.Name}]; ok {
+				l.Master = s.New
 			}
 		case runtime.OpAddr:
 			if l, ok := links[[2]string{s.NS, s.Name}]; ok {
@@ -161,7 +169,6 @@ func FromSteps(steps []runtime.Step, masters map[[2]string]string) Topology {
 			continue
 		}
 		seen[key] = true
-		l.Master = masters[key]
 		t.Links = append(t.Links, *l)
 	}
 	return t
