@@ -38,9 +38,21 @@ func placeable(rt *runtime.Runtime, ns *Netns) error {
 }
 
 // free checks that no link of that name exists in ns, so that a collision
-// names the object instead of surfacing as the kernel's "file exists".
+// names the object instead of surfacing as the kernel's "file exists". In a
+// namespace of the lab's own, the lab's record answers without asking the
+// kernel: what is there, the lab put there (lo aside).
 func free(rt *runtime.Runtime, ns *Netns, name string) error {
-	_, err := rt.Kernel.LinkGet(ns.name, name)
+	var err error
+	switch {
+	case ns.name != kernel.Host && rt.OwnsNetns(ns.name):
+		if name != "lo" && !rt.MadeLink(ns.name, name) {
+			return nil
+		}
+	case rt.Planned && !rt.MadeLink(ns.name, name):
+		return nil // checked by the preflight; one made since fails the creation
+	default:
+		_, err = rt.Kernel.LinkGet(ns.name, name)
+	}
 	switch {
 	case err == nil:
 		return fmt.Errorf("a link named %q already exists in netns %q; nsrun never adopts an object it did not create", name, ns.Name())
@@ -92,6 +104,11 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	step := runtime.Step{Op: runtime.OpLink, Kind: s.Kind, NS: s.NS, Name: s.Name, Alias: s.Alias, MAC: macString(s.MAC)}
 	if s.Kind == "veth" {
 		step.PeerNS, step.PeerName = s.PeerNS, s.PeerName
+		// A peer born in a namespace of the lab's needs no tag of its
+		// own (one request less per host); it is known by its MAC.
+		if s.PeerNS != kernel.Host && rt.OwnsNetns(s.PeerNS) {
+			s.PeerUntagged, step.PeerMAC = true, s.PeerMAC.String()
+		}
 	}
 	if s.Parent != "" {
 		step.ParentNS, step.Parent, step.Mode = s.ParentNS, s.Parent, s.Mode
@@ -101,7 +118,7 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	}
 	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkAdd(s) }); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			err = errors.New("a link of that name exists (created meanwhile by someone else?)")
+			err = errors.New("a link of that name exists (created meanwhile by someone else, or by a command the recipe ran?)")
 		}
 		return nil, nil, fmt.Errorf("%s: creating %q in netns %q: %w", b.Name(), s.Name, ns.Name(), err)
 	}
@@ -117,7 +134,7 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	if s.Kind != "veth" {
 		return a, nil, nil
 	}
-	p := &Link{state: &linkState{ns: peerNS, name: s.PeerName, kind: s.Kind, mac: s.PeerMAC.String(), peer: a}}
+	p := &Link{state: &linkState{ns: peerNS, name: s.PeerName, kind: s.Kind, mac: s.PeerMAC.String(), peer: a, untagged: s.PeerUntagged}}
 	a.state.peer = p
 	return a, p, nil
 }

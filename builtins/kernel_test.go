@@ -63,8 +63,16 @@ func TestTopologyAsIpSeesIt(t *testing.T) {
 	if len(veth1) != 1 || veth1[0].Address != macs[1] {
 		t.Fatalf("veth1 in blue = %+v, want MAC %s", veth1, macs[1])
 	}
-	if l := ipJSON(t, "blue", "link", "show", "veth1"); l[0].Alias != "nsrun:t" {
-		t.Errorf("veth1 carries tag %q, want nsrun:t", l[0].Alias)
+	// The host's end carries the lab's tag; the peer, born in the lab's
+	// namespace (whose lo is tagged), is known by its MAC.
+	if l := ipJSON(t, "", "link", "show", "veth0"); l[0].Alias != "nsrun:t" {
+		t.Errorf("veth0 carries tag %q, want nsrun:t", l[0].Alias)
+	}
+	if l := ipJSON(t, "blue", "link", "show", "veth1"); l[0].Alias != "" {
+		t.Errorf("veth1 carries tag %q, want none", l[0].Alias)
+	}
+	if l := ipJSON(t, "blue", "link", "show", "lo"); l[0].Alias != "nsrun:t" {
+		t.Errorf("blue's lo carries tag %q, want nsrun:t", l[0].Alias)
 	}
 	var addrs []string
 	for _, a := range veth1[0].Addrs {

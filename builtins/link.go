@@ -22,14 +22,15 @@ type Link struct {
 // linkState is what the lab knows of a link; it follows the link when it
 // moves.
 type linkState struct {
-	ns      *Netns
-	name    string
-	kind    string
-	mac     string
-	up      bool
-	master  string
-	hairpin bool
-	peer    *Link
+	ns       *Netns
+	name     string
+	kind     string
+	mac      string
+	up       bool
+	master   string
+	hairpin  bool
+	peer     *Link
+	untagged bool // a veth peer born in a namespace of the lab's (see createLink)
 }
 
 var (
@@ -327,9 +328,20 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	}
 	from := l.ns()
 	step := runtime.Step{Op: runtime.OpMove, NS: from, Name: l.state.name, New: to.name}
-	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkMove(from, l.state.name, to.name) }); err != nil {
+	tag := l.state.untagged && (to.name == kernel.Host || !rt.OwnsNetns(to.name))
+	err = rt.Change(thread, step, func(*runtime.Step) error {
+		if err := rt.Kernel.LinkMove(from, l.state.name, to.name); err != nil {
+			return err
+		}
+		if tag { // out of the lab's namespaces, a link carries the lab's tag
+			return rt.Kernel.LinkSetAlias(to.name, l.state.name, rt.Tag())
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("%s: moving %q to netns %q: %w", b.Name(), l.state.name, to.Name(), err)
 	}
+	l.state.untagged = l.state.untagged && !tag
 	l.state.ns, l.state.up, l.state.master = to, false, ""
 	return l, nil
 }

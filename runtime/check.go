@@ -84,6 +84,7 @@ func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
 	type key [2]string
 	type link struct {
 		kind, alias string
+		mac         string // of an untagged veth peer, which it is known by
 		at          key
 		moved       int // the index of the last move
 	}
@@ -101,6 +102,9 @@ func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
 			created = append(created, a)
 			if s.PeerName != "" {
 				b := &link{kind: s.Kind, alias: s.Alias, at: key{s.PeerNS, s.PeerName}, moved: -1}
+				if s.PeerMAC != "" { // untagged: known by its MAC
+					b.alias, b.mac = "", s.PeerMAC
+				}
 				links[b.at] = b
 				created = append(created, b)
 			}
@@ -153,7 +157,10 @@ func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
 			report(object, "missing")
 		case err != nil:
 			report(object, "%v", err)
-		case li.Alias != l.alias:
+		case l.mac != "" && li.Alias == "" && li.MAC != l.mac:
+			linkGone[l] = true
+			report(object, "has MAC %s, not %s (not the lab's)", li.MAC, l.mac)
+		case l.mac == "" && li.Alias != l.alias:
 			linkGone[l] = true
 			report(object, "carries tag %q, not %q (not the lab's)", li.Alias, l.alias)
 		}

@@ -32,6 +32,7 @@ type Step struct {
 	MAC      string        `json:"mac,omitempty"`   // the MAC a link was created with
 	PeerNS   string        `json:"peer_ns,omitempty"`
 	PeerName string        `json:"peer,omitempty"`
+	PeerMAC  string        `json:"peer_mac,omitempty"`  // a veth peer's MAC, when the peer has no tag (see kernel.LinkSpec)
 	ParentNS string        `json:"parent_ns,omitempty"` // a macvlan's, macvtap's or vlan's parent link
 	Parent   string        `json:"parent,omitempty"`
 	Mode     string        `json:"mode,omitempty"` // a macvlan's mode, a vlan's id
@@ -289,6 +290,7 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 			order = append(order, i)
 		}
 	}
+	precheck(k, steps, order, m)
 	failedAt := map[int]bool{}
 	var covered []int // steps another step's undo does
 	for _, i := range order {
@@ -338,6 +340,29 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 		}
 	}
 	return undone, failedSteps, failed
+}
+
+// precheck asks a kernel that can (the real one) to confirm the tags of all
+// the namespaces the undo deletes before it deletes any (see
+// kernel.Netlink.PrecheckNetns).
+func precheck(k kernel.Kernel, steps []Step, order []int, m mootness) {
+	pc, ok := k.(interface {
+		PrecheckNetns(names []string, inos []uint64, tags []string)
+	})
+	if !ok {
+		return
+	}
+	var names, tags []string
+	var inos []uint64
+	for _, i := range order {
+		s := steps[i]
+		if _, covered := m.by[i]; s.Op == OpNetns && !covered {
+			names, inos, tags = append(names, s.Name), append(inos, s.Ino), append(tags, s.Alias)
+		}
+	}
+	if len(names) > 1 {
+		pc.PrecheckNetns(names, inos, tags)
+	}
 }
 
 type mootness struct {

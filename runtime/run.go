@@ -112,6 +112,7 @@ func Run(ctx context.Context, o RunOptions) int {
 	rt := New(o.Lab, o.Kernel, journal)
 	rt.ID, rt.Dir, rt.Ctx, rt.Argv = lab.Info.ID, lab.Dir, ctx, o.Args
 	rt.Faults = faultHook != nil
+	rt.Planned = !plan.Kernel.(*kernel.Recorder).Observed
 	out := o.Stdout
 	switch {
 	case o.Verbose:

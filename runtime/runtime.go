@@ -28,7 +28,11 @@ type Runtime struct {
 	Progress *Progress       // on a terminal; nil: none
 	Ctx      context.Context // cancelled on SIGINT/SIGTERM
 
-	Faults  bool // fault injection is on (test builds only: see fault.go)
+	Faults bool // fault injection is on (test builds only: see fault.go)
+	// Planned: a preflight ran the whole recipe against the machine's names
+	// and claimed those it creates, so a name the lab creates outside its
+	// own namespaces need not be looked up again before it is created.
+	Planned bool
 	changes int
 
 	closers []io.Closer // in-process helpers of the run (captures, ...)
@@ -141,6 +145,14 @@ func (rt *Runtime) OwnsLink(ns, name string) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.netns[ns] || rt.links[[2]string{ns, name}]
+}
+
+// MadeLink reports whether the lab created link name in ns (or moved it
+// there) and has it still.
+func (rt *Runtime) MadeLink(ns, name string) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.links[[2]string{ns, name}]
 }
 
 // MAC derives a link's address from the lab, namespace and link name:

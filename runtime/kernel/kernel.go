@@ -94,6 +94,9 @@ type LinkSpec struct {
 	PeerName string
 	PeerNS   string
 	PeerMAC  net.HardwareAddr
+	// PeerUntagged leaves a veth's peer without the tag: it is born in a
+	// namespace of the lab's, whose own tag vouches for what is in it.
+	PeerUntagged bool
 
 	Parent   string
 	ParentNS string

@@ -19,19 +19,28 @@ import (
 )
 
 // Netlink is the real kernel. It keeps one netlink handle per namespace for
-// the whole run: opening one costs a setns round trip.
+// the whole run (opening one costs a setns round trip), and the index of
+// each link it created or looked up, so that a change to a link is one
+// request, not a lookup by name and then the change.
 type Netlink struct {
 	Dir string // where named namespaces are pinned: /run/netns
 
-	mu      sync.Mutex
-	handles map[string]*netlink.Handle
-	fds     map[string]netns.NsHandle
+	mu       sync.Mutex
+	handles  map[string]*netlink.Handle
+	fds      map[string]netns.NsHandle
+	index    map[linkKey]int
+	verified map[string]uint64 // namespaces whose tag PrecheckNetns found, by inode
 }
+
+type linkKey struct{ ns, name string }
 
 // NewNetlink returns the real kernel, with namespaces pinned in dir.
 func NewNetlink(dir string) *Netlink {
-	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, fds: map[string]netns.NsHandle{}}
+	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}}
 }
+
+// loIndex is lo's index in every network namespace.
+const loIndex = 1
 
 func (k *Netlink) path(ns string) string {
 	if ns == Host {
@@ -74,13 +83,13 @@ func (k *Netlink) h(ns string) (*netlink.Handle, error) {
 	}
 	var err error
 	if ns == Host {
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	} else {
 		var fd netns.NsHandle
 		if fd, err = k.fd(ns); err != nil {
 			return nil, err
 		}
-		h, err = netlink.NewHandleAt(fd)
+		h, err = netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle for netns %q: %w", NSArg(ns), err)
@@ -104,6 +113,30 @@ func (k *Netlink) forget(ns string) {
 		fd.Close()
 		delete(k.fds, ns)
 	}
+	for key := range k.index {
+		if key.ns == ns {
+			delete(k.index, key)
+		}
+	}
+}
+
+func (k *Netlink) rememberLink(ns, name string, index int) {
+	k.mu.Lock()
+	k.index[linkKey{ns, name}] = index
+	k.mu.Unlock()
+}
+
+func (k *Netlink) forgetLink(ns, name string) {
+	k.mu.Lock()
+	delete(k.index, linkKey{ns, name})
+	k.mu.Unlock()
+}
+
+func (k *Netlink) cachedIndex(ns, name string) (int, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i, ok := k.index[linkKey{ns, name}]
+	return i, ok
 }
 
 // Close releases every handle.
@@ -123,16 +156,62 @@ func (k *Netlink) Close() error {
 	return nil
 }
 
-func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
-	return nsexec.NewNamed(k.Dir, name, func() error {
-		// On the new namespace's thread: the package handle's sockets
-		// are opened here, in it.
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
+// anonNetns is a new namespace, not yet named: lo tagged, with a netlink
+// handle whose socket lives in it.
+type anonNetns struct {
+	ns  *nsexec.Anon
+	h   *netlink.Handle
+	tag string
+	err error
+}
+
+func newAnonNetns(tag string) anonNetns {
+	var h *netlink.Handle
+	ns, err := nsexec.NewAnon(func() error {
+		// On the new namespace's thread: the handle's socket is opened
+		// here, in it, and serves the namespace for the rest of the run.
+		var err error
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return err
 		}
-		return netlink.LinkSetAlias(lo, tag)
+		return h.LinkSetAlias(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: loIndex}}, tag)
 	})
+	if err != nil && h != nil {
+		h.Close()
+		h = nil
+	}
+	return anonNetns{ns: ns, h: h, tag: tag, err: err}
+}
+
+func (a anonNetns) close() {
+	if a.ns != nil {
+		a.ns.Close()
+	}
+	if a.h != nil {
+		a.h.Close()
+	}
+}
+
+func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
+	a := newAnonNetns(tag)
+	if a.err != nil {
+		return 0, a.err
+	}
+	defer a.ns.Close()
+	ino, err := a.ns.Pin(k.Dir, name)
+	if err != nil {
+		a.h.Close()
+		return 0, err
+	}
+	h := a.h
+	k.mu.Lock()
+	if old, ok := k.handles[name]; ok {
+		old.Close()
+	}
+	k.handles[name] = h
+	k.index[linkKey{name, "lo"}] = loIndex
+	k.mu.Unlock()
+	return ino, nil
 }
 
 func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
@@ -141,6 +220,13 @@ func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
 		// A run died between pinning the name (an empty file, as
 		// `ip netns add` makes first) and binding the namespace to it.
 		return os.Remove(k.path(name))
+	}
+	k.mu.Lock()
+	checked := ino != 0 && k.verified[name] == ino
+	delete(k.verified, name)
+	k.mu.Unlock()
+	if checked {
+		return nsexec.DeleteNamed(k.Dir, name, ino)
 	}
 	// The inode alone is not enough: the kernel hands a freed namespace's
 	// inode number out again. The tag on lo is checked as well.
@@ -160,6 +246,37 @@ func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
 		}
 	}
 	return nsexec.DeleteNamed(k.Dir, name, ino)
+}
+
+// PrecheckNetns checks, ahead of a teardown, that the namespaces about to be
+// deleted still carry the lab's tags, so that NetnsDel, which still checks
+// each inode, need not ask the kernel again. Reading a tag is a netlink
+// request the kernel serialises with the cleanup of namespaces deleted
+// before: asked between deletions, each waits for that cleanup. Those it
+// cannot confirm are checked again by NetnsDel.
+func (k *Netlink) PrecheckNetns(names []string, inos []uint64, tags []string) {
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if got, err := k.loAlias(names[i]); err == nil && got == tags[i] && inos[i] != 0 {
+					if ino, err := nsexec.Inode(k.path(names[i])); err == nil && ino == inos[i] {
+						k.mu.Lock()
+						k.verified[names[i]] = ino
+						k.mu.Unlock()
+					}
+				}
+			}
+		}()
+	}
+	for i := range names {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
 }
 
 // isPlaceholder reports whether path is an empty file that no namespace is
@@ -264,17 +381,22 @@ func (k *Netlink) LinkAdd(s LinkSpec) error {
 		}
 		return err
 	}
+	if i := l.Attrs().Index; i > 0 && h == k.mustH(s.NS) {
+		k.rememberLink(s.NS, s.Name, i) // looked up by the library after the request
+	}
 	if s.Alias == "" {
 		return nil
 	}
 	err = k.LinkSetAlias(s.NS, s.Name, s.Alias)
-	if err == nil && s.Kind == "veth" {
+	if err == nil && s.Kind == "veth" && !s.PeerUntagged {
 		err = k.LinkSetAlias(s.PeerNS, s.PeerName, s.Alias)
 	}
 	if err != nil {
 		// The change failed as a whole: take back the device just made
 		// (by its index, so nothing else can be hit).
 		nh, _ := k.h(s.NS)
+		k.forgetLink(s.NS, s.Name)
+		k.forgetLink(s.PeerNS, s.PeerName)
 		if made, lerr := nh.LinkByName(s.Name); lerr == nil {
 			if derr := nh.LinkDel(made); derr != nil {
 				err = errors.Join(err, fmt.Errorf("taking %q back: %w", s.Name, derr))
@@ -300,6 +422,14 @@ func notFound(err error) error {
 	return err
 }
 
+// mustH returns ns's handle if one is open.
+func (k *Netlink) mustH(ns string) *netlink.Handle {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.handles[ns]
+}
+
+// link looks link name of ns up by name, and remembers its index.
 func (k *Netlink) link(ns, name string) (*netlink.Handle, netlink.Link, error) {
 	h, err := k.h(ns)
 	if err != nil {
@@ -307,9 +437,35 @@ func (k *Netlink) link(ns, name string) (*netlink.Handle, netlink.Link, error) {
 	}
 	l, err := h.LinkByName(name)
 	if err != nil {
+		k.forgetLink(ns, name)
 		return nil, nil, fmt.Errorf("link %q in netns %q: %w", name, NSArg(ns), notFound(err))
 	}
+	k.rememberLink(ns, name, l.Attrs().Index)
 	return h, l, nil
+}
+
+// withLink runs fn on link name of ns, by its remembered index if there is
+// one (no lookup), else looked up by name. A remembered index the kernel no
+// longer knows (the link was deleted or moved by someone else) is dropped
+// and the name looked up again: indexes are not reused soon, so a stale one
+// cannot reach another device.
+func (k *Netlink) withLink(ns, name string, fn func(h *netlink.Handle, l netlink.Link) error) error {
+	if i, ok := k.cachedIndex(ns, name); ok {
+		h, err := k.h(ns)
+		if err != nil {
+			return err
+		}
+		err = fn(h, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: i, Name: name}})
+		if !errors.Is(err, unix.ENODEV) {
+			return err
+		}
+		k.forgetLink(ns, name)
+	}
+	h, l, err := k.link(ns, name)
+	if err != nil {
+		return err
+	}
+	return fn(h, l)
 }
 
 func (k *Netlink) LinkGet(ns, name string) (LinkInfo, error) {
@@ -341,6 +497,7 @@ func (k *Netlink) LinkDel(ns, name string, fp Fingerprint) error {
 	if a := l.Attrs(); !fp.Matches(a.Alias, a.HardwareAddr.String()) {
 		return fmt.Errorf("link %q in netns %q has tag %q, not %q: %w", name, NSArg(ns), a.Alias, fp.Alias, ErrNotOurs)
 	}
+	k.forgetLink(ns, name)
 	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return err
 	}
@@ -348,77 +505,52 @@ func (k *Netlink) LinkDel(ns, name string, fp Fingerprint) error {
 }
 
 func (k *Netlink) LinkSetUp(ns, name string, up bool) error {
-	h, l, err := k.link(ns, name)
-	if err != nil {
-		return err
-	}
-	if up {
-		return h.LinkSetUp(l)
-	}
-	return h.LinkSetDown(l)
+	return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error {
+		if up {
+			return h.LinkSetUp(l)
+		}
+		return h.LinkSetDown(l)
+	})
 }
 
 func (k *Netlink) LinkSetMaster(ns, name, master string) error {
-	h, l, err := k.link(ns, name)
-	if err != nil {
-		return err
-	}
 	if master == "" {
-		return h.LinkSetNoMaster(l)
+		return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetNoMaster(l) })
 	}
-	_, m, err := k.link(ns, master)
-	if err != nil {
+	var mi int
+	if err := k.withLink(ns, master, func(_ *netlink.Handle, m netlink.Link) error { mi = m.Attrs().Index; return nil }); err != nil {
 		return err
 	}
-	err = h.LinkSetMasterByIndex(l, m.Attrs().Index)
-	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EMLINK) {
+	err := k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMasterByIndex(l, mi) })
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EMLINK) || errors.Is(err, unix.ENOSPC) {
 		return fmt.Errorf("bridge %q cannot take another port (a Linux bridge holds at most 1023): %w", master, err)
 	}
 	return err
 }
 
 func (k *Netlink) LinkSetMTU(ns, name string, mtu int) error {
-	h, l, err := k.link(ns, name)
-	if err != nil {
-		return err
-	}
-	return h.LinkSetMTU(l, mtu)
+	return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMTU(l, mtu) })
 }
 
 func (k *Netlink) LinkSetMAC(ns, name string, mac net.HardwareAddr) error {
-	h, l, err := k.link(ns, name)
-	if err != nil {
-		return err
-	}
-	return h.LinkSetHardwareAddr(l, mac)
+	return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHardwareAddr(l, mac) })
 }
 
 func (k *Netlink) LinkSetAlias(ns, name, alias string) error {
-	h, l, err := k.link(ns, name)
-	if err != nil {
-		return err
-	}
-	return h.LinkSetAlias(l, alias)
+	return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetAlias(l, alias) })
 }
 
 func (k *Netlink) LinkSetHairpin(ns, name string, on bool) error {
-	h, l, err := k.link(ns, name)
-	if err != nil {
-		return err
-	}
-	return h.LinkSetHairpin(l, on)
+	return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHairpin(l, on) })
 }
 
 func (k *Netlink) LinkMove(ns, name, to string) error {
-	h, l, err := k.link(ns, name)
-	if err != nil {
-		return err
-	}
 	fd, err := k.fd(to)
 	if err != nil {
 		return err
 	}
-	return h.LinkSetNsFd(l, int(fd))
+	defer k.forgetLink(ns, name) // its index is the new namespace's now
+	return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetNsFd(l, int(fd)) })
 }
 
 func nlAddr(p netip.Prefix) *netlink.Addr {
@@ -437,11 +569,7 @@ func nlIfAddr(p netip.Prefix) *netlink.Addr {
 }
 
 func (k *Netlink) AddrAdd(ns, dev string, p netip.Prefix) error {
-	h, l, err := k.link(ns, dev)
-	if err != nil {
-		return err
-	}
-	return h.AddrAdd(l, nlIfAddr(p))
+	return k.withLink(ns, dev, func(h *netlink.Handle, l netlink.Link) error { return h.AddrAdd(l, nlIfAddr(p)) })
 }
 
 func (k *Netlink) AddrDel(ns, dev string, p netip.Prefix) error {

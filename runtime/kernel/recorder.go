@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -24,6 +25,8 @@ type Recorder struct {
 	Real Kernel
 
 	Observed bool // see Observe
+
+	realHost map[string]LinkInfo // the machine's links, by name, as Real listed them
 
 	nat map[recNATKey][]string // see recorder_nat.go
 
@@ -150,7 +153,7 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 	}
 	r.links[[2]string{s.NS, s.Name}] = &LinkInfo{NS: s.NS, Name: s.Name, Kind: s.Kind, MAC: s.MAC.String(), MTU: mtuOr(s.MTU), Alias: s.Alias}
 	if s.Kind == "veth" {
-		r.links[[2]string{s.PeerNS, s.PeerName}] = &LinkInfo{NS: s.PeerNS, Name: s.PeerName, Kind: s.Kind, MAC: s.PeerMAC.String(), MTU: mtuOr(s.MTU), Alias: s.Alias, peer: [2]string{s.NS, s.Name}}
+		r.links[[2]string{s.PeerNS, s.PeerName}] = &LinkInfo{NS: s.PeerNS, Name: s.PeerName, Kind: s.Kind, MAC: s.PeerMAC.String(), MTU: mtuOr(s.MTU), Alias: peerAlias(s), peer: [2]string{s.NS, s.Name}}
 		r.links[[2]string{s.NS, s.Name}].peer = [2]string{s.PeerNS, s.PeerName}
 	}
 	return nil
@@ -180,7 +183,7 @@ func (r *Recorder) get(ns, name string) (*LinkInfo, error) {
 	l, ok := r.links[[2]string{ns, name}]
 	if !ok && ns == Host && r.Real != nil {
 		// A link of the machine's: seen, and kept in the model from now.
-		if info, err := r.Real.LinkGet(Host, name); err == nil {
+		if info, found := r.realHostLink(name); found {
 			r.links[[2]string{ns, name}] = &info
 			return &info, nil
 		}
@@ -189,6 +192,32 @@ func (r *Recorder) get(ns, name string) (*LinkInfo, error) {
 		return nil, fmt.Errorf("link %q in netns %q: %w", name, NSArg(ns), ErrNotFound)
 	}
 	return l, nil
+}
+
+// realHostLink looks a link of the machine up: in one listing of the host's
+// links, read at the first question (one request, not one per name), or
+// by name if the real kernel cannot list.
+func (r *Recorder) realHostLink(name string) (LinkInfo, bool) {
+	if r.realHost == nil {
+		r.realHost = map[string]LinkInfo{}
+		lister, ok := r.Real.(interface {
+			Links(string) ([]LinkInfo, error)
+		})
+		links, err := []LinkInfo(nil), errors.New("cannot list")
+		if ok {
+			links, err = lister.Links(Host)
+		}
+		if err != nil {
+			r.realHost = nil
+			info, err := r.Real.LinkGet(Host, name)
+			return info, err == nil
+		}
+		for _, l := range links {
+			r.realHost[l.Name] = l
+		}
+	}
+	info, ok := r.realHost[name]
+	return info, ok
 }
 
 // exists reports whether a link of that name is in the model (or, in the
@@ -392,3 +421,10 @@ func (r *Recorder) Start(ns string, cmd *exec.Cmd) error {
 
 func (r *Recorder) Settle(string, []string) error { return nil }
 func (r *Recorder) Close() error                  { return nil }
+
+func peerAlias(s LinkSpec) string {
+	if s.PeerUntagged {
+		return ""
+	}
+	return s.Alias
+}

@@ -63,6 +63,67 @@ func threadNetns() string {
 // `ip netns add` does, and returns its inode, which identifies it for as long
 // as it lives. The calling thread never changes namespace.
 func NewNamed(dir, name string, inside func() error) (ino uint64, err error) {
+	a, err := NewAnon(inside)
+	if err != nil {
+		return 0, fmt.Errorf("binding %s: %w", filepath.Join(dir, name), err)
+	}
+	defer a.Close()
+	return a.Pin(dir, name)
+}
+
+// An Anon is a network namespace that only a descriptor of this process
+// holds: it vanishes with the process unless Pin gives it a name. Making
+// one is most of the cost of a named namespace, and can be done ahead.
+type Anon struct{ fd int }
+
+// NewAnon creates a network namespace and runs inside on its thread (if not
+// nil). The calling thread never changes namespace.
+func NewAnon(inside func() error) (*Anon, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- result{-1, err}
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- result{-1, fmt.Errorf("unshare: %w", err)}
+			return
+		}
+		fd, err := unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil && inside != nil {
+			if err = inside(); err != nil {
+				unix.Close(fd)
+				fd = -1
+			}
+		}
+		if serr := unix.Setns(orig, unix.CLONE_NEWNET); serr != nil {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			done <- result{-1, errors.Join(err, serr)} // still locked: the thread is discarded
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- result{fd, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		return nil, r.err
+	}
+	return &Anon{fd: r.fd}, nil
+}
+
+// Pin binds the namespace at dir/name, as `ip netns add` does (first an
+// empty file, then the bind mount), and returns its inode.
+func (a *Anon) Pin(dir, name string) (ino uint64, err error) {
 	if err := prepareNetnsDir(dir); err != nil {
 		return 0, err
 	}
@@ -72,44 +133,19 @@ func NewNamed(dir, name string, inside func() error) (ino uint64, err error) {
 		return 0, err
 	}
 	f.Close()
-	defer func() {
-		if err != nil {
-			os.Remove(path)
-		}
-	}()
-
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		var merr error
-		if inside != nil {
-			merr = inside()
-		}
-		if merr == nil {
-			merr = unix.Mount(threadNetns(), path, "none", unix.MS_BIND, "")
-		}
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(merr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- merr
-	}()
-	if err := <-errc; err != nil {
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", a.fd), path, "none", unix.MS_BIND, ""); err != nil {
+		os.Remove(path)
 		return 0, fmt.Errorf("binding %s: %w", path, err)
 	}
 	return Inode(path)
+}
+
+// Close lets go of the namespace: it vanishes unless pinned.
+func (a *Anon) Close() {
+	if a.fd >= 0 {
+		unix.Close(a.fd)
+		a.fd = -1
+	}
 }
 
 // Inode returns the inode of the namespace pinned at path.

@@ -1,0 +1,76 @@
+// Package bench holds nsrun's benchmarks of its hot paths on the real
+// kernel (run as root; each inside a sandbox of its own):
+//
+//	sudo go test -run - -bench . ./bench
+//
+// bench/run.sh compares whole runs with the alternatives.
+package bench
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"testing"
+
+	"github.com/nsrun/nsrun/builtins"
+	"github.com/nsrun/nsrun/recipes"
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nstest"
+)
+
+func TestMain(m *testing.M) { nstest.Main(m) }
+
+// up runs star.star with n hosts as lab "star" and fails b if it fails.
+func up(b *testing.B, k kernel.Kernel, n int) {
+	b.Helper()
+	args := []string{strconv.Itoa(n)}
+	code := runtime.Run(context.Background(), runtime.RunOptions{
+		Recipe: "star.star", Args: args, StateDir: nstest.StateDir, Kernel: k,
+		Interp: &runtime.Interp{Predeclared: builtins.Predeclared(args), Std: recipes.Std},
+		Stdout: io.Discard, Stderr: io.Discard, Quiet: true,
+	})
+	if code != runtime.ExitOK {
+		b.Fatalf("run: exit %d", code)
+	}
+}
+
+func down(b *testing.B, k kernel.Kernel) {
+	b.Helper()
+	lab, err := runtime.OpenLab(nstest.StateDir, "star")
+	if err == nil {
+		err = lab.TryLock()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lab.Unlock()
+	if _, failed := lab.Down(k); len(failed) > 0 {
+		b.Fatal(failed)
+	}
+}
+
+// BenchmarkHost builds one host of the star (a namespace, a veth pair
+// created in place, two addresses, both ends up, a bridge port) per
+// iteration: a run of star.star with b.N hosts, preflight and journal
+// included.
+func BenchmarkHost(b *testing.B) {
+	nstest.Kernel(b)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	b.ResetTimer()
+	up(b, k, b.N)
+	b.StopTimer()
+	down(b, k)
+}
+
+// BenchmarkTeardown removes one host of the star per iteration: `nsrun
+// down` of a lab of b.N hosts.
+func BenchmarkTeardown(b *testing.B) {
+	nstest.Kernel(b)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	up(b, k, b.N)
+	b.ResetTimer()
+	down(b, k)
+}
