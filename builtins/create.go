@@ -101,6 +101,9 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 		s.PeerMAC = rt.MAC(s.PeerNS, s.PeerName)
 	}
 	s.Alias = rt.Tag()
+	if s.NS == kernel.Host {
+		s.Group = kernel.GroupOf(s.Alias) // deleted together at teardown
+	}
 	step := runtime.Step{Op: runtime.OpLink, Kind: s.Kind, NS: s.NS, Name: s.Name, Alias: s.Alias, MAC: macString(s.MAC)}
 	if s.Kind == "veth" {
 		step.PeerNS, step.PeerName = s.PeerNS, s.PeerName

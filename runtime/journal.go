@@ -28,6 +28,7 @@ type Step struct {
 
 	Kind     string        `json:"kind,omitempty"`  // link kind
 	Ino      uint64        `json:"ino,omitempty"`   // netns inode
+	Mnt      uint64        `json:"mnt,omitempty"`   // netns: the unique id of its pin's mount
 	Alias    string        `json:"alias,omitempty"` // ownership tag of a link, or of a netns's lo
 	MAC      string        `json:"mac,omitempty"`   // the MAC a link was created with
 	PeerNS   string        `json:"peer_ns,omitempty"`
@@ -291,10 +292,19 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 		}
 	}
 	precheck(k, steps, order, m)
+	batched := deleteGroup(k, steps, m)
 	failedAt := map[int]bool{}
 	var covered []int // steps another step's undo does
 	for _, i := range order {
 		s := steps[i]
+		if batched[i] {
+			if _, ok := m.by[i]; !ok {
+				undone = append(undone, s)
+			} else {
+				covered = append(covered, i)
+			}
+			continue
+		}
 		if _, foreign := undoers[s.Op]; foreign && s.State == StateIntent {
 			// Another package's op whose outcome is unknown: its
 			// undo cannot prove the object is the lab's. (Those ops
@@ -347,22 +357,62 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 // kernel.Netlink.PrecheckNetns).
 func precheck(k kernel.Kernel, steps []Step, order []int, m mootness) {
 	pc, ok := k.(interface {
-		PrecheckNetns(names []string, inos []uint64, tags []string)
+		PrecheckNetns(names []string, inos, mnts []uint64, tags []string)
 	})
 	if !ok {
 		return
 	}
 	var names, tags []string
-	var inos []uint64
+	var inos, mnts []uint64
 	for _, i := range order {
 		s := steps[i]
 		if _, covered := m.by[i]; s.Op == OpNetns && !covered {
-			names, inos, tags = append(names, s.Name), append(inos, s.Ino), append(tags, s.Alias)
+			names, tags = append(names, s.Name), append(tags, s.Alias)
+			inos, mnts = append(inos, s.Ino), append(mnts, s.Mnt)
 		}
 	}
 	if len(names) > 1 {
-		pc.PrecheckNetns(names, inos, tags)
+		pc.PrecheckNetns(names, inos, mnts, tags)
 	}
+}
+
+// deleteGroup deletes, in one request, the links the steps created in the
+// host that are there still (see kernel.Netlink.LinkDelGroup), and returns
+// those steps. Their undo is then done, and changes to their links moot.
+func deleteGroup(k kernel.Kernel, steps []Step, m mootness) map[int]bool {
+	gd, ok := k.(interface {
+		LinkDelGroup(ns, tag string, names []string) ([]string, error)
+	})
+	if !ok {
+		return nil
+	}
+	byName := map[string]int{}
+	var names []string
+	var tag string
+	for i, s := range steps {
+		at, ok := m.at[i]
+		if s.Op != OpLink || s.State == StateIntent || !ok || at[0] != kernel.Host || at[1] != s.Name {
+			continue
+		}
+		if tag != "" && s.Alias != tag {
+			return nil // one lab's steps carry one tag
+		}
+		tag = s.Alias
+		byName[s.Name] = i
+		names = append(names, s.Name)
+	}
+	if len(names) < 2 {
+		return nil
+	}
+	gone, err := gd.LinkDelGroup(kernel.Host, tag, names)
+	if err != nil {
+		return nil // each is deleted on its own, with its checks
+	}
+	batched := map[int]bool{}
+	for _, n := range gone {
+		batched[byName[n]] = true
+	}
+	return batched
 }
 
 type mootness struct {

@@ -10,6 +10,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -94,6 +95,9 @@ type LinkSpec struct {
 	PeerName string
 	PeerNS   string
 	PeerMAC  net.HardwareAddr
+	// Group is the device group the link is created in (see GroupOf); 0:
+	// the default.
+	Group uint32
 	// PeerUntagged leaves a veth's peer without the tag: it is born in a
 	// namespace of the lab's, whose own tag vouches for what is in it.
 	PeerUntagged bool
@@ -158,4 +162,13 @@ func NSArg(ns string) string {
 		return "host"
 	}
 	return ns
+}
+
+// GroupOf is the device group of the links a lab with that tag creates
+// outside its own namespaces: LinkDelGroup deletes them in one request.
+// Its high byte is 'n'; the rest is a hash of the tag.
+func GroupOf(tag string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(tag))
+	return 0x6e000000 | h.Sum32()&0xffffff
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nsrun/nsrun/runtime/nsexec"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -248,27 +249,40 @@ func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
 	return nsexec.DeleteNamed(k.Dir, name, ino)
 }
 
+// PinMount returns the unique id of namespace name's pin (see
+// nsexec.MountID), which the journal keeps to know the pin again.
+func (k *Netlink) PinMount(name string) uint64 { return nsexec.MountID(k.path(name)) }
+
 // PrecheckNetns checks, ahead of a teardown, that the namespaces about to be
 // deleted still carry the lab's tags, so that NetnsDel, which still checks
 // each inode, need not ask the kernel again. Reading a tag is a netlink
 // request the kernel serialises with the cleanup of namespaces deleted
 // before: asked between deletions, each waits for that cleanup. Those it
 // cannot confirm are checked again by NetnsDel.
-func (k *Netlink) PrecheckNetns(names []string, inos []uint64, tags []string) {
+//
+// A pin whose unique mount id is the one recorded when it was made is the
+// lab's own pin, of the lab's namespace: that needs no netlink at all.
+func (k *Netlink) PrecheckNetns(names []string, inos, mnts []uint64, tags []string) {
 	var wg sync.WaitGroup
 	work := make(chan int)
-	for w := 0; w < 4; w++ {
+	for w := 0; w < 2; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				if got, err := k.loAlias(names[i]); err == nil && got == tags[i] && inos[i] != 0 {
-					if ino, err := nsexec.Inode(k.path(names[i])); err == nil && ino == inos[i] {
-						k.mu.Lock()
-						k.verified[names[i]] = ino
-						k.mu.Unlock()
+				path := k.path(names[i])
+				ino, err := nsexec.Inode(path)
+				if err != nil || inos[i] == 0 || ino != inos[i] {
+					continue
+				}
+				if mnts[i] == 0 || nsexec.MountID(path) != mnts[i] {
+					if got, err := k.loAlias(names[i]); err != nil || got != tags[i] {
+						continue
 					}
 				}
+				k.mu.Lock()
+				k.verified[names[i]] = ino
+				k.mu.Unlock()
 			}
 		}()
 	}
@@ -321,6 +335,7 @@ func (k *Netlink) LinkAdd(s LinkSpec) error {
 	attrs.Name = s.Name
 	attrs.HardwareAddr = s.MAC
 	attrs.MTU = s.MTU
+	attrs.Group = s.Group
 	var l netlink.Link
 	h, err := k.h(s.NS)
 	if err != nil {
@@ -502,6 +517,64 @@ func (k *Netlink) LinkDel(ns, name string, fp Fingerprint) error {
 		return err
 	}
 	return nil
+}
+
+// LinkDelGroup deletes, with one request, the links of ns in the device
+// group of tag (see GroupOf) that are among names, and returns those no
+// longer there: deleting devices one by one costs the kernel an RCU barrier
+// each. It deletes nothing unless every link in the group carries tag and
+// is named: a foreign link in the group would go too.
+//
+// Equivalent to: ip link del group $group
+func (k *Netlink) LinkDelGroup(ns, tag string, names []string) ([]string, error) {
+	if ns != Host {
+		return nil, fmt.Errorf("group deletion is done in the host only")
+	}
+	h, err := k.h(ns)
+	if err != nil {
+		return nil, err
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	group := GroupOf(tag)
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	present := map[string]bool{}
+	var members int
+	for _, l := range links {
+		a := l.Attrs()
+		present[a.Name] = true
+		if a.Group != group {
+			if want[a.Name] {
+				delete(want, a.Name) // not in the group (made before groups): deleted on its own
+			}
+			continue
+		}
+		if a.Alias != tag || !want[a.Name] {
+			return nil, fmt.Errorf("link %q is in group %#x but not this lab's: %w", a.Name, group, ErrNotOurs)
+		}
+		members++
+	}
+	if members > 0 {
+		req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
+		if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+			return nil, fmt.Errorf("deleting group %#x: %w", group, err)
+		}
+	}
+	var gone []string
+	for _, n := range names {
+		if want[n] || !present[n] {
+			gone = append(gone, n)
+			k.forgetLink(ns, n)
+		}
+	}
+	return gone, nil
 }
 
 func (k *Netlink) LinkSetUp(ns, name string, up bool) error {

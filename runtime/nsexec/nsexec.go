@@ -157,6 +157,18 @@ func Inode(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
+// MountID returns the unique id of the mount at path (the pin of a named
+// namespace): unlike an inode number, the kernel never hands it out again,
+// so a pin with the id recorded at its making is that very pin. 0 if the
+// kernel has no such ids (before Linux 6.8).
+func MountID(path string) uint64 {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID_UNIQUE, &st); err != nil || st.Mask&unix.STATX_MNT_ID_UNIQUE == 0 {
+		return 0
+	}
+	return st.Mnt_id
+}
+
 // DeleteNamed unpins the namespace at dir/name, as `ip netns del` does, but
 // only if it is still the namespace with inode ino: a namespace someone else
 // pinned under the same name is left alone. A namespace already gone is not
