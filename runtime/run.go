@@ -285,6 +285,10 @@ func objects(steps []Step) string {
 	if len(names) == 0 {
 		return ""
 	}
+	const most = 6 // a line, not a listing: `nsrun -v` shows each change
+	if len(names) > most {
+		names = append(names[:most], fmt.Sprintf("and %d more", len(names)-most))
+	}
 	return " (" + strings.Join(names, ", ") + ")"
 }
 

@@ -172,3 +172,10 @@ func GroupOf(tag string) uint32 {
 	h.Write([]byte(tag))
 	return 0x6e000000 | h.Sum32()&0xffffff
 }
+
+// BridgePorts is the most ports a Linux bridge takes (its port numbers are
+// ten bits, 0 reserved).
+const BridgePorts = 1023
+
+// ErrBridgeFull is the error of a port too many.
+var ErrBridgeFull = errors.New("a Linux bridge holds at most 1023 ports (the standard library's lan() spreads more hosts over several bridges)")

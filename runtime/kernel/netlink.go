@@ -595,8 +595,8 @@ func (k *Netlink) LinkSetMaster(ns, name, master string) error {
 		return err
 	}
 	err := k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMasterByIndex(l, mi) })
-	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EMLINK) || errors.Is(err, unix.ENOSPC) {
-		return fmt.Errorf("bridge %q cannot take another port (a Linux bridge holds at most 1023): %w", master, err)
+	if errors.Is(err, unix.EXFULL) {
+		return fmt.Errorf("bridge %q cannot take another port: %w", master, ErrBridgeFull)
 	}
 	return err
 }

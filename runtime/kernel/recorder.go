@@ -271,8 +271,20 @@ func (r *Recorder) LinkSetMaster(ns, name, master string) error {
 	if master == "" {
 		return r.set(ns, name, "nomaster", func(l *LinkInfo) { l.Master = "" })
 	}
-	if _, err := r.get(ns, master); err != nil {
+	m, err := r.get(ns, master)
+	if err != nil {
 		return err
+	}
+	if m.Kind == "bridge" {
+		ports := 0
+		for key, l := range r.links {
+			if key[0] == ns && l.Master == master && key[1] != name {
+				ports++
+			}
+		}
+		if ports >= BridgePorts {
+			return fmt.Errorf("bridge %q cannot take another port: %w", master, ErrBridgeFull)
+		}
 	}
 	return r.set(ns, name, "master "+master, func(l *LinkInfo) { l.Master = master })
 }
