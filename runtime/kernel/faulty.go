@@ -153,3 +153,30 @@ func (f *Faulty) Path(ns string) string {
 }
 
 var errNoNAT = fmt.Errorf("this kernel cannot program nftables")
+
+// The real kernel's teardown shortcuts pass through, so that rollback tests
+// on a Faulty take the path real runs take.
+
+func (f *Faulty) LinkDelGroup(ns, tag string, names []string) ([]string, error) {
+	if g, ok := f.Kernel.(interface {
+		LinkDelGroup(string, string, []string) ([]string, error)
+	}); ok {
+		return g.LinkDelGroup(ns, tag, names)
+	}
+	return nil, fmt.Errorf("no group deletion")
+}
+
+func (f *Faulty) PrecheckNetns(names []string, inos, mnts []uint64, tags []string) {
+	if p, ok := f.Kernel.(interface {
+		PrecheckNetns([]string, []uint64, []uint64, []string)
+	}); ok {
+		p.PrecheckNetns(names, inos, mnts, tags)
+	}
+}
+
+func (f *Faulty) PinMount(name string) uint64 {
+	if p, ok := f.Kernel.(interface{ PinMount(string) uint64 }); ok {
+		return p.PinMount(name)
+	}
+	return 0
+}

@@ -27,6 +27,7 @@ type Recorder struct {
 	Observed bool // see Observe
 
 	realHost map[string]LinkInfo // the machine's links, by name, as Real listed them
+	given    map[[2]string]int   // ports given to each bridge, ever (see LinkSetMaster)
 
 	nat map[recNATKey][]string // see recorder_nat.go
 
@@ -276,14 +277,22 @@ func (r *Recorder) LinkSetMaster(ns, name, master string) error {
 		return err
 	}
 	if m.Kind == "bridge" {
-		ports := 0
-		for key, l := range r.links {
-			if key[0] == ns && l.Master == master && key[1] != name {
-				ports++
-			}
+		// Counting the ports is a scan of the model: done only once the
+		// bridge has been given BridgePorts ports in all (an upper bound).
+		key := [2]string{ns, master}
+		if r.given == nil {
+			r.given = map[[2]string]int{}
 		}
-		if ports >= BridgePorts {
-			return fmt.Errorf("bridge %q cannot take another port: %w", master, ErrBridgeFull)
+		if r.given[key]++; r.given[key] > BridgePorts {
+			ports := 0
+			for k, l := range r.links {
+				if k[0] == ns && l.Master == master && k[1] != name {
+					ports++
+				}
+			}
+			if ports >= BridgePorts {
+				return fmt.Errorf("bridge %q cannot take another port: %w", master, ErrBridgeFull)
+			}
 		}
 	}
 	return r.set(ns, name, "master "+master, func(l *LinkInfo) { l.Master = master })
