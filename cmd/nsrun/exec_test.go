@@ -14,10 +14,17 @@ import (
 // nsrunStdin runs nsrun with stdin and env added to the environment.
 func nsrunStdin(t *testing.T, stdin string, env []string, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
 	cmd := exec.Command(nsrunBin, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errb
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Env = append(os.Environ(), env...)
+	return runCmd(t, cmd)
+}
+
+// runCmd runs cmd and returns its exit code and what it printed.
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {

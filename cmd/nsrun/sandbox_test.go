@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,19 +18,11 @@ import (
 // returns what it printed.
 func asNobody(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
 	script := `mount --make-rprivate / && mount -t tmpfs tmpfs /run && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"`
 	cmd := exec.Command("unshare", append([]string{"-m", "sh", "-c", script, "sh", filepath.Join(dir, "nsrun")}, args...)...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &out, &errb
+	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TMPDIR=" + dir}, env...)
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, out.String(), errb.String()}
+	return runCmd(t, cmd)
 }
 
 // Issue 5, item 5: without root, --sandbox runs a walkthrough through a
