@@ -3,6 +3,7 @@ package builtins_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -225,4 +226,51 @@ h.addr("10.10.10.10/24").up()
 	if got := nstest.Ip(t, "netns01", "-br", "addr", "show", "veth0-ct"); !strings.Contains(got, "10.10.10.11/24") {
 		t.Errorf("veth0-ct in netns01: %q", got)
 	}
+}
+
+// The lab's links in the host are in the lab's device group, and teardown
+// deletes the group in one request; but a foreign link someone put in the
+// group stops that: it is left alone, and the lab's links go one by one.
+func TestGroupTeardownSparesForeign(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	src := `s = netns("gsw")
+veth("gv0", "p0", peer_netns = s)
+veth("gv1", "p1", peer_netns = s)
+`
+	_, err, rt := runSrc(t, k, "group.star", src)
+	if err != nil {
+		rollback(t, rt)
+		t.Fatal(runtime.Backtrace(err))
+	}
+	group := fmt.Sprint(kernel.GroupOf(rt.Tag()))
+	for _, name := range []string{"gv0", "gv1"} {
+		if got := ipGroup(t, name); got != group {
+			t.Errorf("%s is in group %q, want the lab's %s", name, got, group)
+		}
+	}
+	nstest.Ip(t, "", "link", "add", "name", "fgn0", "type", "veth", "peer", "name", "fgn1")
+	defer nstest.Ip(t, "", "link", "del", "fgn0")
+	nstest.Ip(t, "", "link", "set", "dev", "fgn0", "group", group)
+
+	rollback(t, rt)
+	if got := ipGroup(t, "fgn0"); got != group {
+		t.Errorf("the foreign link in the lab's group: %q after the teardown", got)
+	}
+	if out := nstest.Ip(t, "", "-br", "link"); strings.Contains(out, "gv0") || strings.Contains(out, "gv1") {
+		t.Errorf("the lab's links are left:\n%s", out)
+	}
+}
+
+// ipGroup is the device group of a host link as ip -d -j shows it.
+func ipGroup(t *testing.T, name string) string {
+	t.Helper()
+	var links []struct {
+		Group string `json:"group"`
+	}
+	if err := json.Unmarshal([]byte(nstest.Ip(t, "", "-d", "-j", "link", "show", name)), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip link show %s: %v", name, err)
+	}
+	return links[0].Group
 }

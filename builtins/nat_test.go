@@ -220,15 +220,7 @@ func TestNATTraffic(t *testing.T) {
 // tables lists the nftables tables of a namespace as "family name".
 func tables(t *testing.T, ns string) []string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(nstest.NetnsDir, ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := nftConn(t, ns)
 	ts, err := c.ListTables()
 	if err != nil {
 		t.Fatal(err)
@@ -245,12 +237,7 @@ func tables(t *testing.T, ns string) []string {
 // rules counts the rules of the lab's ip table, by chain.
 func rules(t *testing.T, ns string) map[string]int {
 	t.Helper()
-	f, err := os.Open(filepath.Join(nstest.NetnsDir, ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, _ := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	c := nftConn(t, ns)
 	tb := &nftables.Table{Name: "nsrun-t", Family: nftables.TableFamilyIPv4}
 	n := map[string]int{}
 	for _, ch := range []string{"prerouting", "output", "postrouting"} {
@@ -289,12 +276,7 @@ func TestNATPartialRollback(t *testing.T) {
 	s.exec(natTopology)
 
 	// Decoys, made behind nsrun's back in the router namespace.
-	f, err := os.Open(filepath.Join(nstest.NetnsDir, "router"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, _ := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	c := nftConn(t, "router")
 	for _, d := range []*nftables.Table{
 		{Name: "decoy", Family: nftables.TableFamilyIPv4},
 		{Name: "nsrun-other", Family: nftables.TableFamilyIPv4},
@@ -382,4 +364,20 @@ nat.floating(r, floating="203.0.113.9", fixed="10.0.0.2")
 			t.Fatalf("fail at %d: %d steps left", n, rt.Journal.Len())
 		}
 	}
+}
+
+// nftConn is an nftables connection in the lab's namespace ns, closed at
+// the end of the test.
+func nftConn(t *testing.T, ns string) *nftables.Conn {
+	t.Helper()
+	f, err := os.Open(filepath.Join(nstest.NetnsDir, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/pflag"
+
 	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
@@ -31,6 +33,24 @@ func openLab(name string, stderr io.Writer) (*runtime.Lab, *kernel.Netlink, erro
 	return lab, k, nil
 }
 
+// theLab opens the one lab a command's arguments name, or runs the
+// command in the kept sandbox that holds it (done, with its exit code).
+func theLab(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (*runtime.Lab, *kernel.Netlink, int, bool) {
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "nsrun %s: name one lab (see `nsrun ls`)\n", fs.Name())
+		return nil, nil, runtime.ExitUsage, true
+	}
+	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{fs.Name()}, args...), stdout, stderr); ok {
+		return nil, nil, code, true
+	}
+	lab, k, err := openLab(fs.Arg(0), stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return nil, nil, runtime.ExitUsage, true
+	}
+	return lab, k, 0, false
+}
+
 // Equivalent to: ip -n $ns -d link; ip -n $ns addr; ip -n $ns route; ip -n $ns neigh, for
 // each namespace of the lab, and its processes from /proc.
 func cmdInspect(args []string, stdout, stderr io.Writer) int {
@@ -39,17 +59,9 @@ func cmdInspect(args []string, stdout, stderr io.Writer) int {
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "nsrun inspect: name one lab (see `nsrun ls`)")
-		return runtime.ExitUsage
-	}
-	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{"inspect"}, args...), stdout, stderr); ok {
+	lab, k, code, done := theLab(fs, args, stdout, stderr)
+	if done {
 		return code
-	}
-	lab, k, err := openLab(fs.Arg(0), stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitUsage
 	}
 	defer k.Close()
 	v, err := runtime.Inspect(lab, k)
@@ -146,17 +158,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "nsrun check: name one lab (see `nsrun ls`)")
-		return runtime.ExitUsage
-	}
-	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{"check"}, args...), stdout, stderr); ok {
+	lab, k, code, done := theLab(fs, args, stdout, stderr)
+	if done {
 		return code
-	}
-	lab, k, err := openLab(fs.Arg(0), stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitUsage
 	}
 	defer k.Close()
 	drift, n, err := runtime.Check(lab, k)

@@ -157,18 +157,9 @@ func (k *Netlink) Close() error {
 	return nil
 }
 
-// anonNetns is a new namespace, not yet named: lo tagged, with a netlink
-// handle whose socket lives in it.
-type anonNetns struct {
-	ns  *nsexec.Anon
-	h   *netlink.Handle
-	tag string
-	err error
-}
-
-func newAnonNetns(tag string) anonNetns {
+func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
 	var h *netlink.Handle
-	ns, err := nsexec.NewAnon(func() error {
+	ino, err := nsexec.NewNamed(k.Dir, name, func() error {
 		// On the new namespace's thread: the handle's socket is opened
 		// here, in it, and serves the namespace for the rest of the run.
 		var err error
@@ -177,34 +168,12 @@ func newAnonNetns(tag string) anonNetns {
 		}
 		return h.LinkSetAlias(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: loIndex}}, tag)
 	})
-	if err != nil && h != nil {
-		h.Close()
-		h = nil
-	}
-	return anonNetns{ns: ns, h: h, tag: tag, err: err}
-}
-
-func (a anonNetns) close() {
-	if a.ns != nil {
-		a.ns.Close()
-	}
-	if a.h != nil {
-		a.h.Close()
-	}
-}
-
-func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
-	a := newAnonNetns(tag)
-	if a.err != nil {
-		return 0, a.err
-	}
-	defer a.ns.Close()
-	ino, err := a.ns.Pin(k.Dir, name)
 	if err != nil {
-		a.h.Close()
+		if h != nil {
+			h.Close()
+		}
 		return 0, err
 	}
-	h := a.h
 	k.mu.Lock()
 	if old, ok := k.handles[name]; ok {
 		old.Close()
@@ -263,34 +232,20 @@ func (k *Netlink) PinMount(name string) uint64 { return nsexec.MountID(k.path(na
 // A pin whose unique mount id is the one recorded when it was made is the
 // lab's own pin, of the lab's namespace: that needs no netlink at all.
 func (k *Netlink) PrecheckNetns(names []string, inos, mnts []uint64, tags []string) {
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for w := 0; w < 2; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				path := k.path(names[i])
-				ino, err := nsexec.Inode(path)
-				if err != nil || inos[i] == 0 || ino != inos[i] {
-					continue
-				}
-				if mnts[i] == 0 || nsexec.MountID(path) != mnts[i] {
-					if got, err := k.loAlias(names[i]); err != nil || got != tags[i] {
-						continue
-					}
-				}
-				k.mu.Lock()
-				k.verified[names[i]] = ino
-				k.mu.Unlock()
+	for i, name := range names {
+		path := k.path(name)
+		if ino, err := nsexec.Inode(path); err != nil || inos[i] == 0 || ino != inos[i] {
+			continue
+		}
+		if mnts[i] == 0 || nsexec.MountID(path) != mnts[i] {
+			if got, err := k.loAlias(name); err != nil || got != tags[i] {
+				continue
 			}
-		}()
+		}
+		k.mu.Lock()
+		k.verified[name] = inos[i]
+		k.mu.Unlock()
 	}
-	for i := range names {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
 }
 
 // isPlaceholder reports whether path is an empty file that no namespace is
@@ -341,6 +296,7 @@ func (k *Netlink) LinkAdd(s LinkSpec) error {
 	if err != nil {
 		return err
 	}
+	inPlace := h // the handle the link is made with, unless made in its parent's namespace
 	switch s.Kind {
 	case "veth":
 		peerFd, err := k.fd(s.PeerNS)
@@ -396,7 +352,7 @@ func (k *Netlink) LinkAdd(s LinkSpec) error {
 		}
 		return err
 	}
-	if i := l.Attrs().Index; i > 0 && h == k.mustH(s.NS) {
+	if i := l.Attrs().Index; i > 0 && h == inPlace {
 		k.rememberLink(s.NS, s.Name, i) // looked up by the library after the request
 	}
 	if s.Alias == "" {
@@ -437,13 +393,6 @@ func notFound(err error) error {
 	return err
 }
 
-// mustH returns ns's handle if one is open.
-func (k *Netlink) mustH(ns string) *netlink.Handle {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.handles[ns]
-}
-
 // link looks link name of ns up by name, and remembers its index.
 func (k *Netlink) link(ns, name string) (*netlink.Handle, netlink.Link, error) {
 	h, err := k.h(ns)
@@ -481,6 +430,19 @@ func (k *Netlink) withLink(ns, name string, fn func(h *netlink.Handle, l netlink
 		return err
 	}
 	return fn(h, l)
+}
+
+// linkIndex returns the index of link name of ns: the remembered one, or
+// looked up.
+func (k *Netlink) linkIndex(ns, name string) (int, error) {
+	if i, ok := k.cachedIndex(ns, name); ok {
+		return i, nil
+	}
+	_, l, err := k.link(ns, name)
+	if err != nil {
+		return 0, err
+	}
+	return l.Attrs().Index, nil
 }
 
 func (k *Netlink) LinkGet(ns, name string) (LinkInfo, error) {
@@ -539,27 +501,23 @@ func (k *Netlink) LinkDelGroup(ns, tag string, names []string) ([]string, error)
 		return nil, err
 	}
 	group := GroupOf(tag)
-	want := map[string]bool{}
+	ours := map[string]bool{}
 	for _, n := range names {
-		want[n] = true
+		ours[n] = true
 	}
-	present := map[string]bool{}
-	var members int
+	present, members := map[string]bool{}, map[string]bool{}
 	for _, l := range links {
 		a := l.Attrs()
 		present[a.Name] = true
 		if a.Group != group {
-			if want[a.Name] {
-				delete(want, a.Name) // not in the group (made before groups): deleted on its own
-			}
-			continue
+			continue // not in the group (made before groups): deleted on its own
 		}
-		if a.Alias != tag || !want[a.Name] {
+		if a.Alias != tag || !ours[a.Name] {
 			return nil, fmt.Errorf("link %q is in group %#x but not this lab's: %w", a.Name, group, ErrNotOurs)
 		}
-		members++
+		members[a.Name] = true
 	}
-	if members > 0 {
+	if len(members) > 0 {
 		req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
 		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
@@ -569,7 +527,7 @@ func (k *Netlink) LinkDelGroup(ns, tag string, names []string) ([]string, error)
 	}
 	var gone []string
 	for _, n := range names {
-		if want[n] || !present[n] {
+		if members[n] || !present[n] {
 			gone = append(gone, n)
 			k.forgetLink(ns, n)
 		}
@@ -590,11 +548,11 @@ func (k *Netlink) LinkSetMaster(ns, name, master string) error {
 	if master == "" {
 		return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetNoMaster(l) })
 	}
-	var mi int
-	if err := k.withLink(ns, master, func(_ *netlink.Handle, m netlink.Link) error { mi = m.Attrs().Index; return nil }); err != nil {
+	mi, err := k.linkIndex(ns, master)
+	if err != nil {
 		return err
 	}
-	err := k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMasterByIndex(l, mi) })
+	err = k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMasterByIndex(l, mi) })
 	if errors.Is(err, unix.EXFULL) {
 		return fmt.Errorf("bridge %q cannot take another port: %w", master, ErrBridgeFull)
 	}

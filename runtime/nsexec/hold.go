@@ -65,25 +65,68 @@ type message struct {
 	Error  string   `json:"error,omitempty"`
 }
 
-// listenHold makes the socket of a kept sandbox with the given id.
-func listenHold(dir string, id int) (*os.File, string, error) {
+// holdEnd is the outside's side of a sandbox that may be kept: the
+// listening socket, the pipe on which the inside tells it holds, and
+// HoldDir's parent (the files the inside gets as fds 3, 4 and 5).
+type holdEnd struct {
+	dir, path     string
+	sock, parent  *os.File
+	ready, readyW *os.File
+	held          bool
+}
+
+func newHoldEnd(dir string, id int) (*holdEnd, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	path := filepath.Join(dir, strconv.Itoa(id)+holdSock)
-	os.Remove(path) // a socket of a sandbox that died with the same id
-	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	h := &holdEnd{dir: dir, path: filepath.Join(dir, strconv.Itoa(id)+holdSock)}
+	os.Remove(h.path) // a socket of a sandbox that died with the same id
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: h.path, Net: "unixpacket"})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	l.SetUnlinkOnClose(false) // the holder, not this process, removes it
-	f, err := l.File()
+	h.sock, err = l.File()
 	l.Close()
-	if err != nil {
-		os.Remove(path)
-		return nil, "", err
+	if err == nil {
+		h.ready, h.readyW, err = os.Pipe()
 	}
-	return f, path, nil
+	if err == nil {
+		h.parent, err = os.OpenFile(filepath.Dir(dir), unix.O_PATH|unix.O_DIRECTORY, 0)
+	}
+	if err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *holdEnd) files() []*os.File { return []*os.File{h.sock, h.readyW, h.parent} }
+
+// wait returns the code the inside passed to Hold, once it holds (held),
+// or held false if it ended without holding. Call it after the start.
+func (h *holdEnd) wait() (code int, held bool) {
+	h.readyW.Close() // the inside's copy is the only writer left
+	var b [1]byte
+	if n, _ := h.ready.Read(b[:]); n == 1 {
+		h.held = true
+		return int(b[0]), true
+	}
+	return 0, false
+}
+
+// close releases the files, and the socket's name unless the sandbox is
+// held (its holder removes it).
+func (h *holdEnd) close() {
+	for _, f := range []*os.File{h.sock, h.ready, h.readyW, h.parent} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if !h.held {
+		os.Remove(h.path)
+		os.Remove(h.dir) // if it was the last one
+	}
 }
 
 // CanHold reports whether this process is the inside of a sandbox that was
@@ -278,27 +321,24 @@ type KeptSandbox struct{ Path string }
 // ID is the sandbox's id, as `nsrun ls` shows it.
 func (s KeptSandbox) ID() string { return strings.TrimSuffix(filepath.Base(s.Path), holdSock) }
 
-// KeptSandboxes lists the kept sandboxes of this user; the sockets of
-// sandboxes whose holder is gone are removed.
+// KeptSandboxes lists the sockets of this user's kept sandboxes. One whose
+// holder is gone is removed by the first call that finds it refused (see
+// dial).
 func KeptSandboxes(dir string) []KeptSandbox {
 	paths, _ := filepath.Glob(filepath.Join(dir, "*"+holdSock))
-	var out []KeptSandbox
-	for _, p := range paths {
-		c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: p, Net: "unixpacket"})
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			os.Remove(p)
-			continue
-		}
-		if err == nil {
-			c.Close()
-			out = append(out, KeptSandbox{p})
-		}
+	out := make([]KeptSandbox, len(paths))
+	for i, p := range paths {
+		out[i] = KeptSandbox{p}
 	}
 	return out
 }
 
 func (s KeptSandbox) dial() (*net.UnixConn, error) {
-	return net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: s.Path, Net: "unixpacket"})
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: s.Path, Net: "unixpacket"})
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		os.Remove(s.Path) // its holder is gone (killed): so is the sandbox
+	}
+	return c, err
 }
 
 // Labs lists the labs in the sandbox.

@@ -63,7 +63,7 @@ func threadNetns() string {
 // `ip netns add` does, and returns its inode, which identifies it for as long
 // as it lives. The calling thread never changes namespace.
 func NewNamed(dir, name string, inside func() error) (ino uint64, err error) {
-	a, err := NewAnon(inside)
+	a, err := newAnon(inside)
 	if err != nil {
 		return 0, fmt.Errorf("binding %s: %w", filepath.Join(dir, name), err)
 	}
@@ -71,14 +71,13 @@ func NewNamed(dir, name string, inside func() error) (ino uint64, err error) {
 	return a.Pin(dir, name)
 }
 
-// An Anon is a network namespace that only a descriptor of this process
-// holds: it vanishes with the process unless Pin gives it a name. Making
-// one is most of the cost of a named namespace, and can be done ahead.
-type Anon struct{ fd int }
+// An anon is a network namespace that only a descriptor of this process
+// holds: it vanishes with the process unless pinned.
+type anon struct{ fd int }
 
-// NewAnon creates a network namespace and runs inside on its thread (if not
+// newAnon creates a network namespace and runs inside on its thread (if not
 // nil). The calling thread never changes namespace.
-func NewAnon(inside func() error) (*Anon, error) {
+func newAnon(inside func() error) (*anon, error) {
 	type result struct {
 		fd  int
 		err error
@@ -118,12 +117,12 @@ func NewAnon(inside func() error) (*Anon, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	return &Anon{fd: r.fd}, nil
+	return &anon{fd: r.fd}, nil
 }
 
 // Pin binds the namespace at dir/name, as `ip netns add` does (first an
 // empty file, then the bind mount), and returns its inode.
-func (a *Anon) Pin(dir, name string) (ino uint64, err error) {
+func (a *anon) Pin(dir, name string) (ino uint64, err error) {
 	if err := prepareNetnsDir(dir); err != nil {
 		return 0, err
 	}
@@ -141,7 +140,7 @@ func (a *Anon) Pin(dir, name string) (ino uint64, err error) {
 }
 
 // Close lets go of the namespace: it vanishes unless pinned.
-func (a *Anon) Close() {
+func (a *anon) Close() {
 	if a.fd >= 0 {
 		unix.Close(a.fd)
 		a.fd = -1

@@ -48,36 +48,16 @@ func RunSandboxed(holdDir string) (int, error) {
 		Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS,
 		Pdeathsig:  syscall.SIGKILL,
 	}
-	var ready *os.File
+	var hold *holdEnd
 	if holdDir != "" {
-		sock, path, err := listenHold(holdDir, os.Getpid())
-		if err != nil {
+		var err error
+		if hold, err = newHoldEnd(holdDir, os.Getpid()); err != nil {
 			return 0, fmt.Errorf("making the sandbox's socket: %w", err)
 		}
-		defer sock.Close()
-		r, w, err := os.Pipe()
-		if err != nil {
-			os.Remove(path)
-			return 0, err
-		}
-		defer r.Close()
-		defer w.Close()
-		parent, err := os.OpenFile(filepath.Dir(holdDir), unix.O_PATH|unix.O_DIRECTORY, 0)
-		if err != nil {
-			os.Remove(path)
-			return 0, err
-		}
-		defer parent.Close()
-		ready = r
-		cmd.ExtraFiles = []*os.File{sock, w, parent}
+		defer hold.close()
+		cmd.ExtraFiles = hold.files()
 		cmd.Env = append(cmd.Env, holdEnv+"=1")
 		cmd.SysProcAttr.Pdeathsig = 0 // a kept sandbox outlives this process
-		defer func() {
-			if cmd.ProcessState != nil {
-				os.Remove(path) // not held
-				os.Remove(holdDir)
-			}
-		}()
 	}
 	if uid := os.Geteuid(); uid != 0 {
 		// Without root, a user namespace in which this user is root grants
@@ -106,12 +86,10 @@ func RunSandboxed(holdDir string) (int, error) {
 			}
 		}
 	}()
-	if ready != nil {
-		cmd.ExtraFiles[1].Close()
-		var code [1]byte
-		if n, _ := ready.Read(code[:]); n == 1 {
-			cmd.Process.Release() // held: it lives on
-			return int(code[0]), nil
+	if hold != nil {
+		if code, held := hold.wait(); held {
+			cmd.Process.Release() // it lives on
+			return code, nil
 		}
 	}
 	err := cmd.Wait()
