@@ -91,11 +91,19 @@ func (s Step) String() string {
 // JSON lines: before each change an intent record, after it a done record
 // (or a void one if the change failed), so that a run killed at any instant
 // leaves enough to finish the undo.
+//
+// A done record that only confirms its intent (the change learnt nothing
+// the undo needs: no inode, no pid) is a bare {"seq":N}, and it waits to go
+// out in one write with the next record, or at Flush. Until then the change
+// reads as an intent, which is what it would read as had the run been
+// killed a moment earlier: an intent's undo must work on its own anyway.
 type Journal struct {
-	steps []Step
-	seq   int
-	path  string
-	file  *os.File // nil: in memory only
+	steps  []Step
+	seq    int
+	path   string
+	file   *os.File // nil: in memory only
+	intent Step     // the last intent, to tell a done record that only confirms it
+	buf    []byte   // records not yet written
 }
 
 // Record states in the file. A done record has none.
@@ -142,11 +150,12 @@ func ReadJournal(path string) ([]Step, error) {
 		if err := json.Unmarshal(line, &s); err != nil {
 			return live(steps), fmt.Errorf("%s: record %d: %w", path, n, err)
 		}
-		if s.Op == "" && s.State != stateVoid {
-			continue // not a record nsrun writes
-		}
 		i, seen := at[s.Seq]
 		switch {
+		case s.Op == "" && s.State == "" && s.Seq != 0 && seen: // {"seq":N}: done, as intended
+			steps[i].State = ""
+		case s.Op == "" && s.State != stateVoid:
+			// not a record nsrun writes
 		case s.Seq == 0 || !seen: // an intent, or a record without one
 			at[s.Seq] = len(steps)
 			steps = append(steps, s)
@@ -170,15 +179,33 @@ func live(steps []Step) []Step {
 	return kept
 }
 
-func (j *Journal) write(s Step) error {
+// write writes s, after the records waiting, or only queues it if later.
+func (j *Journal) write(s Step, later bool) error {
 	if j.file == nil {
 		return nil
 	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
+	if s.Op == "" && s.State == "" {
+		j.buf = fmt.Appendf(j.buf, "{\"seq\":%d}\n", s.Seq)
+	} else {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		j.buf = append(append(j.buf, b...), '\n')
 	}
-	_, err = j.file.Write(append(b, '\n'))
+	if later {
+		return nil
+	}
+	return j.Flush()
+}
+
+// Flush writes the records waiting.
+func (j *Journal) Flush() error {
+	if j.file == nil || len(j.buf) == 0 {
+		return nil
+	}
+	_, err := j.file.Write(j.buf)
+	j.buf = j.buf[:0]
 	return err
 }
 
@@ -186,19 +213,25 @@ func (j *Journal) write(s Step) error {
 func (j *Journal) Intend(s Step) (int, error) {
 	j.seq++
 	s.Seq, s.State = j.seq, StateIntent
-	return j.seq, j.write(s)
+	j.intent = s
+	return j.seq, j.write(s, false)
 }
 
 // Done records that change seq was made, as s says.
 func (j *Journal) Done(seq int, s Step) error {
 	s.Seq, s.State = seq, ""
 	j.steps = append(j.steps, s)
-	return j.write(s)
+	confirmed := j.intent
+	confirmed.State = ""
+	if s == confirmed {
+		return j.write(Step{Seq: seq}, true)
+	}
+	return j.write(s, false)
 }
 
 // Void records that change seq failed and was not made.
 func (j *Journal) Void(seq int) error {
-	return j.write(Step{Seq: seq, State: stateVoid})
+	return j.write(Step{Seq: seq, State: stateVoid}, false)
 }
 
 // Add records a change made without an intent (tests, recovery).
@@ -207,7 +240,10 @@ func (j *Journal) Add(s Step) error {
 	if err != nil {
 		return err
 	}
-	return j.Done(seq, s)
+	if err := j.Done(seq, s); err != nil {
+		return err
+	}
+	return j.Flush()
 }
 
 // Len is the number of steps; a mark for Rollback.
@@ -216,18 +252,19 @@ func (j *Journal) Len() int { return len(j.steps) }
 // Steps returns the recorded steps, oldest first.
 func (j *Journal) Steps() []Step { return j.steps }
 
-// Close closes the journal file.
+// Close writes the records waiting and closes the journal file.
 func (j *Journal) Close() error {
 	if j.file == nil {
 		return nil
 	}
-	return j.file.Close()
+	return errors.Join(j.Flush(), j.file.Close())
 }
 
 // Rollback undoes the steps after mark and forgets them (rewriting the
 // file). It never stops at a failure: each is returned, and the step stays in
 // the journal so that a later `down` can try again.
 func (j *Journal) Rollback(k kernel.Kernel, mark int) (undone []Step, failed []error) {
+	j.Flush() // a rollback killed midway leaves the file as exact as it can be
 	undone, failedSteps, failed := Undo(k, j.steps[mark:])
 	j.steps = append(j.steps[:mark], failedSteps...)
 	if j.file != nil {
@@ -241,6 +278,7 @@ func (j *Journal) Rollback(k kernel.Kernel, mark int) (undone []Step, failed []e
 // rewrite replaces the file with the steps kept, atomically: a crash
 // leaves the old journal or the new one, never a truncated one.
 func (j *Journal) rewrite() error {
+	j.buf = j.buf[:0] // the new file has every step kept as done
 	if err := writeSteps(j.path, j.steps); err != nil {
 		return err
 	}

@@ -249,3 +249,58 @@ func TestRecoverRereadsUnderLock(t *testing.T) {
 		t.Errorf("recover removed a lab that is up: %v", err)
 	}
 }
+
+// A done record that only confirms its intent is a bare {"seq":N} that goes
+// out with the next record; until then the change reads as an intent. One
+// that carries what the undo needs (an inode) is written at once.
+func TestJournalConfirmations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	read := func() []Step {
+		t.Helper()
+		steps, err := ReadJournal(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return steps
+	}
+	ns := Step{Op: OpNetns, Name: "blue", Pos: "r.star:1:1"}
+	seq, _ := j.Intend(ns)
+	ns.Ino = 7 // learnt by the change
+	if err := j.Done(seq, ns); err != nil {
+		t.Fatal(err)
+	}
+	if s := read(); len(s) != 1 || s[0].State != "" || s[0].Ino != 7 {
+		t.Fatalf("after a done record with an inode: %+v", s)
+	}
+
+	up := Step{Op: OpUp, NS: "blue", Name: "lo", Old: "down", Pos: "r.star:1:1"}
+	seq, _ = j.Intend(up)
+	if err := j.Done(seq, up); err != nil {
+		t.Fatal(err)
+	}
+	if s := read(); len(s) != 2 || s[1].State != StateIntent {
+		t.Fatalf("a confirmation not yet written: want the change as an intent, got %+v", s)
+	}
+	addr := Step{Op: OpAddr, NS: "blue", Name: "lo", Addr: netip.MustParsePrefix("10.0.0.1/8"), Pos: "r.star:2:1"}
+	seq, _ = j.Intend(addr)
+	if s := read(); len(s) != 3 || s[1].State != "" || s[2].State != StateIntent {
+		t.Fatalf("the next intent carries the confirmation: got %+v", s)
+	}
+	j.Done(seq, addr)
+	if err := j.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s := read()
+	if len(s) != 3 || s[2].State != "" || s[2] != j.Steps()[2] {
+		t.Fatalf("after Flush: got %+v, want %+v", s, j.Steps())
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.HasSuffix(string(b), "{\"seq\":3}\n") {
+		t.Errorf("the last record is not a bare confirmation:\n%s", b)
+	}
+}

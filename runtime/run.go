@@ -126,6 +126,9 @@ func Run(ctx context.Context, o RunOptions) int {
 	}
 	o.Interp.Reset()
 	_, err = o.exec(ctx, rt, out)
+	if ferr := journal.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("writing the journal: %w", ferr)
+	}
 	rt.Progress.Clear()
 	defer rt.Close()
 

@@ -98,6 +98,9 @@ func (s *Session) RunRecipe(ctx context.Context) error {
 	thread, stop := s.thread(ctx, s.o.Recipe)
 	defer stop()
 	globals, err := s.o.Interp.ExecFile(thread, s.o.Recipe)
+	if ferr := s.journal.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("writing the journal: %w", ferr)
+	}
 	if err != nil {
 		s.fail(err, mark)
 		return err
@@ -120,6 +123,9 @@ func (s *Session) Eval(ctx context.Context, f *syntax.File) (starlark.Value, err
 		v, err = starlark.EvalExprOptions(f.Options, thread, expr, globals)
 	} else {
 		err = starlark.ExecREPLChunk(f, thread, globals)
+	}
+	if ferr := s.journal.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("writing the journal: %w", ferr)
 	}
 	if err != nil {
 		s.fail(err, mark)

@@ -28,6 +28,7 @@ type Netlink struct {
 
 	mu       sync.Mutex
 	handles  map[string]*netlink.Handle
+	socks    map[string]*nl.SocketHandle // for requests the library does not make (rtnl.go)
 	fds      map[string]netns.NsHandle
 	index    map[linkKey]int
 	verified map[string]uint64 // namespaces whose tag PrecheckNetns found, by inode
@@ -37,7 +38,7 @@ type linkKey struct{ ns, name string }
 
 // NewNetlink returns the real kernel, with namespaces pinned in dir.
 func NewNetlink(dir string) *Netlink {
-	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}}
+	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, socks: map[string]*nl.SocketHandle{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}}
 }
 
 // loIndex is lo's index in every network namespace.
@@ -110,6 +111,10 @@ func (k *Netlink) forget(ns string) {
 		h.Close()
 		delete(k.handles, ns)
 	}
+	if s, ok := k.socks[ns]; ok {
+		s.Close()
+		delete(k.socks, ns)
+	}
 	if fd, ok := k.fds[ns]; ok {
 		fd.Close()
 		delete(k.fds, ns)
@@ -159,16 +164,22 @@ func (k *Netlink) Close() error {
 
 func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
 	var h *netlink.Handle
+	var s *nl.NetlinkSocket
 	ino, err := nsexec.NewNamed(k.Dir, name, func() error {
-		// On the new namespace's thread: the handle's socket is opened
-		// here, in it, and serves the namespace for the rest of the run.
+		// On the new namespace's thread: the sockets are opened here, in
+		// it, and serve the namespace for the rest of the run.
 		var err error
 		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return err
 		}
-		return h.LinkSetAlias(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: loIndex}}, tag)
+		if s, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE); err != nil {
+			return err
+		}
+		k.keepSock(name, s)
+		return k.tagUp(name, loIndex, tag, false)
 	})
 	if err != nil {
+		k.forget(name)
 		if h != nil {
 			h.Close()
 		}
@@ -285,7 +296,25 @@ func (k *Netlink) NetnsExists(name string) (bool, error) {
 	return err == nil, err
 }
 
-func (k *Netlink) LinkAdd(s LinkSpec) error {
+// linkAdd makes the link of s and remembers the indexes it learns.
+func (k *Netlink) linkAdd(s LinkSpec) error {
+	if s.Kind == "veth" {
+		peer, err := k.fd(s.PeerNS)
+		if err != nil {
+			return err
+		}
+		index, peerIndex, err := k.vethAdd(s, peer)
+		if err != nil {
+			return err
+		}
+		if index > 0 {
+			k.rememberLink(s.NS, s.Name, index)
+		}
+		if peerIndex > 0 {
+			k.rememberLink(s.PeerNS, s.PeerName, peerIndex)
+		}
+		return nil
+	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = s.Name
 	attrs.HardwareAddr = s.MAC
@@ -298,17 +327,6 @@ func (k *Netlink) LinkAdd(s LinkSpec) error {
 	}
 	inPlace := h // the handle the link is made with, unless made in its parent's namespace
 	switch s.Kind {
-	case "veth":
-		peerFd, err := k.fd(s.PeerNS)
-		if err != nil {
-			return err
-		}
-		v := netlink.NewVeth(attrs)
-		v.PeerName, v.PeerHardwareAddr, v.PeerNamespace = s.PeerName, s.PeerMAC, netlink.NsFd(peerFd)
-		if s.MTU > 0 {
-			v.PeerMTU = uint32(s.MTU)
-		}
-		l = v
 	case "bridge":
 		l = &netlink.Bridge{LinkAttrs: attrs}
 	case "dummy":
@@ -347,16 +365,21 @@ func (k *Netlink) LinkAdd(s LinkSpec) error {
 		return fmt.Errorf("unknown link kind %q", s.Kind)
 	}
 	if err := h.LinkAdd(l); err != nil {
-		if errors.Is(err, unix.EOPNOTSUPP) {
-			return fmt.Errorf("the kernel has no '%s' link type", s.Kind)
-		}
 		return err
 	}
 	if i := l.Attrs().Index; i > 0 && h == inPlace {
 		k.rememberLink(s.NS, s.Name, i) // looked up by the library after the request
 	}
-	if s.Alias == "" {
-		return nil
+	return nil
+}
+
+func (k *Netlink) LinkAdd(s LinkSpec) error {
+	err := k.linkAdd(s)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("the kernel has no '%s' link type", s.Kind)
+	}
+	if err != nil || s.Alias == "" {
+		return err
 	}
 	err = k.LinkSetAlias(s.NS, s.Name, s.Alias)
 	if err == nil && s.Kind == "veth" && !s.PeerUntagged {
