@@ -228,6 +228,36 @@ h.addr("10.10.10.10/24").up()
 	}
 }
 
+// netns(ipv6=False) turns IPv6 off before the namespace has links: neither
+// lo nor a veth end made in it has an IPv6 address, and IPv4 works as ever.
+func TestNetnsWithoutIPv6(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	_, err, rt := runSrc(t, k, "v4.star", `
+n = netns("v4only", ipv6 = False)
+m = netns("dual")
+a, b = veth("a", "b", peer_netns = n)
+a.move(m)
+a.addr("10.1.0.1/24").up()
+b.addr("10.1.0.2/24").up()
+if not ping(m, "10.1.0.2").ok:
+    fail("no IPv4 across")
+`)
+	defer rollback(t, rt)
+	if err != nil {
+		t.Fatal(runtime.Backtrace(err))
+	}
+	for _, dev := range []string{"lo", "b"} {
+		if got := nstest.Ip(t, "v4only", "-6", "addr", "show", "dev", dev); strings.TrimSpace(got) != "" {
+			t.Errorf("%s in v4only has IPv6 addresses:\n%s", dev, got)
+		}
+	}
+	if got := nstest.Ip(t, "dual", "-6", "addr", "show", "dev", "lo"); !strings.Contains(got, "::1/128") {
+		t.Errorf("lo of a namespace with IPv6 has no ::1:\n%s", got)
+	}
+}
+
 // The lab's links in the host are in the lab's device group, and teardown
 // deletes the group in one request; but a foreign link someone put in the
 // group stops that: it is left alone, and the lab's links go one by one.

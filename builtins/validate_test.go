@@ -48,6 +48,9 @@ func TestValidation(t *testing.T) {
 		{"empty cmd", `exec_in(host(), [])`, `empty command`},
 		{"unknown attr", `netns("n").lnk`, `has no .lnk field or method (did you mean .link?)`},
 		{"set nothing", `bridge("br0").set()`, `nothing to set`},
+		{"ipv6 off addr", `n = netns("n", ipv6=False); a, b = veth("a", "b", peer_netns=n); b.addr("fd00::1/64")`, `IPv6 is off in netns "n"`},
+		{"ipv6 off route", `n = netns("n", ipv6=False); n.route("fd00::/64", dev="lo")`, `IPv6 is off in netns "n"`},
+		{"ipv6 off sysctl", `n = netns("n"); n.sysctl("net.ipv6.conf.all.disable_ipv6", "1"); n.link("lo").addr("fd00::1/128")`, `IPv6 is off in netns "n"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

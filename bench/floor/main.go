@@ -3,6 +3,7 @@
 // recipe, no journal, no checks. It is the floor nsrun is measured against.
 //
 //	floor -n 500 setup
+//	floor -n 500 -v4 setup        # IPv6 off in the hosts, two IPv4 addresses (star.star N v4)
 //	floor -n 500 teardown         # one request for the links, one unmount per namespace
 //	floor -n 500 -each teardown   # the host's links deleted one by one
 package main
@@ -30,6 +31,7 @@ func main() {
 	n := flag.Int("n", 100, "hosts")
 	each := flag.Bool("each", false, "teardown: delete the host's links one by one")
 	nsOnly := flag.Bool("ns-only", false, "teardown: leave the host's links to the namespaces' deletion")
+	flag.BoolVar(&v4, "v4", false, "setup: IPv6 off in the hosts' namespaces, a second IPv4 address for the IPv6 one")
 	flag.Parse()
 	runtime.LockOSThread() // namespaces are entered on this thread only
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
@@ -44,6 +46,8 @@ func main() {
 		os.Exit(2)
 	}
 }
+
+var v4 bool
 
 func setup(h *netlink.Handle, n int) {
 	host, err := netns.Get()
@@ -65,9 +69,13 @@ func setup(h *netlink.Handle, n int) {
 		check(err)
 		a := i + 1
 		check(nh.AddrAdd(eth, addr(fmt.Sprintf("10.%d.%d.%d/8", a>>16, (a>>8)&255, a&255))))
-		v6 := addr(fmt.Sprintf("fd00::%x/64", a))
-		v6.Flags = unix.IFA_F_NODAD
-		check(nh.AddrAdd(eth, v6))
+		if v4 {
+			check(nh.AddrAdd(eth, addr(fmt.Sprintf("100.%d.%d.%d/10", 64+(a>>16), (a>>8)&255, a&255))))
+		} else {
+			v6 := addr(fmt.Sprintf("fd00::%x/64", a))
+			v6.Flags = unix.IFA_F_NODAD
+			check(nh.AddrAdd(eth, v6))
+		}
 		check(nh.LinkSetUp(eth))
 		nh.Close()
 		ns.Close()
@@ -107,6 +115,11 @@ func newNamed(name string, host netns.NsHandle) (netns.NsHandle, *netlink.Handle
 	check(err)
 	f.Close()
 	check(unix.Unshare(unix.CLONE_NEWNET))
+	if v4 {
+		for _, conf := range []string{"all", "default"} {
+			check(os.WriteFile("/proc/sys/net/ipv6/conf/"+conf+"/disable_ipv6", []byte("1"), 0))
+		}
+	}
 	check(unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), p, "none", unix.MS_BIND, ""))
 	ns, err := netns.Get()
 	check(err)

@@ -27,11 +27,11 @@ func (f *Faulty) fail() error {
 	return nil
 }
 
-func (f *Faulty) NetnsAdd(name, tag string) (uint64, error) {
+func (f *Faulty) NetnsAdd(s NetnsSpec) (uint64, error) {
 	if err := f.fail(); err != nil {
 		return 0, err
 	}
-	return f.Kernel.NetnsAdd(name, tag)
+	return f.Kernel.NetnsAdd(s)
 }
 
 func (f *Faulty) LinkAdd(s LinkSpec) error {

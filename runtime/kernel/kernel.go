@@ -30,12 +30,23 @@ var ErrNotFound = errors.New("not found")
 // that does not match what the lab created: it is left alone.
 var ErrNotOurs = errors.New("not created by this lab")
 
+// NetnsSpec is a namespace to create.
+type NetnsSpec struct {
+	Name string
+	Tag  string // lo's alias: the lab's ownership mark
+	// NoIPv6 turns IPv6 off in the namespace before anything is in it:
+	// net.ipv6.conf.all.disable_ipv6 and .default.disable_ipv6 are 1, so
+	// its links, lo included, have no IPv6 (no link-local address, no
+	// duplicate address detection, no router solicitation, no MLD).
+	NoIPv6 bool
+}
+
 // Kernel makes and inspects the objects of a lab.
 type Kernel interface {
-	// NetnsAdd creates a namespace whose lo carries the alias tag before
+	// NetnsAdd creates a namespace whose lo carries the alias s.Tag before
 	// the namespace is pinned under its name: a namespace of a lab is
 	// recognisable even if the run died before it recorded the inode.
-	NetnsAdd(name, tag string) (ino uint64, err error)
+	NetnsAdd(s NetnsSpec) (ino uint64, err error)
 	// NetnsDel removes the namespace only if it is still the lab's: its
 	// inode is ino or, with ino 0 (unknown), its lo carries tag.
 	NetnsDel(name string, ino uint64, tag string) error

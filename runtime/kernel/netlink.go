@@ -162,12 +162,18 @@ func (k *Netlink) Close() error {
 	return nil
 }
 
-func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
+func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
+	name := spec.Name
 	var h *netlink.Handle
 	var s *nl.NetlinkSocket
 	ino, err := nsexec.NewNamed(k.Dir, name, func() error {
 		// On the new namespace's thread: the sockets are opened here, in
 		// it, and serve the namespace for the rest of the run.
+		if spec.NoIPv6 {
+			if err := disableIPv6(); err != nil {
+				return err
+			}
+		}
 		var err error
 		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return err
@@ -176,7 +182,7 @@ func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
 			return err
 		}
 		k.keepSock(name, s)
-		return k.tagUp(name, loIndex, tag, false)
+		return k.tagUp(name, loIndex, spec.Tag, false)
 	})
 	if err != nil {
 		k.forget(name)
@@ -193,6 +199,23 @@ func (k *Netlink) NetnsAdd(name, tag string) (uint64, error) {
 	k.index[linkKey{name, "lo"}] = loIndex
 	k.mu.Unlock()
 	return ino, nil
+}
+
+// disableIPv6 turns IPv6 off in the calling thread's namespace. A kernel
+// without IPv6 has it off already.
+//
+// Equivalent to: sysctl -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+func disableIPv6() error {
+	for _, key := range []string{ipv6Off, "net.ipv6.conf.default.disable_ipv6"} {
+		err := os.WriteFile(sysctlPath(key), []byte("1"), 0o644)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("turning IPv6 off: %w", err)
+		}
+	}
+	return nil
 }
 
 func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {

@@ -61,7 +61,8 @@ func ipn(ns string) string {
 	return "ip -n " + ns
 }
 
-func (r *Recorder) NetnsAdd(name, tag string) (uint64, error) {
+func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, error) {
+	name := s.Name
 	if _, ok := r.netns[name]; ok {
 		return 0, unix.EEXIST
 	}
@@ -70,8 +71,16 @@ func (r *Recorder) NetnsAdd(name, tag string) (uint64, error) {
 			return 0, unix.EEXIST
 		}
 	}
-	if err := r.change("ip netns add %s", name); err != nil {
+	cmd := "ip netns add " + name
+	if s.NoIPv6 {
+		cmd += "; ip netns exec " + name + " sysctl -w " + ipv6Off + "=1 net.ipv6.conf.default.disable_ipv6=1"
+	}
+	if err := r.change("%s", cmd); err != nil {
 		return 0, err
+	}
+	if s.NoIPv6 {
+		r.sysctl[[2]string{name, ipv6Off}] = "1"
+		r.sysctl[[2]string{name, "net.ipv6.conf.default.disable_ipv6"}] = "1"
 	}
 	r.nextIno++
 	r.netns[name] = r.nextIno
@@ -350,9 +359,23 @@ func (r *Recorder) LinkMove(ns, name, to string) error {
 	return nil
 }
 
+// ipv6Off is the key of the sysctl that turns IPv6 off in a namespace.
+const ipv6Off = "net.ipv6.conf.all.disable_ipv6"
+
+// noIPv6 refuses IPv6 in a namespace that has it off, as the kernel would.
+func (r *Recorder) noIPv6(ns string, v6 bool) error {
+	if v6 && r.sysctl[[2]string{ns, ipv6Off}] == "1" {
+		return fmt.Errorf("IPv6 is off in netns %q (%s = 1)", NSArg(ns), ipv6Off)
+	}
+	return nil
+}
+
 func (r *Recorder) AddrAdd(ns, dev string, p netip.Prefix) error {
 	l, err := r.get(ns, dev)
 	if err != nil {
+		return err
+	}
+	if err := r.noIPv6(ns, p.Addr().Is6()); err != nil {
 		return err
 	}
 	if slices.Contains(l.addrs, p) {
@@ -389,6 +412,9 @@ func (r *Recorder) RouteAdd(ns string, rt Route) error {
 		if _, err := r.get(ns, rt.Dev); err != nil {
 			return err
 		}
+	}
+	if err := r.noIPv6(ns, rt.Family == 6); err != nil {
+		return err
 	}
 	return r.change("%s route add %s", ipn(ns), rt)
 }
