@@ -100,7 +100,7 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	}
 	ns := string(name)
 	err = rt.Change(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Alias: rt.Tag()}, func(s *runtime.Step) (err error) {
-		if s.Ino, err = rt.Kernel.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), NoIPv6: !ipv6}); err != nil {
+		if s.Ino, err = rt.Kernel.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), LoUp: lo, NoIPv6: !ipv6}); err != nil {
 			return err
 		}
 		if p, ok := rt.Kernel.(interface{ PinMount(string) uint64 }); ok {
@@ -114,14 +114,7 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, fmt.Errorf("%s: creating %q: %w", b.Name(), ns, err)
 	}
-	n := &Netns{name: ns}
-	if lo {
-		l := &Link{state: &linkState{ns: n, name: "lo", kind: "loopback"}}
-		if err := l.setUp(thread, rt, true); err != nil {
-			return nil, fmt.Errorf("%s: %w", b.Name(), err)
-		}
-	}
-	return n, nil
+	return &Netns{name: ns}, nil
 }
 
 // ns.link(name) returns a link that exists in the namespace, such as "lo".

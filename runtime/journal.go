@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
@@ -96,7 +97,8 @@ func (s Step) String() string {
 // the undo needs: no inode, no pid) is a bare {"seq":N}, and it waits to go
 // out in one write with the next record, or at Flush. Until then the change
 // reads as an intent, which is what it would read as had the run been
-// killed a moment earlier: an intent's undo must work on its own anyway.
+// killed a moment earlier: an intent's undo must work on its own anyway
+// (except another package's, whose done record is written at once).
 type Journal struct {
 	steps  []Step
 	seq    int
@@ -220,10 +222,21 @@ func (j *Journal) Intend(s Step) (int, error) {
 // Done records that change seq was made, as s says.
 func (j *Journal) Done(seq int, s Step) error {
 	s.Seq, s.State = seq, ""
+	if len(j.steps) == cap(j.steps) {
+		// Doubled, not grown by a quarter as append does past a few
+		// hundred: a plan's steps (whose number is not known ahead) are
+		// copied half as often.
+		j.steps = slices.Grow(j.steps, max(len(j.steps), 64))
+	}
 	j.steps = append(j.steps, s)
+	if j.file == nil {
+		return nil
+	}
 	confirmed := j.intent
 	confirmed.State = ""
-	if s == confirmed {
+	// Another package's op read as an intent is skipped by an undo (see
+	// Undo): its done record goes out at once.
+	if _, foreign := undoers[s.Op]; s == confirmed && !foreign {
 		return j.write(Step{Seq: seq}, true)
 	}
 	return j.write(s, false)
@@ -245,6 +258,10 @@ func (j *Journal) Add(s Step) error {
 	}
 	return j.Flush()
 }
+
+// Reserve makes room for n more steps: a run knows from its plan how many
+// it will make.
+func (j *Journal) Reserve(n int) { j.steps = slices.Grow(j.steps, n) }
 
 // Len is the number of steps; a mark for Rollback.
 func (j *Journal) Len() int { return len(j.steps) }

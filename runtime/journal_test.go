@@ -303,4 +303,15 @@ func TestJournalConfirmations(t *testing.T) {
 	if !strings.HasSuffix(string(b), "{\"seq\":3}\n") {
 		t.Errorf("the last record is not a bare confirmation:\n%s", b)
 	}
+
+	// Another package's op: an undo skips it as an intent, so its done
+	// record is not held back.
+	RegisterUndo("test-foreign", func(kernel.Kernel, Step) error { return nil })
+	defer delete(undoers, "test-foreign")
+	f := Step{Op: "test-foreign", NS: "blue", Name: "x", Pos: "r.star:3:1"}
+	seq, _ = j.Intend(f)
+	j.Done(seq, f)
+	if s := read(); len(s) != 4 || s[3].State != "" {
+		t.Fatalf("a foreign op's done record waits: got %+v", s)
+	}
 }

@@ -109,6 +109,7 @@ func Run(ctx context.Context, o RunOptions) int {
 	}
 	defer lab.Unlock()
 	defer journal.Close()
+	journal.Reserve(plan.Journal.Len())
 	rt := New(o.Lab, o.Kernel, journal)
 	rt.ID, rt.Dir, rt.Ctx, rt.Argv = lab.Info.ID, lab.Dir, ctx, o.Args
 	rt.Faults = faultHook != nil

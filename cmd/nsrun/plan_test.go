@@ -191,7 +191,7 @@ func TestPlanUnprivileged(t *testing.T) {
 	if first == "" || first != second || first != root {
 		t.Errorf("plans differ:\n%s\n---\n%s\n--- as root:\n%s", first, second, root)
 	}
-	if !strings.HasPrefix(first, "ip netns add vnet\n") {
+	if !strings.HasPrefix(first, "ip netns add vnet; ip -n vnet link set lo up\n") {
 		t.Errorf("plan starts:\n%.200s", first)
 	}
 }

@@ -34,6 +34,7 @@ var ErrNotOurs = errors.New("not created by this lab")
 type NetnsSpec struct {
 	Name string
 	Tag  string // lo's alias: the lab's ownership mark
+	LoUp bool   // lo is brought up, in the request that tags it
 	// NoIPv6 turns IPv6 off in the namespace before anything is in it:
 	// net.ipv6.conf.all.disable_ipv6 and .default.disable_ipv6 are 1, so
 	// its links, lo included, have no IPv6 (no link-local address, no

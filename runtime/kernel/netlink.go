@@ -28,7 +28,7 @@ type Netlink struct {
 
 	mu       sync.Mutex
 	handles  map[string]*netlink.Handle
-	socks    map[string]*nl.SocketHandle // for requests the library does not make (rtnl.go)
+	socks    map[string]*rtnl // our own sockets, for the hot path (rtnl.go)
 	fds      map[string]netns.NsHandle
 	index    map[linkKey]int
 	verified map[string]uint64 // namespaces whose tag PrecheckNetns found, by inode
@@ -38,7 +38,7 @@ type linkKey struct{ ns, name string }
 
 // NewNetlink returns the real kernel, with namespaces pinned in dir.
 func NewNetlink(dir string) *Netlink {
-	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, socks: map[string]*nl.SocketHandle{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}}
+	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, socks: map[string]*rtnl{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}}
 }
 
 // loIndex is lo's index in every network namespace.
@@ -165,7 +165,6 @@ func (k *Netlink) Close() error {
 func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
 	name := spec.Name
 	var h *netlink.Handle
-	var s *nl.NetlinkSocket
 	ino, err := nsexec.NewNamed(k.Dir, name, func() error {
 		// On the new namespace's thread: the sockets are opened here, in
 		// it, and serve the namespace for the rest of the run.
@@ -178,11 +177,16 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
 		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return err
 		}
-		if s, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE); err != nil {
+		s, err := openRtnl()
+		if err != nil {
 			return err
 		}
 		k.keepSock(name, s)
-		return k.tagUp(name, loIndex, spec.Tag, false)
+		var up *bool
+		if spec.LoUp {
+			up = &spec.LoUp
+		}
+		return k.setLink(name, loIndex, spec.Tag, up)
 	})
 	if err != nil {
 		k.forget(name)
@@ -460,22 +464,29 @@ func (k *Netlink) link(ns, name string) (*netlink.Handle, netlink.Link, error) {
 // and the name looked up again: indexes are not reused soon, so a stale one
 // cannot reach another device.
 func (k *Netlink) withLink(ns, name string, fn func(h *netlink.Handle, l netlink.Link) error) error {
+	h, err := k.h(ns)
+	if err != nil {
+		return err
+	}
+	return k.withIndex(ns, name, func(i int) error {
+		return fn(h, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: i, Name: name}})
+	})
+}
+
+// withIndex runs fn on the index of link name of ns, as withLink does.
+func (k *Netlink) withIndex(ns, name string, fn func(index int) error) error {
 	if i, ok := k.cachedIndex(ns, name); ok {
-		h, err := k.h(ns)
-		if err != nil {
-			return err
-		}
-		err = fn(h, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: i, Name: name}})
+		err := fn(i)
 		if !errors.Is(err, unix.ENODEV) {
 			return err
 		}
 		k.forgetLink(ns, name)
 	}
-	h, l, err := k.link(ns, name)
+	i, err := k.linkIndex(ns, name)
 	if err != nil {
 		return err
 	}
-	return fn(h, l)
+	return fn(i)
 }
 
 // linkIndex returns the index of link name of ns: the remembered one, or
@@ -582,23 +593,18 @@ func (k *Netlink) LinkDelGroup(ns, tag string, names []string) ([]string, error)
 }
 
 func (k *Netlink) LinkSetUp(ns, name string, up bool) error {
-	return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error {
-		if up {
-			return h.LinkSetUp(l)
-		}
-		return h.LinkSetDown(l)
-	})
+	return k.withIndex(ns, name, func(i int) error { return k.setLink(ns, i, "", &up) })
 }
 
 func (k *Netlink) LinkSetMaster(ns, name, master string) error {
 	if master == "" {
-		return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetNoMaster(l) })
+		return k.withIndex(ns, name, func(i int) error { return k.setMaster(ns, i, 0) })
 	}
 	mi, err := k.linkIndex(ns, master)
 	if err != nil {
 		return err
 	}
-	err = k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMasterByIndex(l, mi) })
+	err = k.withIndex(ns, name, func(i int) error { return k.setMaster(ns, i, mi) })
 	if errors.Is(err, unix.EXFULL) {
 		return fmt.Errorf("bridge %q cannot take another port: %w", master, ErrBridgeFull)
 	}
@@ -614,7 +620,7 @@ func (k *Netlink) LinkSetMAC(ns, name string, mac net.HardwareAddr) error {
 }
 
 func (k *Netlink) LinkSetAlias(ns, name, alias string) error {
-	return k.withLink(ns, name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetAlias(l, alias) })
+	return k.withIndex(ns, name, func(i int) error { return k.setLink(ns, i, alias, nil) })
 }
 
 func (k *Netlink) LinkSetHairpin(ns, name string, on bool) error {
@@ -634,19 +640,8 @@ func nlAddr(p netip.Prefix) *netlink.Addr {
 	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 }
 
-// An IPv6 address of a lab is usable at once: duplicate address detection
-// would hold it back for a second or two (and the lab's addresses are its
-// own). Equivalent to: ip addr add $p dev $dev nodad
-func nlIfAddr(p netip.Prefix) *netlink.Addr {
-	a := nlAddr(p)
-	if p.Addr().Is6() {
-		a.Flags = unix.IFA_F_NODAD
-	}
-	return a
-}
-
 func (k *Netlink) AddrAdd(ns, dev string, p netip.Prefix) error {
-	return k.withLink(ns, dev, func(h *netlink.Handle, l netlink.Link) error { return h.AddrAdd(l, nlIfAddr(p)) })
+	return k.withIndex(ns, dev, func(i int) error { return k.addrAdd(ns, i, p) })
 }
 
 func (k *Netlink) AddrDel(ns, dev string, p netip.Prefix) error {

@@ -75,6 +75,9 @@ func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, error) {
 	if s.NoIPv6 {
 		cmd += "; ip netns exec " + name + " sysctl -w " + ipv6Off + "=1 net.ipv6.conf.default.disable_ipv6=1"
 	}
+	if s.LoUp {
+		cmd += "; ip -n " + name + " link set lo up"
+	}
 	if err := r.change("%s", cmd); err != nil {
 		return 0, err
 	}
@@ -84,7 +87,7 @@ func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, error) {
 	}
 	r.nextIno++
 	r.netns[name] = r.nextIno
-	r.links[[2]string{name, "lo"}] = &LinkInfo{NS: name, Name: "lo", Kind: "loopback", MTU: 65536, MAC: "00:00:00:00:00:00"}
+	r.links[[2]string{name, "lo"}] = &LinkInfo{NS: name, Name: "lo", Kind: "loopback", Up: s.LoUp, MTU: 65536, MAC: "00:00:00:00:00:00"}
 	return r.nextIno, nil
 }
 

@@ -1,65 +1,141 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
 
+	"github.com/nsrun/nsrun/runtime/nsexec"
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// Requests the netlink library does not make: a veth created with
-// NLM_F_ECHO, whose answer gives both ends' indexes (the library looks the
-// new link up by name instead, and nothing tells it the peer's), and one
-// request that tags a link and brings it up. They go over a socket of our
-// own in each namespace, next to the library's handle.
+// The requests of a lab's hot path — a veth, a port, an address, a link up,
+// a tag — go over a route netlink socket of our own in each namespace,
+// next to the library's handle: a blocking socket read into one buffer.
+// The library's socket costs more a request: a 64 KiB buffer allocated
+// and cleared for every answer, the runtime's poller, and a getsockname
+// call. And a veth is made with NLM_F_ECHO, whose answer gives both ends'
+// indexes, where the library looks the new link up by name and knows
+// nothing of the peer.
 
-// sock returns the namespace's own rtnetlink socket, opened on first use.
-func (k *Netlink) sock(ns string) (*nl.SocketHandle, error) {
+// An rtnl is a route netlink socket of our own.
+type rtnl struct {
+	fd  int
+	seq uint32
+	buf []byte // answers are read here
+}
+
+// openRtnl opens a route netlink socket in the calling thread's namespace.
+func openRtnl() (*rtnl, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("netlink socket: %w", err)
+	}
+	// Acknowledgements without a copy of the request.
+	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
+	return &rtnl{fd: fd, buf: make([]byte, 32<<10)}, nil
+}
+
+func (s *rtnl) Close() error { return unix.Close(s.fd) }
+
+// do sends req with NLM_F_ACK and waits for the kernel's acknowledgement,
+// returning its error, and the body of the first answer of type want
+// (0: none), copied.
+func (s *rtnl) do(req *nl.NetlinkRequest, want uint16) ([]byte, error) {
+	s.seq++
+	req.Seq = s.seq
+	req.Flags |= unix.NLM_F_ACK
+	msg := req.Serialize()
+	for {
+		err := unix.Sendto(s.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR {
+			return nil, err
+		}
+	}
+	var answer []byte
+	for {
+		n, _, err := unix.Recvfrom(s.fd, s.buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		msgs, err := syscall.ParseNetlinkMessage(s.buf[:n])
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != s.seq {
+				continue // left from an earlier request that failed midway
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_ERROR:
+				if len(m.Data) < 4 {
+					return nil, errors.New("netlink: short acknowledgement")
+				}
+				if errno := int32(nl.NativeEndian().Uint32(m.Data)); errno != 0 {
+					return nil, unix.Errno(-errno)
+				}
+				return answer, nil
+			case want:
+				if answer == nil {
+					answer = append([]byte(nil), m.Data...)
+				}
+			}
+		}
+	}
+}
+
+// sock returns the namespace's own socket, opened on first use.
+func (k *Netlink) sock(ns string) (*rtnl, error) {
 	k.mu.Lock()
 	s, ok := k.socks[ns]
 	k.mu.Unlock()
 	if ok {
 		return s, nil
 	}
-	at, back := netns.None(), netns.None()
-	if ns != Host {
-		var err error
-		if at, err = k.fd(ns); err != nil {
-			return nil, err
-		}
-		if back, err = k.fd(Host); err != nil {
-			return nil, err
-		}
+	var err error
+	if ns == Host {
+		s, err = openRtnl()
+	} else {
+		err = nsexec.Do(k.path(ns), func() (err error) { s, err = openRtnl(); return err })
 	}
-	ns_, err := nl.GetNetlinkSocketAt(at, back, unix.NETLINK_ROUTE)
 	if err != nil {
-		return nil, fmt.Errorf("netlink socket for netns %q: %w", NSArg(ns), err)
+		return nil, fmt.Errorf("netns %q: %w", NSArg(ns), err)
 	}
-	return k.keepSock(ns, ns_), nil
+	k.keepSock(ns, s)
+	return s, nil
 }
 
 // keepSock records s as ns's own socket.
-func (k *Netlink) keepSock(ns string, s *nl.NetlinkSocket) *nl.SocketHandle {
-	sh := &nl.SocketHandle{Socket: s}
+func (k *Netlink) keepSock(ns string, s *rtnl) {
 	k.mu.Lock()
 	if old, ok := k.socks[ns]; ok {
 		old.Close()
 	}
-	k.socks[ns] = sh
+	k.socks[ns] = s
 	k.mu.Unlock()
-	return sh
 }
 
-// request starts a request that goes over ns's own socket.
-func (k *Netlink) request(ns string, typ, flags int) (*nl.NetlinkRequest, error) {
+// request sends req over ns's own socket (see rtnl.do).
+func (k *Netlink) request(ns string, req *nl.NetlinkRequest, want uint16) ([]byte, error) {
 	s, err := k.sock(ns)
 	if err != nil {
 		return nil, err
 	}
-	req := nl.NewNetlinkRequest(typ, flags)
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: s}
-	return req, nil
+	return s.do(req, want)
 }
 
 // vethAdd creates the veth pair s in s.NS (its peer in the namespace open at
@@ -69,10 +145,7 @@ func (k *Netlink) request(ns string, typ, flags int) (*nl.NetlinkRequest, error)
 // Equivalent to: ip link add $name [address $mac] [mtu $mtu] [group $g]
 // type veth peer name $peer [address $peermac] netns $peerns
 func (k *Netlink) vethAdd(s LinkSpec, peer netns.NsHandle) (index, peerIndex int, err error) {
-	req, err := k.request(s.NS, unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
-	if err != nil {
-		return 0, 0, err
-	}
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ECHO)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.Name)))
 	if s.MAC != nil {
@@ -98,44 +171,90 @@ func (k *Netlink) vethAdd(s LinkSpec, peer netns.NsHandle) (index, peerIndex int
 	p.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(peer)))
 	req.AddData(info)
 
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-	if err != nil {
+	m, err := k.request(s.NS, req, unix.RTM_NEWLINK)
+	if err != nil || len(m) < unix.SizeofIfInfomsg {
 		return 0, 0, err
 	}
-	for _, m := range msgs {
-		if len(m) < unix.SizeofIfInfomsg {
-			continue
-		}
-		attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
-		if err != nil {
-			continue
-		}
-		for _, a := range attrs {
-			if a.Attr.Type == unix.IFLA_LINK && len(a.Value) == 4 {
-				peerIndex = int(nl.NativeEndian().Uint32(a.Value))
-			}
-		}
-		return int(nl.DeserializeIfInfomsg(m).Index), peerIndex, nil
+	attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
+	if err != nil {
+		return 0, 0, nil // made; its indexes are looked up when needed
 	}
-	return 0, 0, nil
+	for _, a := range attrs {
+		if a.Attr.Type == unix.IFLA_LINK && len(a.Value) == 4 {
+			peerIndex = int(nl.NativeEndian().Uint32(a.Value))
+		}
+	}
+	return int(nl.DeserializeIfInfomsg(m).Index), peerIndex, nil
 }
 
-// tagUp sets the alias of link index of ns and, if up, brings it up, in
-// one request.
+// setLink sets the alias (if not "") and the up flag (if up is not nil) of
+// link index of ns, in one request.
 //
-// Equivalent to: ip -n $ns link set dev $dev alias $tag [up]
-func (k *Netlink) tagUp(ns string, index int, tag string, up bool) error {
-	req, err := k.request(ns, unix.RTM_SETLINK, unix.NLM_F_ACK)
-	if err != nil {
-		return err
+// Equivalent to: ip -n $ns link set dev $dev [alias $alias] [up|down]
+func (k *Netlink) setLink(ns string, index int, alias string, up *bool) error {
+	typ := unix.RTM_NEWLINK // as ip link set does for flags
+	if alias != "" {
+		typ = unix.RTM_SETLINK
 	}
+	req := nl.NewNetlinkRequest(typ, 0)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
-	if up {
-		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	if up != nil {
+		msg.Change = unix.IFF_UP
+		if *up {
+			msg.Flags = unix.IFF_UP
+		}
 	}
 	req.AddData(msg)
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(tag)))
-	_, err = req.Execute(unix.NETLINK_ROUTE, 0)
+	if alias != "" {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
+	}
+	_, err := k.request(ns, req, 0)
+	return err
+}
+
+// setMaster makes link index of ns a port of link master (0: of none).
+//
+// Equivalent to: ip -n $ns link set dev $dev master $master | nomaster
+func (k *Netlink) setMaster(ns string, index, master int) error {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, 0)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(master))))
+	_, err := k.request(ns, req, 0)
+	return err
+}
+
+// addrAdd adds p to link index of ns; an IPv4 address below /30 gets its
+// broadcast address. An IPv6 address of a lab is usable at once: duplicate
+// address detection would hold it back for a second or two (and the lab's
+// addresses are its own).
+//
+// Equivalent to: ip -n $ns addr add $p [brd +] dev $dev [nodad]
+func (k *Netlink) addrAdd(ns string, index int, p netip.Prefix) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL)
+	family := unix.AF_INET
+	if p.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	msg := nl.NewIfAddrmsg(family)
+	msg.Index = uint32(index)
+	msg.Prefixlen = uint8(p.Bits())
+	if p.Addr().Is6() {
+		msg.Flags = unix.IFA_F_NODAD
+	}
+	req.AddData(msg)
+	local := p.Addr().AsSlice()
+	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, local))
+	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, local))
+	if p.Addr().Is4() && p.Bits() < 30 {
+		brd, mask := make([]byte, 4), net.CIDRMask(p.Bits(), 32)
+		for i := range brd {
+			brd[i] = local[i] | ^mask[i]
+		}
+		req.AddData(nl.NewRtAttr(unix.IFA_BROADCAST, brd))
+	}
+	_, err := k.request(ns, req, 0)
 	return err
 }
