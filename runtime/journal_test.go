@@ -315,3 +315,37 @@ func TestJournalConfirmations(t *testing.T) {
 		t.Fatalf("a foreign op's done record waits: got %+v", s)
 	}
 }
+
+// One change journalled: its intent, and its done record (a confirmation
+// that goes out with the next intent), to a file as a run writes them.
+func BenchmarkJournalChange(b *testing.B) {
+	j, err := OpenJournal(filepath.Join(b.TempDir(), "journal"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	s := Step{Op: OpAddr, NS: "h1", Name: "eth0", Addr: netip.MustParsePrefix("10.0.0.1/8"), Pos: "star.star:14:13"}
+	b.ReportAllocs()
+	for b.Loop() {
+		seq, err := j.Intend(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := j.Done(seq, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A plan's journal: in memory, its length not known ahead.
+func BenchmarkJournalPlan(b *testing.B) {
+	s := Step{Op: OpAddr, NS: "h1", Name: "eth0", Addr: netip.MustParsePrefix("10.0.0.1/8"), Pos: "star.star:14:13"}
+	b.ReportAllocs()
+	for b.Loop() {
+		j, _ := OpenJournal("")
+		for range 4000 {
+			seq, _ := j.Intend(s)
+			j.Done(seq, s)
+		}
+	}
+}
