@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 
 	"github.com/nsrun/nsrun/runtime/nsexec"
@@ -16,7 +17,7 @@ import (
 // The requests of a lab's hot path — a veth, a port, an address, a link up,
 // a tag — go over a route netlink socket of our own in each namespace,
 // next to the library's handle: a blocking socket read into one buffer.
-// The library's socket costs more a request: a 64 KiB buffer allocated
+// The library's socket costs more per request: a 64 KiB buffer allocated
 // and cleared for every answer, the runtime's poller, and a getsockname
 // call. And a veth is made with NLM_F_ECHO, whose answer gives both ends'
 // indexes, where the library looks the new link up by name and knows
@@ -24,6 +25,7 @@ import (
 
 // An rtnl is a route netlink socket of our own.
 type rtnl struct {
+	mu  sync.Mutex // one request at a time
 	fd  int
 	seq uint32
 	buf []byte // answers are read here
@@ -50,6 +52,8 @@ func (s *rtnl) Close() error { return unix.Close(s.fd) }
 // returning its error, and the body of the first answer of type want
 // (0: none), copied.
 func (s *rtnl) do(req *nl.NetlinkRequest, want uint16) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.seq++
 	req.Seq = s.seq
 	req.Flags |= unix.NLM_F_ACK
