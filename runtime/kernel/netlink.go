@@ -165,7 +165,7 @@ func (k *Netlink) Close() error {
 func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
 	name := spec.Name
 	var h *netlink.Handle
-	ino, err := nsexec.NewNamed(k.Dir, name, func() error {
+	ino, fd, err := nsexec.NewNamedOpen(k.Dir, name, func() error {
 		// On the new namespace's thread: the sockets are opened here, in
 		// it, and serve the namespace for the rest of the run.
 		if spec.NoIPv6 {
@@ -200,6 +200,10 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
 		old.Close()
 	}
 	k.handles[name] = h
+	if old, ok := k.fds[name]; ok {
+		old.Close()
+	}
+	k.fds[name] = netns.NsHandle(fd) // kept: a veth's peer is put in it by this descriptor
 	k.index[linkKey{name, "lo"}] = loIndex
 	k.mu.Unlock()
 	return ino, nil

@@ -63,12 +63,25 @@ func threadNetns() string {
 // `ip netns add` does, and returns its inode, which identifies it for as long
 // as it lives. The calling thread never changes namespace.
 func NewNamed(dir, name string, inside func() error) (ino uint64, err error) {
+	ino, fd, err := NewNamedOpen(dir, name, inside)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return ino, err
+}
+
+// NewNamedOpen is NewNamed that also returns a descriptor of the namespace
+// (close-on-exec), for the caller to keep or close.
+func NewNamedOpen(dir, name string, inside func() error) (ino uint64, fd int, err error) {
 	a, err := newAnon(inside)
 	if err != nil {
-		return 0, fmt.Errorf("binding %s: %w", filepath.Join(dir, name), err)
+		return 0, -1, fmt.Errorf("binding %s: %w", filepath.Join(dir, name), err)
 	}
-	defer a.Close()
-	return a.Pin(dir, name)
+	if ino, err = a.Pin(dir, name); err != nil {
+		a.Close()
+		return 0, -1, err
+	}
+	return ino, a.fd, nil
 }
 
 // An anon is a network namespace that only a descriptor of this process
@@ -127,16 +140,21 @@ func (a *anon) Pin(dir, name string) (ino uint64, err error) {
 		return 0, err
 	}
 	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	f, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
 	if err != nil {
-		return 0, err
+		return 0, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	f.Close()
+	unix.Close(f)
 	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", a.fd), path, "none", unix.MS_BIND, ""); err != nil {
 		os.Remove(path)
 		return 0, fmt.Errorf("binding %s: %w", path, err)
 	}
-	return Inode(path)
+	// The pin's inode is the namespace's: the one of the descriptor.
+	var st unix.Stat_t
+	if err := unix.Fstat(a.fd, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
 }
 
 // Close lets go of the namespace: it vanishes unless pinned.
