@@ -16,7 +16,7 @@ type doc struct{ sig, text string }
 // docs documents the builtins (by name), the methods (by type.method) and
 // the value types. Keep it in step with README's API section.
 var docs = map[string]doc{
-	"netns":          {`netns(name, lo=True, ipv6=True)`, "Creates a network namespace and, unless lo=False, brings its loopback up.\nipv6=False turns IPv6 off in it from the start (no link-local addresses, no DAD, RS or MLD floods: IPv4 labs at scale).\nEquivalent to: ip netns add NAME; ip -n NAME link set lo up\nMethods: .name .link() .route() .sysctl() .links() .addrs() .routes() .neighbors()"},
+	"netns":          {`netns(name, lo=True, ipv6=True)`, "Creates a network namespace and, unless lo=False, brings its loopback up.\nipv6=False turns IPv6 off in it from the start (no link-local addresses, no DAD, RS or MLD floods: IPv4 labs at scale).\nEquivalent to: ip netns add NAME; [ip netns exec NAME sysctl -w net.ipv6.conf.{all,default}.disable_ipv6=1;] ip -n NAME link set lo up\nMethods: .name .link() .route() .sysctl() .links() .addrs() .routes() .neighbors()"},
 	"host":           {`host()`, "The namespace nsrun runs in (the sandbox's root under --sandbox); nsrun changes in it only what the lab created."},
 	"veth":           {`veth(name, peer, netns=host(), peer_netns=None, mac=None, peer_mac=None, mtu=None)`, "Creates a veth pair, each end directly in its namespace, and returns both links (a, b).\nEquivalent to: ip link add NAME type veth peer name PEER netns PEER_NETNS"},
 	"bridge":         {`bridge(name, netns=host(), mac=None, mtu=None)`, "Creates a bridge.\nEquivalent to: ip link add NAME type bridge"},

@@ -258,6 +258,43 @@ if not ping(m, "10.1.0.2").ok:
 	}
 }
 
+// An IPv4 address gets its broadcast address as the library (and
+// `ip addr add ... brd +`) gives it: a /30 does, a /31 (RFC 3021) not.
+func TestAddrBroadcast(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	_, err, rt := runSrc(t, k, "brd.star", `
+n = netns("brd")
+a, b = veth("a", "b", netns = n, peer_netns = n)
+a.addr("10.9.0.1/30")
+b.addr("10.9.1.0/31")
+`)
+	defer rollback(t, rt)
+	if err != nil {
+		t.Fatal(runtime.Backtrace(err))
+	}
+	var addrs []struct {
+		Name  string `json:"ifname"`
+		Addrs []struct {
+			Local     string `json:"local"`
+			Broadcast string `json:"broadcast"`
+		} `json:"addr_info"`
+	}
+	if err := json.Unmarshal([]byte(nstest.Ip(t, "brd", "-j", "-4", "addr", "show")), &addrs); err != nil {
+		t.Fatal(err)
+	}
+	brd := map[string]string{}
+	for _, l := range addrs {
+		for _, a := range l.Addrs {
+			brd[a.Local] = a.Broadcast
+		}
+	}
+	if brd["10.9.0.1"] != "10.9.0.3" || brd["10.9.1.0"] != "" {
+		t.Errorf("broadcast addresses %v, want 10.9.0.1 -> 10.9.0.3 and none for the /31", brd)
+	}
+}
+
 // The lab's links in the host are in the lab's device group, and teardown
 // deletes the group in one request; but a foreign link someone put in the
 // group stops that: it is left alone, and the lab's links go one by one.

@@ -80,8 +80,17 @@ func writeNew(path, s string) error {
 	if err != nil {
 		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	_, err = unix.Write(fd, []byte(s))
-	return errors.Join(err, unix.Close(fd))
+	for b := []byte(s); len(b) > 0 && err == nil; {
+		var n int
+		if n, err = unix.Write(fd, b); err == nil {
+			b = b[n:]
+		}
+	}
+	if err = errors.Join(err, unix.Close(fd)); err != nil {
+		os.Remove(path) // a cut claim could name another lab
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
 }
 
 // readClaim returns the lab holding a claim.

@@ -93,12 +93,11 @@ func (s Step) String() string {
 // (or a void one if the change failed), so that a run killed at any instant
 // leaves enough to finish the undo.
 //
-// A done record that only confirms its intent (the change learnt nothing
-// the undo needs: no inode, no pid) is a bare {"seq":N}, and it waits to go
-// out in one write with the next record, or at Flush. Until then the change
-// reads as an intent, which is what it would read as had the run been
-// killed a moment earlier: an intent's undo must work on its own anyway
-// (except another package's, whose done record is written at once).
+// A done record that only confirms its intent is a bare {"seq":N}. For the
+// changes whose undo is the same whether they are known made or only
+// intended (confirmLater), it waits to go out in one write with the next
+// record, or at Flush: until then the change reads as an intent, which is
+// what it would read as had the run been killed a moment earlier.
 type Journal struct {
 	steps  []Step
 	seq    int
@@ -129,7 +128,8 @@ func OpenJournal(path string) (*Journal, error) {
 
 // ReadJournal reads a journal file: the steps done and, marked
 // State == StateIntent, those that may have been (an intent whose done
-// record is missing: the run died in between). A torn last line, left by a
+// record is missing: the run died in between, or, for a lab whose run is
+// still going, its last change's confirmation has not gone out yet). A torn last line, left by a
 // process killed while writing it, is ignored.
 func ReadJournal(path string) ([]Step, error) {
 	f, err := os.Open(path)
@@ -234,12 +234,22 @@ func (j *Journal) Done(seq int, s Step) error {
 	}
 	confirmed := j.intent
 	confirmed.State = ""
-	// Another package's op read as an intent is skipped by an undo (see
-	// Undo): its done record goes out at once.
-	if _, foreign := undoers[s.Op]; s == confirmed && !foreign {
-		return j.write(Step{Seq: seq}, true)
+	if s == confirmed {
+		return j.write(Step{Seq: seq}, confirmLater[s.Op])
 	}
 	return j.write(s, false)
+}
+
+// confirmLater holds the operations whose undo does not depend on whether
+// the change is known made: restoring an old state, or removing what may not
+// be there, is harmless either way. Not so for the others: an intended link
+// is left out of the teardown by device group, an intended move is assumed
+// not to have happened, another package's intended op is not undone (see
+// Undo), and a namespace's or a process's done record carries what its undo
+// needs.
+var confirmLater = map[string]bool{
+	OpUp: true, OpMaster: true, OpMTU: true, OpMAC: true, OpHairpin: true,
+	OpAddr: true, OpRoute: true, OpSysctl: true,
 }
 
 // Void records that change seq failed and was not made.

@@ -304,15 +304,20 @@ func TestJournalConfirmations(t *testing.T) {
 		t.Errorf("the last record is not a bare confirmation:\n%s", b)
 	}
 
-	// Another package's op: an undo skips it as an intent, so its done
-	// record is not held back.
+	// Changes whose undo differs for an intent are confirmed at once: a
+	// move, a link, another package's op.
 	RegisterUndo("test-foreign", func(kernel.Kernel, Step) error { return nil })
 	defer delete(undoers, "test-foreign")
-	f := Step{Op: "test-foreign", NS: "blue", Name: "x", Pos: "r.star:3:1"}
-	seq, _ = j.Intend(f)
-	j.Done(seq, f)
-	if s := read(); len(s) != 4 || s[3].State != "" {
-		t.Fatalf("a foreign op's done record waits: got %+v", s)
+	for i, st := range []Step{
+		{Op: OpMove, NS: "blue", Name: "lo2", New: kernel.Host, Pos: "r.star:3:1"},
+		{Op: OpLink, Kind: "bridge", Name: "br0", Alias: "nsrun:t", Pos: "r.star:4:1"},
+		{Op: "test-foreign", NS: "blue", Name: "x", Pos: "r.star:5:1"},
+	} {
+		seq, _ = j.Intend(st)
+		j.Done(seq, st)
+		if s := read(); len(s) != 4+i || s[3+i].State != "" {
+			t.Fatalf("the done record of %s waits: got %+v", st.Op, s)
+		}
 	}
 }
 

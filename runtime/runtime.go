@@ -69,7 +69,9 @@ func (rt *Runtime) Tag() string { return "nsrun:" + rt.Lab }
 
 // Change makes one change to the kernel, through fn, and journals it: an
 // intent record before (so that a run killed in between leaves enough to
-// undo it), a done record after, with what fn filled in (an inode, a pid).
+// undo it), a done record after, with what fn filled in (an inode, a pid);
+// a done record that only confirms its intent may go out with the next
+// record (see Journal).
 // The step carries the position of the recipe call that made it. If fn
 // fails, the intent is voided and fn's error returned as is.
 func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn func(*Step) error) error {

@@ -21,13 +21,15 @@ func main() {
 }
 
 // collectLess has the garbage collector run a quarter as often as Go's
-// default, within 64 MiB: a run is short, and a big lab's collections
-// (of the recipe's values and the journal's steps, live till the end) cost
-// it more than the memory does. GOGC and GOMEMLIMIT still decide if set.
+// default: a run is short, and a big lab's collections (of the recipe's
+// values and the journal's steps, live till the end) cost it more than the
+// memory does. A soft limit of 64 MiB brings collections back as the heap
+// nears it. GOGC (and then GOMEMLIMIT alone) decide if set.
 func collectLess() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+	if os.Getenv("GOGC") != "" {
+		return
 	}
+	debug.SetGCPercent(400)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(64 << 20)
 	}

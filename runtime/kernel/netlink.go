@@ -165,6 +165,7 @@ func (k *Netlink) Close() error {
 func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
 	name := spec.Name
 	var h *netlink.Handle
+	var sock *rtnl
 	ino, fd, err := nsexec.NewNamedOpen(k.Dir, name, func() error {
 		// On the new namespace's thread: the sockets are opened here, in
 		// it, and serve the namespace for the rest of the run.
@@ -177,24 +178,26 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
 		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return err
 		}
-		s, err := openRtnl()
-		if err != nil {
+		if sock, err = openRtnl(); err != nil {
 			return err
 		}
-		k.keepSock(name, s)
 		var up *bool
 		if spec.LoUp {
 			up = &spec.LoUp
 		}
-		return k.setLink(name, loIndex, spec.Tag, up)
+		_, err = sock.do(setLinkRequest(loIndex, &spec.Tag, up), 0)
+		return err
 	})
 	if err != nil {
-		k.forget(name)
 		if h != nil {
 			h.Close()
 		}
+		if sock != nil {
+			sock.Close()
+		}
 		return 0, err
 	}
+	k.keepSock(name, sock)
 	k.mu.Lock()
 	if old, ok := k.handles[name]; ok {
 		old.Close()
@@ -597,7 +600,7 @@ func (k *Netlink) LinkDelGroup(ns, tag string, names []string) ([]string, error)
 }
 
 func (k *Netlink) LinkSetUp(ns, name string, up bool) error {
-	return k.withIndex(ns, name, func(i int) error { return k.setLink(ns, i, "", &up) })
+	return k.withIndex(ns, name, func(i int) error { return k.setLink(ns, i, nil, &up) })
 }
 
 func (k *Netlink) LinkSetMaster(ns, name, master string) error {
@@ -624,7 +627,7 @@ func (k *Netlink) LinkSetMAC(ns, name string, mac net.HardwareAddr) error {
 }
 
 func (k *Netlink) LinkSetAlias(ns, name, alias string) error {
-	return k.withIndex(ns, name, func(i int) error { return k.setLink(ns, i, alias, nil) })
+	return k.withIndex(ns, name, func(i int) error { return k.setLink(ns, i, &alias, nil) })
 }
 
 func (k *Netlink) LinkSetHairpin(ns, name string, on bool) error {

@@ -144,7 +144,9 @@ func (k *Netlink) request(ns string, req *nl.NetlinkRequest, want uint16) ([]byt
 
 // vethAdd creates the veth pair s in s.NS (its peer in the namespace open at
 // peer) and returns the indexes of both ends, or 0 where the kernel did not
-// echo the new link (before Linux 6.3).
+// echo the new link (before Linux 6.3). The echo gives the peer's index as
+// IFLA_LINK, left out when it equals the link's own (both ends in new
+// namespaces are often index 2).
 //
 // Equivalent to: ip link add $name [address $mac] [mtu $mtu] [group $g]
 // type veth peer name $peer [address $peermac] netns $peerns
@@ -179,25 +181,33 @@ func (k *Netlink) vethAdd(s LinkSpec, peer netns.NsHandle) (index, peerIndex int
 	if err != nil || len(m) < unix.SizeofIfInfomsg {
 		return 0, 0, err
 	}
+	index = int(nl.DeserializeIfInfomsg(m).Index)
 	attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
 	if err != nil {
-		return 0, 0, nil // made; its indexes are looked up when needed
+		return index, 0, nil // the peer's index is looked up when needed
 	}
+	peerIndex = index
 	for _, a := range attrs {
 		if a.Attr.Type == unix.IFLA_LINK && len(a.Value) == 4 {
 			peerIndex = int(nl.NativeEndian().Uint32(a.Value))
 		}
 	}
-	return int(nl.DeserializeIfInfomsg(m).Index), peerIndex, nil
+	return index, peerIndex, nil
 }
 
-// setLink sets the alias (if not "") and the up flag (if up is not nil) of
-// link index of ns, in one request.
+// setLink sets the alias (if not nil) and the up flag (if not nil) of link
+// index of ns, in one request.
+func (k *Netlink) setLink(ns string, index int, alias *string, up *bool) error {
+	_, err := k.request(ns, setLinkRequest(index, alias, up), 0)
+	return err
+}
+
+// setLinkRequest is the request of setLink.
 //
 // Equivalent to: ip -n $ns link set dev $dev [alias $alias] [up|down]
-func (k *Netlink) setLink(ns string, index int, alias string, up *bool) error {
+func setLinkRequest(index int, alias *string, up *bool) *nl.NetlinkRequest {
 	typ := unix.RTM_NEWLINK // as ip link set does for flags
-	if alias != "" {
+	if alias != nil {
 		typ = unix.RTM_SETLINK
 	}
 	req := nl.NewNetlinkRequest(typ, 0)
@@ -210,11 +220,10 @@ func (k *Netlink) setLink(ns string, index int, alias string, up *bool) error {
 		}
 	}
 	req.AddData(msg)
-	if alias != "" {
-		req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
+	if alias != nil {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(*alias)))
 	}
-	_, err := k.request(ns, req, 0)
-	return err
+	return req
 }
 
 // setMaster makes link index of ns a port of link master (0: of none).
@@ -230,8 +239,8 @@ func (k *Netlink) setMaster(ns string, index, master int) error {
 	return err
 }
 
-// addrAdd adds p to link index of ns; an IPv4 address below /30 gets its
-// broadcast address. An IPv6 address of a lab is usable at once: duplicate
+// addrAdd adds p to link index of ns; an IPv4 address of /30 or wider gets
+// its broadcast address (not a /31: RFC 3021). An IPv6 address of a lab is usable at once: duplicate
 // address detection would hold it back for a second or two (and the lab's
 // addresses are its own).
 //
@@ -252,7 +261,7 @@ func (k *Netlink) addrAdd(ns string, index int, p netip.Prefix) error {
 	local := p.Addr().AsSlice()
 	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, local))
 	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, local))
-	if p.Addr().Is4() && p.Bits() < 30 {
+	if p.Addr().Is4() && p.Bits() < 31 {
 		brd, mask := make([]byte, 4), net.CIDRMask(p.Bits(), 32)
 		for i := range brd {
 			brd[i] = local[i] | ^mask[i]
