@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -255,6 +256,12 @@ if not ping(m, "10.1.0.2").ok:
 	}
 	if got := nstest.Ip(t, "dual", "-6", "addr", "show", "dev", "lo"); !strings.Contains(got, "::1/128") {
 		t.Errorf("lo of a namespace with IPv6 has no ::1:\n%s", got)
+	}
+	// What planning cannot foresee (after a look at the network) the
+	// kernel refuses; the error says why.
+	err = k.AddrAdd("v4only", "b", netip.MustParsePrefix("fd00::2/64"))
+	if err == nil || !strings.Contains(err.Error(), `IPv6 is off on "b" in netns "v4only"`) {
+		t.Errorf("an IPv6 address where IPv6 is off: %v", err)
 	}
 }
 

@@ -648,7 +648,11 @@ func nlAddr(p netip.Prefix) *netlink.Addr {
 }
 
 func (k *Netlink) AddrAdd(ns, dev string, p netip.Prefix) error {
-	return k.withIndex(ns, dev, func(i int) error { return k.addrAdd(ns, i, p) })
+	err := k.withIndex(ns, dev, func(i int) error { return k.addrAdd(ns, i, p) })
+	if p.Addr().Is6() && errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("IPv6 is off on %q in netns %q (disable_ipv6 = 1): %w", dev, NSArg(ns), err)
+	}
+	return err
 }
 
 func (k *Netlink) AddrDel(ns, dev string, p netip.Prefix) error {
