@@ -15,10 +15,7 @@ import (
 )
 
 // Do runs fn on a fresh OS thread that has entered the network namespace at
-// path; an empty path means the namespace the process started in. Shaped like
-// the CNI plugins' ns.Do: the thread is unlocked, and so returned to Go's pool,
-// only if it provably got back to its original namespace; otherwise it dies
-// with its goroutine.
+// path; an empty path means the namespace the process started in.
 func Do(path string, fn func() error) error {
 	if path == "" {
 		return fn()
@@ -28,7 +25,20 @@ func Do(path string, fn func() error) error {
 		return fmt.Errorf("opening netns %s: %w", path, err)
 	}
 	defer unix.Close(target)
+	return onThread(func() error {
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("entering netns %s: %w", path, err)
+		}
+		return nil
+	}, fn)
+}
 
+// onThread runs enter, which moves the thread to another network namespace,
+// then fn, on a fresh locked OS thread, and moves the thread back. Shaped
+// like the CNI plugins' ns.Do: the thread is unlocked, and so returned to
+// Go's pool, only if it provably got back to its original namespace;
+// otherwise it dies with its goroutine.
+func onThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -38,14 +48,14 @@ func Do(path string, fn func() error) error {
 			return // the thread stays locked and dies: harmless
 		}
 		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("entering netns %s: %w", path, err)
+		if err := enter(); err != nil {
+			runtime.UnlockOSThread() // it did not move
+			errc <- err
 			return
 		}
 		ferr := fn()
 		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("returning from netns %s: %w", path, err))
+			errc <- errors.Join(ferr, fmt.Errorf("returning to the original netns: %w", err))
 			return // still locked: the thread is discarded
 		}
 		runtime.UnlockOSThread()
@@ -73,69 +83,33 @@ func NewNamed(dir, name string, inside func() error) (ino uint64, err error) {
 // NewNamedOpen is NewNamed that also returns a descriptor of the namespace
 // (close-on-exec), for the caller to keep or close.
 func NewNamedOpen(dir, name string, inside func() error) (ino uint64, fd int, err error) {
-	a, err := newAnon(inside)
+	fd = -1
+	err = onThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare: %w", err)
+		}
+		return nil
+	}, func() (err error) {
+		if fd, err = unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil || inside == nil {
+			return err
+		}
+		return inside()
+	})
+	if err == nil {
+		ino, err = pin(fd, dir, name)
+	}
 	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd) // the namespace vanishes with its last descriptor
+		}
 		return 0, -1, fmt.Errorf("binding %s: %w", filepath.Join(dir, name), err)
 	}
-	if ino, err = a.Pin(dir, name); err != nil {
-		a.Close()
-		return 0, -1, err
-	}
-	return ino, a.fd, nil
+	return ino, fd, nil
 }
 
-// An anon is a network namespace that only a descriptor of this process
-// holds: it vanishes with the process unless pinned.
-type anon struct{ fd int }
-
-// newAnon creates a network namespace and runs inside on its thread (if not
-// nil). The calling thread never changes namespace.
-func newAnon(inside func() error) (*anon, error) {
-	type result struct {
-		fd  int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			done <- result{-1, err}
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- result{-1, fmt.Errorf("unshare: %w", err)}
-			return
-		}
-		fd, err := unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err == nil && inside != nil {
-			if err = inside(); err != nil {
-				unix.Close(fd)
-				fd = -1
-			}
-		}
-		if serr := unix.Setns(orig, unix.CLONE_NEWNET); serr != nil {
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-			done <- result{-1, errors.Join(err, serr)} // still locked: the thread is discarded
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- result{fd, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		return nil, r.err
-	}
-	return &anon{fd: r.fd}, nil
-}
-
-// Pin binds the namespace at dir/name, as `ip netns add` does (first an
-// empty file, then the bind mount), and returns its inode.
-func (a *anon) Pin(dir, name string) (ino uint64, err error) {
+// pin binds the namespace open at fd to dir/name, as `ip netns add` does
+// (first an empty file, then the bind mount), and returns its inode.
+func pin(fd int, dir, name string) (ino uint64, err error) {
 	if err := prepareNetnsDir(dir); err != nil {
 		return 0, err
 	}
@@ -145,24 +119,16 @@ func (a *anon) Pin(dir, name string) (ino uint64, err error) {
 		return 0, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	unix.Close(f)
-	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", a.fd), path, "none", unix.MS_BIND, ""); err != nil {
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), path, "none", unix.MS_BIND, ""); err != nil {
 		os.Remove(path)
-		return 0, fmt.Errorf("binding %s: %w", path, err)
+		return 0, err
 	}
 	// The pin's inode is the namespace's: the one of the descriptor.
 	var st unix.Stat_t
-	if err := unix.Fstat(a.fd, &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return 0, err
 	}
 	return st.Ino, nil
-}
-
-// Close lets go of the namespace: it vanishes unless pinned.
-func (a *anon) Close() {
-	if a.fd >= 0 {
-		unix.Close(a.fd)
-		a.fd = -1
-	}
 }
 
 // Inode returns the inode of the namespace pinned at path.
