@@ -100,13 +100,8 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	}
 	ns := string(name)
 	err = rt.Change(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Alias: rt.Tag()}, func(s *runtime.Step) (err error) {
-		if s.Ino, err = rt.Kernel.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), LoUp: lo, NoIPv6: !ipv6}); err != nil {
-			return err
-		}
-		if p, ok := rt.Kernel.(interface{ PinMount(string) uint64 }); ok {
-			s.Mnt = p.PinMount(ns)
-		}
-		return nil
+		s.Ino, s.Mnt, err = rt.Kernel.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), LoUp: lo, NoIPv6: !ipv6})
+		return err
 	})
 	if errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("%s: a namespace named %q already exists; nsrun never adopts an object it did not create", b.Name(), ns)

@@ -25,7 +25,7 @@ func TestUndoOrderAndBatching(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ino, err := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
+	ino, _, err := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
 	must(err)
 	must(rt.Change(nil, Step{Op: OpNetns, Name: "blue", Ino: ino}, done))
 	must(rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "v0", PeerName: "v1", PeerNS: "blue", Alias: rt.Tag()}))
@@ -72,7 +72,7 @@ func TestProcessNeverMoot(t *testing.T) {
 // retry, not reported as undone.
 func TestCoveredStepsKeptWhenTheirUndoFails(t *testing.T) {
 	rec := kernel.NewRecorder()
-	ino, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
+	ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
 	rec.LinkAdd(kernel.LinkSpec{Kind: "bridge", NS: "blue", Name: "br0", Alias: "nsrun:t"})
 	steps := []Step{
 		{Op: OpNetns, Name: "blue", Ino: ino, Alias: "nsrun:t"},
@@ -100,11 +100,11 @@ func TestRollbackToMark(t *testing.T) {
 	j, _ := OpenJournal("")
 	rt := New("t", rec, j)
 	for _, name := range []string{"a", "b"} {
-		ino, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: "nsrun:t"})
+		ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: "nsrun:t"})
 		rt.Change(nil, Step{Op: OpNetns, Name: name, Ino: ino}, done)
 	}
 	mark := j.Len()
-	ino, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "c", Tag: "nsrun:t"})
+	ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "c", Tag: "nsrun:t"})
 	rt.Change(nil, Step{Op: OpNetns, Name: "c", Ino: ino}, done)
 	rt.Rollback(mark)
 	for name, want := range map[string]bool{"a": true, "b": true, "c": false} {
@@ -176,7 +176,7 @@ func TestTornJournal(t *testing.T) {
 func TestPendingMove(t *testing.T) {
 	for _, moved := range []bool{false, true} {
 		rec := kernel.NewRecorder()
-		ino, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "b", Tag: "nsrun:t"})
+		ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "b", Tag: "nsrun:t"})
 		rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "fp0", PeerName: "fq0", Alias: "nsrun:t"})
 		if moved {
 			rec.LinkMove("", "fq0", "b")
@@ -203,7 +203,7 @@ func TestUndoMovedLink(t *testing.T) {
 	rec := kernel.NewRecorder()
 	j, _ := OpenJournal("")
 	rt := New("t", rec, j)
-	ino, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
+	ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
 	rt.Change(nil, Step{Op: OpNetns, Name: "blue", Ino: ino}, done)
 	mark := j.Len()
 	rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "v0", PeerName: "v1", Alias: rt.Tag()})

@@ -135,7 +135,7 @@ func lab(t *testing.T) (*kernel.Netlink, *runtime.Runtime) {
 		}
 	}
 	for _, ns := range []string{"qdhcp", "vm1", "vm2", "vm3"} {
-		ino, err := k.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: "nsrun:t"})
+		ino, _, err := k.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: "nsrun:t"})
 		must(err)
 		must(rt.Change(nil, runtime.Step{Op: runtime.OpNetns, Name: ns, Ino: ino, Alias: "nsrun:t"}, func(*runtime.Step) error { return nil }))
 	}

@@ -27,9 +27,9 @@ func (f *Faulty) fail() error {
 	return nil
 }
 
-func (f *Faulty) NetnsAdd(s NetnsSpec) (uint64, error) {
+func (f *Faulty) NetnsAdd(s NetnsSpec) (uint64, uint64, error) {
 	if err := f.fail(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	return f.Kernel.NetnsAdd(s)
 }
@@ -172,11 +172,4 @@ func (f *Faulty) PrecheckNetns(names []string, inos, mnts []uint64, tags []strin
 	}); ok {
 		p.PrecheckNetns(names, inos, mnts, tags)
 	}
-}
-
-func (f *Faulty) PinMount(name string) uint64 {
-	if p, ok := f.Kernel.(interface{ PinMount(string) uint64 }); ok {
-		return p.PinMount(name)
-	}
-	return 0
 }

@@ -46,8 +46,10 @@ type NetnsSpec struct {
 type Kernel interface {
 	// NetnsAdd creates a namespace whose lo carries the alias s.Tag before
 	// the namespace is pinned under its name: a namespace of a lab is
-	// recognisable even if the run died before it recorded the inode.
-	NetnsAdd(s NetnsSpec) (ino uint64, err error)
+	// recognisable even if the run died before it recorded the inode. It
+	// returns the namespace's inode and the unique id of its pin's mount
+	// (0 if the kernel has none, see nsexec.MountID).
+	NetnsAdd(s NetnsSpec) (ino, mnt uint64, err error)
 	// NetnsDel removes the namespace only if it is still the lab's: its
 	// inode is ino or, with ino 0 (unknown), its lo carries tag.
 	NetnsDel(name string, ino uint64, tag string) error

@@ -162,7 +162,7 @@ func (k *Netlink) Close() error {
 	return nil
 }
 
-func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
+func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
 	name := spec.Name
 	var h *netlink.Handle
 	var sock *rtnl
@@ -195,7 +195,7 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
 		if sock != nil {
 			sock.Close()
 		}
-		return 0, err
+		return 0, 0, err
 	}
 	k.keepSock(name, sock)
 	k.mu.Lock()
@@ -209,7 +209,7 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (uint64, error) {
 	k.fds[name] = netns.NsHandle(fd) // kept: a veth's peer is put in it by this descriptor
 	k.index[linkKey{name, "lo"}] = loIndex
 	k.mu.Unlock()
-	return ino, nil
+	return ino, nsexec.MountID(k.path(name)), nil
 }
 
 // disableIPv6 turns IPv6 off in the calling thread's namespace. A kernel
@@ -262,10 +262,6 @@ func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
 	}
 	return nsexec.DeleteNamed(k.Dir, name, ino)
 }
-
-// PinMount returns the unique id of namespace name's pin (see
-// nsexec.MountID), which the journal keeps to know the pin again.
-func (k *Netlink) PinMount(name string) uint64 { return nsexec.MountID(k.path(name)) }
 
 // PrecheckNetns checks, ahead of a teardown, that the namespaces about to be
 // deleted still carry the lab's tags, so that NetnsDel, which still checks

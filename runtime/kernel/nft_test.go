@@ -58,7 +58,7 @@ func TestNATExprs(t *testing.T) {
 // a rule needs its table, and deletions of what is gone are no-ops.
 func TestRecorderNAT(t *testing.T) {
 	r := NewRecorder()
-	ino, _ := r.NetnsAdd(NetnsSpec{Name: "r", Tag: "nsrun:t"})
+	ino, _, _ := r.NetnsAdd(NetnsSpec{Name: "r", Tag: "nsrun:t"})
 	if err := r.NATRule("r", "ip", "nsrun-t", NATRule{Action: Masquerade}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a rule without its table: %v", err)
 	}

@@ -40,7 +40,7 @@ func TestDumpRetriesInterrupted(t *testing.T) {
 
 func TestRecorderObserves(t *testing.T) {
 	r := NewRecorder()
-	if _, err := r.NetnsAdd(NetnsSpec{Name: "red", Tag: "nsrun:t"}); err != nil {
+	if _, _, err := r.NetnsAdd(NetnsSpec{Name: "red", Tag: "nsrun:t"}); err != nil {
 		t.Fatal(err)
 	}
 	must := func(err error) {

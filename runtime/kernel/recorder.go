@@ -61,14 +61,14 @@ func ipn(ns string) string {
 	return "ip -n " + ns
 }
 
-func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, error) {
+func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, uint64, error) {
 	name := s.Name
 	if _, ok := r.netns[name]; ok {
-		return 0, unix.EEXIST
+		return 0, 0, unix.EEXIST
 	}
 	if r.Real != nil {
 		if exists, _ := r.Real.NetnsExists(name); exists {
-			return 0, unix.EEXIST
+			return 0, 0, unix.EEXIST
 		}
 	}
 	cmd := "ip netns add " + name
@@ -79,7 +79,7 @@ func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, error) {
 		cmd += "; ip -n " + name + " link set lo up"
 	}
 	if err := r.change("%s", cmd); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if s.NoIPv6 {
 		r.sysctl[[2]string{name, ipv6Off}] = "1"
@@ -88,7 +88,7 @@ func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, error) {
 	r.nextIno++
 	r.netns[name] = r.nextIno
 	r.links[[2]string{name, "lo"}] = &LinkInfo{NS: name, Name: "lo", Kind: "loopback", Up: s.LoUp, MTU: 65536, MAC: "00:00:00:00:00:00"}
-	return r.nextIno, nil
+	return r.nextIno, 0, nil
 }
 
 func (r *Recorder) NetnsDel(name string, ino uint64, tag string) error {

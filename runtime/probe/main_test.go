@@ -29,7 +29,7 @@ func newLab(t *testing.T) *lab {
 // that an address is usable at once) and, if lo, its loopback up.
 func (l *lab) netns(name string, lo bool) {
 	l.t.Helper()
-	ino, err := l.k.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: "nsrun:t"})
+	ino, _, err := l.k.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: "nsrun:t"})
 	if err != nil {
 		l.t.Fatal(err)
 	}
