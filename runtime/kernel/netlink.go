@@ -217,7 +217,7 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
 //
 // Equivalent to: sysctl -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 func disableIPv6() error {
-	for _, key := range []string{ipv6Off, "net.ipv6.conf.default.disable_ipv6"} {
+	for _, key := range []string{ipv6Off, ipv6OffDefault} {
 		err := os.WriteFile(sysctlPath(key), []byte("1"), 0o644)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
@@ -578,10 +578,10 @@ func (k *Netlink) LinkDelGroup(ns, tag string, names []string) ([]string, error)
 		members[a.Name] = true
 	}
 	if len(members) > 0 {
-		req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+		req := nl.NewNetlinkRequest(unix.RTM_DELLINK, 0)
 		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
-		if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		if _, err := k.request(ns, req, 0); err != nil {
 			return nil, fmt.Errorf("deleting group %#x: %w", group, err)
 		}
 	}

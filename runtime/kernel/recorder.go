@@ -73,7 +73,7 @@ func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, uint64, error) {
 	}
 	cmd := "ip netns add " + name
 	if s.NoIPv6 {
-		cmd += "; ip netns exec " + name + " sysctl -w " + ipv6Off + "=1 net.ipv6.conf.default.disable_ipv6=1"
+		cmd += "; ip netns exec " + name + " sysctl -w " + ipv6Off + "=1 " + ipv6OffDefault + "=1"
 	}
 	if s.LoUp {
 		cmd += "; ip -n " + name + " link set lo up"
@@ -83,7 +83,7 @@ func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, uint64, error) {
 	}
 	if s.NoIPv6 {
 		r.sysctl[[2]string{name, ipv6Off}] = "1"
-		r.sysctl[[2]string{name, "net.ipv6.conf.default.disable_ipv6"}] = "1"
+		r.sysctl[[2]string{name, ipv6OffDefault}] = "1"
 	}
 	r.nextIno++
 	r.netns[name] = r.nextIno
@@ -362,8 +362,12 @@ func (r *Recorder) LinkMove(ns, name, to string) error {
 	return nil
 }
 
-// ipv6Off is the key of the sysctl that turns IPv6 off in a namespace.
-const ipv6Off = "net.ipv6.conf.all.disable_ipv6"
+// The sysctls that turn IPv6 off in a namespace: on its links, and on those
+// it gets later.
+const (
+	ipv6Off        = "net.ipv6.conf.all.disable_ipv6"
+	ipv6OffDefault = "net.ipv6.conf.default.disable_ipv6"
+)
 
 // noIPv6 refuses IPv6 in a namespace that has it off, as the kernel would.
 func (r *Recorder) noIPv6(ns string, v6 bool) error {
