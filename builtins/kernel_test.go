@@ -31,8 +31,9 @@ type ipLink struct {
 	Alias   string `json:"ifalias"`
 	Flags   []string
 	Addrs   []struct {
-		Local  string `json:"local"`
-		Prefix int    `json:"prefixlen"`
+		Local     string `json:"local"`
+		Prefix    int    `json:"prefixlen"`
+		Broadcast string `json:"broadcast"`
 	} `json:"addr_info"`
 }
 
@@ -45,17 +46,26 @@ func ipJSON(t *testing.T, ns string, args ...string) []ipLink {
 	return links
 }
 
-// The recipe's topology is in the kernel exactly as it says, seen through
-// iproute2; the rollback removes all of it (nstest checks).
-func TestTopologyAsIpSeesIt(t *testing.T) {
+// onKernel runs src as recipe name on the real kernel, fails t if it fails,
+// and rolls the lab back when t ends. It returns what the recipe printed
+// and the kernel.
+func onKernel(t *testing.T, name, src string) (string, *kernel.Netlink) {
+	t.Helper()
 	nstest.Kernel(t)
 	k := kernel.NewNetlink(nstest.NetnsDir)
-	defer k.Close()
-	out, err, rt := runSrc(t, k, "blue.star", readTestdata(t, "blue.star"))
-	defer rollback(t, rt)
+	t.Cleanup(func() { k.Close() })
+	out, err, rt := runSrc(t, k, name, src)
+	t.Cleanup(func() { rollback(t, rt) })
 	if err != nil {
 		t.Fatal(runtime.Backtrace(err))
 	}
+	return out, k
+}
+
+// The recipe's topology is in the kernel exactly as it says, seen through
+// iproute2; the rollback removes all of it (nstest checks).
+func TestTopologyAsIpSeesIt(t *testing.T) {
+	out, _ := onKernel(t, "blue.star", readTestdata(t, "blue.star"))
 	macs := strings.Fields(out)
 
 	if got := nstest.Ip(t, "", "netns", "list"); !strings.Contains(got, "blue") {
@@ -148,10 +158,7 @@ func TestCollisionLeavesForeignLinkAlone(t *testing.T) {
 
 // exec_in gives a command what `ip netns exec` gives it.
 func TestExecIn(t *testing.T) {
-	nstest.Kernel(t)
-	k := kernel.NewNetlink(nstest.NetnsDir)
-	defer k.Close()
-	out, err, rt := runSrc(t, k, "e.star", `
+	out, k := onKernel(t, "e.star", `
 n = netns("red")
 a, b = veth("va", "vb", peer_netns = n)
 print(exec_in(n, "ls /sys/class/net").stdout.split())
@@ -159,10 +166,6 @@ r = exec_in(n, ["sh", "-c", "echo out; echo err >&2; exit 3"], check = False)
 print(r.rc, r.stdout.strip(), r.stderr.strip())
 print(exec_in(n, "cat", stdin = "fed").stdout)
 `)
-	defer rollback(t, rt)
-	if err != nil {
-		t.Fatal(runtime.Backtrace(err))
-	}
 	want := "[\"lo\", \"vb\"]\n3 out err\nfed\n"
 	if out != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
@@ -210,20 +213,13 @@ print(p.pid)
 // A link created in the host and moved, as the walkthroughs do, goes back
 // and away.
 func TestMove(t *testing.T) {
-	nstest.Kernel(t)
-	k := kernel.NewNetlink(nstest.NetnsDir)
-	defer k.Close()
-	_, err, rt := runSrc(t, k, "mv.star", `
+	onKernel(t, "mv.star", `
 n = netns("netns01")
 h, c = veth("veth0-host", "veth0-ct")
 c.move(n)
 c.addr("10.10.10.11/24").up()
 h.addr("10.10.10.10/24").up()
 `)
-	defer rollback(t, rt)
-	if err != nil {
-		t.Fatal(runtime.Backtrace(err))
-	}
 	if got := nstest.Ip(t, "netns01", "-br", "addr", "show", "veth0-ct"); !strings.Contains(got, "10.10.10.11/24") {
 		t.Errorf("veth0-ct in netns01: %q", got)
 	}
@@ -232,10 +228,7 @@ h.addr("10.10.10.10/24").up()
 // netns(ipv6=False) turns IPv6 off before the namespace has links: neither
 // lo nor a veth end made in it has an IPv6 address, and IPv4 works as ever.
 func TestNetnsWithoutIPv6(t *testing.T) {
-	nstest.Kernel(t)
-	k := kernel.NewNetlink(nstest.NetnsDir)
-	defer k.Close()
-	_, err, rt := runSrc(t, k, "v4.star", `
+	_, k := onKernel(t, "v4.star", `
 n = netns("v4only", ipv6 = False)
 m = netns("dual")
 a, b = veth("a", "b", peer_netns = n)
@@ -245,10 +238,6 @@ b.addr("10.1.0.2/24").up()
 if not ping(m, "10.1.0.2").ok:
     fail("no IPv4 across")
 `)
-	defer rollback(t, rt)
-	if err != nil {
-		t.Fatal(runtime.Backtrace(err))
-	}
 	for _, dev := range []string{"lo", "b"} {
 		if got := nstest.Ip(t, "v4only", "-6", "addr", "show", "dev", dev); strings.TrimSpace(got) != "" {
 			t.Errorf("%s in v4only has IPv6 addresses:\n%s", dev, got)
@@ -259,7 +248,7 @@ if not ping(m, "10.1.0.2").ok:
 	}
 	// What planning cannot foresee (after a look at the network) the
 	// kernel refuses; the error says why.
-	err = k.AddrAdd("v4only", "b", netip.MustParsePrefix("fd00::2/64"))
+	err := k.AddrAdd("v4only", "b", netip.MustParsePrefix("fd00::2/64"))
 	if err == nil || !strings.Contains(err.Error(), `IPv6 is off on "b" in netns "v4only"`) {
 		t.Errorf("an IPv6 address where IPv6 is off: %v", err)
 	}
@@ -268,31 +257,14 @@ if not ping(m, "10.1.0.2").ok:
 // An IPv4 address gets its broadcast address as the library (and
 // `ip addr add ... brd +`) gives it: a /30 does, a /31 (RFC 3021) not.
 func TestAddrBroadcast(t *testing.T) {
-	nstest.Kernel(t)
-	k := kernel.NewNetlink(nstest.NetnsDir)
-	defer k.Close()
-	_, err, rt := runSrc(t, k, "brd.star", `
+	onKernel(t, "brd.star", `
 n = netns("brd")
 a, b = veth("a", "b", netns = n, peer_netns = n)
 a.addr("10.9.0.1/30")
 b.addr("10.9.1.0/31")
 `)
-	defer rollback(t, rt)
-	if err != nil {
-		t.Fatal(runtime.Backtrace(err))
-	}
-	var addrs []struct {
-		Name  string `json:"ifname"`
-		Addrs []struct {
-			Local     string `json:"local"`
-			Broadcast string `json:"broadcast"`
-		} `json:"addr_info"`
-	}
-	if err := json.Unmarshal([]byte(nstest.Ip(t, "brd", "-j", "-4", "addr", "show")), &addrs); err != nil {
-		t.Fatal(err)
-	}
 	brd := map[string]string{}
-	for _, l := range addrs {
+	for _, l := range ipJSON(t, "brd", "-4", "addr", "show") {
 		for _, a := range l.Addrs {
 			brd[a.Local] = a.Broadcast
 		}
