@@ -164,7 +164,6 @@ func (k *Netlink) Close() error {
 
 func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
 	name := spec.Name
-	var h *netlink.Handle
 	var sock *rtnl
 	ino, fd, err := nsexec.NewNamedOpen(k.Dir, name, func() error {
 		// On the new namespace's thread: the sockets are opened here, in
@@ -175,9 +174,6 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
 			}
 		}
 		var err error
-		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-			return err
-		}
 		if sock, err = openRtnl(); err != nil {
 			return err
 		}
@@ -189,9 +185,6 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
 		return err
 	})
 	if err != nil {
-		if h != nil {
-			h.Close()
-		}
 		if sock != nil {
 			sock.Close()
 		}
@@ -199,10 +192,10 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
 	}
 	k.keepSock(name, sock)
 	k.mu.Lock()
-	if old, ok := k.handles[name]; ok {
+	if old, ok := k.handles[name]; ok { // a handle to a namespace of that name deleted meanwhile
 		old.Close()
+		delete(k.handles, name)
 	}
-	k.handles[name] = h
 	if old, ok := k.fds[name]; ok {
 		old.Close()
 	}

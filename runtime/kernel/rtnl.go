@@ -28,8 +28,12 @@ type rtnl struct {
 	mu  sync.Mutex // one request at a time
 	fd  int
 	seq uint32
-	buf []byte // answers are read here
 }
+
+// answerBufs holds the buffers answers are read into, shared by all the
+// sockets: a lab has one socket a namespace, and a buffer of each socket's
+// own would be fresh memory for the kernel to fault in at its first answer.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // openRtnl opens a route netlink socket in the calling thread's namespace.
 func openRtnl() (*rtnl, error) {
@@ -43,7 +47,7 @@ func openRtnl() (*rtnl, error) {
 	}
 	// Acknowledgements without a copy of the request.
 	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
-	return &rtnl{fd: fd, buf: make([]byte, 32<<10)}, nil
+	return &rtnl{fd: fd}, nil
 }
 
 func (s *rtnl) Close() error { return unix.Close(s.fd) }
@@ -67,16 +71,19 @@ func (s *rtnl) do(req *nl.NetlinkRequest, want uint16) ([]byte, error) {
 			return nil, err
 		}
 	}
+	bp := answerBufs.Get().(*[]byte)
+	defer answerBufs.Put(bp)
+	buf := *bp
 	var answer []byte
 	for {
-		n, _, err := unix.Recvfrom(s.fd, s.buf, 0)
+		n, _, err := unix.Recvfrom(s.fd, buf, 0)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		msgs, err := syscall.ParseNetlinkMessage(s.buf[:n])
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {
 			return nil, err
 		}

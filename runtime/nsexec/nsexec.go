@@ -42,12 +42,11 @@ func onThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		orig, err := unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		orig, err := home()
 		if err != nil {
 			errc <- fmt.Errorf("opening current netns: %w", err)
 			return // the thread stays locked and dies: harmless
 		}
-		defer unix.Close(orig)
 		if err := enter(); err != nil {
 			runtime.UnlockOSThread() // it did not move
 			errc <- err
@@ -63,6 +62,14 @@ func onThread(enter, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// home returns a descriptor of the network namespace the process's threads
+// are in, opened once. A thread Go hands out is always in it: onThread
+// returns a thread to Go only once it is back there, and Go makes new
+// threads from one that never leaves it.
+var home = sync.OnceValues(func() (int, error) {
+	return unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+})
 
 func threadNetns() string {
 	return fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
