@@ -152,9 +152,9 @@ func capture(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, err
 	}
-	path, real := nsPath(rt.Kernel, ns.name)
+	path, real := nsPath(rt.Kernel(), ns.name)
 	if !real {
-		noteMadeUp(rt.Kernel)
+		noteMadeUp(rt.Kernel())
 		return c, nil
 	}
 	if c.probe, err = probe.StartCapture(path, c.dev, f, c.pcap); err != nil {

@@ -51,7 +51,7 @@ func free(rt *runtime.Runtime, ns *Netns, name string) error {
 	case rt.Planned && !rt.MadeLink(ns.name, name):
 		return nil // checked by the preflight; one made since fails the creation
 	default:
-		_, err = rt.Kernel.LinkGet(ns.name, name)
+		_, err = rt.Kernel().LinkGet(ns.name, name)
 	}
 	switch {
 	case err == nil:
@@ -119,15 +119,22 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 			step.Mode = fmt.Sprint(s.VlanID)
 		}
 	}
-	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkAdd(s) }); err != nil {
+	fn, where := b.Name(), ns.Name()
+	if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
+		err := k.LinkAdd(s)
 		if errors.Is(err, os.ErrExist) {
 			err = errors.New("a link of that name exists (created meanwhile by someone else, or by a command the recipe ran?)")
 		}
-		return nil, nil, fmt.Errorf("%s: creating %q in netns %q: %w", b.Name(), s.Name, ns.Name(), err)
+		if err != nil {
+			return fmt.Errorf("%s: creating %q in netns %q: %w", fn, s.Name, where, err)
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, err
 	}
 	mac := macString(s.MAC)
 	if mac == "" { // the kernel chose it (a vlan's, a passthru macvlan's: the parent's)
-		info, err := rt.Kernel.LinkGet(s.NS, s.Name)
+		info, err := rt.Kernel().LinkGet(s.NS, s.Name)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}

@@ -41,7 +41,7 @@ func observe(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, nil, err
 	}
-	o, ok := observer(rt.Kernel)
+	o, ok := observer(rt.Kernel())
 	if !ok {
 		return nil, nil, fmt.Errorf("%s: internal error: the run's kernel cannot be observed", b.Name())
 	}

@@ -114,11 +114,17 @@ func linkMethod(thread *starlark.Thread, b *starlark.Builtin) (*Link, *runtime.R
 	return l, rt, nil
 }
 
-func (l *Link) setUp(thread *starlark.Thread, rt *runtime.Runtime, up bool) error {
+func (l *Link) setUp(thread *starlark.Thread, b *starlark.Builtin, rt *runtime.Runtime, up bool) error {
 	state := map[bool]string{true: "up", false: "down"}
-	step := runtime.Step{Op: runtime.OpUp, NS: l.ns(), Name: l.state.name, Old: state[l.state.up]}
-	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetUp(l.ns(), l.state.name, up) }); err != nil {
-		return fmt.Errorf("setting %q %s in netns %q: %w", l.state.name, state[up], l.state.ns.Name(), err)
+	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
+	step := runtime.Step{Op: runtime.OpUp, NS: ns, Name: name, Old: state[l.state.up]}
+	if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
+		if err := k.LinkSetUp(ns, name, up); err != nil {
+			return fmt.Errorf("%s: setting %q %s in netns %q: %w", fn, name, state[up], where, err)
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	l.state.up = up
 	return nil
@@ -135,8 +141,8 @@ func linkUp(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err != nil {
 		return nil, err
 	}
-	if err := l.setUp(thread, rt, true); err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	if err := l.setUp(thread, b, rt, true); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
@@ -152,8 +158,8 @@ func linkDown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err != nil {
 		return nil, err
 	}
-	if err := l.setUp(thread, rt, false); err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	if err := l.setUp(thread, b, rt, false); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
@@ -179,13 +185,21 @@ func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err != nil {
 		return nil, err
 	}
+	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
 	for _, a := range addrs {
-		step := runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: prefix(a)}
-		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.AddrAdd(l.ns(), l.state.name, prefix(a)) }); err != nil {
+		p := prefix(a)
+		step := runtime.Step{Op: runtime.OpAddr, NS: ns, Name: name, Addr: p}
+		if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
+			err := k.AddrAdd(ns, name, p)
 			if errors.Is(err, os.ErrExist) {
 				err = errors.New("the address is already there")
 			}
-			return nil, fmt.Errorf("%s: adding %s to %q in netns %q: %w", b.Name(), prefix(a), l.state.name, l.state.ns.Name(), err)
+			if err != nil {
+				return fmt.Errorf("%s: adding %s to %q in netns %q: %w", fn, p, name, where, err)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
 		}
 	}
 	return l, nil
@@ -214,16 +228,22 @@ func linkMaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return nil, fmt.Errorf("%s: bridge %q is in netns %q but %q is in netns %q; a port must be in its bridge's namespace",
 			b.Name(), br.state.name, br.state.ns.Name(), l.state.name, l.state.ns.Name())
 	}
-	if err := l.setMaster(thread, rt, br.state.name); err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	if err := l.setMaster(thread, b, rt, br.state.name); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
 
-func (l *Link) setMaster(thread *starlark.Thread, rt *runtime.Runtime, master string) error {
-	step := runtime.Step{Op: runtime.OpMaster, NS: l.ns(), Name: l.state.name, Old: l.state.master, New: master}
-	if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetMaster(l.ns(), l.state.name, master) }); err != nil {
-		return fmt.Errorf("%q in netns %q: %w", l.state.name, l.state.ns.Name(), err)
+func (l *Link) setMaster(thread *starlark.Thread, b *starlark.Builtin, rt *runtime.Runtime, master string) error {
+	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
+	step := runtime.Step{Op: runtime.OpMaster, NS: ns, Name: name, Old: l.state.master, New: master}
+	if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
+		if err := k.LinkSetMaster(ns, name, master); err != nil {
+			return fmt.Errorf("%s: %q in netns %q: %w", fn, name, where, err)
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	l.state.master = master
 	return nil
@@ -240,8 +260,8 @@ func linkNomaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	if err != nil {
 		return nil, err
 	}
-	if err := l.setMaster(thread, rt, ""); err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	if err := l.setMaster(thread, b, rt, ""); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
@@ -274,7 +294,7 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		}
 		old := map[bool]string{true: "on", false: "off"}[l.state.hairpin]
 		step := runtime.Step{Op: runtime.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old}
-		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
+		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel().LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
 			return nil, fmt.Errorf("%s: setting hairpin on %q: %w", b.Name(), l.state.name, err)
 		}
 		l.state.hairpin = bool(on)
@@ -282,19 +302,19 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 			return l, nil
 		}
 	}
-	info, err := rt.Kernel.LinkGet(l.ns(), l.state.name)
+	info, err := rt.Kernel().LinkGet(l.ns(), l.state.name)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	if m != 0 {
 		step := runtime.Step{Op: runtime.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU)}
-		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
+		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel().LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
 			return nil, fmt.Errorf("%s: setting the MTU of %q to %d: %w", b.Name(), l.state.name, m, err)
 		}
 	}
 	if mac != nil {
 		step := runtime.Step{Op: runtime.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC}
-		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel.LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
+		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel().LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
 			return nil, fmt.Errorf("%s: setting the address of %q to %s: %w", b.Name(), l.state.name, hw(mac), err)
 		}
 		l.state.mac = hw(mac).String()
@@ -323,18 +343,18 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if to.name != kernel.Host && !rt.OwnsNetns(to.name) {
 		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), to.Name())
 	}
-	if _, err := rt.Kernel.LinkGet(to.name, l.state.name); err == nil {
+	if _, err := rt.Kernel().LinkGet(to.name, l.state.name); err == nil {
 		return nil, fmt.Errorf("%s: a link named %q already exists in netns %q", b.Name(), l.state.name, to.Name())
 	}
 	from := l.ns()
 	step := runtime.Step{Op: runtime.OpMove, NS: from, Name: l.state.name, New: to.name}
 	tag := l.state.untagged && (to.name == kernel.Host || !rt.OwnsNetns(to.name))
 	err = rt.Change(thread, step, func(*runtime.Step) error {
-		if err := rt.Kernel.LinkMove(from, l.state.name, to.name); err != nil {
+		if err := rt.Kernel().LinkMove(from, l.state.name, to.name); err != nil {
 			return err
 		}
 		if tag { // out of the lab's namespaces, a link carries the lab's tag
-			return rt.Kernel.LinkSetAlias(to.name, l.state.name, rt.Tag())
+			return rt.Kernel().LinkSetAlias(to.name, l.state.name, rt.Tag())
 		}
 		return nil
 	})

@@ -170,7 +170,7 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	if !rt.OwnsNetns(ns.name) {
 		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), ns.Name())
 	}
-	nk, ok := rt.Kernel.(kernel.NAT)
+	nk, ok := rt.Kernel().(kernel.NAT)
 	if !ok {
 		return nil, fmt.Errorf("%s: this kernel cannot program nftables", b.Name())
 	}
@@ -244,7 +244,7 @@ func natLink(rt *runtime.Runtime, ns *Netns, param string, v starlark.Value) (st
 		if err := name.Unpack(v); err != nil {
 			return "", fmt.Errorf("for parameter %s: %v", param, err)
 		}
-		if _, err := rt.Kernel.LinkGet(ns.name, string(name)); err != nil {
+		if _, err := rt.Kernel().LinkGet(ns.name, string(name)); err != nil {
 			return "", fmt.Errorf("for parameter %s: no link %q in netns %q", param, string(name), ns.Name())
 		}
 		return string(name), nil

@@ -99,15 +99,19 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		return nil, err
 	}
 	ns := string(name)
-	err = rt.Change(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Alias: rt.Tag()}, func(s *runtime.Step) (err error) {
-		s.Ino, s.Mnt, err = rt.Kernel.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), LoUp: lo, NoIPv6: !ipv6})
-		return err
+	spec, fn := kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), LoUp: lo, NoIPv6: !ipv6}, b.Name()
+	err = rt.Later(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Alias: spec.Tag}, func(k kernel.Kernel, s *runtime.Step) (err error) {
+		s.Ino, s.Mnt, err = k.NetnsAdd(spec)
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s: a namespace named %q already exists; nsrun never adopts an object it did not create", fn, ns)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: creating %q: %w", fn, ns, err)
+		}
+		return nil
 	})
-	if errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("%s: a namespace named %q already exists; nsrun never adopts an object it did not create", b.Name(), ns)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: creating %q: %w", b.Name(), ns, err)
+		return nil, err
 	}
 	return &Netns{name: ns}, nil
 }
@@ -126,7 +130,7 @@ func netnsLink(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, err
 	}
-	info, err := rt.Kernel.LinkGet(n.name, string(name))
+	info, err := rt.Kernel().LinkGet(n.name, string(name))
 	if errors.Is(err, kernel.ErrNotFound) {
 		return nil, fmt.Errorf("%s: there is no link %q in netns %q", b.Name(), name, n.Name())
 	}

@@ -91,9 +91,9 @@ func (a *pingArgs) run(thread *starlark.Thread, b *starlark.Builtin) (probe.Resu
 		return probe.Result{}, err
 	}
 	dst := netip.Addr(a.dst)
-	path, real := nsPath(rt.Kernel, a.ns.name)
+	path, real := nsPath(rt.Kernel(), a.ns.name)
 	if !real {
-		noteMadeUp(rt.Kernel)
+		noteMadeUp(rt.Kernel())
 		return probe.Result{Dst: dst, Err: notRun}, nil
 	}
 	var dev string
@@ -272,7 +272,7 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, err
 	}
-	obs, ok := observer(rt.Kernel)
+	obs, ok := observer(rt.Kernel())
 	if !ok {
 		return nil, fmt.Errorf("%s: the kernel cannot list addresses", b.Name())
 	}
@@ -298,9 +298,9 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 			}
 		}
 	}
-	_, real := nsPath(rt.Kernel, kernel.Host)
+	_, real := nsPath(rt.Kernel(), kernel.Host)
 	if !real {
-		noteMadeUp(rt.Kernel)
+		noteMadeUp(rt.Kernel())
 		for _, p := range pairs {
 			reached[p.i][p.j] = true
 		}
@@ -335,7 +335,7 @@ func pingPairs(rt *runtime.Runtime, nss []*Netns, targets []netip.Addr, pairs []
 		go func() {
 			defer wg.Done()
 			for p := range work {
-				path, _ := nsPath(rt.Kernel, nss[p.i].name)
+				path, _ := nsPath(rt.Kernel(), nss[p.i].name)
 				r, err := probe.Ping(rt.Ctx, path, targets[p.j], probe.Options{Count: count, Interval: 100 * time.Millisecond, Timeout: timeout})
 				mu.Lock()
 				if err != nil && first == nil {

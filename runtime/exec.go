@@ -32,7 +32,10 @@ func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin str
 	if stdin != "" {
 		cmd.Stdin = bytes.NewBufferString(stdin)
 	}
-	if err := rt.Kernel.Start(ns, cmd); err != nil {
+	if err := rt.Sync(); err != nil { // nothing runs in a lab whose making failed
+		return ExecResult{}, err
+	}
+	if err := rt.k.Start(ns, cmd); err != nil {
 		return ExecResult{}, err
 	}
 	if cmd.Process == nil { // a recording kernel starts nothing
@@ -86,7 +89,7 @@ func endGroup(pgid int, done <-chan error) error {
 func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string) (pid int, err error) {
 	err = rt.Change(thread, Step{Op: OpProc, NS: ns, Name: argv[0]}, func(s *Step) error {
 		cmd := rt.command(ns, argv)
-		if err := rt.Kernel.Start(ns, cmd); err != nil {
+		if err := rt.k.Start(ns, cmd); err != nil {
 			return err
 		}
 		if cmd.Process == nil { // a recording kernel starts nothing

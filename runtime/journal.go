@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
@@ -99,6 +100,7 @@ func (s Step) String() string {
 // record, or at Flush: until then the change reads as an intent, which is
 // what it would read as had the run been killed a moment earlier.
 type Journal struct {
+	mu     sync.Mutex // a pipelined run writes from two goroutines
 	steps  []Step
 	seq    int
 	path   string
@@ -198,11 +200,17 @@ func (j *Journal) write(s Step, later bool) error {
 	if later {
 		return nil
 	}
-	return j.Flush()
+	return j.flush()
 }
 
 // Flush writes the records waiting.
 func (j *Journal) Flush() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.flush()
+}
+
+func (j *Journal) flush() error {
 	if j.file == nil || len(j.buf) == 0 {
 		return nil
 	}
@@ -213,14 +221,26 @@ func (j *Journal) Flush() error {
 
 // Intend records that change s is about to be made, and returns its number.
 func (j *Journal) Intend(s Step) (int, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	j.seq++
 	s.Seq, s.State = j.seq, StateIntent
 	j.intent = s
 	return j.seq, j.write(s, false)
 }
 
-// Done records that change seq was made, as s says.
+// Done records that change seq, the last intended, was made, as s says.
 func (j *Journal) Done(seq int, s Step) error {
+	j.mu.Lock()
+	intent := j.intent
+	j.mu.Unlock()
+	return j.done(seq, intent, s)
+}
+
+// done records that change seq, intended as intent, was made, as s says.
+func (j *Journal) done(seq int, intent, s Step) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	s.Seq, s.State = seq, ""
 	if len(j.steps) == cap(j.steps) {
 		// Doubled, not grown by a quarter as append does past a few
@@ -232,9 +252,8 @@ func (j *Journal) Done(seq int, s Step) error {
 	if j.file == nil {
 		return nil
 	}
-	confirmed := j.intent
-	confirmed.State = ""
-	if s == confirmed {
+	intent.Seq, intent.State = seq, ""
+	if s == intent {
 		return j.write(Step{Seq: seq}, confirmLater[s.Op])
 	}
 	return j.write(s, false)
@@ -254,6 +273,8 @@ var confirmLater = map[string]bool{
 
 // Void records that change seq failed and was not made.
 func (j *Journal) Void(seq int) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	return j.write(Step{Seq: seq, State: stateVoid}, false)
 }
 
@@ -274,10 +295,18 @@ func (j *Journal) Add(s Step) error {
 func (j *Journal) Reserve(n int) { j.steps = slices.Grow(j.steps, n) }
 
 // Len is the number of steps; a mark for Rollback.
-func (j *Journal) Len() int { return len(j.steps) }
+func (j *Journal) Len() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.steps)
+}
 
 // Steps returns the recorded steps, oldest first.
-func (j *Journal) Steps() []Step { return j.steps }
+func (j *Journal) Steps() []Step {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.steps
+}
 
 // Close writes the records waiting and closes the journal file.
 func (j *Journal) Close() error {

@@ -113,7 +113,7 @@ func Run(ctx context.Context, o RunOptions) int {
 	rt := New(o.Lab, o.Kernel, journal)
 	rt.ID, rt.Dir, rt.Ctx, rt.Argv = lab.Info.ID, lab.Dir, ctx, o.Args
 	rt.Faults = faultHook != nil
-	rt.Planned = !plan.Kernel.(*kernel.Recorder).Observed
+	rt.Planned = !plan.k.(*kernel.Recorder).Observed
 	out := o.Stdout
 	switch {
 	case o.Verbose:
@@ -126,7 +126,13 @@ func Run(ctx context.Context, o RunOptions) int {
 		o.Stderr = rt.Progress.Writer(o.Stderr)
 	}
 	o.Interp.Reset()
+	if rt.Log == nil { // -v shows each change as it is made, in the recipe's order
+		rt.Pipeline()
+	}
 	_, err = o.exec(ctx, rt, out)
+	if perr := rt.closePipeline(); perr != nil && (err == nil || ctx.Err() == nil) {
+		err = perr // the kernel's failure came first in the recipe
+	}
 	if ferr := journal.Flush(); ferr != nil && err == nil {
 		err = fmt.Errorf("writing the journal: %w", ferr)
 	}

@@ -19,7 +19,6 @@ type Runtime struct {
 	Lab     string
 	ID      string // this instance of the lab: tags its processes
 	Dir     string // the lab's record directory ("" for none): a run's temporary files go there
-	Kernel  kernel.Kernel
 	Journal *Journal
 	Out     io.Writer // where print() writes
 	Argv    []string  // the recipe's arguments
@@ -35,6 +34,9 @@ type Runtime struct {
 	Planned bool
 	changes int
 
+	k    kernel.Kernel // see Kernel
+	pipe *pipeline     // nil: every change is made at once (see Later)
+
 	closers []io.Closer // in-process helpers of the run (captures, ...)
 
 	mu    sync.Mutex
@@ -45,10 +47,17 @@ type Runtime struct {
 // New returns a runtime for lab on kernel k.
 func New(lab string, k kernel.Kernel, j *Journal) *Runtime {
 	return &Runtime{
-		Lab: lab, ID: newID(), Kernel: k, Journal: j,
+		Lab: lab, ID: newID(), k: k, Journal: j,
 		netns: map[string]bool{}, links: map[[2]string]bool{},
 		Ctx: context.Background(),
 	}
+}
+
+// Kernel returns the run's kernel, once the changes queued before are made
+// (see Later).
+func (rt *Runtime) Kernel() kernel.Kernel {
+	rt.Sync()
+	return rt.k
 }
 
 const threadKey = "nsrun.runtime"
@@ -71,16 +80,20 @@ func (rt *Runtime) Tag() string { return "nsrun:" + rt.Lab }
 // intent record before (so that a run killed in between leaves enough to
 // undo it), a done record after, with what fn filled in (an inode, a pid);
 // a done record that only confirms its intent may go out with the next
-// record (see Journal).
+// record (see Journal). Changes queued before (see Later) are made first;
+// if one of them failed, its error is returned and fn is not called.
 // The step carries the position of the recipe call that made it. If fn
 // fails, the intent is voided and fn's error returned as is.
 func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn func(*Step) error) error {
+	if err := rt.Sync(); err != nil {
+		return err
+	}
 	if thread != nil {
 		s.Pos = callerPos(thread)
 	}
 	seq, err := rt.Journal.Intend(s)
 	if err != nil {
-		return fmt.Errorf("writing the journal: %w", err)
+		return errJournal(err)
 	}
 	if rt.Faults {
 		rt.changes++
@@ -90,16 +103,21 @@ func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn func(*Step) error)
 		}
 		defer faultHook(rt.changes, true)
 	}
+	intent := s
 	if err := fn(&s); err != nil {
 		rt.Journal.Void(seq)
 		return err
 	}
-	return rt.Record(seq, s)
+	rt.own(s)
+	return rt.record(seq, intent, s)
 }
 
-// Record journals change seq as done and updates what the run owns.
-func (rt *Runtime) Record(seq int, s Step) error {
+func errJournal(err error) error { return fmt.Errorf("writing the journal: %w", err) }
+
+// own records what the run owns once step s is made.
+func (rt *Runtime) own(s Step) {
 	rt.mu.Lock()
+	defer rt.mu.Unlock()
 	switch s.Op {
 	case OpNetns:
 		rt.netns[s.Name] = true
@@ -114,13 +132,30 @@ func (rt *Runtime) Record(seq int, s Step) error {
 			rt.links[[2]string{s.New, s.Name}] = true
 		}
 	}
-	rt.mu.Unlock()
+}
+
+// disown undoes own for a queued step that was not made (see Later, which
+// owns at once what it queues). Only creations are queued.
+func (rt *Runtime) disown(s Step) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	switch s.Op {
+	case OpNetns:
+		delete(rt.netns, s.Name)
+	case OpLink:
+		delete(rt.links, [2]string{s.NS, s.Name})
+		delete(rt.links, [2]string{s.PeerNS, s.PeerName})
+	}
+}
+
+// record journals change seq, made from intent, as done (as s says).
+func (rt *Runtime) record(seq int, intent, s Step) error {
 	rt.Progress.Add(1)
 	if rt.Log != nil {
 		fmt.Fprintf(rt.Log, "+ %s (%s)\n", s, s.Pos)
 	}
-	if err := rt.Journal.Done(seq, s); err != nil {
-		return fmt.Errorf("writing the journal: %w", err)
+	if err := rt.Journal.done(seq, intent, s); err != nil {
+		return errJournal(err)
 	}
 	return nil
 }
@@ -128,6 +163,16 @@ func (rt *Runtime) Record(seq int, s Step) error {
 func callerPos(thread *starlark.Thread) string {
 	for i := 0; i < thread.CallStackDepth(); i++ {
 		if fr := thread.CallFrame(i); fr.Pos.IsValid() && fr.Pos.Filename() != "<builtin>" {
+			return fr.Pos.String()
+		}
+	}
+	return "?"
+}
+
+// stackPos is callerPos of a copy of the call stack.
+func stackPos(stack starlark.CallStack) string {
+	for i := range stack {
+		if fr := stack.At(i); fr.Pos.IsValid() && fr.Pos.Filename() != "<builtin>" {
 			return fr.Pos.String()
 		}
 	}
@@ -189,6 +234,7 @@ func (rt *Runtime) Close() {
 // Rollback undoes every change after mark, newest first, and reports what it
 // undid and what it could not.
 func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
+	rt.closePipeline() // its error is the run's, reported already
 	if mark == 0 {
 		rt.Close()
 		// Whatever the lab's processes started, double-forked daemons
@@ -196,7 +242,7 @@ func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
 		killTagged(rt.processTag())
 	}
 	rt.StopProcesses()
-	undone, failed = rt.Journal.Rollback(rt.Kernel, mark)
+	undone, failed = rt.Journal.Rollback(rt.k, mark)
 	rt.mu.Lock()
 	for _, s := range undone {
 		switch s.Op {

@@ -1,0 +1,197 @@
+package runtime
+
+import (
+	"context"
+	"sync"
+
+	"go.starlark.net/starlark"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// A run's changes can be pipelined: the recipe runs ahead while a worker
+// makes the changes it asked for, in order, on the kernel. Building a host
+// costs the kernel about a millisecond and the recipe a fraction of that;
+// on a machine with two cores the two overlap, where one after the other
+// they would add up.
+//
+// Only changes whose builtin needs nothing back from the kernel go through
+// the pipeline (Later): a namespace, a link, up/down, a port, an address.
+// Their intent records are written before they are queued, as for any
+// change, and their done records by the worker once made. Everything else
+// that touches the kernel (Change, Kernel) first waits for the queue to be
+// made. A change that fails stops the worker: the changes queued after it
+// are voided, and the run learns of the failure, with the recipe position
+// of the change that failed, at its next change or at its end.
+
+// Work makes a pipelined change on k and fills in what its done record
+// carries. It runs on the worker: it must use k, never Runtime.Kernel
+// (which would wait for the worker itself).
+type Work func(k kernel.Kernel, s *Step) error
+
+// maxQueued bounds how far the recipe runs ahead of the kernel.
+const maxQueued = 4096
+
+type job struct {
+	seq    int
+	intent Step
+	work   Work
+	stack  starlark.CallStack // where the recipe asked for the change
+	n      int                // the change's number, for fault injection
+}
+
+type pipeline struct {
+	mu      sync.Mutex
+	cond    *sync.Cond // the queue or the number pending changed
+	queue   []job
+	pending int  // queued or being made
+	waiting bool // someone waits on cond
+	err     error
+	closed  bool
+}
+
+// Pipeline makes the run's later changes (see Later) go through a worker;
+// Close ends it.
+func (rt *Runtime) Pipeline() {
+	p := &pipeline{}
+	p.cond = sync.NewCond(&p.mu)
+	rt.pipe = p
+	go rt.work(p)
+}
+
+// Later makes a change like Change, but when the run is pipelined it only
+// queues it and returns: an error the change meets is returned by a later
+// call of Later, Change or Sync. work must be self-contained: whatever it
+// uses of the recipe's values is copied before the call.
+func (rt *Runtime) Later(thread *starlark.Thread, s Step, work Work) error {
+	p := rt.pipe
+	if p == nil {
+		return rt.Change(thread, s, func(s *Step) error { return work(rt.k, s) })
+	}
+	var stack starlark.CallStack
+	if thread != nil {
+		stack = thread.CallStack()
+		s.Pos = stackPos(stack)
+	}
+	p.mu.Lock()
+	for len(p.queue) >= maxQueued && p.err == nil {
+		p.waiting = true
+		p.cond.Wait()
+	}
+	err := p.err
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	seq, err := rt.Journal.Intend(s)
+	if err != nil {
+		return errJournal(err)
+	}
+	rt.own(s)
+	n := 0
+	if rt.Faults {
+		rt.changes++
+		n = rt.changes
+	}
+	p.mu.Lock()
+	p.queue = append(p.queue, job{seq: seq, intent: s, work: work, stack: stack, n: n})
+	p.pending++
+	if p.waiting {
+		p.waiting = false
+		p.cond.Broadcast()
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// Sync waits until every queued change is made, and returns the error of
+// the first that failed, if one did.
+func (rt *Runtime) Sync() error {
+	p := rt.pipe
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.pending > 0 {
+		p.waiting = true
+		p.cond.Wait()
+	}
+	return p.err
+}
+
+// work is the worker: it makes the queued changes in order, in batches.
+func (rt *Runtime) work(p *pipeline) {
+	var batch []job
+	for {
+		p.mu.Lock()
+		for len(p.queue) == 0 && !p.closed {
+			p.waiting = true
+			p.cond.Broadcast() // pending may have reached 0
+			p.cond.Wait()
+		}
+		if p.closed && len(p.queue) == 0 {
+			p.mu.Unlock()
+			return
+		}
+		batch, p.queue = p.queue, batch[:0]
+		if p.waiting { // Later may wait for room
+			p.waiting = false
+			p.cond.Broadcast()
+		}
+		failed := p.err != nil
+		p.mu.Unlock()
+		for i := range batch {
+			j := &batch[i]
+			var err error
+			if !failed {
+				err = rt.make(j)
+			} else {
+				rt.Journal.Void(j.seq)
+				rt.disown(j.intent)
+			}
+			p.mu.Lock()
+			if err != nil && p.err == nil {
+				p.err, failed = err, true
+			}
+			p.pending--
+			p.mu.Unlock()
+			*j = job{} // the batch's array is reused: let go of what j holds
+		}
+	}
+}
+
+// make makes a queued change and journals it done, or void if it failed.
+func (rt *Runtime) make(j *job) error {
+	err := context.Cause(rt.Ctx)
+	if err == nil && j.n > 0 {
+		err = faultHook(j.n, false)
+		defer faultHook(j.n, true)
+	}
+	s := j.intent
+	if err == nil {
+		err = j.work(rt.k, &s)
+	}
+	if err != nil {
+		rt.Journal.Void(j.seq)
+		rt.disown(j.intent)
+		return &starlark.EvalError{Msg: err.Error(), CallStack: j.stack}
+	}
+	return rt.record(j.seq, j.intent, s)
+}
+
+// closePipeline waits for the worker to finish and ends it: the run's
+// changes are synchronous from then on.
+func (rt *Runtime) closePipeline() error {
+	p := rt.pipe
+	if p == nil {
+		return nil
+	}
+	err := rt.Sync()
+	p.mu.Lock()
+	p.closed = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	rt.pipe = nil
+	return err
+}
