@@ -105,7 +105,9 @@ func TestTopologyAsIpSeesIt(t *testing.T) {
 	}
 }
 
-// A failure at any change rolls back everything made before it.
+// A failure at any change rolls back everything made before it, in a
+// pipelined run (where the recipe runs ahead of the kernel) as in one whose
+// changes are made one by one.
 func TestRollbackAtEveryChange(t *testing.T) {
 	nstest.Kernel(t)
 	src := readTestdata(t, "blue.star")
@@ -117,17 +119,19 @@ func TestRollbackAtEveryChange(t *testing.T) {
 	if n < 10 {
 		t.Fatalf("only %d changes counted", n)
 	}
-	for k := 1; k <= n; k++ {
-		before := nstest.Snapshot(t)
-		nl := kernel.NewNetlink(nstest.NetnsDir)
-		_, err, rt := runSrc(t, &kernel.Faulty{Kernel: nl, FailAt: k}, "blue.star", src)
-		if !errors.Is(err, kernel.ErrInjected) {
-			t.Fatalf("change %d: err = %v, want the injected failure", k, err)
-		}
-		rollback(t, rt)
-		nl.Close()
-		if after := nstest.Snapshot(t); after != before {
-			t.Fatalf("failure at change %d left:\n%s\nwant:\n%s", k, after, before)
+	for _, piped := range []bool{false, true} {
+		for k := 1; k <= n; k++ {
+			before := nstest.Snapshot(t)
+			nl := kernel.NewNetlink(nstest.NetnsDir)
+			_, err, rt := run(t, &kernel.Faulty{Kernel: nl, FailAt: k}, "blue.star", src, piped)
+			if !errors.Is(err, kernel.ErrInjected) {
+				t.Fatalf("change %d (pipelined %v): err = %v, want the injected failure", k, piped, err)
+			}
+			rollback(t, rt)
+			nl.Close()
+			if after := nstest.Snapshot(t); after != before {
+				t.Fatalf("failure at change %d (pipelined %v) left:\n%s\nwant:\n%s", k, piped, after, before)
+			}
 		}
 	}
 }

@@ -19,6 +19,13 @@ func TestMain(m *testing.M) { nstest.Main(m) }
 // returns what it printed, its error and its runtime.
 func runSrc(t *testing.T, k kernel.Kernel, name, src string) (string, error, *runtime.Runtime) {
 	t.Helper()
+	return run(t, k, name, src, false)
+}
+
+// run is runSrc on a runtime that is pipelined if piped, as `nsrun run`
+// makes one.
+func run(t *testing.T, k kernel.Kernel, name, src string, piped bool) (string, error, *runtime.Runtime) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -28,8 +35,11 @@ func runSrc(t *testing.T, k kernel.Kernel, name, src string) (string, error, *ru
 	in := &runtime.Interp{Predeclared: builtins.Predeclared(nil), Std: recipes.Std}
 	var out bytes.Buffer
 	thread := in.NewThread(name, rt, &out)
+	if piped {
+		rt.Pipeline()
+	}
 	_, err := in.ExecFile(thread, path)
-	return out.String(), err, rt
+	return out.String(), rt.EndPipeline(err), rt
 }
 
 // rollback undoes everything rt did and fails t if anything could not be.

@@ -168,8 +168,13 @@ func (in *Interp) within(path string) bool {
 
 // Backtrace renders err as a person should see it: the innermost Starlark
 // traceback (load() wraps a library's error, and would hide its line), then
-// the message.
+// the message; for a queued change that failed, the traceback of the call
+// that asked for it.
 func Backtrace(err error) string {
+	var ce *changeError
+	if errors.As(err, &ce) {
+		return (&starlark.EvalError{Msg: ce.Error(), CallStack: ce.stack}).Backtrace()
+	}
 	var inner *starlark.EvalError
 	for e := err; e != nil; {
 		var ev *starlark.EvalError

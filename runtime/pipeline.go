@@ -36,6 +36,7 @@ type job struct {
 	seq    int
 	intent Step
 	work   Work
+	thread *starlark.Thread   // the recipe's, stopped if the change fails
 	stack  starlark.CallStack // where the recipe asked for the change
 	n      int                // the change's number, for fault injection
 }
@@ -50,8 +51,8 @@ type pipeline struct {
 	closed  bool
 }
 
-// Pipeline makes the run's later changes (see Later) go through a worker;
-// Close ends it.
+// Pipeline makes the run's later changes (see Later) go through a worker
+// until EndPipeline.
 func (rt *Runtime) Pipeline() {
 	p := &pipeline{}
 	p.cond = sync.NewCond(&p.mu)
@@ -94,7 +95,7 @@ func (rt *Runtime) Later(thread *starlark.Thread, s Step, work Work) error {
 		n = rt.changes
 	}
 	p.mu.Lock()
-	p.queue = append(p.queue, job{seq: seq, intent: s, work: work, stack: stack, n: n})
+	p.queue = append(p.queue, job{seq: seq, intent: s, work: work, thread: thread, stack: stack, n: n})
 	p.pending++
 	if p.waiting {
 		p.waiting = false
@@ -175,23 +176,42 @@ func (rt *Runtime) make(j *job) error {
 	if err != nil {
 		rt.Journal.Void(j.seq)
 		rt.disown(j.intent)
-		return &starlark.EvalError{Msg: err.Error(), CallStack: j.stack}
+		if j.thread != nil { // it stops at once: nothing more of it runs on a lab half made
+			j.thread.Cancel("a change it asked for failed")
+		}
+		return &changeError{err, j.stack}
 	}
 	return rt.record(j.seq, j.intent, s)
 }
 
-// closePipeline waits for the worker to finish and ends it: the run's
-// changes are synchronous from then on.
-func (rt *Runtime) closePipeline() error {
+// A changeError is the failure of a queued change, with the recipe's call
+// stack when it asked for the change (see Backtrace).
+type changeError struct {
+	err   error
+	stack starlark.CallStack
+}
+
+func (e *changeError) Error() string { return e.err.Error() }
+func (e *changeError) Unwrap() error { return e.err }
+
+// EndPipeline waits for the queued changes to be made and ends the
+// pipeline: the run's changes are made at once from then on. It returns the
+// run's error, given err, the recipe's own: a queued change that failed
+// came before anything the recipe did after asking for it, and its error
+// is the run's (unless the run was cancelled: the cancellation is).
+func (rt *Runtime) EndPipeline(err error) error {
 	p := rt.pipe
 	if p == nil {
-		return nil
+		return err
 	}
-	err := rt.Sync()
+	perr := rt.Sync()
 	p.mu.Lock()
 	p.closed = true
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	rt.pipe = nil
+	if perr != nil && (err == nil || rt.Ctx.Err() == nil) {
+		return perr
+	}
 	return err
 }

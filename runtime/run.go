@@ -130,9 +130,7 @@ func Run(ctx context.Context, o RunOptions) int {
 		rt.Pipeline()
 	}
 	_, err = o.exec(ctx, rt, out)
-	if perr := rt.closePipeline(); perr != nil && (err == nil || ctx.Err() == nil) {
-		err = perr // the kernel's failure came first in the recipe
-	}
+	err = rt.EndPipeline(err)
 	if ferr := journal.Flush(); ferr != nil && err == nil {
 		err = fmt.Errorf("writing the journal: %w", ferr)
 	}

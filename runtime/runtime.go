@@ -234,7 +234,7 @@ func (rt *Runtime) Close() {
 // Rollback undoes every change after mark, newest first, and reports what it
 // undid and what it could not.
 func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
-	rt.closePipeline() // its error is the run's, reported already
+	rt.EndPipeline(nil) // its error is the run's, reported already
 	if mark == 0 {
 		rt.Close()
 		// Whatever the lab's processes started, double-forked daemons

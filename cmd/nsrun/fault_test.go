@@ -49,7 +49,7 @@ func TestFaultInjection(t *testing.T) {
 	every, rotating := faultRecipes(t)
 
 	var points, leftovers, touched int
-	run := func(recipe string, k int, action string) {
+	run := func(recipe string, k int, action string, at string) {
 		points++
 		before := nstest.Snapshot(t)
 		cmd := exec.Command(bin, "--rm", "-q", recipe)
@@ -63,6 +63,11 @@ func TestFaultInjection(t *testing.T) {
 		if code := exitCode(err); code == 3 || code == 2 {
 			t.Errorf("%s at change %d, %s: exit %d:\n%s", recipe, k, action, code, stderr.String())
 		}
+		// A failed change is reported at the recipe line that asked for
+		// it, though a run makes its changes behind the recipe.
+		if action == "fail" && (!strings.Contains(stderr.String(), at+": in ") || !strings.Contains(stderr.String(), fmt.Sprintf("injected failure at change %d\n", k))) {
+			t.Errorf("%s at change %d (%s), fail: stderr does not name it:\n%s", recipe, k, at, stderr.String())
+		}
 		if after := nstest.Snapshot(t); after != before {
 			leftovers++
 			t.Errorf("%s at change %d, %s: left\n%s\nwant\n%s\nstderr:\n%s", recipe, k, action, after, before, stderr.String())
@@ -74,17 +79,17 @@ func TestFaultInjection(t *testing.T) {
 		}
 	}
 	for _, recipe := range every {
-		n := changes(t, bin, recipe)
-		for k := 1; k <= n; k++ {
+		at := changes(t, bin, recipe)
+		for k := 1; k <= len(at); k++ {
 			for _, action := range faultActions {
-				run(recipe, k, action)
+				run(recipe, k, action, at[k-1])
 			}
 		}
 	}
 	for i, recipe := range rotating {
-		n := changes(t, bin, recipe)
-		for k := 1; k <= n; k++ {
-			run(recipe, k, faultActions[(i+k)%len(faultActions)])
+		at := changes(t, bin, recipe)
+		for k := 1; k <= len(at); k++ {
+			run(recipe, k, faultActions[(i+k)%len(faultActions)], at[k-1])
 		}
 	}
 	summary := fmt.Sprintf("fault injection: %d points, %d leftovers, %d foreign objects touched", points, leftovers, touched)
@@ -97,18 +102,22 @@ func TestFaultInjection(t *testing.T) {
 	}
 }
 
-// changes counts the changes a recipe makes, from a run's -v log.
-func changes(t *testing.T, bin, recipe string) int {
+// changes lists the recipe positions of the changes a recipe makes, from a
+// run's -v log ("+ CHANGE (POS)").
+func changes(t *testing.T, bin, recipe string) []string {
 	t.Helper()
 	out, err := exec.Command(bin, "-v", "--rm", recipe).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", recipe, err, out)
 	}
-	n := len(regexp.MustCompile(`(?m)^\+ `).FindAll(out, -1))
-	if n == 0 {
+	var at []string
+	for _, m := range regexp.MustCompile(`(?m)^\+ .* \(([^()]*)\)$`).FindAllSubmatch(out, -1) {
+		at = append(at, string(m[1]))
+	}
+	if len(at) == 0 {
 		t.Fatalf("%s makes no changes:\n%s", recipe, out)
 	}
-	return n
+	return at
 }
 
 func exitCode(err error) int {

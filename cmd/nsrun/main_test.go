@@ -130,6 +130,34 @@ func TestFailRollsBack(t *testing.T) {
 	}
 }
 
+// A name made meanwhile by a command the recipe ran (which the plan could
+// not know) is found before the link is made, named at its line, and the
+// run rolled back; what the command made is not the lab's and stays.
+func TestNameTakenMeanwhile(t *testing.T) {
+	nstest.Kernel(t)
+	path := write(t, "late.star", `n = netns("late")
+exec_in(host(), "ip link add late0 type bridge")
+veth("late0", "eth0", peer_netns = n)
+`)
+	before := nstest.Snapshot(t)
+	r := nsrun(t, "-q", path)
+	if got := nstest.Ip(t, "", "-d", "link", "show", "late0"); strings.Contains(got, "nsrun") {
+		t.Errorf("late0 was changed: %s", got)
+	}
+	nstest.Ip(t, "", "link", "del", "late0")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{"late.star:3:5: in <toplevel>", `Error in veth: veth: a link named "late0" already exists in netns "host"`} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if after := nstest.Snapshot(t); after != before {
+		t.Errorf("left:\n%s\nwant:\n%s", after, before)
+	}
+}
+
 // --keep-on-error leaves the partial lab, recorded, for down to remove.
 func TestKeepOnError(t *testing.T) {
 	nstest.Kernel(t)

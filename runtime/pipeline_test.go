@@ -1,0 +1,113 @@
+package runtime
+
+import (
+	"errors"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"go.starlark.net/starlark"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// pipelined runs src on a pipelined runtime over k, whose builtin mk(name)
+// queues a namespace's creation, and returns the run's error (see
+// EndPipeline), its output and the runtime, with its journal at path.
+func pipelined(t *testing.T, k kernel.Kernel, path, src string) (error, string, *Runtime) {
+	t.Helper()
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	rt := New("t", k, j)
+	mk := starlark.NewBuiltin("mk", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var name string
+		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &name); err != nil {
+			return nil, err
+		}
+		return starlark.None, rt.Later(thread, Step{Op: OpNetns, Name: name}, func(k kernel.Kernel, s *Step) (err error) {
+			s.Ino, _, err = k.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: rt.Tag()})
+			return err
+		})
+	})
+	var out strings.Builder
+	thread := &starlark.Thread{Print: func(_ *starlark.Thread, msg string) { out.WriteString(msg + "\n") }}
+	rt.Attach(thread)
+	rt.Pipeline()
+	_, err = starlark.ExecFileOptions(FileOptions, thread, "p.star", src, starlark.StringDict{"mk": mk})
+	return rt.EndPipeline(err), out.String(), rt
+}
+
+// Queued changes are made in the recipe's order; the first that fails
+// voids those queued after it, and is the run's error, with the position
+// of the call that asked for it, even though the recipe ran on.
+func TestPipelineFailure(t *testing.T) {
+	rec := kernel.NewRecorder()
+	path := filepath.Join(t.TempDir(), "journal")
+	err, _, rt := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 3}, path, `
+for n in ["a", "b", "c", "d", "e"]:
+    mk(n)
+print("ran on")
+`)
+	if !errors.Is(err, kernel.ErrInjected) {
+		t.Fatalf("err = %v, want the injected failure", err)
+	}
+	if bt := Backtrace(err); !strings.Contains(bt, "p.star:3:7: in <toplevel>") || !strings.Contains(bt, "Error in mk: change 3: injected failure") {
+		t.Errorf("backtrace:\n%s\nwant the failing call's position", bt)
+	}
+	want := []string{"ip netns add a", "ip netns add b"}
+	if !reflect.DeepEqual(rec.Log, want) {
+		t.Errorf("made %q, want %q", rec.Log, want)
+	}
+	if got := rt.Journal.Steps(); len(got) != 2 || got[1].Name != "b" {
+		t.Errorf("journal steps: %+v", got)
+	}
+	for _, ns := range []string{"c", "d", "e"} {
+		if rt.OwnsNetns(ns) {
+			t.Errorf("the run owns %q, which it did not make", ns)
+		}
+	}
+	rt.Journal.Flush()
+	steps, err := ReadJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 2 || steps[0].State != "" || steps[1].State != "" {
+		t.Errorf("journal file: %+v, want a and b made and the others void", steps)
+	}
+	if undone, failed := rt.Rollback(0); len(undone) != 2 || len(failed) > 0 {
+		t.Errorf("rollback: undone %d, failed %v", len(undone), failed)
+	}
+}
+
+// A recipe that goes on after a change it asked for failed is stopped; a
+// change asked for afterwards fails with the first error, and the recipe's
+// own error does not hide it.
+func TestPipelineStopsTheRecipe(t *testing.T) {
+	rec := kernel.NewRecorder()
+	err, _, rt := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 1}, filepath.Join(t.TempDir(), "journal"), `
+mk("a")
+def spin():
+    for i in range(100000000):
+        pass
+spin()
+mk("b")
+fail("not reached")
+`)
+	if !errors.Is(err, kernel.ErrInjected) || !strings.Contains(Backtrace(err), "p.star:2:3") {
+		t.Fatalf("err = %v\n%s", err, Backtrace(err))
+	}
+	if len(rec.Log) != 0 || rt.Journal.Len() != 0 {
+		t.Errorf("made %q; journal %+v", rec.Log, rt.Journal.Steps())
+	}
+	// Not pipelined any more: a change is made at once.
+	if err := rt.Later(nil, Step{Op: OpNetns, Name: "c"}, func(k kernel.Kernel, s *Step) error {
+		_, _, err := k.NetnsAdd(kernel.NetnsSpec{Name: "c"})
+		return err
+	}); err != nil || len(rec.Log) != 1 {
+		t.Errorf("after EndPipeline: %v, made %q", err, rec.Log)
+	}
+}
