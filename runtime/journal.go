@@ -172,12 +172,25 @@ func ReadJournal(path string) ([]Step, error) {
 	return live(steps), nil
 }
 
-// live drops the steps whose intent was voided.
+// live drops the steps whose intent was voided, and the intents of changes
+// that were never begun. A run makes its changes one at a time, in the order
+// of their intents, and a change whose done record is not held back
+// (confirmLater) has it written before the next change begins: an intent
+// after such a change's unconfirmed intent is one a pipelined run queued
+// and never began. Its undo could only go wrong (a namespace's placeholder
+// file under that name would be someone else's).
 func live(steps []Step) []Step {
 	kept := steps[:0]
+	begun := true
 	for _, s := range steps {
-		if s.Op != "" {
+		switch {
+		case s.Op == "":
+		case s.State == StateIntent && !begun:
+		default:
 			kept = append(kept, s)
+			if s.State == StateIntent && !confirmLater[s.Op] {
+				begun = false
+			}
 		}
 	}
 	return kept
@@ -438,7 +451,17 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 			failedSteps = append(failedSteps, s)
 		}
 	}
+	// The links deleted in the batch are gone already: the kernel answered
+	// the request once it had removed them.
+	deleted := map[[2]string]bool{}
+	for i := range batched {
+		deleted[m.at[i]] = true
+	}
 	for ns, names := range m.settle {
+		names = slices.DeleteFunc(names, func(name string) bool { return deleted[[2]string{ns, name}] })
+		if len(names) == 0 {
+			continue
+		}
 		if err := k.Settle(ns, names); err != nil {
 			failed = append(failed, err)
 		}

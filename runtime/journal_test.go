@@ -223,7 +223,7 @@ func TestUndoMovedLink(t *testing.T) {
 }
 
 // done is the change function of a change a test made itself.
-func done(*Step) error { return nil }
+func done(kernel.Kernel, *Step) error { return nil }
 
 // Recovery decides on the record as it is once it holds the lab's lock: a
 // run that finishes between recovery's first read (state running) and its
@@ -352,5 +352,87 @@ func BenchmarkJournalPlan(b *testing.B) {
 			seq, _ := j.Intend(s)
 			j.Done(seq, s)
 		}
+	}
+}
+
+// A run makes its changes one at a time in the order of their intents: the
+// intents after a change that is neither confirmed nor held back
+// (confirmLater) were queued and never begun, and are not read back, so that
+// no undo is tried for them (a name's placeholder file is not the lab's).
+func TestIntentsNeverBegun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	intend := func(s Step) int {
+		t.Helper()
+		seq, err := j.Intend(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	a := Step{Op: OpNetns, Name: "a", Ino: 1}
+	j.Done(intend(a), a)
+	intend(Step{Op: OpUp, NS: "a", Name: "lo", Old: "down"}) // may be made: its confirmation waits
+	intend(Step{Op: OpNetns, Name: "b"})                     // being made
+	intend(Step{Op: OpAddr, NS: "b", Name: "lo", Addr: netip.MustParsePrefix("10.0.0.1/8")})
+	intend(Step{Op: OpNetns, Name: "c"})
+	steps, err := ReadJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range steps {
+		got = append(got, s.Op+" "+s.Name+" "+s.State)
+	}
+	want := []string{"netns a ", "up lo intent", "netns b intent"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("read %q, want %q", got, want)
+	}
+}
+
+// groupKernel deletes host links by group, as the real one does, and
+// records what it is asked to wait for.
+type groupKernel struct {
+	*kernel.Recorder
+	settled []string
+}
+
+func (g *groupKernel) LinkDelGroup(ns, tag string, names []string) ([]string, error) {
+	for _, n := range names {
+		g.Recorder.LinkDel(ns, n, kernel.Fingerprint{Alias: tag})
+	}
+	return names, nil
+}
+
+func (g *groupKernel) Settle(ns string, names []string) error {
+	g.settled = append(g.settled, names...)
+	return nil
+}
+
+// The host ends of veths deleted in one request by device group are gone
+// when the kernel answers: a teardown does not wait for them one by one.
+func TestNoSettleForLinksDeletedByGroup(t *testing.T) {
+	g := &groupKernel{Recorder: kernel.NewRecorder()}
+	j, _ := OpenJournal("")
+	rt := New("t", g, j)
+	ino, _, _ := g.NetnsAdd(kernel.NetnsSpec{Name: "b", Tag: rt.Tag()})
+	if err := rt.Change(nil, Step{Op: OpNetns, Name: "b", Ino: ino}, done); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"v0", "v1"} {
+		g.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: n, PeerName: "eth-" + n, PeerNS: "b", Alias: rt.Tag()})
+		if err := rt.Change(nil, Step{Op: OpLink, Kind: "veth", Name: n, PeerNS: "b", PeerName: "eth-" + n, Alias: rt.Tag()}, done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, failed := rt.Rollback(0); len(failed) > 0 {
+		t.Fatal(failed)
+	}
+	if len(g.settled) > 0 {
+		t.Errorf("waited for %q, deleted by group", g.settled)
 	}
 }
