@@ -152,9 +152,13 @@ func capture(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, err
 	}
-	path, real := nsPath(rt.Kernel(), ns.name)
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	path, real := nsPath(k, ns.name)
 	if !real {
-		noteMadeUp(rt.Kernel())
+		noteMadeUp(k)
 		return c, nil
 	}
 	if c.probe, err = probe.StartCapture(path, c.dev, f, c.pcap); err != nil {

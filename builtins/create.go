@@ -51,7 +51,11 @@ func free(rt *runtime.Runtime, ns *Netns, name string) error {
 	case rt.Planned && !rt.MadeLink(ns.name, name):
 		return nil // checked by the preflight; one made since fails the creation
 	default:
-		_, err = rt.Kernel().LinkGet(ns.name, name)
+		var k kernel.Kernel
+		if k, err = rt.Kernel(); err != nil {
+			return err
+		}
+		_, err = k.LinkGet(ns.name, name)
 	}
 	switch {
 	case err == nil:
@@ -134,7 +138,11 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	}
 	mac := macString(s.MAC)
 	if mac == "" { // the kernel chose it (a vlan's, a passthru macvlan's: the parent's)
-		info, err := rt.Kernel().LinkGet(s.NS, s.Name)
+		k, err := rt.Kernel()
+		if err != nil {
+			return nil, nil, err
+		}
+		info, err := k.LinkGet(s.NS, s.Name)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}

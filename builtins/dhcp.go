@@ -74,7 +74,11 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := l.mutable(rt); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	if _, real := rt.Kernel().(pather); !real {
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	if _, real := k.(pather); !real {
 		// Planning: the plan shows the command; there is nothing to wait
 		// for, and no readiness socket to name.
 		argv := append([]string{dhcp.Command}, cfg.Args()...)
@@ -121,22 +125,26 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := l.mutable(rt); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	k, ok := rt.Kernel().(pather)
+	rk, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	k, ok := rk.(pather)
 	if !ok { // planning: a recording kernel has no namespaces to enter
-		if rec, ok := rt.Kernel().(*kernel.Recorder); ok {
+		if rec, ok := rk.(*kernel.Recorder); ok {
 			rec.Log = append(rec.Log, "# "+ipNetnsExec(l.ns())+"dhclient -1 "+l.state.name)
 		}
-		noteMadeUp(rt.Kernel())
+		noteMadeUp(rk)
 		return leaseValue(dhcp.Lease{Addr: netip.MustParsePrefix("0.0.0.0/32")}, true), nil
 	}
-	if info, err := rt.Kernel().LinkGet(l.ns(), l.state.name); err == nil && !info.Up {
+	if info, err := rk.LinkGet(l.ns(), l.state.name); err == nil && !info.Up {
 		return nil, fmt.Errorf("%s: link %q in netns %q is down; bring it up first (.up())", b.Name(), l.state.name, l.state.ns.Name())
 	}
 	lease, err := dhcp.Obtain(rt.Ctx, k.Path(l.ns()), l.state.name, time.Duration(timeout))
 	if err != nil {
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
 	}
-	if err := rt.Change(thread, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, func(*runtime.Step) error { return rt.Kernel().AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
+	if err := rt.Change(thread, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, func(k kernel.Kernel, _ *runtime.Step) error { return k.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			err = errors.New("the address is already there")
 		}
@@ -147,7 +155,7 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	if lease.Router.IsValid() && defaultRoute {
 		r := kernel.Route{Family: 4, Via: lease.Router, Dev: l.state.name}
-		if err := rt.Change(thread, runtime.Step{Op: runtime.OpRoute, NS: l.ns(), Route: &r}, func(*runtime.Step) error { return rt.Kernel().RouteAdd(l.ns(), r) }); err != nil {
+		if err := rt.Change(thread, runtime.Step{Op: runtime.OpRoute, NS: l.ns(), Route: &r}, func(k kernel.Kernel, _ *runtime.Step) error { return k.RouteAdd(l.ns(), r) }); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				err = errors.New("a default route exists (pass default_route=False to keep it)")
 			}

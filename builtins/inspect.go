@@ -41,7 +41,11 @@ func observe(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, nil, err
 	}
-	o, ok := observer(rt.Kernel())
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, nil, err
+	}
+	o, ok := observer(k)
 	if !ok {
 		return nil, nil, fmt.Errorf("%s: internal error: the run's kernel cannot be observed", b.Name())
 	}

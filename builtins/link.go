@@ -294,7 +294,7 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		}
 		old := map[bool]string{true: "on", false: "off"}[l.state.hairpin]
 		step := runtime.Step{Op: runtime.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old}
-		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel().LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
+		if err := rt.Change(thread, step, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
 			return nil, fmt.Errorf("%s: setting hairpin on %q: %w", b.Name(), l.state.name, err)
 		}
 		l.state.hairpin = bool(on)
@@ -302,19 +302,23 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 			return l, nil
 		}
 	}
-	info, err := rt.Kernel().LinkGet(l.ns(), l.state.name)
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	info, err := k.LinkGet(l.ns(), l.state.name)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	if m != 0 {
 		step := runtime.Step{Op: runtime.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU)}
-		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel().LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
+		if err := rt.Change(thread, step, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
 			return nil, fmt.Errorf("%s: setting the MTU of %q to %d: %w", b.Name(), l.state.name, m, err)
 		}
 	}
 	if mac != nil {
 		step := runtime.Step{Op: runtime.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC}
-		if err := rt.Change(thread, step, func(*runtime.Step) error { return rt.Kernel().LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
+		if err := rt.Change(thread, step, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
 			return nil, fmt.Errorf("%s: setting the address of %q to %s: %w", b.Name(), l.state.name, hw(mac), err)
 		}
 		l.state.mac = hw(mac).String()
@@ -343,18 +347,22 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if to.name != kernel.Host && !rt.OwnsNetns(to.name) {
 		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), to.Name())
 	}
-	if _, err := rt.Kernel().LinkGet(to.name, l.state.name); err == nil {
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := k.LinkGet(to.name, l.state.name); err == nil {
 		return nil, fmt.Errorf("%s: a link named %q already exists in netns %q", b.Name(), l.state.name, to.Name())
 	}
 	from := l.ns()
 	step := runtime.Step{Op: runtime.OpMove, NS: from, Name: l.state.name, New: to.name}
 	tag := l.state.untagged && (to.name == kernel.Host || !rt.OwnsNetns(to.name))
-	err = rt.Change(thread, step, func(*runtime.Step) error {
-		if err := rt.Kernel().LinkMove(from, l.state.name, to.name); err != nil {
+	err = rt.Change(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
+		if err := k.LinkMove(from, l.state.name, to.name); err != nil {
 			return err
 		}
 		if tag { // out of the lab's namespaces, a link carries the lab's tag
-			return rt.Kernel().LinkSetAlias(to.name, l.state.name, rt.Tag())
+			return k.LinkSetAlias(to.name, l.state.name, rt.Tag())
 		}
 		return nil
 	})

@@ -170,13 +170,17 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	if !rt.OwnsNetns(ns.name) {
 		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), ns.Name())
 	}
-	nk, ok := rt.Kernel().(kernel.NAT)
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	nk, ok := k.(kernel.NAT)
 	if !ok {
 		return nil, fmt.Errorf("%s: this kernel cannot program nftables", b.Name())
 	}
 	table := "nsrun-" + rt.Lab
 	if !natHasTable(rt, ns.name, family, table) {
-		if err := rt.Change(thread, runtime.Step{Op: opNftTable, NS: ns.name, Name: table, Kind: family}, func(*runtime.Step) error { return nk.NATTable(ns.name, family, table) }); err != nil {
+		if err := rt.Change(thread, runtime.Step{Op: opNftTable, NS: ns.name, Name: table, Kind: family}, func(kernel.Kernel, *runtime.Step) error { return nk.NATTable(ns.name, family, table) }); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				err = fmt.Errorf("table %s %s exists already and is not this run's: %w", family, table, err)
 			}
@@ -186,7 +190,7 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	// The comment tags the rule for its undo; the journal's length makes it
 	// unique within the run and the same on every run of the recipe.
 	r.Comment = fmt.Sprintf("%s #%d", rt.Tag(), rt.Journal.Len())
-	if err := rt.Change(thread, runtime.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}, func(*runtime.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
+	if err := rt.Change(thread, runtime.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}, func(kernel.Kernel, *runtime.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
 		return nil, fmt.Errorf("%s: in netns %q: %w", b.Name(), ns.Name(), err)
 	}
 	return starlark.None, nil
@@ -244,7 +248,11 @@ func natLink(rt *runtime.Runtime, ns *Netns, param string, v starlark.Value) (st
 		if err := name.Unpack(v); err != nil {
 			return "", fmt.Errorf("for parameter %s: %v", param, err)
 		}
-		if _, err := rt.Kernel().LinkGet(ns.name, string(name)); err != nil {
+		k, err := rt.Kernel()
+		if err != nil {
+			return "", err
+		}
+		if _, err := k.LinkGet(ns.name, string(name)); err != nil {
 			return "", fmt.Errorf("for parameter %s: no link %q in netns %q", param, string(name), ns.Name())
 		}
 		return string(name), nil

@@ -130,7 +130,11 @@ func netnsLink(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, err
 	}
-	info, err := rt.Kernel().LinkGet(n.name, string(name))
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	info, err := k.LinkGet(n.name, string(name))
 	if errors.Is(err, kernel.ErrNotFound) {
 		return nil, fmt.Errorf("%s: there is no link %q in netns %q", b.Name(), name, n.Name())
 	}

@@ -91,9 +91,13 @@ func (a *pingArgs) run(thread *starlark.Thread, b *starlark.Builtin) (probe.Resu
 		return probe.Result{}, err
 	}
 	dst := netip.Addr(a.dst)
-	path, real := nsPath(rt.Kernel(), a.ns.name)
+	k, err := rt.Kernel()
+	if err != nil {
+		return probe.Result{}, err
+	}
+	path, real := nsPath(k, a.ns.name)
 	if !real {
-		noteMadeUp(rt.Kernel())
+		noteMadeUp(k)
 		return probe.Result{Dst: dst, Err: notRun}, nil
 	}
 	var dev string
@@ -272,7 +276,11 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, err
 	}
-	obs, ok := observer(rt.Kernel())
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	obs, ok := observer(k)
 	if !ok {
 		return nil, fmt.Errorf("%s: the kernel cannot list addresses", b.Name())
 	}
@@ -298,13 +306,13 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 			}
 		}
 	}
-	_, real := nsPath(rt.Kernel(), kernel.Host)
+	_, real := nsPath(k, kernel.Host)
 	if !real {
-		noteMadeUp(rt.Kernel())
+		noteMadeUp(k)
 		for _, p := range pairs {
 			reached[p.i][p.j] = true
 		}
-	} else if err := pingPairs(rt, nss, targets, pairs, count, time.Duration(timeout), reached); err != nil {
+	} else if err := pingPairs(rt, k, nss, targets, pairs, count, time.Duration(timeout), reached); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 
@@ -325,7 +333,7 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 type nsPair struct{ i, j int }
 
 // pingPairs runs the pings of pingall, pingallWorkers at a time.
-func pingPairs(rt *runtime.Runtime, nss []*Netns, targets []netip.Addr, pairs []nsPair, count int, timeout time.Duration, reached [][]bool) error {
+func pingPairs(rt *runtime.Runtime, k kernel.Kernel, nss []*Netns, targets []netip.Addr, pairs []nsPair, count int, timeout time.Duration, reached [][]bool) error {
 	work := make(chan nsPair)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -335,7 +343,7 @@ func pingPairs(rt *runtime.Runtime, nss []*Netns, targets []netip.Addr, pairs []
 		go func() {
 			defer wg.Done()
 			for p := range work {
-				path, _ := nsPath(rt.Kernel(), nss[p.i].name)
+				path, _ := nsPath(k, nss[p.i].name)
 				r, err := probe.Ping(rt.Ctx, path, targets[p.j], probe.Options{Count: count, Interval: 100 * time.Millisecond, Timeout: timeout})
 				mu.Lock()
 				if err != nil && first == nil {

@@ -83,7 +83,7 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if n.name != kernel.Host && !rt.OwnsNetns(n.name) {
 		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), n.Name())
 	}
-	if err := rt.Change(thread, runtime.Step{Op: runtime.OpRoute, NS: n.name, Route: &r}, func(*runtime.Step) error { return rt.Kernel().RouteAdd(n.name, r) }); err != nil {
+	if err := rt.Change(thread, runtime.Step{Op: runtime.OpRoute, NS: n.name, Route: &r}, func(k kernel.Kernel, _ *runtime.Step) error { return k.RouteAdd(n.name, r) }); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			err = errors.New("a route to that destination exists")
 		}
@@ -109,7 +109,11 @@ func hostRouteAllowed(rt *runtime.Runtime, r kernel.Route) error {
 	if min := map[int]int{4: 8, 6: 16}[r.Family]; r.Dst.Bits() < min {
 		return fmt.Errorf("%s is too wide for the host namespace (at least /%d): it would take the machine's traffic; %s", r.Dst, min, never)
 	}
-	o, ok := observer(rt.Kernel())
+	k, err := rt.Kernel()
+	if err != nil {
+		return err
+	}
+	o, ok := observer(k)
 	if !ok {
 		return nil
 	}

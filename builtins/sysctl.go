@@ -84,11 +84,15 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	} else if !rt.OwnsNetns(n.name) {
 		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), n.Name())
 	}
-	old, err := rt.Kernel().SysctlGet(n.name, key)
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	old, err := k.SysctlGet(n.name, key)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading %s in netns %q: %w", b.Name(), key, n.Name(), err)
 	}
-	if err := rt.Change(thread, runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old}, func(*runtime.Step) error { return rt.Kernel().SysctlSet(n.name, key, val) }); err != nil {
+	if err := rt.Change(thread, runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old}, func(k kernel.Kernel, _ *runtime.Step) error { return k.SysctlSet(n.name, key, val) }); err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			// Root gets this too: the key is a setting of the whole machine,
 			// which other namespaces may read but not write.

@@ -1,17 +1,18 @@
 package runtime
 
 import (
-	"path/filepath"
-
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
 	"go.starlark.net/starlark"
 )
@@ -32,10 +33,11 @@ func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin str
 	if stdin != "" {
 		cmd.Stdin = bytes.NewBufferString(stdin)
 	}
-	if err := rt.Sync(); err != nil { // nothing runs in a lab whose making failed
+	k, err := rt.Kernel()
+	if err != nil { // nothing runs in a lab whose making failed
 		return ExecResult{}, err
 	}
-	if err := rt.k.Start(ns, cmd); err != nil {
+	if err := k.Start(ns, cmd); err != nil {
 		return ExecResult{}, err
 	}
 	if cmd.Process == nil { // a recording kernel starts nothing
@@ -46,7 +48,6 @@ func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin str
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var res ExecResult
-	var err error
 	select {
 	case err = <-done:
 	case <-timer.C:
@@ -87,9 +88,9 @@ func endGroup(pgid int, done <-chan error) error {
 // Spawn starts argv in the background in ns, journals it, and returns its
 // pid. It is stopped at teardown and on rollback.
 func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string) (pid int, err error) {
-	err = rt.Change(thread, Step{Op: OpProc, NS: ns, Name: argv[0]}, func(s *Step) error {
+	err = rt.Change(thread, Step{Op: OpProc, NS: ns, Name: argv[0]}, func(k kernel.Kernel, s *Step) error {
 		cmd := rt.command(ns, argv)
-		if err := rt.k.Start(ns, cmd); err != nil {
+		if err := k.Start(ns, cmd); err != nil {
 			return err
 		}
 		if cmd.Process == nil { // a recording kernel starts nothing

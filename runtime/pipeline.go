@@ -24,8 +24,8 @@ import (
 // are voided, and the run learns of the failure, with the recipe position
 // of the change that failed, at its next change or at its end.
 
-// Work makes a pipelined change on k and fills in what its done record
-// carries. It runs on the worker: it must use k, never Runtime.Kernel
+// Work makes a change on k and fills in what its done record carries. A
+// queued change's runs on the worker: it must use k, never Runtime.Kernel
 // (which would wait for the worker itself).
 type Work func(k kernel.Kernel, s *Step) error
 
@@ -67,7 +67,7 @@ func (rt *Runtime) Pipeline() {
 func (rt *Runtime) Later(thread *starlark.Thread, s Step, work Work) error {
 	p := rt.pipe
 	if p == nil {
-		return rt.Change(thread, s, func(s *Step) error { return work(rt.k, s) })
+		return rt.Change(thread, s, work)
 	}
 	var stack starlark.CallStack
 	if thread != nil {
@@ -162,12 +162,21 @@ func (rt *Runtime) work(p *pipeline) {
 	}
 }
 
-// make makes a queued change and journals it done, or void if it failed.
+// make makes a queued change and journals it done, or void if it was not
+// made. A change that fails stops the recipe.
 func (rt *Runtime) make(j *job) error {
-	err := context.Cause(rt.Ctx)
-	if err == nil && j.n > 0 {
-		err = faultHook(j.n, false)
-		defer faultHook(j.n, true)
+	if cause := context.Cause(rt.Ctx); cause != nil {
+		// Interrupted or timed out: the context stops the recipe, and
+		// nothing more is made.
+		rt.Journal.Void(j.seq)
+		rt.disown(j.intent)
+		return cause
+	}
+	var err error
+	if j.n > 0 {
+		if err = faultHook(j.n, false); err == nil {
+			defer faultHook(j.n, true)
+		}
 	}
 	s := j.intent
 	if err == nil {
@@ -176,12 +185,13 @@ func (rt *Runtime) make(j *job) error {
 	if err != nil {
 		rt.Journal.Void(j.seq)
 		rt.disown(j.intent)
-		if j.thread != nil { // it stops at once: nothing more of it runs on a lab half made
-			j.thread.Cancel("a change it asked for failed")
-		}
-		return &changeError{err, j.stack}
+	} else if err = rt.record(j.seq, j.intent, s); err == nil {
+		return nil
+	} // else made, and covered by its intent
+	if j.thread != nil { // it stops at once: nothing more of it runs on a lab half made
+		j.thread.Cancel("a change it asked for failed")
 	}
-	return rt.record(j.seq, j.intent, s)
+	return &changeError{err, j.stack}
 }
 
 // A changeError is the failure of a queued change, with the recipe's call
@@ -198,7 +208,7 @@ func (e *changeError) Unwrap() error { return e.err }
 // pipeline: the run's changes are made at once from then on. It returns the
 // run's error, given err, the recipe's own: a queued change that failed
 // came before anything the recipe did after asking for it, and its error
-// is the run's (unless the run was cancelled: the cancellation is).
+// is the run's; but a run interrupted or timed out fails for that.
 func (rt *Runtime) EndPipeline(err error) error {
 	p := rt.pipe
 	if p == nil {

@@ -111,3 +111,21 @@ fail("not reached")
 		t.Errorf("after EndPipeline: %v, made %q", err, rec.Log)
 	}
 }
+
+// Once a queued change failed, the kernel is not handed out: nothing more
+// happens in a lab that is not what the recipe made it.
+func TestPipelineKernelAfterFailure(t *testing.T) {
+	j, _ := OpenJournal("")
+	rt := New("t", kernel.NewRecorder(), j)
+	rt.Pipeline()
+	defer rt.EndPipeline(nil)
+	if err := rt.Later(nil, Step{Op: OpNetns, Name: "a"}, func(kernel.Kernel, *Step) error { return kernel.ErrInjected }); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := rt.Kernel(); k != nil || !errors.Is(err, kernel.ErrInjected) {
+		t.Errorf("Kernel() = %v, %v; want the failure", k, err)
+	}
+	if err := rt.Change(nil, Step{Op: OpNetns, Name: "b"}, func(kernel.Kernel, *Step) error { return nil }); !errors.Is(err, kernel.ErrInjected) {
+		t.Errorf("Change after the failure: %v", err)
+	}
+}

@@ -53,11 +53,15 @@ func New(lab string, k kernel.Kernel, j *Journal) *Runtime {
 	}
 }
 
-// Kernel returns the run's kernel, once the changes queued before are made
-// (see Later).
-func (rt *Runtime) Kernel() kernel.Kernel {
-	rt.Sync()
-	return rt.k
+// Kernel returns the run's kernel to look at the network or act on it
+// outside a change, once the changes queued before are made (see Later); or
+// the error of the one that failed: the lab is not what the recipe made it,
+// and nothing more must happen in it.
+func (rt *Runtime) Kernel() (kernel.Kernel, error) {
+	if err := rt.Sync(); err != nil {
+		return nil, err
+	}
+	return rt.k, nil
 }
 
 const threadKey = "nsrun.runtime"
@@ -76,15 +80,16 @@ func FromThread(thread *starlark.Thread) (*Runtime, error) {
 // Tag is the alias every link of the lab carries: its ownership mark.
 func (rt *Runtime) Tag() string { return "nsrun:" + rt.Lab }
 
-// Change makes one change to the kernel, through fn, and journals it: an
-// intent record before (so that a run killed in between leaves enough to
-// undo it), a done record after, with what fn filled in (an inode, a pid);
+// Change makes one change to the kernel, through fn (given the kernel), and
+// journals it: an intent record before (so that a run killed in between
+// leaves enough to undo it), a done record after, with what fn filled in (an
+// inode, a pid);
 // a done record that only confirms its intent may go out with the next
 // record (see Journal). Changes queued before (see Later) are made first;
 // if one of them failed, its error is returned and fn is not called.
 // The step carries the position of the recipe call that made it. If fn
 // fails, the intent is voided and fn's error returned as is.
-func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn func(*Step) error) error {
+func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn Work) error {
 	if err := rt.Sync(); err != nil {
 		return err
 	}
@@ -104,7 +109,7 @@ func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn func(*Step) error)
 		defer faultHook(rt.changes, true)
 	}
 	intent := s
-	if err := fn(&s); err != nil {
+	if err := fn(rt.k, &s); err != nil {
 		rt.Journal.Void(seq)
 		return err
 	}

@@ -67,9 +67,23 @@ func onThread(enter, fn func() error) error {
 // are in, opened once. A thread Go hands out is always in it: onThread
 // returns a thread to Go only once it is back there, and Go makes new
 // threads from one that never leaves it.
-var home = sync.OnceValues(func() (int, error) {
-	return unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-})
+func home() (int, error) {
+	homeMu.Lock()
+	defer homeMu.Unlock()
+	if homeFd < 0 {
+		fd, err := unix.Open(threadNetns(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, err // tried again next time (out of descriptors?)
+		}
+		homeFd = fd
+	}
+	return homeFd, nil
+}
+
+var (
+	homeMu sync.Mutex
+	homeFd = -1
+)
 
 func threadNetns() string {
 	return fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
