@@ -100,13 +100,12 @@ func (s Step) String() string {
 // record, or at Flush: until then the change reads as an intent, which is
 // what it would read as had the run been killed a moment earlier.
 type Journal struct {
-	mu     sync.Mutex // a pipelined run writes from two goroutines
-	steps  []Step
-	seq    int
-	path   string
-	file   *os.File // nil: in memory only
-	intent Step     // the last intent, to tell a done record that only confirms it
-	buf    []byte   // records not yet written
+	mu    sync.Mutex // a pipelined run writes from two goroutines
+	steps []Step
+	seq   int
+	path  string
+	file  *os.File // nil: in memory only
+	buf   []byte   // records not yet written
 }
 
 // Record states in the file. A done record has none.
@@ -131,8 +130,8 @@ func OpenJournal(path string) (*Journal, error) {
 // ReadJournal reads a journal file: the steps done and, marked
 // State == StateIntent, those that may have been (an intent whose done
 // record is missing: the run died in between, or, for a lab whose run is
-// still going, its last change's confirmation has not gone out yet). A torn last line, left by a
-// process killed while writing it, is ignored.
+// still going, its last change's confirmation has not gone out yet). A torn
+// last line, left by a process killed while writing it, is ignored.
 func ReadJournal(path string) ([]Step, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -238,20 +237,11 @@ func (j *Journal) Intend(s Step) (int, error) {
 	defer j.mu.Unlock()
 	j.seq++
 	s.Seq, s.State = j.seq, StateIntent
-	j.intent = s
 	return j.seq, j.write(s, false)
 }
 
-// Done records that change seq, the last intended, was made, as s says.
-func (j *Journal) Done(seq int, s Step) error {
-	j.mu.Lock()
-	intent := j.intent
-	j.mu.Unlock()
-	return j.done(seq, intent, s)
-}
-
-// done records that change seq, intended as intent, was made, as s says.
-func (j *Journal) done(seq int, intent, s Step) error {
+// Done records that change seq, intended as intent, was made, as s says.
+func (j *Journal) Done(seq int, intent, s Step) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	s.Seq, s.State = seq, ""
@@ -297,7 +287,7 @@ func (j *Journal) Add(s Step) error {
 	if err != nil {
 		return err
 	}
-	if err := j.Done(seq, s); err != nil {
+	if err := j.Done(seq, s, s); err != nil {
 		return err
 	}
 	return j.Flush()

@@ -254,12 +254,7 @@ func TestRecoverRereadsUnderLock(t *testing.T) {
 // out with the next record; until then the change reads as an intent. One
 // that carries what the undo needs (an inode) is written at once.
 func TestJournalConfirmations(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "journal")
-	j, err := OpenJournal(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	j, path := tempJournal(t)
 	read := func() []Step {
 		t.Helper()
 		steps, err := ReadJournal(path)
@@ -270,8 +265,9 @@ func TestJournalConfirmations(t *testing.T) {
 	}
 	ns := Step{Op: OpNetns, Name: "blue", Pos: "r.star:1:1"}
 	seq, _ := j.Intend(ns)
-	ns.Ino = 7 // learnt by the change
-	if err := j.Done(seq, ns); err != nil {
+	made := ns
+	made.Ino = 7 // learnt by the change
+	if err := j.Done(seq, ns, made); err != nil {
 		t.Fatal(err)
 	}
 	if s := read(); len(s) != 1 || s[0].State != "" || s[0].Ino != 7 {
@@ -280,7 +276,7 @@ func TestJournalConfirmations(t *testing.T) {
 
 	up := Step{Op: OpUp, NS: "blue", Name: "lo", Old: "down", Pos: "r.star:1:1"}
 	seq, _ = j.Intend(up)
-	if err := j.Done(seq, up); err != nil {
+	if err := j.Done(seq, up, up); err != nil {
 		t.Fatal(err)
 	}
 	if s := read(); len(s) != 2 || s[1].State != StateIntent {
@@ -291,7 +287,7 @@ func TestJournalConfirmations(t *testing.T) {
 	if s := read(); len(s) != 3 || s[1].State != "" || s[2].State != StateIntent {
 		t.Fatalf("the next intent carries the confirmation: got %+v", s)
 	}
-	j.Done(seq, addr)
+	j.Done(seq, addr, addr)
 	if err := j.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +310,7 @@ func TestJournalConfirmations(t *testing.T) {
 		{Op: "test-foreign", NS: "blue", Name: "x", Pos: "r.star:5:1"},
 	} {
 		seq, _ = j.Intend(st)
-		j.Done(seq, st)
+		j.Done(seq, st, st)
 		if s := read(); len(s) != 4+i || s[3+i].State != "" {
 			t.Fatalf("the done record of %s waits: got %+v", st.Op, s)
 		}
@@ -336,7 +332,7 @@ func BenchmarkJournalChange(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := j.Done(seq, s); err != nil {
+		if err := j.Done(seq, s, s); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -350,7 +346,7 @@ func BenchmarkJournalPlan(b *testing.B) {
 		j, _ := OpenJournal("")
 		for range 4000 {
 			seq, _ := j.Intend(s)
-			j.Done(seq, s)
+			j.Done(seq, s, s)
 		}
 	}
 }
@@ -360,12 +356,7 @@ func BenchmarkJournalPlan(b *testing.B) {
 // (confirmLater) were queued and never begun, and are not read back, so that
 // no undo is tried for them (a name's placeholder file is not the lab's).
 func TestIntentsNeverBegun(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "journal")
-	j, err := OpenJournal(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	j, path := tempJournal(t)
 	intend := func(s Step) int {
 		t.Helper()
 		seq, err := j.Intend(s)
@@ -375,7 +366,7 @@ func TestIntentsNeverBegun(t *testing.T) {
 		return seq
 	}
 	a := Step{Op: OpNetns, Name: "a", Ino: 1}
-	j.Done(intend(a), a)
+	j.Done(intend(a), a, a)
 	intend(Step{Op: OpUp, NS: "a", Name: "lo", Old: "down"}) // may be made: its confirmation waits
 	intend(Step{Op: OpNetns, Name: "b"})                     // being made
 	intend(Step{Op: OpAddr, NS: "b", Name: "lo", Addr: netip.MustParsePrefix("10.0.0.1/8")})
@@ -435,4 +426,17 @@ func TestNoSettleForLinksDeletedByGroup(t *testing.T) {
 	if len(g.settled) > 0 {
 		t.Errorf("waited for %q, deleted by group", g.settled)
 	}
+}
+
+// tempJournal opens a journal file in a temporary directory, closed at the
+// test's end.
+func tempJournal(t *testing.T) (*Journal, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j, path
 }

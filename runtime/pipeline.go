@@ -45,8 +45,7 @@ type pipeline struct {
 	mu      sync.Mutex
 	cond    *sync.Cond // the queue or the number pending changed
 	queue   []job
-	pending int  // queued or being made
-	waiting bool // someone waits on cond
+	pending int // queued or being made
 	err     error
 	closed  bool
 }
@@ -71,12 +70,10 @@ func (rt *Runtime) Later(thread *starlark.Thread, s Step, work Work) error {
 	}
 	var stack starlark.CallStack
 	if thread != nil {
-		stack = thread.CallStack()
-		s.Pos = stackPos(stack)
+		s.Pos, stack = callerPos(thread), thread.CallStack()
 	}
 	p.mu.Lock()
 	for len(p.queue) >= maxQueued && p.err == nil {
-		p.waiting = true
 		p.cond.Wait()
 	}
 	err := p.err
@@ -97,10 +94,7 @@ func (rt *Runtime) Later(thread *starlark.Thread, s Step, work Work) error {
 	p.mu.Lock()
 	p.queue = append(p.queue, job{seq: seq, intent: s, work: work, thread: thread, stack: stack, n: n})
 	p.pending++
-	if p.waiting {
-		p.waiting = false
-		p.cond.Broadcast()
-	}
+	p.cond.Broadcast()
 	p.mu.Unlock()
 	return nil
 }
@@ -115,7 +109,6 @@ func (rt *Runtime) Sync() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.pending > 0 {
-		p.waiting = true
 		p.cond.Wait()
 	}
 	return p.err
@@ -127,7 +120,6 @@ func (rt *Runtime) work(p *pipeline) {
 	for {
 		p.mu.Lock()
 		for len(p.queue) == 0 && !p.closed {
-			p.waiting = true
 			p.cond.Broadcast() // pending may have reached 0
 			p.cond.Wait()
 		}
@@ -136,10 +128,7 @@ func (rt *Runtime) work(p *pipeline) {
 			return
 		}
 		batch, p.queue = p.queue, batch[:0]
-		if p.waiting { // Later may wait for room
-			p.waiting = false
-			p.cond.Broadcast()
-		}
+		p.cond.Broadcast() // Later may wait for room
 		failed := p.err != nil
 		p.mu.Unlock()
 		for i := range batch {

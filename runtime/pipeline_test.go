@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"errors"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,15 +13,11 @@ import (
 
 // pipelined runs src on a pipelined runtime over k, whose builtin mk(name)
 // queues a namespace's creation, and returns the run's error (see
-// EndPipeline), its output and the runtime, with its journal at path.
-func pipelined(t *testing.T, k kernel.Kernel, path, src string) (error, string, *Runtime) {
+// EndPipeline), its output and the runtime, whose journal is at path.
+func pipelined(t *testing.T, k kernel.Kernel, src string) (err error, out string, rt *Runtime, path string) {
 	t.Helper()
-	j, err := OpenJournal(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { j.Close() })
-	rt := New("t", k, j)
+	j, path := tempJournal(t)
+	rt = New("t", k, j)
 	mk := starlark.NewBuiltin("mk", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var name string
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &name); err != nil {
@@ -33,12 +28,12 @@ func pipelined(t *testing.T, k kernel.Kernel, path, src string) (error, string, 
 			return err
 		})
 	})
-	var out strings.Builder
-	thread := &starlark.Thread{Print: func(_ *starlark.Thread, msg string) { out.WriteString(msg + "\n") }}
+	var printed strings.Builder
+	thread := &starlark.Thread{Print: func(_ *starlark.Thread, msg string) { printed.WriteString(msg + "\n") }}
 	rt.Attach(thread)
 	rt.Pipeline()
 	_, err = starlark.ExecFileOptions(FileOptions, thread, "p.star", src, starlark.StringDict{"mk": mk})
-	return rt.EndPipeline(err), out.String(), rt
+	return rt.EndPipeline(err), printed.String(), rt, path
 }
 
 // Queued changes are made in the recipe's order; the first that fails
@@ -46,8 +41,7 @@ func pipelined(t *testing.T, k kernel.Kernel, path, src string) (error, string, 
 // of the call that asked for it, even though the recipe ran on.
 func TestPipelineFailure(t *testing.T) {
 	rec := kernel.NewRecorder()
-	path := filepath.Join(t.TempDir(), "journal")
-	err, _, rt := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 3}, path, `
+	err, _, rt, path := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 3}, `
 for n in ["a", "b", "c", "d", "e"]:
     mk(n)
 print("ran on")
@@ -88,17 +82,21 @@ print("ran on")
 // own error does not hide it.
 func TestPipelineStopsTheRecipe(t *testing.T) {
 	rec := kernel.NewRecorder()
-	err, _, rt := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 1}, filepath.Join(t.TempDir(), "journal"), `
+	err, out, rt, _ := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 1}, `
 mk("a")
 def spin():
-    for i in range(100000000):
+    for i in range(10000000):
         pass
 spin()
+print("ran on")
 mk("b")
 fail("not reached")
 `)
 	if !errors.Is(err, kernel.ErrInjected) || !strings.Contains(Backtrace(err), "p.star:2:3") {
 		t.Fatalf("err = %v\n%s", err, Backtrace(err))
+	}
+	if out != "" {
+		t.Errorf("the recipe ran on after its change failed: printed %q", out)
 	}
 	if len(rec.Log) != 0 || rt.Journal.Len() != 0 {
 		t.Errorf("made %q; journal %+v", rec.Log, rt.Journal.Steps())

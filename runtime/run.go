@@ -132,7 +132,7 @@ func Run(ctx context.Context, o RunOptions) int {
 	_, err = o.exec(ctx, rt, out)
 	err = rt.EndPipeline(err)
 	if ferr := journal.Flush(); ferr != nil && err == nil {
-		err = fmt.Errorf("writing the journal: %w", ferr)
+		err = errJournal(ferr)
 	}
 	rt.Progress.Clear()
 	defer rt.Close()

@@ -83,9 +83,8 @@ func (rt *Runtime) Tag() string { return "nsrun:" + rt.Lab }
 // Change makes one change to the kernel, through fn (given the kernel), and
 // journals it: an intent record before (so that a run killed in between
 // leaves enough to undo it), a done record after, with what fn filled in (an
-// inode, a pid);
-// a done record that only confirms its intent may go out with the next
-// record (see Journal). Changes queued before (see Later) are made first;
+// inode, a pid); a done record that only confirms its intent may go out with
+// the next record (see Journal). Changes queued before (see Later) are made first;
 // if one of them failed, its error is returned and fn is not called.
 // The step carries the position of the recipe call that made it. If fn
 // fails, the intent is voided and fn's error returned as is.
@@ -139,8 +138,8 @@ func (rt *Runtime) own(s Step) {
 	}
 }
 
-// disown undoes own for a queued step that was not made (see Later, which
-// owns at once what it queues). Only creations are queued.
+// disown forgets what the run owned through step s: one undone, or one
+// queued and not made (Later owns at once what it queues).
 func (rt *Runtime) disown(s Step) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -159,7 +158,7 @@ func (rt *Runtime) record(seq int, intent, s Step) error {
 	if rt.Log != nil {
 		fmt.Fprintf(rt.Log, "+ %s (%s)\n", s, s.Pos)
 	}
-	if err := rt.Journal.done(seq, intent, s); err != nil {
+	if err := rt.Journal.Done(seq, intent, s); err != nil {
 		return errJournal(err)
 	}
 	return nil
@@ -168,16 +167,6 @@ func (rt *Runtime) record(seq int, intent, s Step) error {
 func callerPos(thread *starlark.Thread) string {
 	for i := 0; i < thread.CallStackDepth(); i++ {
 		if fr := thread.CallFrame(i); fr.Pos.IsValid() && fr.Pos.Filename() != "<builtin>" {
-			return fr.Pos.String()
-		}
-	}
-	return "?"
-}
-
-// stackPos is callerPos of a copy of the call stack.
-func stackPos(stack starlark.CallStack) string {
-	for i := range stack {
-		if fr := stack.At(i); fr.Pos.IsValid() && fr.Pos.Filename() != "<builtin>" {
 			return fr.Pos.String()
 		}
 	}
@@ -248,16 +237,8 @@ func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
 	}
 	rt.StopProcesses()
 	undone, failed = rt.Journal.Rollback(rt.k, mark)
-	rt.mu.Lock()
 	for _, s := range undone {
-		switch s.Op {
-		case OpNetns:
-			delete(rt.netns, s.Name)
-		case OpLink:
-			delete(rt.links, [2]string{s.NS, s.Name})
-			delete(rt.links, [2]string{s.PeerNS, s.PeerName})
-		}
+		rt.disown(s)
 	}
-	rt.mu.Unlock()
 	return undone, failed
 }

@@ -99,7 +99,7 @@ func (s *Session) RunRecipe(ctx context.Context) error {
 	defer stop()
 	globals, err := s.o.Interp.ExecFile(thread, s.o.Recipe)
 	if ferr := s.journal.Flush(); ferr != nil && err == nil {
-		err = fmt.Errorf("writing the journal: %w", ferr)
+		err = errJournal(ferr)
 	}
 	if err != nil {
 		s.fail(err, mark)
@@ -125,7 +125,7 @@ func (s *Session) Eval(ctx context.Context, f *syntax.File) (starlark.Value, err
 		err = starlark.ExecREPLChunk(f, thread, globals)
 	}
 	if ferr := s.journal.Flush(); ferr != nil && err == nil {
-		err = fmt.Errorf("writing the journal: %w", ferr)
+		err = errJournal(ferr)
 	}
 	if err != nil {
 		s.fail(err, mark)
