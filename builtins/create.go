@@ -129,10 +129,7 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 		if errors.Is(err, os.ErrExist) {
 			err = errors.New("a link of that name exists (created meanwhile by someone else, or by a command the recipe ran?)")
 		}
-		if err != nil {
-			return fmt.Errorf("%s: creating %q in netns %q: %w", fn, s.Name, where, err)
-		}
-		return nil
+		return wrapf(err, "%s: creating %q in netns %q", fn, s.Name, where)
 	}); err != nil {
 		return nil, nil, err
 	}
@@ -155,6 +152,15 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	p := &Link{state: &linkState{ns: peerNS, name: s.PeerName, kind: s.Kind, mac: s.PeerMAC.String(), peer: a, untagged: s.PeerUntagged}}
 	a.state.peer = p
 	return a, p, nil
+}
+
+// wrapf returns err, if not nil, after the context format gives it. A queued
+// change's error is worded in full where it is made (see runtime.Later).
+func wrapf(err error, format string, a ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(a, err)...)
 }
 
 func macString(m net.HardwareAddr) string {

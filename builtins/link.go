@@ -119,10 +119,7 @@ func (l *Link) setUp(thread *starlark.Thread, b *starlark.Builtin, rt *runtime.R
 	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
 	step := runtime.Step{Op: runtime.OpUp, NS: ns, Name: name, Old: state[l.state.up]}
 	if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
-		if err := k.LinkSetUp(ns, name, up); err != nil {
-			return fmt.Errorf("%s: setting %q %s in netns %q: %w", fn, name, state[up], where, err)
-		}
-		return nil
+		return wrapf(k.LinkSetUp(ns, name, up), "%s: setting %q %s in netns %q", fn, name, state[up], where)
 	}); err != nil {
 		return err
 	}
@@ -194,10 +191,7 @@ func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 			if errors.Is(err, os.ErrExist) {
 				err = errors.New("the address is already there")
 			}
-			if err != nil {
-				return fmt.Errorf("%s: adding %s to %q in netns %q: %w", fn, p, name, where, err)
-			}
-			return nil
+			return wrapf(err, "%s: adding %s to %q in netns %q", fn, p, name, where)
 		}); err != nil {
 			return nil, err
 		}
@@ -238,10 +232,7 @@ func (l *Link) setMaster(thread *starlark.Thread, b *starlark.Builtin, rt *runti
 	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
 	step := runtime.Step{Op: runtime.OpMaster, NS: ns, Name: name, Old: l.state.master, New: master}
 	if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
-		if err := k.LinkSetMaster(ns, name, master); err != nil {
-			return fmt.Errorf("%s: %q in netns %q: %w", fn, name, where, err)
-		}
-		return nil
+		return wrapf(k.LinkSetMaster(ns, name, master), "%s: %q in netns %q", fn, name, where)
 	}); err != nil {
 		return err
 	}

@@ -105,10 +105,7 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%s: a namespace named %q already exists; nsrun never adopts an object it did not create", fn, ns)
 		}
-		if err != nil {
-			return fmt.Errorf("%s: creating %q: %w", fn, ns, err)
-		}
-		return nil
+		return wrapf(err, "%s: creating %q", fn, ns)
 	})
 	if err != nil {
 		return nil, err

@@ -165,7 +165,7 @@ func (k *Netlink) Close() error {
 func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
 	name := spec.Name
 	var sock *rtnl
-	ino, fd, err := nsexec.NewNamedOpen(k.Dir, name, func() error {
+	ino, fd, err := nsexec.NewNamed(k.Dir, name, func() error {
 		// On the new namespace's thread: the sockets are opened here, in
 		// it, and serve the namespace for the rest of the run.
 		if spec.NoIPv6 {

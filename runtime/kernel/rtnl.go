@@ -15,8 +15,9 @@ import (
 )
 
 // The requests of a lab's hot path — a veth, a port, an address, a link up,
-// a tag — go over a route netlink socket of our own in each namespace,
-// next to the library's handle: a blocking socket read into one buffer.
+// a tag — go over a route netlink socket of our own in each namespace
+// (the library's handle is opened only for the rest): a blocking socket,
+// read into buffers all the sockets share.
 // The library's socket costs more per request: a 64 KiB buffer allocated
 // and cleared for every answer, the runtime's poller, and a getsockname
 // call. And a veth is made with NLM_F_ECHO, whose answer gives both ends'

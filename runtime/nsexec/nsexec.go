@@ -92,18 +92,9 @@ func threadNetns() string {
 // NewNamed creates a network namespace, runs inside on its thread (if not
 // nil) before anyone else can see it, then pins it at dir/name, as
 // `ip netns add` does, and returns its inode, which identifies it for as long
-// as it lives. The calling thread never changes namespace.
-func NewNamed(dir, name string, inside func() error) (ino uint64, err error) {
-	ino, fd, err := NewNamedOpen(dir, name, inside)
-	if err == nil {
-		unix.Close(fd)
-	}
-	return ino, err
-}
-
-// NewNamedOpen is NewNamed that also returns a descriptor of the namespace
-// (close-on-exec), for the caller to keep or close.
-func NewNamedOpen(dir, name string, inside func() error) (ino uint64, fd int, err error) {
+// as it lives, and a descriptor of it (close-on-exec), for the caller to keep
+// or close. The calling thread never changes namespace.
+func NewNamed(dir, name string, inside func() error) (ino uint64, fd int, err error) {
 	fd = -1
 	err = onThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {

@@ -27,7 +27,7 @@ func TestNewNamedAndDeleteNamed(t *testing.T) {
 	dir := nstest.NetnsDir
 	self := netnsOf("/proc/thread-self/ns/net")
 	var inside string
-	ino, err := nsexec.NewNamed(dir, "nsexec-a", func() error {
+	ino, err := newNamed(dir, "nsexec-a", func() error {
 		inside = netnsOf("/proc/thread-self/ns/net")
 		return nil
 	})
@@ -43,7 +43,7 @@ func TestNewNamedAndDeleteNamed(t *testing.T) {
 	if !strings.Contains(nstest.Ip(t, "", "netns", "list"), "nsexec-a") {
 		t.Errorf("ip netns list does not show it")
 	}
-	if _, err := nsexec.NewNamed(dir, "nsexec-a", nil); err == nil {
+	if _, err := newNamed(dir, "nsexec-a", nil); err == nil {
 		t.Errorf("a second namespace of the same name was made")
 	}
 	if err := nsexec.DeleteNamed(dir, "nsexec-a", ino+1); err == nil {
@@ -63,7 +63,7 @@ func TestNewNamedAndDeleteNamed(t *testing.T) {
 // A failing inside leaves no pin behind.
 func TestNewNamedInsideFails(t *testing.T) {
 	nstest.Kernel(t)
-	if _, err := nsexec.NewNamed(nstest.NetnsDir, "nsexec-b", func() error { return unix.EPERM }); err == nil {
+	if _, err := newNamed(nstest.NetnsDir, "nsexec-b", func() error { return unix.EPERM }); err == nil {
 		t.Fatal("no error")
 	}
 	if _, err := os.Stat(filepath.Join(nstest.NetnsDir, "nsexec-b")); !os.IsNotExist(err) {
@@ -74,7 +74,7 @@ func TestNewNamedInsideFails(t *testing.T) {
 // Do runs fn inside the namespace and returns to the caller's.
 func TestDo(t *testing.T) {
 	nstest.Kernel(t)
-	ino, err := nsexec.NewNamed(nstest.NetnsDir, "nsexec-c", nil)
+	ino, err := newNamed(nstest.NetnsDir, "nsexec-c", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,4 +93,13 @@ func TestDo(t *testing.T) {
 	if err := nsexec.Do(filepath.Join(nstest.NetnsDir, "nope"), func() error { return nil }); err == nil {
 		t.Errorf("Do in a missing namespace succeeded")
 	}
+}
+
+// newNamed is nsexec.NewNamed for a test that needs no descriptor.
+func newNamed(dir, name string, inside func() error) (uint64, error) {
+	ino, fd, err := nsexec.NewNamed(dir, name, inside)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return ino, err
 }
