@@ -135,10 +135,12 @@ func SetupSandbox(dirs ...string) error {
 }
 
 // killSandboxed SIGKILLs every process that carries sandbox id's mark in
-// its environment (see SandboxIDEnv), until none is left.
+// its environment (see SandboxIDEnv), until none is left. A process in the
+// middle of an exec has no environment to read for a moment: only a few
+// rounds in a row that find none end the search.
 func killSandboxed(id int) {
 	mark := []byte(SandboxIDEnv + "=" + strconv.Itoa(id) + "\x00")
-	for round := 0; round < 50; round++ {
+	for round, clean := 0, 0; round < 50 && clean < 3; round++ {
 		found := false
 		entries, _ := os.ReadDir("/proc")
 		for _, e := range entries {
@@ -152,8 +154,8 @@ func killSandboxed(id int) {
 				found = true
 			}
 		}
-		if !found {
-			return
+		if clean++; found {
+			clean = 0
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

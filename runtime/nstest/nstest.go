@@ -127,7 +127,12 @@ func processes() string {
 	if id == "" {
 		return ""
 	}
-	mark := []byte(nsexec.SandboxIDEnv + "=" + id + "\x00")
+	return Processes(nsexec.SandboxIDEnv + "=" + id + "\x00")
+}
+
+// Processes lists the live processes, but this one, whose environment
+// holds mark ("PID:COMMAND LINE", by pid).
+func Processes(mark string) string {
 	entries, _ := os.ReadDir("/proc")
 	var found []string
 	for _, e := range entries {
@@ -136,7 +141,7 @@ func processes() string {
 			continue
 		}
 		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-		if err != nil || !bytes.Contains(env, mark) {
+		if err != nil || !bytes.Contains(env, []byte(mark)) {
 			continue
 		}
 		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
