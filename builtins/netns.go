@@ -101,7 +101,8 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	ns := string(name)
 	spec, fn := kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), LoUp: lo, NoIPv6: !ipv6}, b.Name()
 	err = rt.Later(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Alias: spec.Tag}, func(k kernel.Kernel, s *runtime.Step) (err error) {
-		s.Ino, s.Mnt, err = k.NetnsAdd(spec)
+		id, err := k.NetnsAdd(spec)
+		s.Ino, s.Mnt, s.Pin = id.Ino, id.Mnt, id.Pin
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%s: a namespace named %q already exists; nsrun never adopts an object it did not create", fn, ns)
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
-	"strings"
 
 	"go.starlark.net/starlark"
 
@@ -13,20 +12,9 @@ import (
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
-// A per-device key: net.ipv4.conf.DEV.x, net.ipv6.conf.DEV.x, net.ipv4.neigh.DEV.x.
-// sysctlParts splits a key as sysctl(8) does: with a slash in it, slashes
-// separate its parts (so a device name may hold dots:
-// net/ipv4/conf/eth0.10/rp_filter); else dots do.
-func sysctlParts(key string) []string {
-	if strings.Contains(key, "/") {
-		return strings.Split(key, "/")
-	}
-	return strings.Split(key, ".")
-}
-
 // validSysctl checks a key names a network sysctl, and returns its parts.
 func validSysctl(key string) ([]string, bool) {
-	parts := sysctlParts(key)
+	parts := kernel.SysctlParts(key)
 	if len(parts) < 2 || parts[0] != "net" {
 		return nil, false
 	}
@@ -39,15 +27,6 @@ func validSysctl(key string) ([]string, bool) {
 }
 
 var sysctlPart = regexp.MustCompile(`^[A-Za-z0-9_@.-]+$`)
-
-// deviceOf returns the device of a per-device key (net.ipv4.conf.DEV.x,
-// net.ipv6.conf.DEV.x, net.ipv4.neigh.DEV.x), or "".
-func deviceOf(parts []string) string {
-	if len(parts) >= 5 && (parts[1] == "ipv4" || parts[1] == "ipv6") && (parts[2] == "conf" || parts[2] == "neigh") {
-		return parts[3]
-	}
-	return ""
-}
 
 // ns.sysctl(key, value) sets a network sysctl of the namespace and returns
 // the old value, which comes back on rollback and teardown. In host(), only
@@ -62,8 +41,7 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "key", &key, "value", &value); err != nil {
 		return nil, err
 	}
-	parts, ok := validSysctl(key)
-	if !ok {
+	if _, ok := validSysctl(key); !ok {
 		return nil, fmt.Errorf("%s: for parameter key: %q is not a network sysctl (want e.g. net.ipv4.ip_forward, or net/ipv4/conf/eth0.10/rp_filter for a name with dots)", b.Name(), key)
 	}
 	val, ok := starlark.AsString(value)
@@ -78,7 +56,7 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, err
 	}
 	if n.name == kernel.Host {
-		if dev := deviceOf(parts); dev == "" || dev == "all" || dev == "default" || !rt.OwnsLink(kernel.Host, dev) {
+		if dev := kernel.SysctlDevice(key); dev == "" || !rt.OwnsLink(kernel.Host, dev) {
 			return nil, fmt.Errorf("%s: %s is a setting of the machine; in host(), nsrun sets only the per-device keys of links this lab created", b.Name(), key)
 		}
 	} else if !rt.OwnsNetns(n.name) {
@@ -92,7 +70,7 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading %s in netns %q: %w", b.Name(), key, n.Name(), err)
 	}
-	if err := rt.Change(thread, runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old}, func(k kernel.Kernel, _ *runtime.Step) error { return k.SysctlSet(n.name, key, val) }); err != nil {
+	if err := rt.Change(thread, runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old, New: val}, func(k kernel.Kernel, _ *runtime.Step) error { return k.SysctlSet(n.name, key, val) }); err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			// Root gets this too: the key is a setting of the whole machine,
 			// which other namespaces may read but not write.

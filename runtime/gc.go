@@ -36,7 +36,7 @@ func (o Orphan) String() string {
 
 // tagLab returns the lab a tag "nsrun:LAB" names, if it is exactly that.
 func tagLab(tag string) (string, bool) {
-	lab, ok := strings.CutPrefix(tag, "nsrun:")
+	lab, ok := strings.CutPrefix(tag, tagPrefix)
 	return lab, ok && ValidLabName(lab) == nil
 }
 
@@ -113,11 +113,11 @@ func FindOrphans(stateDir string, k *kernel.Netlink) ([]Orphan, error) {
 func (o Orphan) Remove(k *kernel.Netlink) error {
 	switch o.Kind {
 	case "process":
-		return killTagged(o.Tag)
+		return killLab(o.Tag, nil)
 	case "claim":
 		return os.Remove(o.Tag)
 	case "link":
 		return k.LinkDel(kernel.Host, o.Name, kernel.Fingerprint{Alias: o.Tag})
 	}
-	return k.NetnsDel(o.Name, 0, o.Tag)
+	return k.NetnsDel(o.Name, o.Tag, kernel.NetnsID{})
 }

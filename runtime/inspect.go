@@ -142,7 +142,7 @@ func Inspect(l *Lab, k *kernel.Netlink) (LabView, error) {
 	if o.hostLinks() {
 		v.Namespaces = append(v.Namespaces, inspectNetns(k, kernel.Host, func(name, alias string) bool {
 			_, ours := o.Links[[2]string{kernel.Host, name}]
-			return ours || alias == "nsrun:"+l.Info.Name
+			return ours || alias == l.Tag()
 		}))
 	}
 	for _, ns := range o.Netns {
@@ -218,20 +218,20 @@ func inspectNetns(k *kernel.Netlink, ns string, keep func(name, alias string) bo
 	return v
 }
 
-// labProcesses lists the live processes carrying tag, with the namespace
-// each is in (by the inode of its network namespace).
+// labProcesses lists the live processes of a lab (see processesOf), with
+// the namespace each is in (by the inode of its network namespace).
 func labProcesses(tag string, k *kernel.Netlink, netns []string) []ProcView {
-	where := map[uint64]string{}
+	where, inos := map[uint64]string{}, map[uint64]bool{}
+	for _, ns := range netns {
+		if ino, err := nsexec.Inode(k.Path(ns)); err == nil {
+			where[ino], inos[ino] = ns, true
+		}
+	}
 	if ino, err := nsexec.Inode("/proc/self/ns/net"); err == nil {
 		where[ino] = "host"
 	}
-	for _, ns := range netns {
-		if ino, err := nsexec.Inode(k.Path(ns)); err == nil {
-			where[ino] = ns
-		}
-	}
 	out := []ProcView{}
-	for _, pid := range tagged(tag) {
+	for _, pid := range processesOf(tag, inos) {
 		p := ProcView{Pid: pid, Netns: "?", Command: commandLine(pid)}
 		if ino, err := nsexec.Inode(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
 			if ns, ok := where[ino]; ok {

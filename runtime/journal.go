@@ -31,6 +31,7 @@ type Step struct {
 	Kind     string        `json:"kind,omitempty"`  // link kind
 	Ino      uint64        `json:"ino,omitempty"`   // netns inode
 	Mnt      uint64        `json:"mnt,omitempty"`   // netns: the unique id of its pin's mount
+	Pin      uint64        `json:"pin,omitempty"`   // netns: the inode of its pin file (see kernel.NetnsID)
 	Alias    string        `json:"alias,omitempty"` // ownership tag of a link, or of a netns's lo
 	MAC      string        `json:"mac,omitempty"`   // the MAC a link was created with
 	PeerNS   string        `json:"peer_ns,omitempty"`
@@ -42,7 +43,7 @@ type Step struct {
 	Addr     netip.Prefix  `json:"addr,omitzero"`
 	Route    *kernel.Route `json:"route,omitempty"`
 	Old      string        `json:"old,omitempty"` // the value before the change
-	New      string        `json:"new,omitempty"` // move: the namespace moved to; master: the master set
+	New      string        `json:"new,omitempty"` // move: the namespace moved to; master: the master set; sysctl: the value set
 	Pid      int           `json:"pid,omitempty"`
 	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
 }
@@ -319,19 +320,25 @@ func (j *Journal) Close() error {
 	return errors.Join(j.Flush(), j.file.Close())
 }
 
-// Rollback undoes the steps after mark and forgets them (rewriting the
-// file). It never stops at a failure: each is returned, and the step stays in
-// the journal so that a later `down` can try again.
-func (j *Journal) Rollback(k kernel.Kernel, mark int) (undone []Step, failed []error) {
+// Rollback undoes the steps after mark, those of the lab with tag, and
+// forgets them (rewriting the file). It never stops at a failure: each is
+// returned, and the step stays in the journal so that a later `down` can
+// try again.
+func (j *Journal) Rollback(k kernel.Kernel, tag string, mark int) UndoResult {
 	j.Flush() // a rollback killed midway leaves the file as exact as it can be
-	undone, failedSteps, failed := Undo(k, j.steps[mark:])
-	j.steps = append(j.steps[:mark], failedSteps...)
+	j.mu.Lock()
+	steps := slices.Clone(j.steps[mark:])
+	j.mu.Unlock()
+	r := Undo(k, tag, steps)
+	j.mu.Lock()
+	j.steps = append(j.steps[:mark], r.Failed...)
+	j.mu.Unlock()
 	if j.file != nil {
 		if err := j.rewrite(); err != nil {
-			failed = append(failed, fmt.Errorf("rewriting the journal: %w", err))
+			r.Errs = append(r.Errs, fmt.Errorf("rewriting the journal: %w", err))
 		}
 	}
-	return undone, failed
+	return r
 }
 
 // rewrite replaces the file with the steps kept, atomically: a crash
@@ -370,13 +377,27 @@ func writeSteps(path string, steps []Step) error {
 	return os.Rename(tmp, path)
 }
 
-// Undo reverses steps, newest first, as cheaply as the kernel allows: a step
-// whose object dies with a namespace that is being deleted is not undone
-// one by one (deleting a device costs an RCU barrier; deleting its
-// namespace removes all of them together). Background processes are
-// stopped first, since they hold their namespaces alive.
-func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []error) {
+// An UndoResult is what an undo did.
+type UndoResult struct {
+	Undone []Step  // undone, or found gone already
+	Failed []Step  // not undone: kept, in journal order, for a later try
+	Errs   []error // why, one for each failure
+	// Spared holds the objects found in the place of a step's that are
+	// not the lab's (someone made one of that name since): the lab's own
+	// is gone, and the stranger is left alone.
+	Spared []error
+}
+
+// Undo reverses steps of the lab with tag, newest first, as cheaply as the
+// kernel allows: a step whose object dies with a namespace that is being
+// deleted is not undone one by one (deleting a device costs an RCU barrier;
+// deleting its namespace removes all of them together). Background
+// processes are stopped first, since they hold their namespaces alive.
+// Every undo first checks that what it changes is still the lab's (see
+// owner).
+func Undo(k kernel.Kernel, tag string, steps []Step) (r UndoResult) {
 	m := moot(steps)
+	own := newOwner(k, tag)
 	order := make([]int, 0, len(steps))
 	for i := len(steps) - 1; i >= 0; i-- {
 		if steps[i].Op == OpProc {
@@ -392,11 +413,12 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 	batched := deleteGroup(k, steps, m)
 	failedAt := map[int]bool{}
 	var covered []int // steps another step's undo does
+	n := 0
 	for _, i := range order {
 		s := steps[i]
 		if batched[i] {
 			if _, ok := m.by[i]; !ok {
-				undone = append(undone, s)
+				r.Undone = append(r.Undone, s)
 			} else {
 				covered = append(covered, i)
 			}
@@ -415,30 +437,56 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 			covered = append(covered, i)
 			continue
 		}
-		err := undo(k, s)
-		if s.State == StateIntent && errors.Is(err, kernel.ErrNotOurs) {
-			// The run died before making it, and someone else has
-			// made an object of that name since: not ours to undo.
-			continue
+		n++
+		if undoHook != nil {
+			undoHook(n)
 		}
-		if err != nil {
+		err := own.check(s)
+		if err == nil {
+			err = undo(k, s)
+		}
+		switch {
+		case err == nil || errors.Is(err, errGone):
+			r.Undone = append(r.Undone, s)
+		case errors.Is(err, kernel.ErrNotOurs):
+			// The object in the step's place is not the lab's: the
+			// lab's is gone (or, for an intent, was never made).
+			if s.State != StateIntent {
+				r.Spared = append(r.Spared, fmt.Errorf("%s (%s): left alone: %w", s, s.Pos, err))
+			}
+		default:
 			failedAt[i] = true
-			failed = append(failed, fmt.Errorf("%s (%s): %w", s, s.Pos, err))
-			continue
+			r.Errs = append(r.Errs, fmt.Errorf("%s (%s): %w", s, s.Pos, err))
 		}
-		undone = append(undone, s)
 	}
 	// A step covered by an undo that failed is kept too, for the retry.
 	for _, i := range covered {
 		if failedAt[m.by[i]] {
 			failedAt[i] = true
 		} else {
-			undone = append(undone, steps[i])
+			r.Undone = append(r.Undone, steps[i])
+		}
+	}
+	// A link whose move was under way when its run died may be at the
+	// other end of the move: it is deleted there too, by its fingerprint.
+	for i, locs := range m.alt {
+		if failedAt[i] {
+			continue
+		}
+		for _, loc := range locs {
+			if _, dies := m.gone(loc.ns); dies {
+				continue
+			}
+			err := k.LinkDel(loc.ns, loc.name, loc.fp)
+			if err != nil && !errors.Is(err, kernel.ErrNotFound) && !errors.Is(err, kernel.ErrNotOurs) {
+				failedAt[i] = true
+				r.Errs = append(r.Errs, fmt.Errorf("%s (%s), moved to netns %q: %w", steps[i], steps[i].Pos, kernel.NSArg(loc.ns), err))
+			}
 		}
 	}
 	for i, s := range steps { // kept in journal order
 		if failedAt[i] {
-			failedSteps = append(failedSteps, s)
+			r.Failed = append(r.Failed, s)
 		}
 	}
 	// The links deleted in the batch are gone already: the kernel answered
@@ -447,17 +495,21 @@ func Undo(k kernel.Kernel, steps []Step) (undone, failedSteps []Step, failed []e
 	for i := range batched {
 		deleted[m.at[i]] = true
 	}
-	for ns, names := range m.settle {
-		names = slices.DeleteFunc(names, func(name string) bool { return deleted[[2]string{ns, name}] })
-		if len(names) == 0 {
+	for ns, links := range m.settle {
+		links = slices.DeleteFunc(links, func(l kernel.NamedLink) bool { return deleted[[2]string{ns, l.Name}] })
+		if len(links) == 0 {
 			continue
 		}
-		if err := k.Settle(ns, names); err != nil {
-			failed = append(failed, err)
+		if err := k.Settle(ns, links); err != nil {
+			r.Errs = append(r.Errs, err)
 		}
 	}
-	return undone, failedSteps, failed
+	return r
 }
+
+// undoHook, in binaries built for the fault harness, runs before the n-th
+// undo a rollback or teardown makes itself.
+var undoHook func(n int)
 
 // precheck asks a kernel that can (the real one) to confirm the tags of all
 // the namespaces the undo deletes before it deletes any (see
@@ -523,15 +575,23 @@ func deleteGroup(k kernel.Kernel, steps []Step, m mootness) map[int]bool {
 }
 
 type mootness struct {
-	by     map[int]int         // step -> the step whose undo also undoes it
-	settle map[string][]string // links, by namespace, that die with a deleted one
-	at     map[int][2]string   // link creations: where the link is now (ns, name)
+	by     map[int]int                   // step -> the step whose undo also undoes it
+	settle map[string][]kernel.NamedLink // links, by namespace, that die with a deleted one
+	at     map[int][2]string             // link creations: where the link is now (ns, name)
+	alt    map[int][]place               // link creations: where an end may be instead (an unconfirmed move)
+	gone   func(ns string) (int, bool)   // the step that deletes namespace ns, if one does
+}
+
+// place is where a link of the lab may be, and how to know it.
+type place struct {
+	ns, name string
+	fp       kernel.Fingerprint
 }
 
 // moot works out which steps a namespace deletion in the same set makes
 // unnecessary, following links as they move.
 func moot(steps []Step) mootness {
-	m := mootness{by: map[int]int{}, settle: map[string][]string{}, at: map[int][2]string{}}
+	m := mootness{by: map[int]int{}, settle: map[string][]kernel.NamedLink{}, at: map[int][2]string{}, alt: map[int][]place{}}
 	deleted := map[string]int{} // namespace -> the step that created it
 	for i, s := range steps {
 		if s.Op == OpNetns {
@@ -539,11 +599,14 @@ func moot(steps []Step) mootness {
 		}
 	}
 	gone := func(ns string) (int, bool) { i, ok := deleted[ns]; return i, ok }
+	m.gone = gone
 	type key struct{ ns, name string }
 	ids := map[key]int{}      // where each link is now -> its id
 	stepLink := map[int]int{} // step -> the link it is about
 	peer := map[int]int{}
-	created := map[int]int{} // links made in steps -> the step: its undo deletes them
+	created := map[int]int{}            // links made in steps -> the step: its undo deletes them
+	fps := map[int]kernel.Fingerprint{} // links made in steps -> how to know them
+	maybe := map[int][]key{}            // links -> where an unconfirmed move may have put them
 	next := 0
 	id := func(k key) int {
 		if v, ok := ids[k]; ok {
@@ -561,20 +624,22 @@ func moot(steps []Step) mootness {
 			ids[key{s.NS, s.Name}] = a
 			stepLink[i] = a
 			created[a] = i
+			fps[a] = kernel.Fingerprint{Alias: s.Alias, MAC: s.MAC}
 			if s.PeerName != "" {
 				next++
 				ids[key{s.PeerNS, s.PeerName}] = next
 				peer[a], peer[next] = next, a
 				created[next] = i
+				fps[next] = kernel.Fingerprint{Alias: s.Alias, MAC: s.PeerMAC}
 			}
 		case OpMove:
 			l := id(key{s.NS, s.Name})
 			stepLink[i] = l
 			if s.State == StateIntent {
-				// The run died around the move: it may not have
-				// happened. Assume the link is still where it was;
-				// deleting it there, and undoing the move, are both
-				// harmless if it did.
+				// The run died around the move: it may or may not
+				// have happened. The link is taken to be where it
+				// was, and looked for where it went as well.
+				maybe[l] = append(maybe[l], key{s.New, s.Name})
 				break
 			}
 			delete(ids, key{s.NS, s.Name})
@@ -604,6 +669,13 @@ func moot(steps []Step) mootness {
 			l := stepLink[i]
 			// Its moves are not undone: delete it where it is now.
 			m.at[i] = [2]string{where[l].ns, where[l].name}
+			for _, end := range []int{l, peer[l]} {
+				for _, k := range maybe[end] {
+					if end != 0 {
+						m.alt[i] = append(m.alt[i], place{k.ns, k.name, fps[end]})
+					}
+				}
+			}
 			by, ok := dies(l)
 			if !ok {
 				continue
@@ -612,7 +684,7 @@ func moot(steps []Step) mootness {
 			for _, end := range []int{l, peer[l]} {
 				if k, ok := where[end]; ok && end != 0 {
 					if _, del := gone(k.ns); !del {
-						m.settle[k.ns] = append(m.settle[k.ns], k.name)
+						m.settle[k.ns] = append(m.settle[k.ns], kernel.NamedLink{Name: k.name, Fingerprint: fps[end]})
 					}
 				}
 			}
@@ -667,7 +739,7 @@ func RegisterUndo(op string, fn func(kernel.Kernel, Step) error) {
 func undo(k kernel.Kernel, s Step) error {
 	switch s.Op {
 	case OpNetns:
-		return k.NetnsDel(s.Name, s.Ino, s.Alias)
+		return k.NetnsDel(s.Name, s.Alias, kernel.NetnsID{Ino: s.Ino, Mnt: s.Mnt, Pin: s.Pin})
 	case OpLink:
 		return k.LinkDel(s.NS, s.Name, kernel.Fingerprint{Alias: s.Alias, MAC: s.MAC})
 	case OpUp:
@@ -695,6 +767,20 @@ func undo(k kernel.Kernel, s Step) error {
 	case OpRoute:
 		return k.RouteDel(s.NS, *s.Route)
 	case OpSysctl:
+		if s.New != "" {
+			// Restored only if it holds what the lab set: a value
+			// someone set since is theirs.
+			cur, err := k.SysctlGet(s.NS, s.Name)
+			if err != nil {
+				return ignoreGone(err)
+			}
+			if cur == s.Old {
+				return nil
+			}
+			if cur != s.New {
+				return fmt.Errorf("%s is %q, set since by someone else (the lab set %q): %w", s, cur, s.New, kernel.ErrNotOurs)
+			}
+		}
 		return ignoreGone(k.SysctlSet(s.NS, s.Name, s.Old))
 	case OpProc:
 		return stopProcess(s.Pid, s.Start)

@@ -25,9 +25,9 @@ func TestUndoOrderAndBatching(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ino, _, err := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
+	id, err := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
 	must(err)
-	must(rt.Change(nil, Step{Op: OpNetns, Name: "blue", Ino: ino}, done))
+	must(rt.Change(nil, Step{Op: OpNetns, Name: "blue", Ino: id.Ino, Alias: rt.Tag()}, done))
 	must(rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "v0", PeerName: "v1", PeerNS: "blue", Alias: rt.Tag()}))
 	must(rt.Change(nil, Step{Op: OpLink, Kind: "veth", Name: "v0", PeerNS: "blue", PeerName: "v1", Alias: rt.Tag()}, done))
 	must(rec.LinkAdd(kernel.LinkSpec{Kind: "bridge", Name: "br0", Alias: rt.Tag()}))
@@ -72,15 +72,16 @@ func TestProcessNeverMoot(t *testing.T) {
 // retry, not reported as undone.
 func TestCoveredStepsKeptWhenTheirUndoFails(t *testing.T) {
 	rec := kernel.NewRecorder()
-	ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
+	id, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
 	rec.LinkAdd(kernel.LinkSpec{Kind: "bridge", NS: "blue", Name: "br0", Alias: "nsrun:t"})
 	steps := []Step{
-		{Op: OpNetns, Name: "blue", Ino: ino, Alias: "nsrun:t"},
+		{Op: OpNetns, Name: "blue", Ino: id.Ino, Alias: "nsrun:t"},
 		{Op: OpLink, Kind: "bridge", NS: "blue", Name: "br0", Alias: "nsrun:t"},
 		{Op: OpAddr, NS: "blue", Name: "br0", Addr: netip.MustParsePrefix("10.0.0.1/24")},
 	}
 	rec2 := &refusingNetnsDel{rec}
-	undone, kept, errs := Undo(rec2, steps)
+	r := Undo(rec2, "nsrun:t", steps)
+	undone, kept, errs := r.Undone, r.Failed, r.Errs
 	if len(errs) != 1 || len(undone) != 0 || len(kept) != 3 {
 		t.Fatalf("undone %v, kept %v, errors %v; want all 3 kept, 1 error", undone, kept, errs)
 	}
@@ -92,7 +93,7 @@ func TestCoveredStepsKeptWhenTheirUndoFails(t *testing.T) {
 // refusingNetnsDel is a kernel whose namespace deletions fail.
 type refusingNetnsDel struct{ *kernel.Recorder }
 
-func (refusingNetnsDel) NetnsDel(string, uint64, string) error { return errors.New("busy") }
+func (refusingNetnsDel) NetnsDel(string, string, kernel.NetnsID) error { return errors.New("busy") }
 
 // A rollback to a mark undoes only what came after it.
 func TestRollbackToMark(t *testing.T) {
@@ -100,12 +101,12 @@ func TestRollbackToMark(t *testing.T) {
 	j, _ := OpenJournal("")
 	rt := New("t", rec, j)
 	for _, name := range []string{"a", "b"} {
-		ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: "nsrun:t"})
-		rt.Change(nil, Step{Op: OpNetns, Name: name, Ino: ino}, done)
+		id, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: "nsrun:t"})
+		rt.Change(nil, Step{Op: OpNetns, Name: name, Ino: id.Ino, Alias: rt.Tag()}, done)
 	}
 	mark := j.Len()
-	ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "c", Tag: "nsrun:t"})
-	rt.Change(nil, Step{Op: OpNetns, Name: "c", Ino: ino}, done)
+	id, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "c", Tag: "nsrun:t"})
+	rt.Change(nil, Step{Op: OpNetns, Name: "c", Ino: id.Ino, Alias: rt.Tag()}, done)
 	rt.Rollback(mark)
 	for name, want := range map[string]bool{"a": true, "b": true, "c": false} {
 		if got, _ := rec.NetnsExists(name); got != want {
@@ -114,13 +115,14 @@ func TestRollbackToMark(t *testing.T) {
 	}
 }
 
-// An object that is no longer the lab's is left alone and reported.
+// An object that is no longer the lab's is left alone and reported; the
+// lab's own is gone, so nothing is left to undo.
 func TestUndoLeavesReplacedObjectAlone(t *testing.T) {
 	rec := kernel.NewRecorder()
 	rec.LinkAdd(kernel.LinkSpec{Kind: "bridge", Name: "br0", Alias: "someone-else"})
-	_, failed, errs := Undo(rec, []Step{{Op: OpLink, Kind: "bridge", Name: "br0", Alias: "nsrun:t", Pos: "x.star:3:4"}})
-	if len(failed) != 1 || len(errs) != 1 || !strings.Contains(errs[0].Error(), "x.star:3:4") {
-		t.Fatalf("failed = %v, errs = %v", failed, errs)
+	r := Undo(rec, "nsrun:t", []Step{{Op: OpLink, Kind: "bridge", Name: "br0", Alias: "nsrun:t", Pos: "x.star:3:4"}})
+	if len(r.Failed) != 0 || len(r.Errs) != 0 || len(r.Spared) != 1 || !strings.Contains(r.Spared[0].Error(), "x.star:3:4") {
+		t.Fatalf("failed = %v, errs = %v, spared = %v", r.Failed, r.Errs, r.Spared)
 	}
 	if _, err := rec.LinkGet("", "br0"); err != nil {
 		t.Errorf("the other bridge was removed")
@@ -176,18 +178,18 @@ func TestTornJournal(t *testing.T) {
 func TestPendingMove(t *testing.T) {
 	for _, moved := range []bool{false, true} {
 		rec := kernel.NewRecorder()
-		ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "b", Tag: "nsrun:t"})
+		id, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "b", Tag: "nsrun:t"})
 		rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "fp0", PeerName: "fq0", Alias: "nsrun:t"})
 		if moved {
 			rec.LinkMove("", "fq0", "b")
 		}
 		steps := []Step{
-			{Op: OpNetns, Name: "b", Ino: ino, Alias: "nsrun:t"},
+			{Op: OpNetns, Name: "b", Ino: id.Ino, Alias: "nsrun:t"},
 			{Op: OpLink, Kind: "veth", Name: "fp0", PeerName: "fq0", Alias: "nsrun:t"},
 			{Op: OpMove, Name: "fq0", New: "b", State: StateIntent},
 		}
-		if _, kept, errs := Undo(rec, steps); len(kept) != 0 || len(errs) != 0 {
-			t.Errorf("moved=%v: kept %v, errors %v", moved, kept, errs)
+		if r := Undo(rec, "nsrun:t", steps); len(r.Failed) != 0 || len(r.Errs) != 0 {
+			t.Errorf("moved=%v: kept %v, errors %v", moved, r.Failed, r.Errs)
 		}
 		for _, name := range []string{"fp0", "fq0"} {
 			if _, err := rec.LinkGet("", name); err == nil {
@@ -203,8 +205,8 @@ func TestUndoMovedLink(t *testing.T) {
 	rec := kernel.NewRecorder()
 	j, _ := OpenJournal("")
 	rt := New("t", rec, j)
-	ino, _, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
-	rt.Change(nil, Step{Op: OpNetns, Name: "blue", Ino: ino}, done)
+	id, _ := rec.NetnsAdd(kernel.NetnsSpec{Name: "blue", Tag: "nsrun:t"})
+	rt.Change(nil, Step{Op: OpNetns, Name: "blue", Ino: id.Ino, Alias: rt.Tag()}, done)
 	mark := j.Len()
 	rec.LinkAdd(kernel.LinkSpec{Kind: "veth", Name: "v0", PeerName: "v1", Alias: rt.Tag()})
 	rt.Change(nil, Step{Op: OpLink, Kind: "veth", Name: "v0", PeerName: "v1", Alias: rt.Tag()}, done)
@@ -389,7 +391,7 @@ func TestIntentsNeverBegun(t *testing.T) {
 // records what it is asked to wait for.
 type groupKernel struct {
 	*kernel.Recorder
-	settled []string
+	settled []kernel.NamedLink
 }
 
 func (g *groupKernel) LinkDelGroup(ns, tag string, names []string) ([]string, error) {
@@ -399,7 +401,7 @@ func (g *groupKernel) LinkDelGroup(ns, tag string, names []string) ([]string, er
 	return names, nil
 }
 
-func (g *groupKernel) Settle(ns string, names []string) error {
+func (g *groupKernel) Settle(ns string, names []kernel.NamedLink) error {
 	g.settled = append(g.settled, names...)
 	return nil
 }
@@ -410,8 +412,8 @@ func TestNoSettleForLinksDeletedByGroup(t *testing.T) {
 	g := &groupKernel{Recorder: kernel.NewRecorder()}
 	j, _ := OpenJournal("")
 	rt := New("t", g, j)
-	ino, _, _ := g.NetnsAdd(kernel.NetnsSpec{Name: "b", Tag: rt.Tag()})
-	if err := rt.Change(nil, Step{Op: OpNetns, Name: "b", Ino: ino}, done); err != nil {
+	id, _ := g.NetnsAdd(kernel.NetnsSpec{Name: "b", Tag: rt.Tag()})
+	if err := rt.Change(nil, Step{Op: OpNetns, Name: "b", Ino: id.Ino, Alias: rt.Tag()}, done); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"v0", "v1"} {

@@ -66,10 +66,17 @@ type Lab struct {
 	Dir  string
 	Info LabInfo
 	lock *os.File
+
+	// Spared holds what Down found in the place of the lab's objects and
+	// left alone (see UndoResult).
+	Spared []error
 }
 
 func (l *Lab) journalPath() string { return filepath.Join(l.Dir, "journal") }
-func (l *Lab) infoPath() string    { return filepath.Join(l.Dir, "lab.json") }
+
+// Tag is the alias every object of the lab carries (see Runtime.Tag).
+func (l *Lab) Tag() string      { return tagPrefix + l.Info.Name }
+func (l *Lab) infoPath() string { return filepath.Join(l.Dir, "lab.json") }
 
 // newID returns a random lab instance id.
 func newID() string {
@@ -230,14 +237,15 @@ func (l *Lab) Down(k kernel.Kernel) (undone []Step, failed []error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, []error{err}
 	}
-	if err := killTagged(l.ProcessTag()); err != nil {
+	if err := killLab(l.ProcessTag(), labNetns(steps)); err != nil {
 		failed = append(failed, err)
 	}
-	undone, failedSteps, errs := Undo(k, steps)
-	failed = append(failed, errs...)
-	if len(failedSteps) > 0 || len(failed) > 0 {
+	r := Undo(k, l.Tag(), steps)
+	undone, failed = r.Undone, append(failed, r.Errs...)
+	l.Spared = append(l.Spared, r.Spared...)
+	if len(r.Failed) > 0 || len(failed) > 0 {
 		// Keep what could not be undone, for a later try.
-		if err := writeSteps(l.journalPath(), failedSteps); err != nil {
+		if err := writeSteps(l.journalPath(), r.Failed); err != nil {
 			failed = append(failed, err)
 		}
 		l.SetState(LabIncomplete)

@@ -23,8 +23,10 @@ func pipelined(t *testing.T, k kernel.Kernel, src string) (err error, out string
 		if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &name); err != nil {
 			return nil, err
 		}
-		return starlark.None, rt.Later(thread, Step{Op: OpNetns, Name: name}, func(k kernel.Kernel, s *Step) (err error) {
-			s.Ino, _, err = k.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: rt.Tag()})
+		return starlark.None, rt.Later(thread, Step{Op: OpNetns, Name: name, Alias: rt.Tag()}, func(k kernel.Kernel, s *Step) (err error) {
+			var id kernel.NetnsID
+			id, err = k.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: rt.Tag()})
+			s.Ino = id.Ino
 			return err
 		})
 	})
@@ -103,7 +105,7 @@ fail("not reached")
 	}
 	// Not pipelined any more: a change is made at once.
 	if err := rt.Later(nil, Step{Op: OpNetns, Name: "c"}, func(k kernel.Kernel, s *Step) error {
-		_, _, err := k.NetnsAdd(kernel.NetnsSpec{Name: "c"})
+		_, err := k.NetnsAdd(kernel.NetnsSpec{Name: "c"})
 		return err
 	}); err != nil || len(rec.Log) != 1 {
 		t.Errorf("after EndPipeline: %v, made %q", err, rec.Log)

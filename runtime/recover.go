@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
@@ -47,6 +49,9 @@ func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
 		for _, err := range errs {
 			fmt.Fprintf(w, "  could not undo: %v\n", err)
 		}
+		for _, err := range l.Spared {
+			fmt.Fprintf(w, "  %v\n", err)
+		}
 		failed = append(failed, errs...)
 		l.Unlock()
 	}
@@ -72,10 +77,14 @@ func removeHalfMade(stateDir, name string) {
 	os.RemoveAll(dir)
 }
 
-// killTagged ends every process that carries the lab tag in its
-// environment (see ProcessTagEnv): SIGTERM, a grace period, SIGKILL.
-func killTagged(tag string) error {
-	pids := tagged(tag)
+// killLab ends every process of a lab: those in a namespace of the lab's
+// (netns, by inode), which no process can leave without the privilege to
+// enter another, whatever it did to its environment, user, session or
+// group; and those that carry the lab's tag in their environment (see
+// ProcessTagEnv), which is how a process the lab started in the host
+// namespace is known. SIGTERM, a grace period, SIGKILL.
+func killLab(tag string, netns map[uint64]bool) error {
+	pids := processesOf(tag, netns)
 	if len(pids) == 0 {
 		return nil
 	}
@@ -85,20 +94,33 @@ func killTagged(tag string) error {
 	deadline := time.Now().Add(StopGrace)
 	for len(pids) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
-		pids = tagged(tag)
+		pids = processesOf(tag, netns)
 	}
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	time.Sleep(10 * time.Millisecond)
-	if left := tagged(tag); len(left) > 0 {
+	if left := processesOf(tag, netns); len(left) > 0 {
 		return fmt.Errorf("processes %v of lab %s did not end", left, tag)
 	}
 	return nil
 }
 
-// tagged lists the live processes (zombies excluded) carrying tag.
-func tagged(tag string) []int {
+// labNetns returns the inodes of the namespaces steps made.
+func labNetns(steps []Step) map[uint64]bool {
+	inos := map[uint64]bool{}
+	for _, s := range steps {
+		if s.Op == OpNetns && s.Ino != 0 {
+			inos[s.Ino] = true
+		}
+	}
+	return inos
+}
+
+// processesOf lists the live processes (zombies excluded) of a lab: in
+// one of its namespaces, or carrying tag. Processes of the nsrun itself
+// are not among them.
+func processesOf(tag string, netns map[uint64]bool) []int {
 	mark := []byte(ProcessTagEnv + "=" + tag + "\x00")
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
@@ -107,11 +129,16 @@ func tagged(tag string) []int {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !bytes.Contains(env, mark) {
+		dir := "/proc/" + e.Name()
+		ours := len(netns) > 0 && netns[netnsOf(dir)]
+		if !ours {
+			env, err := os.ReadFile(dir + "/environ")
+			ours = err == nil && bytes.Contains(env, mark)
+		}
+		if !ours {
 			continue
 		}
-		if stat, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
+		if stat, err := os.ReadFile(dir + "/stat"); err == nil {
 			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
 				continue
 			}
@@ -119,4 +146,14 @@ func tagged(tag string) []int {
 		pids = append(pids, pid)
 	}
 	return pids
+}
+
+// netnsOf returns the inode of the network namespace of the process at
+// dir (/proc/PID), or 0.
+func netnsOf(dir string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(dir+"/ns/net", &st) != nil {
+		return 0
+	}
+	return st.Ino
 }

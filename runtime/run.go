@@ -145,6 +145,7 @@ func Run(ctx context.Context, o RunOptions) int {
 			return ExitFailed
 		}
 		undone, failed := rt.Rollback(0)
+		ReportSpared(o.Stderr, rt.Spared)
 		if code := report(o.Stderr, "rolled back", undone, failed); code != ExitOK {
 			lab.SetState(LabIncomplete)
 			return code
@@ -154,6 +155,7 @@ func Run(ctx context.Context, o RunOptions) int {
 	}
 	if o.Remove {
 		undone, failed := rt.Rollback(0)
+		ReportSpared(o.Stderr, rt.Spared)
 		if o.Verbose || len(failed) > 0 {
 			if code := report(o.Stderr, "removed", undone, failed); code != ExitOK {
 				lab.SetState(LabIncomplete)

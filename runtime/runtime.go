@@ -39,6 +39,10 @@ type Runtime struct {
 
 	closers []io.Closer // in-process helpers of the run (captures, ...)
 
+	// Spared holds what the last rollback found in the place of the lab's
+	// objects and left alone (see UndoResult).
+	Spared []error
+
 	mu    sync.Mutex
 	netns map[string]bool    // namespaces this run created
 	links map[[2]string]bool // links this run created, where they are now
@@ -78,7 +82,10 @@ func FromThread(thread *starlark.Thread) (*Runtime, error) {
 }
 
 // Tag is the alias every link of the lab carries: its ownership mark.
-func (rt *Runtime) Tag() string { return "nsrun:" + rt.Lab }
+func (rt *Runtime) Tag() string { return tagPrefix + rt.Lab }
+
+// tagPrefix starts every lab's tag: "nsrun:LAB".
+const tagPrefix = "nsrun:"
 
 // Change makes one change to the kernel, through fn (given the kernel), and
 // journals it: an intent record before (so that a run killed in between
@@ -232,13 +239,14 @@ func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
 	if mark == 0 {
 		rt.Close()
 		// Whatever the lab's processes started, double-forked daemons
-		// included, carries the lab's tag.
-		killTagged(rt.processTag())
+		// included, is in the lab's namespaces or carries its tag.
+		killLab(rt.processTag(), labNetns(rt.Journal.Steps()))
 	}
 	rt.StopProcesses()
-	undone, failed = rt.Journal.Rollback(rt.k, mark)
-	for _, s := range undone {
+	r := rt.Journal.Rollback(rt.k, rt.Tag(), mark)
+	for _, s := range r.Undone {
 		rt.disown(s)
 	}
-	return undone, failed
+	rt.Spared = r.Spared
+	return r.Undone, r.Errs
 }

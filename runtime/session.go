@@ -138,6 +138,7 @@ func (s *Session) Eval(ctx context.Context, f *syntax.File) (starlark.Value, err
 func (s *Session) fail(err error, mark int) {
 	fmt.Fprintln(s.o.Stderr, Backtrace(err))
 	undone, failed := s.RT.Rollback(mark)
+	ReportSpared(s.o.Stderr, s.RT.Spared)
 	if report(s.o.Stderr, "rolled back", undone, failed) != ExitOK {
 		s.Lab.SetState(LabIncomplete) // the session's end, or `down`, tries again
 	}
@@ -193,6 +194,7 @@ func (s *Session) Close(keep bool) int {
 		return ExitOK
 	}
 	undone, failed := s.RT.Rollback(0)
+	ReportSpared(s.o.Stderr, s.RT.Spared)
 	if code := report(s.o.Stderr, "removed", undone, failed); code != ExitOK {
 		s.Lab.SetState(LabIncomplete)
 		return code

@@ -82,6 +82,7 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 		}
 		undone, failed := lab.Down(k)
 		lab.Unlock()
+		runtime.ReportSpared(stderr, lab.Spared)
 		if len(failed) > 0 {
 			fmt.Fprintf(stderr, "nsrun: lab %q: %d of its changes could not be undone:\n", name, len(failed))
 			for _, err := range failed {

@@ -135,9 +135,9 @@ func lab(t *testing.T) (*kernel.Netlink, *runtime.Runtime) {
 		}
 	}
 	for _, ns := range []string{"qdhcp", "vm1", "vm2", "vm3"} {
-		ino, _, err := k.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: "nsrun:t"})
+		id, err := k.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: "nsrun:t"})
 		must(err)
-		must(rt.Change(nil, runtime.Step{Op: runtime.OpNetns, Name: ns, Ino: ino, Alias: "nsrun:t"}, func(kernel.Kernel, *runtime.Step) error { return nil }))
+		must(rt.Change(nil, runtime.Step{Op: runtime.OpNetns, Name: ns, Ino: id.Ino, Alias: "nsrun:t"}, func(kernel.Kernel, *runtime.Step) error { return nil }))
 	}
 	must(k.LinkAdd(kernel.LinkSpec{NS: "qdhcp", Name: "br0", Kind: "bridge"}))
 	must(k.AddrAdd("qdhcp", "br0", netip.MustParsePrefix("10.0.0.2/24")))

@@ -27,9 +27,9 @@ func (f *Faulty) fail() error {
 	return nil
 }
 
-func (f *Faulty) NetnsAdd(s NetnsSpec) (uint64, uint64, error) {
+func (f *Faulty) NetnsAdd(s NetnsSpec) (NetnsID, error) {
 	if err := f.fail(); err != nil {
-		return 0, 0, err
+		return NetnsID{}, err
 	}
 	return f.Kernel.NetnsAdd(s)
 }

@@ -47,12 +47,14 @@ type Kernel interface {
 	// NetnsAdd creates a namespace whose lo carries the alias s.Tag before
 	// the namespace is pinned under its name: a namespace of a lab is
 	// recognisable even if the run died before it recorded the inode. It
-	// returns the namespace's inode and the unique id of its pin's mount
-	// (0 if the kernel has none, see nsexec.MountID).
-	NetnsAdd(s NetnsSpec) (ino, mnt uint64, err error)
+	// returns what identifies the namespace and its pin.
+	NetnsAdd(s NetnsSpec) (NetnsID, error)
 	// NetnsDel removes the namespace only if it is still the lab's: its
-	// inode is ino or, with ino 0 (unknown), its lo carries tag.
-	NetnsDel(name string, ino uint64, tag string) error
+	// inode is id.Ino (if known) and its lo carries tag, which is never
+	// empty. A pin file no namespace is bound to is removed only if it is
+	// the one the lab made (id.Pin), or if the namespace was never known
+	// made (id.Ino 0: the run died between the pin and the binding).
+	NetnsDel(name, tag string, id NetnsID) error
 	NetnsExists(name string) (bool, error)
 
 	LinkAdd(s LinkSpec) error
@@ -79,8 +81,9 @@ type Kernel interface {
 	Start(ns string, cmd *exec.Cmd) error
 
 	// Settle waits until links that die with deleted namespaces (the
-	// host ends of their veths) are gone.
-	Settle(ns string, names []string) error
+	// host ends of their veths) are gone. A link of that name that does
+	// not match its fingerprint is someone else's: it is not waited for.
+	Settle(ns string, links []NamedLink) error
 	Close() error
 }
 
@@ -91,9 +94,32 @@ type Fingerprint struct {
 	MAC   string
 }
 
-// Matches reports whether a link with alias and mac is the one fp names.
+// Matches reports whether a link with alias and mac is the one fp names:
+// its alias is fp's, or it has none and its MAC is fp's. An empty alias
+// never matches an empty tag: an untagged link is a lab's only by its MAC.
 func (fp Fingerprint) Matches(alias, mac string) bool {
-	return alias == fp.Alias || (alias == "" && fp.MAC != "" && mac == fp.MAC)
+	if alias != "" {
+		return alias == fp.Alias
+	}
+	return fp.MAC != "" && mac == fp.MAC
+}
+
+// NamedLink is a link of a lab, by name and fingerprint.
+type NamedLink struct {
+	Name string
+	Fingerprint
+}
+
+// NetnsID identifies a namespace a lab made, and its pin.
+type NetnsID struct {
+	Ino uint64 // the namespace's inode: unique while it lives
+	// Mnt is the unique id of its pin's mount (0 if the kernel has none,
+	// see nsexec.MountID).
+	Mnt uint64
+	// Pin is the inode of the pin file under the mount, on the pins'
+	// filesystem: it names the file left if a deletion is cut short
+	// between the unmount and the unlink.
+	Pin uint64
 }
 
 // LinkSpec describes a link to create. The link is created directly in NS;

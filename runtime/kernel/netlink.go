@@ -162,10 +162,10 @@ func (k *Netlink) Close() error {
 	return nil
 }
 
-func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
+func (k *Netlink) NetnsAdd(spec NetnsSpec) (NetnsID, error) {
 	name := spec.Name
 	var sock *rtnl
-	ino, fd, err := nsexec.NewNamed(k.Dir, name, func() error {
+	ino, pin, fd, err := nsexec.NewNamed(k.Dir, name, func() error {
 		// On the new namespace's thread: the sockets are opened here, in
 		// it, and serve the namespace for the rest of the run.
 		if spec.NoIPv6 {
@@ -188,7 +188,7 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
 		if sock != nil {
 			sock.Close()
 		}
-		return 0, 0, err
+		return NetnsID{}, err
 	}
 	k.keepSock(name, sock)
 	k.mu.Lock()
@@ -202,7 +202,7 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (ino, mnt uint64, err error) {
 	k.fds[name] = netns.NsHandle(fd) // kept: a veth's peer is put in it by this descriptor
 	k.index[linkKey{name, "lo"}] = loIndex
 	k.mu.Unlock()
-	return ino, nsexec.MountID(k.path(name)), nil
+	return NetnsID{Ino: ino, Mnt: nsexec.MountID(k.path(name)), Pin: pin}, nil
 }
 
 // disableIPv6 turns IPv6 off in the calling thread's namespace. A kernel
@@ -222,19 +222,28 @@ func disableIPv6() error {
 	return nil
 }
 
-func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
+func (k *Netlink) NetnsDel(name, tag string, id NetnsID) error {
 	k.forget(name)
-	if ino == 0 && isPlaceholder(k.path(name)) {
-		// A run died between pinning the name (an empty file, as
-		// `ip netns add` makes first) and binding the namespace to it.
-		return os.Remove(k.path(name))
+	path := k.path(name)
+	if pin, ok := nsexec.PinFile(path); ok {
+		// A pin no namespace is bound to. It is the lab's if the run
+		// died between making it and binding the namespace (the
+		// namespace never known made), or if a deletion was cut short
+		// between the unmount and the unlink (the very file the lab made).
+		if id.Ino == 0 || (id.Pin != 0 && pin == id.Pin) {
+			return nsexec.RemovePin(path)
+		}
+		return fmt.Errorf("netns %q is an empty pin the lab did not make: %w", name, ErrNotOurs)
+	}
+	if tag == "" {
+		return fmt.Errorf("netns %q: no tag to check it by: %w", name, ErrNotOurs)
 	}
 	k.mu.Lock()
-	checked := ino != 0 && k.verified[name] == ino
+	checked := id.Ino != 0 && k.verified[name] == id.Ino
 	delete(k.verified, name)
 	k.mu.Unlock()
 	if checked {
-		return nsexec.DeleteNamed(k.Dir, name, ino)
+		return nsexec.DeleteNamed(k.Dir, name, id.Ino)
 	}
 	// The inode alone is not enough: the kernel hands a freed namespace's
 	// inode number out again. The tag on lo is checked as well.
@@ -242,14 +251,15 @@ func (k *Netlink) NetnsDel(name string, ino uint64, tag string) error {
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, ErrNotFound) {
 		return nil
 	}
-	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: pinned, but not a namespace (yet)
+	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: pinned, but not a namespace
 		return err
 	}
 	if got != tag {
 		return fmt.Errorf("netns %q carries tag %q, not %q: %w", name, got, tag, ErrNotOurs)
 	}
+	ino := id.Ino
 	if ino == 0 {
-		if ino, err = nsexec.Inode(k.path(name)); err != nil {
+		if ino, err = nsexec.Inode(path); err != nil {
 			return err
 		}
 	}
@@ -280,17 +290,6 @@ func (k *Netlink) PrecheckNetns(names []string, inos, mnts []uint64, tags []stri
 		k.verified[name] = inos[i]
 		k.mu.Unlock()
 	}
-}
-
-// isPlaceholder reports whether path is an empty file that no namespace is
-// bound to.
-func isPlaceholder(path string) bool {
-	var fs unix.Statfs_t
-	if unix.Statfs(path, &fs) != nil || fs.Type == unix.NSFS_MAGIC {
-		return false
-	}
-	fi, err := os.Lstat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == 0
 }
 
 // loAlias reads the tag of namespace name's lo; a name that is pinned but
@@ -740,23 +739,28 @@ func (k *Netlink) Start(ns string, cmd *exec.Cmd) error {
 	return nsexec.Start(k.path(ns), cmd)
 }
 
-// Settle waits, for at most ten seconds, until none of the named links is
-// left in ns: the kernel frees a deleted namespace, and the veths with an end
-// in it, asynchronously.
-func (k *Netlink) Settle(ns string, names []string) error {
+// Settle waits, for at most ten seconds, until none of the links is left
+// in ns: the kernel frees a deleted namespace, and the veths with an end in
+// it, asynchronously. A link of the name that does not match its
+// fingerprint is not the lab's (someone made one since): it is not waited
+// for.
+func (k *Netlink) Settle(ns string, links []NamedLink) error {
 	h, err := k.h(ns)
 	if err != nil {
 		return err
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for _, name := range names {
+	for _, want := range links {
 		for {
-			_, err := h.LinkByName(name)
+			l, err := h.LinkByName(want.Name)
 			if notFound(err) == ErrNotFound {
 				break
 			}
+			if err == nil && !want.Matches(l.Attrs().Alias, l.Attrs().HardwareAddr.String()) {
+				break
+			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("link %q in netns %q is still there after its namespace was deleted", name, NSArg(ns))
+				return fmt.Errorf("link %q in netns %q is still there after its namespace was deleted", want.Name, NSArg(ns))
 			}
 			time.Sleep(2 * time.Millisecond)
 		}

@@ -58,7 +58,7 @@ func TestNATExprs(t *testing.T) {
 // a rule needs its table, and deletions of what is gone are no-ops.
 func TestRecorderNAT(t *testing.T) {
 	r := NewRecorder()
-	ino, _, _ := r.NetnsAdd(NetnsSpec{Name: "r", Tag: "nsrun:t"})
+	id, _ := r.NetnsAdd(NetnsSpec{Name: "r", Tag: "nsrun:t"})
 	if err := r.NATRule("r", "ip", "nsrun-t", NATRule{Action: Masquerade}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a rule without its table: %v", err)
 	}
@@ -89,7 +89,7 @@ func TestRecorderNAT(t *testing.T) {
 		t.Errorf("deleting a table already gone: %v", err)
 	}
 	// A namespace made again under the same name starts without tables.
-	r.NetnsDel("r", ino, "nsrun:t")
+	r.NetnsDel("r", "nsrun:t", id)
 	r.NetnsAdd(NetnsSpec{Name: "r", Tag: "nsrun:t"})
 	if err := r.NATTable("r", "ip6", "nsrun-t"); err != nil {
 		t.Errorf("the table in a new namespace of the same name: %v", err)

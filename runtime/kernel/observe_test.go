@@ -40,7 +40,7 @@ func TestDumpRetriesInterrupted(t *testing.T) {
 
 func TestRecorderObserves(t *testing.T) {
 	r := NewRecorder()
-	if _, _, err := r.NetnsAdd(NetnsSpec{Name: "red", Tag: "nsrun:t"}); err != nil {
+	if _, err := r.NetnsAdd(NetnsSpec{Name: "red", Tag: "nsrun:t"}); err != nil {
 		t.Fatal(err)
 	}
 	must := func(err error) {
@@ -57,7 +57,7 @@ func TestRecorderObserves(t *testing.T) {
 
 	links, err := r.Links("red")
 	must(err)
-	if got := fmt.Sprint(links); got != "[{red lo loopback 0 00:00:00:00:00:00 65536 true   [ ] []} {red v1 veth 0  1500 false   [ ] []}]" {
+	if got := fmt.Sprint(links); got != "[{red lo loopback 0 00:00:00:00:00:00 65536 true  nsrun:t [ ] []} {red v1 veth 0  1500 false   [ ] []}]" {
 		t.Errorf("links: %s", got)
 	}
 	addrs, err := r.Addrs("red")

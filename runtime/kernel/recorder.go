@@ -61,14 +61,14 @@ func ipn(ns string) string {
 	return "ip -n " + ns
 }
 
-func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, uint64, error) {
+func (r *Recorder) NetnsAdd(s NetnsSpec) (NetnsID, error) {
 	name := s.Name
 	if _, ok := r.netns[name]; ok {
-		return 0, 0, unix.EEXIST
+		return NetnsID{}, unix.EEXIST
 	}
 	if r.Real != nil {
 		if exists, _ := r.Real.NetnsExists(name); exists {
-			return 0, 0, unix.EEXIST
+			return NetnsID{}, unix.EEXIST
 		}
 	}
 	cmd := "ip netns add " + name
@@ -79,7 +79,7 @@ func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, uint64, error) {
 		cmd += "; ip -n " + name + " link set lo up"
 	}
 	if err := r.change("%s", cmd); err != nil {
-		return 0, 0, err
+		return NetnsID{}, err
 	}
 	if s.NoIPv6 {
 		r.sysctl[[2]string{name, ipv6Off}] = "1"
@@ -87,13 +87,17 @@ func (r *Recorder) NetnsAdd(s NetnsSpec) (uint64, uint64, error) {
 	}
 	r.nextIno++
 	r.netns[name] = r.nextIno
-	r.links[[2]string{name, "lo"}] = &LinkInfo{NS: name, Name: "lo", Kind: "loopback", Up: s.LoUp, MTU: 65536, MAC: "00:00:00:00:00:00"}
-	return r.nextIno, 0, nil
+	r.links[[2]string{name, "lo"}] = &LinkInfo{NS: name, Name: "lo", Kind: "loopback", Up: s.LoUp, MTU: 65536, MAC: "00:00:00:00:00:00", Alias: s.Tag}
+	return NetnsID{Ino: r.nextIno}, nil
 }
 
-func (r *Recorder) NetnsDel(name string, ino uint64, tag string) error {
-	if got, ok := r.netns[name]; !ok || (ino != 0 && got != ino) {
+func (r *Recorder) NetnsDel(name, tag string, id NetnsID) error {
+	got, ok := r.netns[name]
+	if !ok {
 		return nil
+	}
+	if tag == "" || (id.Ino != 0 && got != id.Ino) || r.links[[2]string{name, "lo"}].Alias != tag {
+		return fmt.Errorf("netns %q: %w", name, ErrNotOurs)
 	}
 	if err := r.change("ip netns del %s", name); err != nil {
 		return err
@@ -473,8 +477,8 @@ func (r *Recorder) Start(ns string, cmd *exec.Cmd) error {
 	return nil
 }
 
-func (r *Recorder) Settle(string, []string) error { return nil }
-func (r *Recorder) Close() error                  { return nil }
+func (r *Recorder) Settle(string, []NamedLink) error { return nil }
+func (r *Recorder) Close() error                     { return nil }
 
 func peerAlias(s LinkSpec) string {
 	if s.PeerUntagged {

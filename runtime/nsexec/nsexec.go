@@ -92,9 +92,10 @@ func threadNetns() string {
 // NewNamed creates a network namespace, runs inside on its thread (if not
 // nil) before anyone else can see it, then pins it at dir/name, as
 // `ip netns add` does, and returns its inode, which identifies it for as long
-// as it lives, and a descriptor of it (close-on-exec), for the caller to keep
-// or close. The calling thread never changes namespace.
-func NewNamed(dir, name string, inside func() error) (ino uint64, fd int, err error) {
+// as it lives, the inode of the pin file under the mount (see pin), and a
+// descriptor of it (close-on-exec), for the caller to keep or close. The
+// calling thread never changes namespace.
+func NewNamed(dir, name string, inside func() error) (ino, pinIno uint64, fd int, err error) {
 	fd = -1
 	err = onThread(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
@@ -108,39 +109,47 @@ func NewNamed(dir, name string, inside func() error) (ino uint64, fd int, err er
 		return inside()
 	})
 	if err == nil {
-		ino, err = pin(fd, dir, name)
+		ino, pinIno, err = pin(fd, dir, name)
 	}
 	if err != nil {
 		if fd >= 0 {
 			unix.Close(fd) // the namespace vanishes with its last descriptor
 		}
-		return 0, -1, fmt.Errorf("binding %s: %w", filepath.Join(dir, name), err)
+		return 0, 0, -1, fmt.Errorf("binding %s: %w", filepath.Join(dir, name), err)
 	}
-	return ino, fd, nil
+	return ino, pinIno, fd, nil
 }
 
 // pin binds the namespace open at fd to dir/name, as `ip netns add` does
-// (first an empty file, then the bind mount), and returns its inode.
-func pin(fd int, dir, name string) (ino uint64, err error) {
+// (first an empty file, then the bind mount), and returns its inode and the
+// pin file's own: once the namespace is unmounted from it, that file is
+// what is left, and its inode tells it from a file someone else made.
+func pin(fd int, dir, name string) (ino, pinIno uint64, err error) {
 	if err := prepareNetnsDir(dir); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	path := filepath.Join(dir, name)
 	f, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o444)
 	if err != nil {
-		return 0, &os.PathError{Op: "open", Path: path, Err: err}
+		return 0, 0, &os.PathError{Op: "open", Path: path, Err: err}
 	}
+	var st unix.Stat_t
+	err = unix.Fstat(f, &st)
 	unix.Close(f)
+	if err != nil {
+		os.Remove(path)
+		return 0, 0, err
+	}
+	pinIno = st.Ino
 	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), path, "none", unix.MS_BIND, ""); err != nil {
 		os.Remove(path)
-		return 0, err
+		return 0, 0, err
 	}
 	// The pin's inode is the namespace's: the one of the descriptor.
-	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return st.Ino, nil
+	return st.Ino, pinIno, nil
 }
 
 // Inode returns the inode of the namespace pinned at path.
@@ -183,10 +192,38 @@ func DeleteNamed(dir, name string, ino uint64) error {
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("unmounting %s: %w", path, err)
 	}
+	if AfterUnmount != nil {
+		AfterUnmount()
+	}
+	return RemovePin(path)
+}
+
+// AfterUnmount, in tests of the fault harness, runs between a namespace's
+// unmount and the removal of its pin file.
+var AfterUnmount func()
+
+// RemovePin removes the pin file at path (a namespace already unmounted
+// from it).
+func RemovePin(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
+}
+
+// PinFile returns the inode of the file at path if it is a pin no
+// namespace is bound to — an empty regular file, as a pin is between its
+// making and its binding, and after its unmount — and false otherwise.
+func PinFile(path string) (ino uint64, ok bool) {
+	var fs unix.Statfs_t
+	if unix.Statfs(path, &fs) != nil || fs.Type == unix.NSFS_MAGIC {
+		return 0, false
+	}
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
+		return 0, false
+	}
+	return st.Ino, true
 }
 
 var prepared sync.Map // dir -> struct{}: done once per process

@@ -97,7 +97,7 @@ func TestDo(t *testing.T) {
 
 // newNamed is nsexec.NewNamed for a test that needs no descriptor.
 func newNamed(dir, name string, inside func() error) (uint64, error) {
-	ino, fd, err := nsexec.NewNamed(dir, name, inside)
+	ino, _, fd, err := nsexec.NewNamed(dir, name, inside)
 	if err == nil {
 		unix.Close(fd)
 	}

@@ -29,12 +29,12 @@ func newLab(t *testing.T) *lab {
 // that an address is usable at once) and, if lo, its loopback up.
 func (l *lab) netns(name string, lo bool) {
 	l.t.Helper()
-	ino, _, err := l.k.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: "nsrun:t"})
+	id, err := l.k.NetnsAdd(kernel.NetnsSpec{Name: name, Tag: "nsrun:t"})
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	l.t.Cleanup(func() {
-		if err := l.k.NetnsDel(name, ino, "nsrun:t"); err != nil {
+		if err := l.k.NetnsDel(name, "nsrun:t", id); err != nil {
 			l.t.Error(err)
 		}
 	})
