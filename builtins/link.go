@@ -185,6 +185,17 @@ func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
 	for _, a := range addrs {
 		p := prefix(a)
+		if ns == kernel.Host {
+			// The kernel adds a route to the address's prefix: it is
+			// held to the policy of the routes a recipe adds there.
+			r := kernel.Route{Dst: p.Masked(), Family: 4, Dev: name}
+			if p.Addr().Is6() {
+				r.Family = 6
+			}
+			if err := hostRouteAllowed(rt, r); err != nil {
+				return nil, fmt.Errorf("%s: %s on %q in the host namespace: its prefix route: %w", fn, p, name, err)
+			}
+		}
 		step := runtime.Step{Op: runtime.OpAddr, NS: ns, Name: name, Addr: p}
 		if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
 			err := k.AddrAdd(ns, name, p)

@@ -84,7 +84,7 @@ func (s Step) String() string {
 	case OpProc:
 		return fmt.Sprintf("process %d (%s)%s", s.Pid, s.Name, in)
 	case OpMove:
-		return fmt.Sprintf("move of %q to netns %q", s.Name, s.New)
+		return fmt.Sprintf("move of %q to netns %q", s.Name, kernel.NSArg(s.New))
 	default:
 		return fmt.Sprintf("%s of %q%s", s.Op, s.Name, in)
 	}

@@ -163,13 +163,16 @@ func (rt *Runtime) make(j *job) error {
 	}
 	var err error
 	if j.n > 0 {
-		if err = faultHook(j.n, false); err == nil {
-			defer faultHook(j.n, true)
+		if err = faultHook(j.n, beforeChange); err == nil {
+			defer faultHook(j.n, afterChange)
 		}
 	}
 	s := j.intent
 	if err == nil {
 		err = j.work(rt.k, &s)
+	}
+	if err == nil && j.n > 0 {
+		faultHook(j.n, changeMade)
 	}
 	if err != nil {
 		rt.Journal.Void(j.seq)

@@ -106,18 +106,23 @@ func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn Work) error {
 	if err != nil {
 		return errJournal(err)
 	}
+	n := 0
 	if rt.Faults {
 		rt.changes++
-		if err := faultHook(rt.changes, false); err != nil {
+		n = rt.changes
+		if err := faultHook(n, beforeChange); err != nil {
 			rt.Journal.Void(seq)
 			return err
 		}
-		defer faultHook(rt.changes, true)
+		defer faultHook(n, afterChange)
 	}
 	intent := s
 	if err := fn(rt.k, &s); err != nil {
 		rt.Journal.Void(seq)
 		return err
+	}
+	if n > 0 {
+		faultHook(n, changeMade)
 	}
 	rt.own(s)
 	return rt.record(seq, intent, s)

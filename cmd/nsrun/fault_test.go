@@ -15,9 +15,15 @@ import (
 	"github.com/nsrun/nsrun/runtime/nstest"
 )
 
-// The fault actions: change k fails, or the run gets SIGKILL, SIGINT or
-// SIGTERM just before or just after change k (see runtime/fault_inject.go).
-var faultActions = []string{"fail", "kill-before", "kill-after", "int-before", "int-after", "term-before", "term-after"}
+// The fault actions: change k fails, or the run gets SIGKILL, SIGINT,
+// SIGTERM or SIGHUP just before change k, once the kernel has made it but
+// before its done record, or just after (see runtime/fault_inject.go).
+var faultActions = []string{"fail", "kill-before", "kill-made", "kill-after", "int-before", "int-made", "int-after", "term-before", "term-after", "hup-before", "hup-made", "hup-after"}
+
+// Undos are struck too (see strike): a rollback or `down` gets SIGKILL
+// before its k-th undo or between a namespace's unmount and the removal of
+// its pin, or SIGINT, SIGTERM or SIGHUP before its k-th undo, which it must
+// absorb and finish.
 
 // faultRecipes are the recipes the harness runs: the small ones in
 // testdata/ through every change and every action; the walkthroughs (seconds
@@ -49,33 +55,92 @@ func TestFaultInjection(t *testing.T) {
 	every, rotating := faultRecipes(t)
 
 	var points, leftovers, touched int
-	run := func(recipe string, k int, action string, at string) {
-		points++
-		before := nstest.Snapshot(t)
-		cmd := exec.Command(bin, "--rm", "-q", recipe)
-		cmd.Env = append(os.Environ(), fmt.Sprintf("NSRUN_FAULT=%d:%s", k, action))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		if r := nsrun(t, "recover"); r.code != 0 {
-			t.Errorf("%s at change %d, %s: recover: %+v", recipe, k, action, r)
-		}
-		if code := exitCode(err); code == 3 || code == 2 {
-			t.Errorf("%s at change %d, %s: exit %d:\n%s", recipe, k, action, code, stderr.String())
-		}
-		// A failed change is reported at the recipe line that asked for
-		// it, though a run makes its changes behind the recipe.
-		if action == "fail" && (!strings.Contains(stderr.String(), at+": in ") || !strings.Contains(stderr.String(), fmt.Sprintf("injected failure at change %d\n", k))) {
-			t.Errorf("%s at change %d (%s), fail: stderr does not name it:\n%s", recipe, k, at, stderr.String())
-		}
+	// check requires the machine to be as it was and the decoys untouched.
+	check := func(what, stderr, before string, lab string) {
 		if after := nstest.Snapshot(t); after != before {
 			leftovers++
-			t.Errorf("%s at change %d, %s: left\n%s\nwant\n%s\nstderr:\n%s", recipe, k, action, after, before, stderr.String())
-			nsrun(t, "down", strings.TrimSuffix(filepath.Base(recipe), ".star"))
+			t.Errorf("%s: left\n%s\nwant\n%s\nstderr:\n%s", what, after, before, stderr)
+			nsrun(t, "down", lab)
 		}
 		if d := decoys(); d != "" {
 			touched++
-			t.Errorf("%s at change %d, %s: a decoy changed:\n%s", recipe, k, action, d)
+			t.Errorf("%s: a decoy changed:\n%s", what, d)
+		}
+	}
+	// inject runs args with NSRUN_FAULT=spec, and returns its exit code
+	// and standard error.
+	inject := func(spec string, args ...string) (int, string) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "NSRUN_FAULT="+spec)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		return exitCode(err), stderr.String()
+	}
+	run := func(recipe string, k int, action string, at string) {
+		points++
+		before := nstest.Snapshot(t)
+		code, stderr := inject(fmt.Sprintf("%d:%s", k, action), "--rm", "-q", recipe)
+		what := fmt.Sprintf("%s at change %d, %s", recipe, k, action)
+		if r := nsrun(t, "recover"); r.code != 0 {
+			t.Errorf("%s: recover: %+v", what, r)
+		}
+		if code == 3 || code == 2 {
+			t.Errorf("%s: exit %d:\n%s", what, code, stderr)
+		}
+		// A failed change is reported at the recipe line that asked for
+		// it, though a run makes its changes behind the recipe.
+		if action == "fail" && (!strings.Contains(stderr, at+": in ") || !strings.Contains(stderr, fmt.Sprintf("injected failure at change %d\n", k))) {
+			t.Errorf("%s (%s): stderr does not name it:\n%s", what, at, stderr)
+		}
+		check(what, stderr, before, labOf(recipe))
+	}
+	// undoing strikes a rollback (of the whole run, failed at its last
+	// change) and a `down` with an undo action at undo k; `recover` or a
+	// second `down` must then finish the work. It reports whether the
+	// action struck (the process was killed at k, not past its last undo).
+	strike := func(recipe string, last, k int, action string) (struck bool) {
+		lab := labOf(recipe)
+		points += 2
+		before := nstest.Snapshot(t)
+		code, stderr := inject(fmt.Sprintf("%d:fail,%d:%s", last, k, action), "--rm", "-q", recipe)
+		what := fmt.Sprintf("%s, rollback, %s at undo %d", recipe, action, k)
+		struck = code == 137
+		if !struck && code != 1 {
+			t.Errorf("%s: exit %d:\n%s", what, code, stderr)
+		}
+		if r := nsrun(t, "recover"); r.code != 0 {
+			t.Errorf("%s: recover: %+v", what, r)
+		}
+		check(what, stderr, before, lab)
+		if r := nsrun(t, "-q", recipe); r.code != 0 {
+			t.Fatalf("%s: %+v", recipe, r)
+		}
+		code, stderr = inject(fmt.Sprintf("%d:%s", k, action), "down", lab)
+		what = fmt.Sprintf("%s, down, %s at undo %d", recipe, action, k)
+		switch {
+		case code == 137:
+			struck = true
+			if r := nsrun(t, "down", lab); r.code != 0 {
+				t.Errorf("%s: second down: %+v", what, r)
+			}
+		case code != 0:
+			t.Errorf("%s: exit %d:\n%s", what, code, stderr)
+		}
+		check(what, stderr, before, lab)
+		return struck
+	}
+	undoing := func(recipe string, last int) {
+		undos := 0
+		for k := 1; strike(recipe, last, k, "kill-undo"); k++ {
+			undos = k
+		}
+		for k := 1; strike(recipe, last, k, "kill-unpin"); k++ {
+		}
+		for _, action := range []string{"int-undo", "term-undo", "hup-undo"} {
+			for k := 1; k <= undos; k++ {
+				strike(recipe, last, k, action)
+			}
 		}
 	}
 	for _, recipe := range every {
@@ -85,6 +150,7 @@ func TestFaultInjection(t *testing.T) {
 				run(recipe, k, action, at[k-1])
 			}
 		}
+		undoing(recipe, len(at))
 	}
 	for i, recipe := range rotating {
 		at := changes(t, bin, recipe)
@@ -101,6 +167,9 @@ func TestFaultInjection(t *testing.T) {
 		t.Errorf("only %d injection points, want at least 500", points)
 	}
 }
+
+// labOf is the name of the lab a recipe makes by default.
+func labOf(recipe string) string { return strings.TrimSuffix(filepath.Base(recipe), ".star") }
 
 // changes lists the recipe positions of the changes a recipe makes, from a
 // run's -v log ("+ CHANGE (POS)").
