@@ -24,7 +24,7 @@ func init() {
 // record; the caller closes k.
 func openLab(name string, stderr io.Writer) (*runtime.Lab, *kernel.Netlink, error) {
 	k := kernel.NewNetlink(runtime.NetnsDir)
-	runtime.Recover(runtime.StateDir, k, stderr)
+	recoverDead(k, stderr)
 	lab, err := runtime.OpenLab(runtime.StateDir, name)
 	if err != nil {
 		k.Close()

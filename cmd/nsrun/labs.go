@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +20,7 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 	}
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
-	runtime.Recover(runtime.StateDir, k, stderr)
+	recoverDead(k, stderr)
 	labs, err := runtime.ListLabs(runtime.StateDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
@@ -62,11 +63,19 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nsrun down: name the labs to remove (see `nsrun ls`)")
 		return runtime.ExitUsage
 	}
+	// A stop signal (Ctrl-C, a closed terminal) never cuts a lab's undo
+	// short: it stops down before the next lab.
+	sigs := catch()
+	defer sigs.release()
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
 	runtime.Recover(runtime.StateDir, k, stderr)
 	code := runtime.ExitOK
-	for _, name := range fs.Args() {
+	for i, name := range fs.Args() {
+		if err := sigs.signalled(); err != nil {
+			fmt.Fprintf(stderr, "nsrun down: %v; left up: %s\n", err, strings.Join(fs.Args()[i:], " "))
+			return max(code, runtime.ExitFailed)
+		}
 		if c, ok := inKeptSandbox(name, []string{"down", name}, stdout, stderr); ok {
 			code = max(code, c)
 			continue
@@ -105,7 +114,9 @@ func cmdRecover(args []string, stdout, stderr io.Writer) int {
 	}
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
-	if failed := runtime.Recover(runtime.StateDir, k, stdout); len(failed) > 0 {
+	var failed []error
+	undoing(func() { failed = runtime.Recover(runtime.StateDir, k, stdout) }) // to its end
+	if len(failed) > 0 {
 		return runtime.ExitIncomplete
 	}
 	return runtime.ExitOK
@@ -119,7 +130,7 @@ func cmdGC(args []string, stdout, stderr io.Writer) int {
 	}
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
-	runtime.Recover(runtime.StateDir, k, stderr)
+	recoverDead(k, stderr)
 	orphans, err := runtime.FindOrphans(runtime.StateDir, k)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
@@ -130,10 +141,16 @@ func cmdGC(args []string, stdout, stderr io.Writer) int {
 		return runtime.ExitOK
 	}
 	code := runtime.ExitOK
+	sigs := catch() // an object's removal is not cut short
+	defer sigs.release()
 	for _, o := range orphans {
 		if !*yes {
 			fmt.Fprintf(stdout, "%s\n", o)
 			continue
+		}
+		if err := sigs.signalled(); err != nil {
+			fmt.Fprintf(stderr, "nsrun gc: %v\n", err)
+			return max(code, runtime.ExitFailed)
 		}
 		if err := o.Remove(k); err != nil {
 			fmt.Fprintf(stderr, "nsrun: %s: %v\n", o, err)

@@ -16,6 +16,7 @@ import (
 
 func main() {
 	nsexec.MaybeHelper()
+	survivePipes()
 	collectLess()
 	os.Exit(doMain(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -78,6 +78,11 @@ Flags:
 	defer k.Close()
 	interp := newInterp(argv, *libs)
 	interp.Predeclared["help"] = builtins.Help
+	// Signals are caught from before the session's lab exists until its
+	// teardown is done.
+	r := &repl{out: stdout, stderr: stderr}
+	stop := r.catchSignals()
+	defer stop()
 	s, err := runtime.OpenSession(runtime.RunOptions{
 		Recipe: recipe, Args: argv, Lab: *name, StateDir: runtime.StateDir, Kernel: k,
 		Interp: interp, Stdout: stdout, Stderr: stderr, Verbose: *verbose, MaxSteps: *maxSteps,
@@ -87,8 +92,7 @@ Flags:
 		return runtime.ExitUsage
 	}
 	in := newLineReader(stdout, stderr, &completer{s})
-	r := &repl{s: s, in: in, out: stdout, stderr: stderr}
-	stop := r.catchSignals()
+	r.setInput(s, in)
 	if recipe != "" {
 		r.transaction(func(ctx context.Context) {
 			if s.RunRecipe(ctx) != nil {
@@ -111,11 +115,12 @@ Flags:
 		})
 	}
 	in.Close()
+	code = s.Close(*keep)
 	stop()
-	return holdIfKept(inside && *keep, s.Close(*keep))
+	return holdIfKept(inside && *keep, code)
 }
 
-// repl is the loop's state: the input being run, and whether SIGTERM
+// repl is the loop's state: the input being run, and whether a signal
 // asked the session to end.
 type repl struct {
 	s           *runtime.Session
@@ -127,26 +132,51 @@ type repl struct {
 	term   bool
 }
 
+// setInput gives the loop its session and reader; if a signal already
+// asked the session to end, the reader is closed at once.
+func (r *repl) setInput(s *runtime.Session, in lineReader) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.s, r.in = s, in
+	if r.term {
+		in.Close()
+	}
+}
+
 // catchSignals makes SIGINT cancel the running input (at a terminal's
-// prompt readline gets Ctrl-C as a key instead), and SIGTERM cancel it and
-// end the session, which then tears the lab down.
+// prompt readline gets Ctrl-C as a key instead), and SIGTERM or SIGHUP (the
+// terminal closed) cancel it and end the session, which then tears the lab
+// down. Until the returned stop, no signal stops nsrun: a rollback or the
+// teardown, once started, finishes.
 func (r *repl) catchSignals() func() {
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	if len(stopSignals) > 0 {
+		signal.Notify(sigs, stopSignals...)
+	}
+	done := make(chan struct{})
 	go func() {
-		for sig := range sigs {
+		for {
+			var sig os.Signal
+			select {
+			case sig = <-sigs:
+			case <-done:
+				return
+			}
 			r.mu.Lock()
 			if r.cancel != nil {
 				r.cancel(fmt.Errorf("interrupted by %v", sig))
 			}
-			if sig == syscall.SIGTERM && !r.term {
+			if sig != syscall.SIGINT && !r.term {
 				r.term = true
-				r.in.Close()
+				if r.in != nil {
+					r.in.Close()
+				}
 			}
 			r.mu.Unlock()
 		}
 	}()
-	return func() { signal.Stop(sigs); close(sigs) }
+	var once sync.Once
+	return func() { once.Do(func() { signal.Stop(sigs); close(done) }) }
 }
 
 func (r *repl) terminated() bool {
@@ -177,6 +207,7 @@ func (r *repl) transaction(fn func(ctx context.Context)) {
 func (r *repl) read() (*syntax.File, error) {
 	r.in.SetPrompt(">>> ")
 	var eof, interrupted bool
+	var lost error
 	f, err := runtime.ReplOptions.ParseCompoundStmt("<stdin>", func() ([]byte, error) {
 		line, err := r.in.Readline()
 		r.in.SetPrompt("... ")
@@ -187,11 +218,16 @@ func (r *repl) read() (*syntax.File, error) {
 			interrupted = true
 		case err == nil:
 			return []byte(line + "\n"), nil
+		default:
+			lost = err // the input is gone (a terminal that hung up: EIO)
 		}
 		return nil, err
 	})
 	switch {
 	case eof:
+		return nil, io.EOF
+	case lost != nil:
+		fmt.Fprintf(r.stderr, "nsrun: reading input: %v\n", lost)
 		return nil, io.EOF
 	case interrupted:
 		return nil, readline.ErrInterrupt

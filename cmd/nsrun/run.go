@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -152,21 +149,6 @@ func enterSandbox() error {
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
 	return k.LinkSetUp(kernel.Host, "lo", true)
-}
-
-// interruptible returns a context cancelled by SIGINT or SIGTERM, with the
-// signal as its cause. Later signals are absorbed: a rollback, once started,
-// finishes.
-func interruptible() (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		for s := range sigs {
-			cancel(fmt.Errorf("interrupted by %v", s))
-		}
-	}()
-	return ctx, func() { signal.Stop(sigs); cancel(nil) }
 }
 
 const sandboxUsage = "run in a sandbox: a fresh network and mount namespace (and, without root, a user namespace) that the machine cannot see and that vanishes at exit"
