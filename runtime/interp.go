@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,15 @@ type Interp struct {
 
 	cache map[string]*loaded
 	root  string // the top recipe's directory: relative loads stay below it
+	// sources holds what was read of each file, recipe and libraries: a
+	// run executes what its preflight planned, and a FIFO, which can be
+	// read only once, can be a recipe.
+	sources map[string][]byte
 }
+
+// MaxSourceSize bounds a recipe and each file it loads: a recipe is a
+// program, not data, and /dev/zero never ends.
+const MaxSourceSize = 8 << 20
 
 type loaded struct {
 	globals starlark.StringDict
@@ -59,9 +68,77 @@ func (in *Interp) NewThread(name string, rt *Runtime, out io.Writer) *starlark.T
 	return thread
 }
 
-// ExecFile executes the recipe at path and returns its globals.
+// ReadRecipe reads the recipe at path (see readSource) once: ExecFile
+// executes what was read.
+func (in *Interp) ReadRecipe(ctx context.Context, path string) ([]byte, error) {
+	return in.source(ctx, path, path)
+}
+
+// source returns the file at path, read once, under key.
+func (in *Interp) source(ctx context.Context, key, path string) ([]byte, error) {
+	if src, ok := in.sources[key]; ok {
+		return src, nil
+	}
+	src, err := readSource(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if in.sources == nil {
+		in.sources = map[string][]byte{}
+	}
+	in.sources[key] = src
+	return src, nil
+}
+
+// readSource reads a recipe or a library: at most MaxSourceSize bytes,
+// and only until ctx ends, opening included (a FIFO's open waits for a
+// writer, a terminal's read for a line, and neither stops for a signal).
+func readSource(ctx context.Context, path string) ([]byte, error) {
+	type result struct {
+		src []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { // left blocked if ctx ends first: nsrun exits, or the input fails
+		src, err := readCapped(path)
+		done <- result{src, err}
+	}()
+	select {
+	case r := <-done:
+		return r.src, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("reading %s: %w", path, context.Cause(ctx))
+	}
+}
+
+func readCapped(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxSourceSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(src) > MaxSourceSize {
+		return nil, fmt.Errorf("%s is larger than %d MiB", path, MaxSourceSize>>20)
+	}
+	return src, nil
+}
+
+// threadCtx is the context a thread's run is cancelled with.
+func threadCtx(thread *starlark.Thread) context.Context {
+	if rt, err := FromThread(thread); err == nil && rt.Ctx != nil {
+		return rt.Ctx
+	}
+	return context.Background()
+}
+
+// ExecFile executes the recipe at path, read once (see ReadRecipe), and
+// returns its globals.
 func (in *Interp) ExecFile(thread *starlark.Thread, path string) (starlark.StringDict, error) {
-	src, err := os.ReadFile(path)
+	src, err := in.ReadRecipe(threadCtx(thread), path)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +172,7 @@ func (in *Interp) load(thread *starlark.Thread, module string) (starlark.StringD
 	}
 	l := &loaded{}
 	in.remember(key, l)
-	src, err := read()
+	src, err := read(threadCtx(thread))
 	if err == nil {
 		l.globals, err = starlark.ExecFileOptions(FileOptions, thread, key, src, in.Predeclared)
 	}
@@ -105,11 +182,11 @@ func (in *Interp) load(thread *starlark.Thread, module string) (starlark.StringD
 
 // resolve returns a module's canonical name (an absolute path, or
 // @std//name.star) and how to read it.
-func (in *Interp) resolve(from, module string) (string, func() ([]byte, error), error) {
+func (in *Interp) resolve(from, module string) (string, func(context.Context) ([]byte, error), error) {
 	if !strings.HasSuffix(module, ".star") {
 		return "", nil, fmt.Errorf("load(%q): a module name ends in .star", module)
 	}
-	std := func(name string) (string, func() ([]byte, error), error) {
+	std := func(name string) (string, func(context.Context) ([]byte, error), error) {
 		name = filepath.ToSlash(filepath.Clean(name))
 		if in.Std == nil || !fs.ValidPath(name) {
 			return "", nil, fmt.Errorf("load(%q): no such module in the standard library", module)
@@ -117,7 +194,7 @@ func (in *Interp) resolve(from, module string) (string, func() ([]byte, error), 
 		if _, err := fs.Stat(in.Std, name); err != nil {
 			return "", nil, fmt.Errorf("load(%q): no such module in the standard library", module)
 		}
-		return StdPrefix + name, func() ([]byte, error) { return fs.ReadFile(in.Std, name) }, nil
+		return StdPrefix + name, func(context.Context) ([]byte, error) { return fs.ReadFile(in.Std, name) }, nil
 	}
 	if name, ok := strings.CutPrefix(module, StdPrefix); ok {
 		return std(name)
@@ -141,7 +218,7 @@ func (in *Interp) resolve(from, module string) (string, func() ([]byte, error), 
 			return "", nil, fmt.Errorf("load(%q): %s escapes the recipe's directory %s (use -L DIR to add a library directory)", module, abs, in.root)
 		}
 		if _, err := os.Stat(abs); err == nil {
-			return abs, func() ([]byte, error) { return os.ReadFile(abs) }, nil
+			return abs, func(ctx context.Context) ([]byte, error) { return in.source(ctx, abs, abs) }, nil
 		}
 	}
 	return "", nil, fmt.Errorf("load(%q): no such file (looked in %s)", module, strings.Join(candidates, ", "))

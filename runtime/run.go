@@ -69,7 +69,7 @@ func Run(ctx context.Context, o RunOptions) int {
 		errf("%v", err)
 		return ExitUsage
 	}
-	src, err := os.ReadFile(o.Recipe)
+	src, err := o.Interp.ReadRecipe(ctx, o.Recipe)
 	if err != nil {
 		errf("%v", err)
 		return ExitUsage
