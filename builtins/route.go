@@ -113,7 +113,13 @@ func hostRouteAllowed(rt *runtime.Runtime, r kernel.Route) error {
 	if err != nil {
 		return err
 	}
-	o, ok := observer(k)
+	// The machine's routes, as the kernel has them (a plan's recording
+	// kernel reads them from the real one, if it may): reading them is
+	// not the recipe observing the network.
+	for f, ok := k.(*kernel.Faulty); ok; f, ok = k.(*kernel.Faulty) {
+		k = f.Kernel
+	}
+	o, ok := k.(kernel.Observer)
 	if !ok {
 		return nil
 	}

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,10 +14,12 @@ import (
 )
 
 // An Orphan is an object tagged as a lab's whose lab has no record (its
-// state under /run/nsrun was deleted by hand, say).
+// state under /run/nsrun was deleted by hand, say), or a lab directory that
+// nsrun cannot act on: a record it did not write (see seal.go), or a
+// journal whose record is gone.
 type Orphan struct {
-	Kind string // "netns", "link", "process" or "claim"
-	Name string // the namespace or link name, or the process's command
+	Kind string // "netns", "link", "process", "claim" or "record"
+	Name string // the namespace or link name, the process's command, the lab directory
 	Lab  string // from the tag
 	Tag  string // the exact tag found
 	Pid  int
@@ -30,6 +33,8 @@ func (o Orphan) String() string {
 		return fmt.Sprintf("link %q in the host namespace, tagged %q", o.Name, o.Tag)
 	case "claim":
 		return fmt.Sprintf("claim on %s of lab %q", o.Name, o.Lab)
+	case "record":
+		return fmt.Sprintf("record %s of lab %q, %s", o.Name, o.Lab, o.Tag)
 	}
 	return fmt.Sprintf("netns %q, tagged %q", o.Name, o.Tag)
 }
@@ -40,41 +45,55 @@ func tagLab(tag string) (string, bool) {
 	return lab, ok && ValidLabName(lab) == nil
 }
 
+// A Scanner is a kernel that can list what carries a lab's tag: the real
+// one (see kernel.Netlink).
+type Scanner interface {
+	kernel.Kernel
+	Links(ns string) ([]kernel.LinkInfo, error)
+	NetnsNames() ([]string, error)
+	NetnsTag(name string) (string, error)
+}
+
+// known reports whether lab has a record that nsrun wrote.
+func known(stateDir, lab string) bool {
+	l, err := openRecord(stateDir, lab)
+	return err == nil && l.verify() == nil
+}
+
 // FindOrphans lists the objects tagged as nsrun's whose lab has no record in
-// stateDir: named namespaces (by their lo's tag), links in the host
-// namespace (by alias), and processes (by their environment tag).
-func FindOrphans(stateDir string, k *kernel.Netlink) ([]Orphan, error) {
-	known := func(lab string) bool {
-		_, err := os.Stat(filepath.Join(stateDir, lab, "lab.json"))
-		return err == nil
-	}
-	var found []Orphan
-	state, _ := os.ReadDir(stateDir)
-	for _, e := range state {
-		name, ok := strings.CutPrefix(e.Name(), ".claim:")
-		if !ok {
-			continue
-		}
-		lab, _ := os.ReadFile(filepath.Join(stateDir, e.Name()))
-		if !known(string(lab)) {
-			found = append(found, Orphan{Kind: "claim", Name: name, Lab: string(lab), Tag: filepath.Join(stateDir, e.Name())})
-		}
-	}
-	entries, _ := os.ReadDir(k.Dir)
-	for _, e := range entries {
-		tag, err := k.NetnsTag(e.Name())
-		if lab, ok := tagLab(tag); err == nil && ok && !known(lab) {
-			found = append(found, Orphan{Kind: "netns", Name: e.Name(), Lab: lab, Tag: tag})
-		}
-	}
-	links, err := k.Links(kernel.Host)
+// stateDir that nsrun wrote: named namespaces (by their lo's tag), links in
+// the host namespace (by alias), processes (by their environment tag) and
+// claims; and the lab directories nsrun cannot act on.
+func FindOrphans(stateDir string, k Scanner) ([]Orphan, error) {
+	lost := func(lab string) bool { return !known(stateDir, lab) }
+	found, err := findTagged(k, lost)
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range links {
-		if lab, ok := tagLab(l.Alias); ok && !known(lab) {
-			found = append(found, Orphan{Kind: "link", Name: l.Name, Lab: lab, Tag: l.Alias})
+	state, _ := os.ReadDir(stateDir)
+	for _, e := range state {
+		if name, ok := strings.CutPrefix(e.Name(), ".claim:"); ok {
+			lab, _ := os.ReadFile(filepath.Join(stateDir, e.Name()))
+			if lost(string(lab)) {
+				found = append(found, Orphan{Kind: "claim", Name: name, Lab: string(lab), Tag: filepath.Join(stateDir, e.Name())})
+			}
+			continue
 		}
+		if !e.IsDir() || ValidLabName(e.Name()) != nil || !lost(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(stateDir, e.Name())
+		if (&Lab{Dir: dir}).TryLock() != nil {
+			continue // a live nsrun works on it
+		}
+		why := "not written by nsrun"
+		if _, err := os.Stat(filepath.Join(dir, "lab.json")); errors.Is(err, os.ErrNotExist) {
+			if fi, err := os.Stat(filepath.Join(dir, "journal")); err != nil || fi.Size() == 0 {
+				continue // half made: recovery removes it
+			}
+			why = "its record (lab.json) is gone"
+		}
+		found = append(found, Orphan{Kind: "record", Name: dir, Lab: e.Name(), Tag: why})
 	}
 	procs, _ := os.ReadDir("/proc")
 	mark := []byte(ProcessTagEnv + "=")
@@ -104,18 +123,53 @@ func FindOrphans(stateDir string, k *kernel.Netlink) ([]Orphan, error) {
 			found = append(found, Orphan{Kind: "process", Name: strings.TrimSpace(string(comm)), Lab: lab, Tag: string(v), Pid: pid})
 		}
 	}
-	order := map[string]int{"process": 0, "link": 1, "netns": 2, "claim": 3} // processes hold namespaces
+	order := map[string]int{"process": 0, "link": 1, "netns": 2, "claim": 3, "record": 4} // processes hold namespaces
 	sort.SliceStable(found, func(i, j int) bool { return order[found[i].Kind] < order[found[j].Kind] })
 	return found, nil
 }
 
+// findTagged lists the namespaces (by their lo's tag) and the links of the
+// host namespace (by alias) tagged as of a lab for which want is true.
+func findTagged(k Scanner, want func(lab string) bool) ([]Orphan, error) {
+	var found []Orphan
+	names, err := k.NetnsNames()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		tag, err := k.NetnsTag(name)
+		if lab, ok := tagLab(tag); err == nil && ok && want(lab) {
+			found = append(found, Orphan{Kind: "netns", Name: name, Lab: lab, Tag: tag})
+		}
+	}
+	links, err := k.Links(kernel.Host)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if lab, ok := tagLab(l.Alias); ok && want(lab) {
+			found = append(found, Orphan{Kind: "link", Name: l.Name, Lab: lab, Tag: l.Alias})
+		}
+	}
+	return found, nil
+}
+
 // Remove removes the orphan, checking its tag again.
-func (o Orphan) Remove(k *kernel.Netlink) error {
+func (o Orphan) Remove(k kernel.Kernel) error {
 	switch o.Kind {
 	case "process":
 		return killLab(o.Tag, nil)
 	case "claim":
-		return os.Remove(o.Tag)
+		err := os.Remove(o.Tag)
+		stateDir := filepath.Dir(o.Tag)
+		if unlock, lerr := lockState(stateDir); lerr == nil {
+			dropKey(stateDir) // with the lab's last trace
+			unlock()
+		}
+		return err
+	case "record":
+		l := &Lab{Dir: o.Name, Info: LabInfo{Name: o.Lab}}
+		return l.Remove()
 	case "link":
 		return k.LinkDel(kernel.Host, o.Name, kernel.Fingerprint{Alias: o.Tag})
 	}

@@ -132,7 +132,9 @@ func OpenJournal(path string) (*Journal, error) {
 // State == StateIntent, those that may have been (an intent whose done
 // record is missing: the run died in between, or, for a lab whose run is
 // still going, its last change's confirmation has not gone out yet). A torn
-// last line, left by a process killed while writing it, is ignored.
+// last line, left by a process killed while writing it, is ignored. A
+// record that cannot be read (garbage, from a disk or a person) is skipped:
+// the steps of the others are returned, with a *DamagedJournal error.
 func ReadJournal(path string) ([]Step, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -140,6 +142,7 @@ func ReadJournal(path string) ([]Step, error) {
 	}
 	defer f.Close()
 	var steps []Step
+	var bad []int
 	at := map[int]int{} // seq -> index in steps
 	r := bufio.NewReader(f)
 	for n := 1; ; n++ {
@@ -152,7 +155,8 @@ func ReadJournal(path string) ([]Step, error) {
 		}
 		var s Step
 		if err := json.Unmarshal(line, &s); err != nil {
-			return live(steps), fmt.Errorf("%s: record %d: %w", path, n, err)
+			bad = append(bad, n)
+			continue
 		}
 		i, seen := at[s.Seq]
 		switch {
@@ -169,7 +173,20 @@ func ReadJournal(path string) ([]Step, error) {
 			steps[i] = s
 		}
 	}
+	if len(bad) > 0 {
+		return live(steps), &DamagedJournal{Path: path, Records: bad}
+	}
 	return live(steps), nil
+}
+
+// A DamagedJournal is a journal with records that cannot be read.
+type DamagedJournal struct {
+	Path    string
+	Records []int // their numbers, from 1
+}
+
+func (e *DamagedJournal) Error() string {
+	return fmt.Sprintf("%s: %s unreadable (%v)", e.Path, plural(len(e.Records), "record"), e.Records)
 }
 
 // live drops the steps whose intent was voided, and the intents of changes
@@ -741,7 +758,14 @@ func undo(k kernel.Kernel, s Step) error {
 	case OpNetns:
 		return k.NetnsDel(s.Name, s.Alias, kernel.NetnsID{Ino: s.Ino, Mnt: s.Mnt, Pin: s.Pin})
 	case OpLink:
-		return k.LinkDel(s.NS, s.Name, kernel.Fingerprint{Alias: s.Alias, MAC: s.MAC})
+		fp := kernel.Fingerprint{Alias: s.Alias, MAC: s.MAC}
+		if s.NS == kernel.Host && s.State != StateIntent {
+			// Made, and so tagged (see kernel.Netlink.LinkAdd): only a
+			// link cut short between its making and its tagging is known
+			// by its MAC in the host.
+			fp.MAC = ""
+		}
+		return k.LinkDel(s.NS, s.Name, fp)
 	case OpUp:
 		return ignoreGone(k.LinkSetUp(s.NS, s.Name, s.Old == "up"))
 	case OpMaster:

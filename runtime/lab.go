@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,6 +32,9 @@ const (
 	// A rollback or down could not undo everything; what is left is
 	// recorded for `nsrun down` to try again.
 	LabIncomplete = "incomplete"
+	// LabUnverified is how a record nsrun did not write is listed (see
+	// seal.go): nothing is done to it.
+	LabUnverified = "unverified"
 )
 
 // LabInfo is what a lab's record says of it.
@@ -42,7 +46,11 @@ type LabInfo struct {
 	Pid     int       `json:"pid"` // of the run that made it
 	Started time.Time `json:"started"`
 	Claims  []string  `json:"claims,omitempty"` // names it claimed (see claim)
-	Steps   int       `json:"-"`
+	Seal    string    `json:"seal"`             // see seal.go
+	// JournalSize is the journal's size when the record was last saved:
+	// once the lab is up, a shorter journal is one cut by someone.
+	JournalSize int64 `json:"journal_size,omitempty"`
+	Steps       int   `json:"-"`
 }
 
 var labName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
@@ -93,11 +101,15 @@ func CreateLab(stateDir string, info LabInfo) (*Lab, *Journal, error) {
 	if err := ValidLabName(info.Name); err != nil {
 		return nil, nil, err
 	}
+	key, err := stateKey(stateDir, true)
+	if err != nil {
+		return nil, nil, err
+	}
 	l := &Lab{Dir: filepath.Join(stateDir, info.Name), Info: info}
 	if l.Info.ID == "" {
 		l.Info.ID = newID()
 	}
-	l.Info.State = LabRunning
+	l.Info.State, l.Info.Seal = LabRunning, seal(key, l.Info.Name, l.Info.ID)
 	if err := os.Mkdir(l.Dir, 0o755); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, nil, fmt.Errorf("lab %q is already up (see `nsrun ls`; remove it with `nsrun down %s`, or pick another --name)", info.Name, info.Name)
@@ -122,8 +134,11 @@ func CreateLab(stateDir string, info LabInfo) (*Lab, *Journal, error) {
 	return l, j, nil
 }
 
-// save writes lab.json atomically.
+// save writes lab.json atomically, with the journal's size.
 func (l *Lab) save() error {
+	if fi, err := os.Stat(l.journalPath()); err == nil {
+		l.Info.JournalSize = fi.Size()
+	}
 	b, _ := json.MarshalIndent(l.Info, "", "  ")
 	tmp := l.infoPath() + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
@@ -167,8 +182,20 @@ func (l *Lab) Unlock() {
 	}
 }
 
-// OpenLab reads the record of lab name.
+// OpenLab reads the record of lab name, which must be sealed (see seal.go).
 func OpenLab(stateDir, name string) (*Lab, error) {
+	l, err := openRecord(stateDir, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.verify(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// openRecord reads the record of lab name, sealed or not.
+func openRecord(stateDir, name string) (*Lab, error) {
 	if err := ValidLabName(name); err != nil {
 		return nil, err
 	}
@@ -195,11 +222,24 @@ func (l *Lab) reload() error {
 	return json.Unmarshal(b, &l.Info)
 }
 
-// Remove deletes the lab's record and releases its claims.
-func (l *Lab) Remove() error {
-	release(filepath.Dir(l.Dir), l.Info.Name, l.Info.Claims)
+// Remove deletes the lab's record and releases its claims; the state
+// directory's key goes with its last lab (see seal.go).
+func (l *Lab) Remove() error { return l.remove(true) }
+
+// remove is Remove, lock false when the caller holds the state lock.
+func (l *Lab) remove(lock bool) error {
+	stateDir := filepath.Dir(l.Dir)
+	release(stateDir, l.Info.Name, l.Info.Claims)
 	err := os.RemoveAll(l.Dir)
 	l.Unlock()
+	if lock {
+		unlock, lerr := lockState(stateDir)
+		if lerr != nil {
+			return errors.Join(err, lerr)
+		}
+		defer unlock()
+	}
+	dropKey(stateDir)
 	return err
 }
 
@@ -217,8 +257,12 @@ func ListLabs(stateDir string) ([]LabInfo, error) {
 		if !e.IsDir() || ValidLabName(e.Name()) != nil {
 			continue
 		}
-		l, err := OpenLab(stateDir, e.Name())
+		l, err := openRecord(stateDir, e.Name())
 		if err != nil {
+			continue
+		}
+		if l.verify() != nil {
+			labs = append(labs, LabInfo{Name: e.Name(), State: LabUnverified})
 			continue
 		}
 		steps, _ := ReadJournal(l.journalPath())
@@ -230,11 +274,18 @@ func ListLabs(stateDir string) ([]LabInfo, error) {
 }
 
 // Down undoes everything the lab recorded, newest first — its processes
-// (found by their tag, what they started included) first — and removes its
-// record if nothing is left. The caller holds the lab's lock.
+// (those in its namespaces, and those carrying its tag) first — and
+// removes its record if nothing is left. The caller holds the lab's lock.
+//
+// A journal that cannot be trusted whole (records unreadable, cut shorter
+// than when the lab was recorded, or gone) is undone as far as it goes;
+// then what carries the lab's tag — namespaces, host links — is found and
+// removed as well, the record is removed (nothing more can be learnt), and
+// the damage is reported as a failure: what only the lost records knew of
+// may remain.
 func (l *Lab) Down(k kernel.Kernel) (undone []Step, failed []error) {
-	steps, err := ReadJournal(l.journalPath())
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	steps, damage, err := l.journal()
+	if err != nil {
 		return nil, []error{err}
 	}
 	if err := killLab(l.ProcessTag(), labNetns(steps)); err != nil {
@@ -243,18 +294,80 @@ func (l *Lab) Down(k kernel.Kernel) (undone []Step, failed []error) {
 	r := Undo(k, l.Tag(), steps)
 	undone, failed = r.Undone, append(failed, r.Errs...)
 	l.Spared = append(l.Spared, r.Spared...)
+	if damage != nil {
+		swept, errs := l.sweep(k)
+		failed = append(failed, errs...)
+		also := ""
+		if len(swept) > 0 {
+			also = fmt.Sprintf(", and removed %s tagged as the lab's (%s)", plural(len(swept), "object"), strings.Join(swept, ", "))
+		}
+		failed = append(failed, fmt.Errorf("%w: undid the %s it records%s; what only the damaged part recorded may remain", damage, plural(len(undone), "change"), also))
+		if err := l.Remove(); err != nil {
+			failed = append(failed, err)
+		}
+		return undone, failed
+	}
 	if len(r.Failed) > 0 || len(failed) > 0 {
 		// Keep what could not be undone, for a later try.
 		if err := writeSteps(l.journalPath(), r.Failed); err != nil {
 			failed = append(failed, err)
 		}
-		l.SetState(LabIncomplete)
+		if err := l.SetState(LabIncomplete); err != nil {
+			failed = append(failed, fmt.Errorf("recording the lab: %w", err))
+		}
 		return undone, failed
 	}
 	if err := l.Remove(); err != nil {
 		failed = append(failed, err)
 	}
 	return undone, failed
+}
+
+// journal reads the lab's journal and, if it cannot be trusted whole, says
+// why (damage): records unreadable, or, once the run has recorded the lab
+// up or kept, a journal cut shorter than it was then, or gone. A run that died before
+// its journal had a record made nothing.
+func (l *Lab) journal() (steps []Step, damage, err error) {
+	path := l.journalPath()
+	steps, err = ReadJournal(path)
+	var dj *DamagedJournal
+	switch {
+	case errors.As(err, &dj):
+		return steps, fmt.Errorf("its journal is damaged: %w", err), nil
+	case errors.Is(err, os.ErrNotExist):
+		if l.Info.State != LabRunning || l.Info.JournalSize > 0 {
+			return nil, fmt.Errorf("its journal %s is gone", path), nil
+		}
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	final := l.Info.State == LabUp || l.Info.State == LabKept // nothing writes the journal after but down
+	if fi, err := os.Stat(path); err == nil && final && fi.Size() < l.Info.JournalSize {
+		return steps, fmt.Errorf("its journal %s is shorter (%d bytes) than when the lab was recorded (%d)", path, fi.Size(), l.Info.JournalSize), nil
+	}
+	return steps, nil, nil
+}
+
+// sweep removes the namespaces and host links that carry the lab's tag, on
+// a kernel that can find them (see Scanner), and names what it removed.
+func (l *Lab) sweep(k kernel.Kernel) (swept []string, failed []error) {
+	sc, ok := k.(Scanner)
+	if !ok {
+		return nil, nil
+	}
+	found, err := findTagged(sc, func(lab string) bool { return lab == l.Info.Name })
+	if err != nil {
+		return nil, []error{err}
+	}
+	for _, o := range found {
+		if err := o.Remove(k); err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", o, err))
+			continue
+		}
+		swept = append(swept, o.String())
+	}
+	return swept, failed
 }
 
 var now = time.Now

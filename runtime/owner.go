@@ -15,7 +15,8 @@ import (
 // nothing.
 //
 // Namespaces, links and processes are checked by their own undo (inode and
-// tag; tag or MAC; pid and start time). A change in a namespace of the
+// tag; tag, or MAC for a link whose making was cut short; pid and start
+// time), namespaces and links only if recorded with the lab's tag. A change in a namespace of the
 // lab's is the lab's if the namespace still is (its lo carries the tag). In
 // the host namespace the lab changes only its own links: a change there is
 // undone only on a link that carries the tag, and a sysctl only if it is a
@@ -39,7 +40,12 @@ func (o *owner) check(s Step) error {
 		return fmt.Errorf("no lab tag to check %s by: %w", s, kernel.ErrNotOurs)
 	}
 	switch s.Op {
-	case OpNetns, OpLink, OpProc:
+	case OpNetns, OpLink:
+		if s.Alias != o.tag {
+			return fmt.Errorf("%s is recorded with tag %q, not the lab's %q: %w", s, s.Alias, o.tag, kernel.ErrNotOurs)
+		}
+		return nil
+	case OpProc:
 		return nil
 	case OpMove: // undone by moving the link back from New to NS
 		if err := o.in(s.New, s.Name); err != nil {

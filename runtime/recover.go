@@ -27,9 +27,13 @@ func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
 		if !e.IsDir() || ValidLabName(e.Name()) != nil {
 			continue
 		}
-		l, err := OpenLab(stateDir, e.Name())
+		l, err := openRecord(stateDir, e.Name())
 		if err != nil {
 			removeHalfMade(stateDir, e.Name())
+			continue
+		}
+		if err := l.verify(); err != nil {
+			fmt.Fprintf(w, "nsrun: %v\n", err)
 			continue
 		}
 		if beforeLock != nil {
@@ -40,7 +44,7 @@ func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
 		}
 		// Read the record again now that the lock is ours: the run may
 		// have finished (and left its lab up) since it was first read.
-		if err := l.reload(); err != nil || l.Info.State != LabRunning {
+		if err := l.reload(); err != nil || l.verify() != nil || l.Info.State != LabRunning {
 			l.Unlock() // up, kept or incomplete: for `nsrun down`
 			continue
 		}
@@ -63,7 +67,10 @@ func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
 var beforeLock func(lab string)
 
 // removeHalfMade removes a lab directory without a record, left by a run
-// that died while making it, unless a live run is making it now.
+// that died while making it (before its journal had a record), unless a
+// live run is making it now. A directory whose record was deleted but
+// whose journal holds changes is left for `nsrun gc`, which lists it and
+// the objects tagged as its lab's.
 func removeHalfMade(stateDir, name string) {
 	unlock, err := lockState(stateDir)
 	if err != nil {
@@ -72,6 +79,9 @@ func removeHalfMade(stateDir, name string) {
 	defer unlock()
 	dir := filepath.Join(stateDir, name)
 	if _, err := os.Stat(filepath.Join(dir, "lab.json")); err == nil {
+		return
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "journal")); err == nil && fi.Size() > 0 {
 		return
 	}
 	os.RemoveAll(dir)

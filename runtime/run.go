@@ -223,7 +223,7 @@ func (o *RunOptions) createLab(plan *Runtime) (*Lab, *Journal, error) {
 	if err := claim(o.StateDir, o.Lab, lab.Info.Claims); err != nil {
 		journal.Close()
 		lab.Info.Claims = nil
-		lab.Remove()
+		lab.remove(false) // the state is locked
 		return nil, nil, err
 	}
 	return lab, journal, nil

@@ -195,3 +195,39 @@ fail("now")
 		}
 	})
 }
+
+// An address on a lab link in the host adds a route to its prefix: it is
+// held to the policy of host routes (issue 12's third finding:
+// addr("200.1.2.3/1") took 128.0.0.0/1 from the machine's default route,
+// addr("10.98.5.1/24") a part of its route to 10.98.0.0/16), and refused
+// while planning, before anything is changed.
+func TestHostAddressPrefixRoute(t *testing.T) {
+	nstest.Kernel(t)
+	nstest.Ip(t, "", "link", "add", "mach0", "type", "veth", "peer", "name", "mach1")
+	t.Cleanup(func() { exec.Command("ip", "link", "del", "mach0").Run() })
+	nstest.Ip(t, "", "link", "set", "mach0", "up")
+	nstest.Ip(t, "", "route", "add", "10.98.0.0/16", "dev", "mach0")
+	nstest.Ip(t, "", "route", "add", "default", "dev", "mach0")
+	before := nstest.Snapshot(t)
+	for addr, want := range map[string]string{
+		"200.1.2.3/1":  "128.0.0.0/1 is too wide",
+		"10.98.5.1/24": "10.98.5.0/24 overlaps the machine's route to 10.98.0.0/16",
+		"10.98.5.1":    "10.98.5.1/32 overlaps the machine's route to 10.98.0.0/16",
+	} {
+		path := write(t, "ha.star", `n = netns("ha")
+a, b = veth("ha0", "ha1", peer_netns = n)
+a.addr("`+addr+`").up()
+`)
+		r := nsrun(t, path)
+		if r.code != 2 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "nothing was changed") || !strings.Contains(r.stderr, "ha.star:3:7") {
+			t.Errorf("%s: %+v", addr, r)
+		}
+		if after := nstest.Snapshot(t); after != before {
+			t.Errorf("%s: changed\n%s", addr, after)
+		}
+	}
+	path := write(t, "ha.star", "n = netns(\"ha\")\na, b = veth(\"ha0\", \"ha1\", peer_netns = n)\na.addr(\"10.99.5.1/24\").up()\n")
+	if r := nsrun(t, "--rm", path); r.code != 0 {
+		t.Errorf("an address that takes nothing of the machine's: %+v", r)
+	}
+}

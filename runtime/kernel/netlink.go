@@ -307,6 +307,19 @@ func (k *Netlink) loAlias(name string) (string, error) {
 	return alias, err
 }
 
+// NetnsNames lists the namespaces pinned in the kernel's directory.
+func (k *Netlink) NetnsNames() ([]string, error) {
+	entries, err := os.ReadDir(k.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, err
+}
+
 // NetnsTag returns the tag of namespace name (its lo's alias).
 func (k *Netlink) NetnsTag(name string) (string, error) { return k.loAlias(name) }
 

@@ -357,7 +357,15 @@ func (r *Recorder) Addrs(ns string) ([]Addr, error) {
 }
 
 // Routes returns nothing: the model keeps no routing table.
-func (r *Recorder) Routes(ns string) ([]RouteInfo, error) { return nil, r.hasNS(ns) }
+// Routes returns nothing for a namespace of the plan's; for the host, the
+// real kernel's routes if the recorder may read it (see Real), which are
+// the machine's: a plan adds its routes to no namespace it did not make.
+func (r *Recorder) Routes(ns string) ([]RouteInfo, error) {
+	if o, ok := r.Real.(Observer); ok && ns == Host {
+		return o.Routes(ns)
+	}
+	return nil, r.hasNS(ns)
+}
 
 // Neighbors returns nothing: nothing is ever resolved in a plan.
 func (r *Recorder) Neighbors(ns string) ([]Neighbor, error) { return nil, r.hasNS(ns) }
