@@ -113,7 +113,7 @@ func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string) (pid
 // ProcessTagEnv marks, in their environment, every process a lab starts
 // (and what those start, unless they clear their environment): teardown and
 // recovery find a lab's processes by it, double-forked daemons included.
-const ProcessTagEnv = "NSRUN_LAB"
+const ProcessTagEnv = nsexec.LabEnv
 
 // processTag is the value of ProcessTagEnv for this run's lab.
 func (rt *Runtime) processTag() string {

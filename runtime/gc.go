@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
 )
 
 // An Orphan is an object tagged as a lab's whose lab has no record (its
@@ -96,32 +97,25 @@ func FindOrphans(stateDir string, k Scanner) ([]Orphan, error) {
 		found = append(found, Orphan{Kind: "record", Name: dir, Lab: e.Name(), Tag: why})
 	}
 	procs, _ := os.ReadDir("/proc")
-	mark := []byte(ProcessTagEnv + "=")
 	for _, p := range procs {
 		pid, err := strconv.Atoi(p.Name())
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		env, err := os.ReadFile("/proc/" + p.Name() + "/environ")
-		if err != nil {
+		v := processTagOf("/proc/" + p.Name())
+		if v == "" {
 			continue
 		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			v, ok := bytes.CutPrefix(kv, mark)
-			if !ok {
-				continue
-			}
-			labID, state, _ := strings.Cut(string(v), "@")
-			if state != stateID(stateDir) {
-				break // a lab of another state directory (a sandbox's)
-			}
-			lab, id, _ := strings.Cut(labID, "/")
-			if l, err := OpenLab(stateDir, lab); err == nil && l.Info.ID == id {
-				break // a live lab's
-			}
-			comm, _ := os.ReadFile("/proc/" + p.Name() + "/comm")
-			found = append(found, Orphan{Kind: "process", Name: strings.TrimSpace(string(comm)), Lab: lab, Tag: string(v), Pid: pid})
+		labID, state, _ := strings.Cut(v, "@")
+		if state != stateID(stateDir) {
+			continue // a lab of another state directory (a sandbox's)
 		}
+		lab, id, _ := strings.Cut(labID, "/")
+		if l, err := OpenLab(stateDir, lab); err == nil && l.Info.ID == id {
+			continue // a live lab's
+		}
+		comm, _ := os.ReadFile("/proc/" + p.Name() + "/comm")
+		found = append(found, Orphan{Kind: "process", Name: strings.TrimSpace(string(comm)), Lab: lab, Tag: v, Pid: pid})
 	}
 	order := map[string]int{"process": 0, "link": 1, "netns": 2, "claim": 3, "record": 4} // processes hold namespaces
 	sort.SliceStable(found, func(i, j int) bool { return order[found[i].Kind] < order[found[j].Kind] })
@@ -174,4 +168,30 @@ func (o Orphan) Remove(k kernel.Kernel) error {
 		return k.LinkDel(kernel.Host, o.Name, kernel.Fingerprint{Alias: o.Tag})
 	}
 	return k.NetnsDel(o.Name, o.Tag, kernel.NetnsID{})
+}
+
+// processTagOf returns the lab tag of the process at dir (/proc/PID): the
+// one in its environment (see ProcessTagEnv), else the mark of its mount
+// namespace (see nsexec.SysSource); "" if it has neither.
+func processTagOf(dir string) string {
+	env, err := os.ReadFile(dir + "/environ")
+	if err == nil {
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if v, ok := bytes.CutPrefix(kv, []byte(ProcessTagEnv+"=")); ok {
+				return string(v)
+			}
+		}
+	}
+	mounts, err := os.ReadFile(dir + "/mountinfo")
+	if err != nil {
+		return ""
+	}
+	mark := []byte(" - sysfs " + nsexec.SysSource(""))
+	for _, line := range bytes.Split(mounts, []byte{'\n'}) {
+		if _, rest, ok := bytes.Cut(line, mark); ok {
+			v, _, _ := bytes.Cut(rest, []byte{' '})
+			return string(v)
+		}
+	}
+	return ""
 }

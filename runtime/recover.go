@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
 )
 
 // Recover finishes the rollback of every lab whose run died (its lock is
@@ -87,12 +88,14 @@ func removeHalfMade(stateDir, name string) {
 	os.RemoveAll(dir)
 }
 
-// killLab ends every process of a lab: those in a namespace of the lab's
+// killLab ends every process of a lab, whatever it did to its
+// environment, user, session or group: those in a namespace of the lab's
 // (netns, by inode), which no process can leave without the privilege to
-// enter another, whatever it did to its environment, user, session or
-// group; and those that carry the lab's tag in their environment (see
-// ProcessTagEnv), which is how a process the lab started in the host
-// namespace is known. SIGTERM, a grace period, SIGKILL.
+// enter another; those in a mount namespace that a command of the lab's
+// made (by the mark on its /sys, see nsexec.SysSource), which is how a
+// process the lab started in the host namespace is known; and those that
+// carry the lab's tag in their environment (see ProcessTagEnv). SIGTERM, a
+// grace period, SIGKILL.
 func killLab(tag string, netns map[uint64]bool) error {
 	pids := processesOf(tag, netns)
 	if len(pids) == 0 {
@@ -132,6 +135,7 @@ func labNetns(steps []Step) map[uint64]bool {
 // are not among them.
 func processesOf(tag string, netns map[uint64]bool) []int {
 	mark := []byte(ProcessTagEnv + "=" + tag + "\x00")
+	sys := []byte(" - sysfs " + nsexec.SysSource(tag) + " ")
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
@@ -144,6 +148,10 @@ func processesOf(tag string, netns map[uint64]bool) []int {
 		if !ours {
 			env, err := os.ReadFile(dir + "/environ")
 			ours = err == nil && bytes.Contains(env, mark)
+		}
+		if !ours {
+			mounts, err := os.ReadFile(dir + "/mountinfo")
+			ours = err == nil && bytes.Contains(mounts, sys)
 		}
 		if !ours {
 			continue

@@ -231,3 +231,33 @@ a.addr("`+addr+`").up()
 		t.Errorf("an address that takes nothing of the machine's: %+v", r)
 	}
 }
+
+// A process the lab starts in the host namespace that clears its
+// environment and leaves its session and group is still the lab's: it is
+// in the mount namespace its command was given, marked as the lab's.
+func TestEscapingHostProcess(t *testing.T) {
+	nstest.Kernel(t)
+	path := write(t, "esch.star", `exec_in(host(), ["sh", "-c", "setsid env -i sleep 1011 >/dev/null 2>&1 &"])
+exec_in(host(), ["sh", "-c", "(env -i setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'sleep 1012 >/dev/null 2>&1 &' &)"])
+bridge("esch")
+`)
+	if r := nsrun(t, path); r.code != 0 {
+		t.Fatalf("%+v", r)
+	}
+	for _, s := range []string{"sleep 1011", "sleep 1012"} {
+		for i := 0; len(pgrep(s)) == 0 && i < 200; i++ {
+			exec.Command("sleep", "0.01").Run()
+		}
+	}
+	if r := nsrun(t, "down", "esch"); r.code != 0 {
+		t.Errorf("down: %+v", r)
+	}
+	for _, s := range []string{"sleep 1011", "sleep 1012"} {
+		if pids := pgrep(s); len(pids) > 0 {
+			t.Errorf("%s survived down", s)
+			for _, pid := range pids {
+				syscallKill(t, pid)
+			}
+		}
+	}
+}

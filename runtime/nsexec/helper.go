@@ -76,7 +76,7 @@ func helper(name string, argv []string) error {
 	if err := unix.Mount("", "/", "none", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("making / a slave mount: %w", err)
 	}
-	if err := remountSys(); err != nil {
+	if err := remountSys(os.Getenv(LabEnv)); err != nil {
 		return err
 	}
 	if name != "" {
@@ -98,9 +98,25 @@ func helper(name string, argv []string) error {
 	return unix.Exec(path, argv, os.Environ())
 }
 
+// LabEnv names the environment variable that carries the tag of the lab a
+// command is run for (see runtime.ProcessTagEnv).
+const LabEnv = "NSRUN_LAB"
+
+// SysSource is the source of the /sys that the helper mounts for a command
+// of the lab with tag: every process the command starts is in the
+// command's mount namespace, or in one copied from it, and shows that
+// mount in /proc/PID/mountinfo, whatever it does to its environment, user,
+// session or group — a mark only the privilege to unmount /sys sheds.
+func SysSource(tag string) string { return "nsrun-lab:" + tag }
+
 // remountSys mounts a sysfs that shows the current network namespace's
-// devices over /sys, as ip netns exec does.
-func remountSys() error {
+// devices over /sys, as ip netns exec does; the mount's source is the
+// lab's mark (see SysSource) for a command of a lab's.
+func remountSys(tag string) error {
+	source := "sysfs"
+	if tag != "" {
+		source = SysSource(tag)
+	}
 	var flags uintptr
 	var st unix.Statfs_t
 	if unix.Statfs("/sys", &st) == nil && st.Flags&unix.ST_RDONLY != 0 {
@@ -109,7 +125,7 @@ func remountSys() error {
 	if err := unix.Unmount("/sys", unix.MNT_DETACH); err != nil && err != unix.EINVAL {
 		return fmt.Errorf("unmounting /sys: %w", err)
 	}
-	if err := unix.Mount("sysfs", "/sys", "sysfs", flags, ""); err != nil {
+	if err := unix.Mount(source, "/sys", "sysfs", flags, ""); err != nil {
 		return fmt.Errorf("mounting sysfs: %w", err)
 	}
 	return nil

@@ -131,7 +131,7 @@ func SetupSandbox(dirs ...string) error {
 			return fmt.Errorf("mounting a tmpfs on %s: %w", d, err)
 		}
 	}
-	return remountSys()
+	return remountSys("")
 }
 
 // killSandboxed SIGKILLs every process that carries sandbox id's mark in
