@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,11 +27,18 @@ func keptSandboxWith(name string) (nsexec.KeptSandbox, bool, error) {
 	if _, err := os.Stat(filepath.Join(runtime.StateDir, name)); err == nil {
 		return nsexec.KeptSandbox{}, false, nil
 	}
+	sandboxes, err := nsexec.KeptSandboxes(nsexec.HoldDir(runtime.StateDir))
+	if err != nil {
+		return nsexec.KeptSandbox{}, false, err
+	}
 	var found []nsexec.KeptSandbox
-	for _, s := range nsexec.KeptSandboxes(nsexec.HoldDir(runtime.StateDir)) {
+	for _, s := range sandboxes {
 		labs, err := s.Labs()
+		if untrusted(err) {
+			return nsexec.KeptSandbox{}, false, err
+		}
 		if err != nil {
-			continue
+			continue // its holder is gone, say
 		}
 		for _, l := range labs {
 			if l == name {
@@ -70,6 +78,13 @@ func inKeptSandbox(name string, args []string, stdout, stderr io.Writer) (code i
 	return code, true
 }
 
+// untrusted reports whether err says a kept sandbox's directory or socket
+// may be someone else's.
+func untrusted(err error) bool {
+	var u *nsexec.UntrustedError
+	return errors.As(err, &u)
+}
+
 // fileOr returns w if it is a file, else def.
 func fileOr(w io.Writer, def *os.File) *os.File {
 	if f, ok := w.(*os.File); ok {
@@ -79,12 +94,18 @@ func fileOr(w io.Writer, def *os.File) *os.File {
 }
 
 // keptSandboxRows returns, for `nsrun ls`, the rows of the labs in kept
-// sandboxes, each with the sandbox's id.
+// sandboxes, each with the sandbox's id. A directory or socket that may be
+// someone else's is reported on stderr, and not used.
 func keptSandboxRows() (rows []string) {
 	if nsexec.Sandboxed() {
 		return nil
 	}
-	for _, s := range nsexec.KeptSandboxes(nsexec.HoldDir(runtime.StateDir)) {
+	sandboxes, err := nsexec.KeptSandboxes(nsexec.HoldDir(runtime.StateDir))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nsrun: %v\n", err)
+		return nil
+	}
+	for _, s := range sandboxes {
 		r, w, err := os.Pipe()
 		if err != nil {
 			continue
@@ -99,7 +120,9 @@ func keptSandboxRows() (rows []string) {
 			done <- lines
 		}()
 		null, _ := os.Open(os.DevNull)
-		s.Run([]string{"ls", "--rows"}, null, w, os.Stderr)
+		if _, err := s.Run([]string{"ls", "--rows"}, null, w, os.Stderr); untrusted(err) {
+			fmt.Fprintf(os.Stderr, "nsrun: %v\n", err)
+		}
 		null.Close()
 		w.Close()
 		rows = append(rows, <-done...)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -37,16 +38,108 @@ const (
 )
 
 // HoldDir is where this user's kept sandboxes have their sockets: in
-// nsrun's state directory for root, else in the user's runtime directory.
+// nsrun's state directory for root; else in the user's runtime directory,
+// $XDG_RUNTIME_DIR or /run/user/UID, if it is the user's and no one else
+// may write to it; else in the temporary directory, which other users share.
+// Whoever uses it checks it first (see checkHoldDir).
 func HoldDir(stateDir string) string {
-	if os.Geteuid() == 0 {
+	uid := os.Geteuid()
+	if uid == 0 {
 		return filepath.Join(stateDir, ".sandbox")
 	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "nsrun-sandbox")
+	for _, d := range []string{os.Getenv("XDG_RUNTIME_DIR"), "/run/user/" + strconv.Itoa(uid)} {
+		fi, err := os.Lstat(d)
+		if filepath.IsAbs(d) && err == nil && fi.IsDir() && owner(fi) == uid && fi.Mode().Perm()&0o022 == 0 {
+			return filepath.Join(d, "nsrun-sandbox")
+		}
 	}
-	return filepath.Join(os.TempDir(), "nsrun-sandbox-"+strconv.Itoa(os.Geteuid()))
+	tmp := os.TempDir()
+	if real, err := filepath.EvalSymlinks(tmp); err == nil {
+		tmp = real // checkHoldDir admits no symlink on the way
+	}
+	return filepath.Join(tmp, "nsrun-sandbox-"+strconv.Itoa(uid))
 }
+
+// An UntrustedError says why a kept sandbox's directory or socket is not
+// used: someone else may have made it, to be sent the commands, the
+// environment and the terminals of this user's nsrun.
+type UntrustedError struct {
+	Path string
+	Why  string
+}
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("kept sandboxes: not using %s: %s", e.Path, e.Why)
+}
+
+// checkHoldDir makes sure no one but this user (and root) can have put or
+// replaced anything in dir: it must be a directory, not a symlink, owned by
+// the effective uid, with no permission for group or others; each directory
+// above it must be root's or the user's, and sticky if others may write to
+// it (as /tmp is), so that no one else can rename dir away and put another
+// in its place. A missing dir is made, with create, else reported as
+// fs.ErrNotExist.
+func checkHoldDir(dir string, create bool) error {
+	uid := os.Geteuid()
+	untrusted := func(format string, args ...any) error {
+		why := fmt.Sprintf(format, args...)
+		if uid != 0 {
+			why += "; set XDG_RUNTIME_DIR to a directory of yours only you can enter (mode 0700), for nsrun to use instead"
+		}
+		return &UntrustedError{dir, why}
+	}
+	above := func() error {
+		for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+			fi, err := os.Lstat(p)
+			switch {
+			case err != nil:
+				return err
+			case !fi.IsDir():
+				return untrusted("%s, on its path, is not a directory (%v)", p, fi.Mode())
+			case owner(fi) != 0 && owner(fi) != uid:
+				return untrusted("%s, on its path, is owned by uid %d (mode %v), not by you (uid %d) or root", p, owner(fi), fi.Mode(), uid)
+			case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0:
+				return untrusted("%s, on its path, is writable by others (mode %v) and not sticky: they could replace what is in it", p, fi.Mode())
+			}
+			if p == filepath.Dir(p) {
+				return nil
+			}
+		}
+	}
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) && create {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return err
+		}
+		if err := above(); err != nil {
+			return err // made there, it could be replaced
+		}
+		if err = os.Mkdir(dir, 0o700); err == nil {
+			err = os.Chmod(dir, 0o700) // whatever the umask
+		} else if errors.Is(err, fs.ErrExist) {
+			err = nil // another nsrun made it meanwhile: checked below
+		}
+		if err != nil {
+			return err
+		}
+		fi, err = os.Lstat(dir)
+	}
+	switch {
+	case err != nil:
+		return err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return untrusted("it is a symlink")
+	case !fi.IsDir():
+		return untrusted("it is not a directory (%v)", fi.Mode())
+	case owner(fi) != uid:
+		return untrusted("it is owned by uid %d (mode %v), not by you (uid %d)", owner(fi), fi.Mode(), uid)
+	case fi.Mode().Perm()&0o077 != 0:
+		return untrusted("its mode %v lets others in (it must be drwx------)", fi.Mode())
+	}
+	return above()
+}
+
+func owner(fi fs.FileInfo) int { return int(fi.Sys().(*syscall.Stat_t).Uid) }
 
 // request is what a client sends, once, with its standard files.
 type request struct {
@@ -76,7 +169,7 @@ type holdEnd struct {
 }
 
 func newHoldEnd(dir string, id int) (*holdEnd, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := checkHoldDir(dir, true); err != nil {
 		return nil, err
 	}
 	h := &holdEnd{dir: dir, path: filepath.Join(dir, strconv.Itoa(id)+holdSock)}
@@ -255,15 +348,25 @@ func serve(c *net.UnixConn, labs func() []string) {
 // trusted reports whether the peer is this process's user (or root): the
 // socket's directory admits no one else, but the check costs nothing.
 func trusted(c *net.UnixConn) bool {
+	cred, err := peer(c)
+	return err == nil && (cred.Uid == 0 || int(cred.Uid) == os.Geteuid())
+}
+
+// peer returns the credentials of the process at the other end of c (for a
+// client, the one that listened), as this process's user namespace sees
+// them.
+func peer(c *net.UnixConn) (*unix.Ucred, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return false
+		return nil, err
 	}
 	var cred *unix.Ucred
-	raw.Control(func(fd uintptr) {
+	if cerr := raw.Control(func(fd uintptr) {
 		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	return err == nil && (cred.Uid == 0 || int(cred.Uid) == os.Geteuid())
+	}); cerr != nil {
+		return nil, cerr
+	}
+	return cred, err
 }
 
 func receivedFiles(oob []byte) []*os.File {
@@ -321,24 +424,50 @@ type KeptSandbox struct{ Path string }
 // ID is the sandbox's id, as `nsrun ls` shows it.
 func (s KeptSandbox) ID() string { return strings.TrimSuffix(filepath.Base(s.Path), holdSock) }
 
-// KeptSandboxes lists the sockets of this user's kept sandboxes. One whose
-// holder is gone is removed by the first call that finds it refused (see
-// dial).
-func KeptSandboxes(dir string) []KeptSandbox {
+// KeptSandboxes lists the sockets of this user's kept sandboxes in dir
+// (HoldDir), once dir is found to be the user's own (see checkHoldDir). One
+// whose holder is gone is removed by the first call that finds it refused
+// (see dial).
+func KeptSandboxes(dir string) ([]KeptSandbox, error) {
+	if err := checkHoldDir(dir, false); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
 	paths, _ := filepath.Glob(filepath.Join(dir, "*"+holdSock))
 	out := make([]KeptSandbox, len(paths))
 	for i, p := range paths {
 		out[i] = KeptSandbox{p}
 	}
-	return out
+	return out, nil
 }
 
+// dial connects to the sandbox's holder, in a directory checked again, and
+// makes sure the socket is this user's before anything is sent. The
+// kernel's SO_PEERCRED gives the credentials of the process that listened,
+// translated into this process's user namespace: the sandbox's launcher,
+// which listened before the sandbox started, so the user's own uid (an
+// unprivileged user's holder is root only in the sandbox's user namespace).
 func (s KeptSandbox) dial() (*net.UnixConn, error) {
+	if err := checkHoldDir(filepath.Dir(s.Path), false); err != nil {
+		return nil, err
+	}
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: s.Path, Net: "unixpacket"})
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		os.Remove(s.Path) // its holder is gone (killed): so is the sandbox
 	}
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	cred, err := peer(c)
+	if err == nil && int(cred.Uid) != os.Geteuid() {
+		err = &UntrustedError{s.Path, fmt.Sprintf("the process listening on it (pid %d) is uid %d, not you (uid %d)", cred.Pid, cred.Uid, os.Geteuid())}
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // Labs lists the labs in the sandbox.
