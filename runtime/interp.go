@@ -8,7 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"runtime/metrics"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -133,6 +137,81 @@ func threadCtx(thread *starlark.Thread) context.Context {
 		return rt.Ctx
 	}
 	return context.Background()
+}
+
+// DefaultMaxMemory bounds the memory a recipe may have nsrun hold (its
+// values, and what nsrun keeps of the lab): a 1,100-host lab takes under
+// 100 MB, `"x" * 10**9` a gigabyte.
+const DefaultMaxMemory = 512 << 20
+
+// memoryPoll is how often a running recipe's memory is looked at: a
+// gigabyte takes nsrun longer than that to fill.
+const memoryPoll = 10 * time.Millisecond
+
+// watchMemory cancels thread, with an error naming the limit, once the Go
+// heap holds more than limit bytes. It looks from a goroutine of its own,
+// every memoryPoll (the interpreter's steps are not slowed), and cancels
+// at once: the recipe stops at the line where it passed the limit, or
+// soon after (a collection first, to tell garbage from what the recipe
+// holds, would let it run on; and a single huge value can stall the whole
+// process while its pages are first touched). The heap it measures
+// includes garbage not yet collected, which nsrun's collector settings
+// (see collectLess in cmd/nsrun) keep to tens of MiB; what is over the
+// limit before the thread starts is collected first. done ends the watch
+// and returns the error if the limit was passed, during the run or, once
+// the garbage is collected, at its end (where no line is left to name).
+func watchMemory(thread *starlark.Thread, limit uint64) (done func() error) {
+	msg := fmt.Sprintf("the recipe uses more than %d MiB of memory (--max-memory)", limit>>20)
+	if heapBytes() > limit {
+		goruntime.GC() // what an earlier thread left (a preflight stopped at the limit) is garbage
+	}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	var over atomic.Bool
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(memoryPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if heapBytes() > limit {
+					over.Store(true)
+					thread.Cancel(msg)
+					return
+				}
+			}
+		}
+	}()
+	return func() error {
+		close(stop)
+		<-stopped
+		if over.Load() || overLimit(limit) {
+			return errors.New(msg)
+		}
+		return nil
+	}
+}
+
+// overLimit reports whether the heap holds more than limit bytes once its
+// garbage is collected (a collection only when it seems to).
+func overLimit(limit uint64) bool {
+	if heapBytes() <= limit {
+		return false
+	}
+	goruntime.GC()
+	return heapBytes() > limit
+}
+
+// heapBytes is what the Go heap's objects take, live and not yet swept.
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // ExecFile executes the recipe at path, read once (see ReadRecipe), and

@@ -43,6 +43,7 @@ type RunOptions struct {
 	Quiet       bool
 	Timeout     time.Duration // the whole run; 0: none
 	MaxSteps    uint64        // 0: DefaultMaxSteps
+	MaxMemory   uint64        // bytes; 0: DefaultMaxMemory
 }
 
 // LabName is the default lab name of a recipe: its base name.
@@ -174,8 +175,8 @@ func Run(ctx context.Context, o RunOptions) int {
 	return ExitOK
 }
 
-// exec runs the recipe on rt, printing to out, within the step limit and
-// ctx.
+// exec runs the recipe on rt, printing to out, within the step and memory
+// limits and ctx.
 func (o *RunOptions) exec(ctx context.Context, rt *Runtime, out io.Writer) (starlark.StringDict, error) {
 	thread := o.Interp.NewThread(o.Recipe, rt, out)
 	steps := o.MaxSteps
@@ -185,7 +186,19 @@ func (o *RunOptions) exec(ctx context.Context, rt *Runtime, out io.Writer) (star
 	thread.SetMaxExecutionSteps(steps)
 	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
 	defer stop()
-	return o.Interp.ExecFile(thread, o.Recipe)
+	watched := watchMemory(thread, o.maxMemory())
+	globals, err := o.Interp.ExecFile(thread, o.Recipe)
+	if merr := watched(); merr != nil && err == nil {
+		err = fmt.Errorf("%s: %w", o.Recipe, merr) // passed at the end: no line to name
+	}
+	return globals, err
+}
+
+func (o *RunOptions) maxMemory() uint64 {
+	if o.MaxMemory == 0 {
+		return DefaultMaxMemory
+	}
+	return o.MaxMemory
 }
 
 // preflight runs the recipe on a recording kernel that starts with the real

@@ -79,25 +79,36 @@ func OpenSession(o RunOptions) (*Session, error) {
 func (s *Session) Predeclared() starlark.StringDict { return s.o.Interp.Predeclared }
 
 // thread returns a thread for one input, cancelled with ctx, within the
-// step limit.
-func (s *Session) thread(ctx context.Context, name string) (*starlark.Thread, func() bool) {
+// step and memory limits; done ends it and returns the error of a memory
+// limit passed (see watchMemory).
+func (s *Session) thread(ctx context.Context, name string) (thread *starlark.Thread, done func() error) {
 	s.RT.Ctx = ctx
-	thread := s.o.Interp.NewThread(name, s.RT, s.o.Stdout)
+	thread = s.o.Interp.NewThread(name, s.RT, s.o.Stdout)
 	steps := s.o.MaxSteps
 	if steps == 0 {
 		steps = DefaultMaxSteps
 	}
 	thread.SetMaxExecutionSteps(steps)
-	return thread, context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
+	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
+	watched := watchMemory(thread, s.o.maxMemory())
+	return thread, func() error {
+		stop()
+		if err := watched(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
 }
 
 // RunRecipe runs the session's recipe, whose globals are then in scope. If
 // it fails, its backtrace is printed and its changes are rolled back.
 func (s *Session) RunRecipe(ctx context.Context) error {
 	mark := s.journal.Len()
-	thread, stop := s.thread(ctx, s.o.Recipe)
-	defer stop()
+	thread, done := s.thread(ctx, s.o.Recipe)
 	globals, err := s.o.Interp.ExecFile(thread, s.o.Recipe)
+	if merr := done(); merr != nil && err == nil {
+		err = merr
+	}
 	if ferr := s.journal.Flush(); ferr != nil && err == nil {
 		err = errJournal(ferr)
 	}
@@ -115,14 +126,16 @@ func (s *Session) RunRecipe(ctx context.Context) error {
 // it assigned are dropped (a value it mutated in place stays mutated).
 func (s *Session) Eval(ctx context.Context, f *syntax.File) (starlark.Value, error) {
 	mark := s.journal.Len()
-	thread, stop := s.thread(ctx, "repl")
-	defer stop()
+	thread, done := s.thread(ctx, "repl")
 	globals := maps.Clone(s.Globals)
 	v, err := starlark.Value(starlark.None), error(nil)
 	if expr := soleExpr(f); expr != nil {
 		v, err = starlark.EvalExprOptions(f.Options, thread, expr, globals)
 	} else {
 		err = starlark.ExecREPLChunk(f, thread, globals)
+	}
+	if merr := done(); merr != nil && err == nil {
+		err = merr
 	}
 	if ferr := s.journal.Flush(); ferr != nil && err == nil {
 		err = errJournal(ferr)

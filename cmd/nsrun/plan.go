@@ -27,6 +27,7 @@ func cmdPlan(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, `print a JSON array of {"op", "cmd", "pos"} objects (see below)`)
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop a recipe after this many Starlark steps")
+	maxMemory := fs.Uint64("max-memory", runtime.DefaultMaxMemory>>20, "stop a recipe once nsrun holds more than this many MiB of memory for it")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
@@ -57,7 +58,7 @@ Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed).
 	}
 	recipe, argv := fs.Arg(0), fs.Args()[1:]
 	rec, rt, err := runtime.Plan(context.Background(), runtime.RunOptions{
-		Recipe: recipe, Args: argv, Interp: newInterp(argv, *libs), MaxSteps: *maxSteps,
+		Recipe: recipe, Args: argv, Interp: newInterp(argv, *libs), MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
 	})
 	if err != nil && !rec.Observed {
 		fmt.Fprintln(stderr, runtime.Backtrace(err))

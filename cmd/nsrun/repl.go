@@ -35,6 +35,7 @@ func cmdRepl(args []string, stdout, stderr io.Writer) int {
 	verbose := fs.BoolP("verbose", "v", false, "print each change as it is made")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop an input, and roll it back, after this many Starlark steps")
+	maxMemory := fs.Uint64("max-memory", runtime.DefaultMaxMemory>>20, "stop an input, and roll it back, once nsrun holds more than this many MiB of memory")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: nsrun repl [flags] [RECIPE [ARGS...]]
 
@@ -85,7 +86,7 @@ Flags:
 	defer stop()
 	s, err := runtime.OpenSession(runtime.RunOptions{
 		Recipe: recipe, Args: argv, Lab: *name, StateDir: runtime.StateDir, Kernel: k,
-		Interp: interp, Stdout: stdout, Stderr: stderr, Verbose: *verbose, MaxSteps: *maxSteps,
+		Interp: interp, Stdout: stdout, Stderr: stderr, Verbose: *verbose, MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)

@@ -57,6 +57,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	timeout := fs.Duration("timeout", 0, "stop the run, and roll it back, after this long (e.g. 30s, 5m; 0: no limit)")
 	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop a recipe, and roll it back, after this many Starlark steps")
+	maxMemory := fs.Uint64("max-memory", runtime.DefaultMaxMemory>>20, "stop a recipe, and roll it back, once nsrun holds more than this many MiB of memory for it")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -103,6 +104,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		Quiet:       *quiet,
 		Timeout:     *timeout,
 		MaxSteps:    *maxSteps,
+		MaxMemory:   *maxMemory << 20,
 	})
 	return holdIfKept(inside && *keepSandbox, code)
 }
