@@ -11,6 +11,7 @@ import (
 	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 // Link is a network interface. Its methods change it and return it, so they
@@ -34,7 +35,8 @@ type linkState struct {
 }
 
 var (
-	_ starlark.HasAttrs = (*Link)(nil)
+	_ starlark.HasAttrs   = (*Link)(nil)
+	_ starlark.Comparable = (*Link)(nil)
 )
 
 func (l *Link) String() string {
@@ -47,6 +49,11 @@ func (l *Link) Hash() (uint32, error) {
 	h := fnv.New32a()
 	h.Write([]byte(l.state.name))
 	return h.Sum32(), nil
+}
+
+// CompareSameType makes two values of the same link equal.
+func (l *Link) CompareSameType(op syntax.Token, y starlark.Value, _ int) (bool, error) {
+	return sameness(op, l.state == y.(*Link).state, l, y)
 }
 
 var linkMethods = map[string]*starlark.Builtin{

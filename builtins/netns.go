@@ -9,6 +9,7 @@ import (
 	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 	"os"
 )
 
@@ -39,6 +40,12 @@ func (n *Netns) Hash() (uint32, error) {
 
 // Name is the namespace's name as messages show it ("host" for host()).
 func (n *Netns) Name() string { return kernel.NSArg(n.name) }
+
+// CompareSameType makes two values of the same namespace equal:
+// host() == host(), and a namespace found in a dict by another value of it.
+func (n *Netns) CompareSameType(op syntax.Token, y starlark.Value, _ int) (bool, error) {
+	return sameness(op, n.name == y.(*Netns).name, n, y)
+}
 
 var netnsMethods = map[string]*starlark.Builtin{
 	"link":   starlark.NewBuiltin("link", netnsLink),

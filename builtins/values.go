@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 // For optional parameters, None means "not given", so that library functions
@@ -247,4 +248,17 @@ func (n *nsArg) Unpack(v starlark.Value) error {
 		return nil
 	}
 	return fmt.Errorf("got %s, want netns", v.Type())
+}
+
+// sameness answers == and != for values that are equal when they are the
+// same object; other comparisons are errors, as for Starlark's own
+// unordered types.
+func sameness(op syntax.Token, same bool, x, y starlark.Value) (bool, error) {
+	switch op {
+	case syntax.EQL:
+		return same, nil
+	case syntax.NEQ:
+		return !same, nil
+	}
+	return false, fmt.Errorf("%s %s %s not implemented", x.Type(), op, y.Type())
 }

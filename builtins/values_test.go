@@ -1,0 +1,29 @@
+package builtins_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// Values of the same namespace or link are equal, and find each other in a
+// dict; other comparisons are errors.
+func TestNetnsAndLinkEquality(t *testing.T) {
+	out, err, _ := runSrc(t, kernel.NewRecorder(), "eq.star", `
+n = netns("a")
+m = netns("b")
+x, y = veth("x0", "x1", peer_netns = n)
+print(host() == host(), host() in {host(): 1}, n == n.link("lo").netns, n != m)
+print(x == x, x == y, y == x.peer, x in {x: 1}, y in [x])
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "True True True True\nTrue False True True False\n"; out != want {
+		t.Errorf("printed\n%s\nwant\n%s", out, want)
+	}
+	if _, err, _ := runSrc(t, kernel.NewRecorder(), "lt.star", "host() < host()\n"); err == nil || !strings.Contains(err.Error(), "netns < netns not implemented") {
+		t.Errorf("host() < host(): %v", err)
+	}
+}
