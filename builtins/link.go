@@ -360,8 +360,11 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := k.LinkGet(to.name, l.state.name); err == nil {
+	switch _, err := k.LinkGet(to.name, l.state.name); {
+	case err == nil:
 		return nil, fmt.Errorf("%s: a link named %q already exists in netns %q", b.Name(), l.state.name, to.Name())
+	case !errors.Is(err, kernel.ErrNotFound):
+		return nil, fmt.Errorf("%s: looking for a link named %q in netns %q: %w", b.Name(), l.state.name, to.Name(), err)
 	}
 	from := l.ns()
 	step := runtime.Step{Op: runtime.OpMove, NS: from, Name: l.state.name, New: to.name}

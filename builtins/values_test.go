@@ -1,6 +1,7 @@
 package builtins_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -25,5 +26,25 @@ print(x == x, x == y, y == x.peer, x in {x: 1}, y in [x])
 	}
 	if _, err, _ := runSrc(t, kernel.NewRecorder(), "lt.star", "host() < host()\n"); err == nil || !strings.Contains(err.Error(), "netns < netns not implemented") {
 		t.Errorf("host() < host(): %v", err)
+	}
+}
+
+// lookupFails is a kernel whose link lookups fail for another reason than
+// the link's absence.
+type lookupFails struct{ *kernel.Recorder }
+
+func (lookupFails) LinkGet(ns, name string) (kernel.LinkInfo, error) {
+	return kernel.LinkInfo{}, errors.New("netlink: no buffer space")
+}
+
+// A move whose check for a same-named link in the destination fails is not
+// made: the check's failure is not taken for the name being free.
+func TestMoveLookupFails(t *testing.T) {
+	_, err, _ := runSrc(t, lookupFails{kernel.NewRecorder()}, "mv.star", `n = netns("a")
+x, y = veth("x0", "x1")
+y.move(n)
+`)
+	if err == nil || !strings.Contains(err.Error(), "no buffer space") {
+		t.Errorf("move: %v", err)
 	}
 }

@@ -313,7 +313,11 @@ func (j *Journal) Add(s Step) error {
 
 // Reserve makes room for n more steps: a run knows from its plan how many
 // it will make.
-func (j *Journal) Reserve(n int) { j.steps = slices.Grow(j.steps, n) }
+func (j *Journal) Reserve(n int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.steps = slices.Grow(j.steps, n)
+}
 
 // Len is the number of steps; a mark for Rollback.
 func (j *Journal) Len() int {
@@ -322,11 +326,11 @@ func (j *Journal) Len() int {
 	return len(j.steps)
 }
 
-// Steps returns the recorded steps, oldest first.
+// Steps returns a copy of the recorded steps, oldest first.
 func (j *Journal) Steps() []Step {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.steps
+	return slices.Clone(j.steps)
 }
 
 // Close writes the records waiting and closes the journal file.

@@ -442,3 +442,24 @@ func tempJournal(t *testing.T) (*Journal, string) {
 	t.Cleanup(func() { j.Close() })
 	return j, path
 }
+
+// Steps is a copy: a rollback that rewrites the journal's steps does not
+// change what a caller holds.
+func TestJournalStepsIsACopy(t *testing.T) {
+	rec := kernel.NewRecorder()
+	j, _ := OpenJournal("")
+	rt := New("t", rec, j)
+	for _, n := range []string{"a", "b"} {
+		rec.LinkAdd(kernel.LinkSpec{Kind: "bridge", Name: n, Alias: rt.Tag()})
+		if err := rt.Change(nil, Step{Op: OpLink, Kind: "bridge", Name: n, Alias: rt.Tag()}, done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := j.Steps()
+	rt.Rollback(1)
+	rec.LinkAdd(kernel.LinkSpec{Kind: "bridge", Name: "c", Alias: rt.Tag()})
+	rt.Change(nil, Step{Op: OpLink, Kind: "bridge", Name: "c", Alias: rt.Tag()}, done)
+	if len(held) != 2 || held[1].Name != "b" {
+		t.Errorf("the steps held changed: %+v", held)
+	}
+}

@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
@@ -64,6 +66,11 @@ func serverMain(args []string) int {
 		report("error: listening on %q: %v", cfg.Link, err)
 		return 1
 	}
+	// SIGTERM (teardown) ends it cleanly: the socket is closed and Serve
+	// returns.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-stop; conn.Close() }()
 	report("ready %s %s", id, subnet)
 	if err := srv.Serve(conn); err != nil {
 		fmt.Fprintf(os.Stderr, "dhcp-server: %v\n", err)

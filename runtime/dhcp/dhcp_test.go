@@ -214,3 +214,19 @@ func TestServerStartError(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// Serve returns nil once its socket is closed: the daemon's clean shutdown
+// (on SIGTERM) exits 0.
+func TestServeEndsCleanly(t *testing.T) {
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(conn) }()
+	conn.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Serve after Close: %v", err)
+	}
+}

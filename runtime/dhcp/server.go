@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -121,11 +122,15 @@ func (s *Server) Reply(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, error) {
 	return dhcpv4.NewReplyFromRequest(req, mods...)
 }
 
-// Serve answers requests on conn until it is closed.
+// Serve answers requests on conn until it is closed (then it returns nil)
+// or fails.
 func (s *Server) Serve(conn net.PacketConn) error {
 	buf := make([]byte, 4096)
 	for {
 		n, peer, err := conn.ReadFrom(buf)
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}

@@ -423,10 +423,12 @@ func (k *Netlink) LinkAdd(s LinkSpec) error {
 	if err != nil {
 		// The change failed as a whole: take back the device just made
 		// (by its index, so nothing else can be hit).
-		nh, _ := k.h(s.NS)
 		k.forgetLink(s.NS, s.Name)
 		k.forgetLink(s.PeerNS, s.PeerName)
-		if made, lerr := nh.LinkByName(s.Name); lerr == nil {
+		nh, herr := k.h(s.NS)
+		if herr != nil {
+			err = errors.Join(err, fmt.Errorf("taking %q back: %w", s.Name, herr))
+		} else if made, lerr := nh.LinkByName(s.Name); lerr == nil {
 			if derr := nh.LinkDel(made); derr != nil {
 				err = errors.Join(err, fmt.Errorf("taking %q back: %w", s.Name, derr))
 			}
@@ -769,7 +771,10 @@ func (k *Netlink) Settle(ns string, links []NamedLink) error {
 			if notFound(err) == ErrNotFound {
 				break
 			}
-			if err == nil && !want.Matches(l.Attrs().Alias, l.Attrs().HardwareAddr.String()) {
+			if err != nil {
+				return fmt.Errorf("link %q in netns %q: %w", want.Name, NSArg(ns), err)
+			}
+			if !want.Matches(l.Attrs().Alias, l.Attrs().HardwareAddr.String()) {
 				break
 			}
 			if time.Now().After(deadline) {
