@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -153,8 +154,10 @@ func (l *Lab) SetState(state string) error {
 	return l.save()
 }
 
-// TryLock takes the lab's lock, or returns ErrLabBusy if a live process
-// holds it.
+// TryLock takes the lab's lock and records this process as its holder in
+// the lock file, or returns ErrLabBusy naming the live process that holds
+// it: the run that made the lab (lab.json's pid) may be long gone, and a
+// `down`, a recovery or a session hold it since.
 func (l *Lab) TryLock() error {
 	if l.lock != nil {
 		return nil
@@ -164,19 +167,49 @@ func (l *Lab) TryLock() error {
 		return err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
+		defer f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return fmt.Errorf("lab %q is %w (pid %d)", l.Info.Name, ErrLabBusy, l.Info.Pid)
+			if pid := lockHolder(f); pid > 0 {
+				return fmt.Errorf("lab %q is %w (pid %d)", l.Info.Name, ErrLabBusy, pid)
+			}
+			return fmt.Errorf("lab %q is %w", l.Info.Name, ErrLabBusy)
 		}
 		return err
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("recording the holder of lab %q's lock: %w", l.Info.Name, err)
 	}
 	l.lock = f
 	return nil
 }
 
-// Unlock releases the lab's lock.
+// lockHolder reads the pid of the live process holding a lab's lock, or 0.
+// A holder writes it just after it takes the lock: an empty file, or a
+// dead process's pid (one killed while holding it), is read again for a
+// moment.
+func lockHolder(f *os.File) int {
+	for try := 0; try < 25; try++ {
+		if try > 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		b := make([]byte, 32)
+		n, _ := f.ReadAt(b, 0)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b[:n])))
+		if err == nil && pid > 0 && !errors.Is(unix.Kill(pid, 0), unix.ESRCH) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// Unlock releases the lab's lock, its holder's pid cleared first.
 func (l *Lab) Unlock() {
 	if l.lock != nil {
+		l.lock.Truncate(0)
 		l.lock.Close()
 		l.lock = nil
 	}
