@@ -1,15 +1,14 @@
 package runtime
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 // A Drift is a difference between what a lab recorded and what the kernel
@@ -44,15 +43,8 @@ func count(n int, thing string) string {
 // running reports whether pid is still the process that started at start,
 // and not a zombie.
 func running(pid int, start uint64) bool {
-	if got, err := startTime(pid); err != nil || got != start {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i > 0 && len(stat) > i+2 && stat[i+2] != 'Z'
+	s, err := proc.ReadStat(pid)
+	return err == nil && s.Start == start && !s.Zombie()
 }
 
 // Check compares the lab's journal with the kernel: each namespace it

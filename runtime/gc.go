@@ -1,17 +1,16 @@
 package runtime
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 // An Orphan is an object tagged as a lab's whose lab has no record (its
@@ -96,13 +95,8 @@ func FindOrphans(stateDir string, k Scanner) ([]Orphan, error) {
 		}
 		found = append(found, Orphan{Kind: "record", Name: dir, Lab: e.Name(), Tag: why})
 	}
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		v := processTagOf("/proc/" + p.Name())
+	for _, pid := range proc.Pids() {
+		v := processTagOf(pid)
 		if v == "" {
 			continue
 		}
@@ -114,8 +108,7 @@ func FindOrphans(stateDir string, k Scanner) ([]Orphan, error) {
 		if l, err := OpenLab(stateDir, lab); err == nil && l.Info.ID == id {
 			continue // a live lab's
 		}
-		comm, _ := os.ReadFile("/proc/" + p.Name() + "/comm")
-		found = append(found, Orphan{Kind: "process", Name: strings.TrimSpace(string(comm)), Lab: lab, Tag: v, Pid: pid})
+		found = append(found, Orphan{Kind: "process", Name: proc.Comm(pid), Lab: lab, Tag: v, Pid: pid})
 	}
 	order := map[string]int{"process": 0, "link": 1, "netns": 2, "claim": 3, "record": 4} // processes hold namespaces
 	sort.SliceStable(found, func(i, j int) bool { return order[found[i].Kind] < order[found[j].Kind] })
@@ -170,27 +163,16 @@ func (o Orphan) Remove(k kernel.Kernel) error {
 	return k.NetnsDel(o.Name, o.Tag, kernel.NetnsID{})
 }
 
-// processTagOf returns the lab tag of the process at dir (/proc/PID): the
-// one in its environment (see ProcessTagEnv), else the mark of its mount
-// namespace (see nsexec.SysSource); "" if it has neither.
-func processTagOf(dir string) string {
-	env, err := os.ReadFile(dir + "/environ")
-	if err == nil {
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if v, ok := bytes.CutPrefix(kv, []byte(ProcessTagEnv+"=")); ok {
-				return string(v)
-			}
-		}
+// processTagOf returns the lab tag of process pid: the one in its
+// environment (see ProcessTagEnv), else the mark of its mount namespace
+// (see nsexec.SysSource); "" if it has neither.
+func processTagOf(pid int) string {
+	if v, ok := proc.Env(pid, ProcessTagEnv); ok {
+		return v
 	}
-	mounts, err := os.ReadFile(dir + "/mountinfo")
-	if err != nil {
-		return ""
-	}
-	mark := []byte(" - sysfs " + nsexec.SysSource(""))
-	for _, line := range bytes.Split(mounts, []byte{'\n'}) {
-		if _, rest, ok := bytes.Cut(line, mark); ok {
-			v, _, _ := bytes.Cut(rest, []byte{' '})
-			return string(v)
+	for _, src := range proc.MountSources(pid, "sysfs") {
+		if v, ok := strings.CutPrefix(src, nsexec.SysSource("")); ok {
+			return v
 		}
 	}
 	return ""

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 // LabView is a lab as the kernel has it now, as `nsrun inspect` shows it.
@@ -233,10 +234,8 @@ func labProcesses(tag string, k *kernel.Netlink, netns []string) []ProcView {
 	out := []ProcView{}
 	for _, pid := range processesOf(tag, inos) {
 		p := ProcView{Pid: pid, Netns: "?", Command: commandLine(pid)}
-		if ino, err := nsexec.Inode(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil {
-			if ns, ok := where[ino]; ok {
-				p.Netns = ns
-			}
+		if ns, ok := where[proc.Netns(pid)]; ok {
+			p.Netns = ns
 		}
 		out = append(out, p)
 	}
@@ -247,12 +246,10 @@ func labProcesses(tag string, k *kernel.Netlink, netns []string) []ProcView {
 // commandLine returns a process's argv as a shell would show it; the
 // helper's own "/proc/self/exe" (see nsexec.Command) is left out.
 func commandLine(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || len(b) == 0 {
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		return "[" + strings.TrimSpace(string(comm)) + "]"
+	argv := proc.Cmdline(pid)
+	if len(argv) == 0 {
+		return "[" + proc.Comm(pid) + "]"
 	}
-	argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
 	if len(argv) > 1 && argv[0] == "/proc/self/exe" {
 		argv = argv[1:]
 	}

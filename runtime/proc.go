@@ -1,32 +1,19 @@
 package runtime
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 // startTime returns a process's start time in clock ticks since boot, which
 // together with its pid identifies it: a pid can be reused, the pair cannot.
 func startTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name, in parentheses, may contain spaces: skip past it.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	fields := bytes.Fields(b[i+1:])
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	return strconv.ParseUint(string(fields[19]), 10, 64)
+	s, err := proc.ReadStat(pid)
+	return s.Start, err
 }
 
 // StopGrace is how long a process group has to end after SIGTERM before it

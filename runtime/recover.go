@@ -1,19 +1,17 @@
 package runtime
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 // Recover finishes the rollback of every lab whose run died (its lock is
@@ -131,47 +129,23 @@ func labNetns(steps []Step) map[uint64]bool {
 }
 
 // processesOf lists the live processes (zombies excluded) of a lab: in
-// one of its namespaces, or carrying tag. Processes of the nsrun itself
-// are not among them.
+// one of its namespaces, in a mount namespace marked as its, or carrying
+// tag. Processes of the nsrun itself are not among them.
 func processesOf(tag string, netns map[uint64]bool) []int {
-	mark := []byte(ProcessTagEnv + "=" + tag + "\x00")
-	sys := []byte(" - sysfs " + nsexec.SysSource(tag) + " ")
-	entries, _ := os.ReadDir("/proc")
+	mark := nsexec.SysSource(tag)
 	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		dir := "/proc/" + e.Name()
-		ours := len(netns) > 0 && netns[netnsOf(dir)]
+	for _, pid := range proc.Pids() {
+		ours := len(netns) > 0 && netns[proc.Netns(pid)]
 		if !ours {
-			env, err := os.ReadFile(dir + "/environ")
-			ours = err == nil && bytes.Contains(env, mark)
+			v, ok := proc.Env(pid, ProcessTagEnv)
+			ours = ok && v == tag
 		}
 		if !ours {
-			mounts, err := os.ReadFile(dir + "/mountinfo")
-			ours = err == nil && bytes.Contains(mounts, sys)
+			ours = slices.Contains(proc.MountSources(pid, "sysfs"), mark)
 		}
-		if !ours {
-			continue
+		if ours && proc.Live(pid) {
+			pids = append(pids, pid)
 		}
-		if stat, err := os.ReadFile(dir + "/stat"); err == nil {
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-				continue
-			}
-		}
-		pids = append(pids, pid)
 	}
 	return pids
-}
-
-// netnsOf returns the inode of the network namespace of the process at
-// dir (/proc/PID), or 0.
-func netnsOf(dir string) uint64 {
-	var st unix.Stat_t
-	if unix.Stat(dir+"/ns/net", &st) != nil {
-		return 0
-	}
-	return st.Ino
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/nstest"
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 // upLab runs a small recipe as lab name, without --rm, and downs the lab at
@@ -162,11 +163,7 @@ func syscallKill(t *testing.T, pid int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(b), ") Z ") {
-			return
-		}
+	for proc.Live(pid) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -283,19 +282,5 @@ print(exec_in(n, "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; don
 // sleepers lists the processes whose command line is exactly "sleep 987" or
 // "sleep 986".
 func sleepers() []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
-			continue
-		}
-		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if bytes.Equal(cmdline, []byte("sleep\x00987\x00")) || bytes.Equal(cmdline, []byte("sleep\x00986\x00")) {
-			if stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat"); !bytes.Contains(stat, []byte(") Z ")) {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
+	return append(pgrep("sleep 987"), pgrep("sleep 986")...)
 }

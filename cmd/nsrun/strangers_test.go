@@ -3,11 +3,11 @@ package main
 import (
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/nsrun/nsrun/runtime/nstest"
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 // Strangers: an object of the lab deleted by someone, and another of the
@@ -122,15 +122,9 @@ spawn_in(n, ["sleep", "1006"])
 
 // pgrep returns the pids of the processes whose command line is cmdline.
 func pgrep(cmdline string) []int {
-	entries, _ := os.ReadDir("/proc")
 	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if strings.TrimSuffix(strings.ReplaceAll(string(b), "\x00", " "), " ") == cmdline {
+	for _, pid := range proc.Pids() {
+		if strings.Join(proc.Cmdline(pid), " ") == cmdline && proc.Live(pid) {
 			pids = append(pids, pid)
 		}
 	}

@@ -1,7 +1,6 @@
 package nsexec
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 const sandboxEnv = "NSRUN_SANDBOX"
@@ -139,17 +140,11 @@ func SetupSandbox(dirs ...string) error {
 // middle of an exec has no environment to read for a moment: only a few
 // rounds in a row that find none end the search.
 func killSandboxed(id int) {
-	mark := []byte(SandboxIDEnv + "=" + strconv.Itoa(id) + "\x00")
+	mark := strconv.Itoa(id)
 	for round, clean := 0, 0; round < 50 && clean < 3; round++ {
 		found := false
-		entries, _ := os.ReadDir("/proc")
-		for _, e := range entries {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil || pid == os.Getpid() {
-				continue
-			}
-			env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-			if err == nil && bytes.Contains(env, mark) {
+		for _, pid := range proc.Pids() {
+			if v, ok := proc.Env(pid, SandboxIDEnv); ok && v == mark {
 				syscall.Kill(pid, syscall.SIGKILL)
 				found = true
 			}

@@ -16,12 +16,12 @@ import (
 	"os/exec"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 // Where the sandbox keeps named namespaces and lab records (private to it).
@@ -131,25 +131,17 @@ func processes() string {
 }
 
 // Processes lists the live processes, but this one, whose environment
-// holds mark ("PID:COMMAND LINE", by pid).
+// holds mark, "KEY=VALUE" ("KEY=VALUE\x00": exactly that value), as
+// "PID:COMMAND LINE", by pid.
 func Processes(mark string) string {
-	entries, _ := os.ReadDir("/proc")
+	key, want, _ := strings.Cut(mark, "=")
 	var found []string
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
+	for _, pid := range proc.Pids() {
+		v, ok := proc.Env(pid, key)
+		if !ok || !strings.HasPrefix(v+"\x00", want) || !proc.Live(pid) {
 			continue
 		}
-		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-		if err != nil || !bytes.Contains(env, []byte(mark)) {
-			continue
-		}
-		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "Z" {
-			continue // a zombie of ours, about to be reaped
-		}
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		found = append(found, fmt.Sprintf("%d:%s", pid, strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")))
+		found = append(found, fmt.Sprintf("%d:%s", pid, strings.Join(proc.Cmdline(pid), " ")))
 	}
 	sort.Strings(found)
 	return strings.Join(found, ", ")
