@@ -3,7 +3,6 @@ package runtime
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -58,18 +57,8 @@ func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin str
 		return ExecResult{}, context.Cause(ctx)
 	}
 	res.Stdout, res.Stderr = stdout.String(), stderr.String()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		res.RC = exit.ExitCode()
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.RC = 128 + int(ws.Signal())
-		}
-	default:
-		return res, err
-	}
-	return res, nil
+	res.RC, err = nsexec.ExitCode(err)
+	return res, err
 }
 
 // endGroup ends a foreground command's process group and returns how the

@@ -1,11 +1,9 @@
 package runtime
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -81,18 +79,7 @@ func (l *Lab) RunIn(k *kernel.Netlink, ns string, argv, env []string, stdio Stdi
 		case sig := <-sigs:
 			syscall.Kill(-cmd.Process.Pid, sig.(syscall.Signal))
 		case err := <-done:
-			var exit *exec.ExitError
-			switch {
-			case err == nil:
-				return 0, nil
-			case errors.As(err, &exit):
-				if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-					return 128 + int(ws.Signal()), nil
-				}
-				return exit.ExitCode(), nil
-			default:
-				return 0, err
-			}
+			return nsexec.ExitCode(err)
 		}
 	}
 }

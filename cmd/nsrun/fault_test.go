@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nsrun/nsrun/runtime/nsexec"
 	"github.com/nsrun/nsrun/runtime/nstest"
 )
 
@@ -190,13 +191,8 @@ func changes(t *testing.T, bin, recipe string) []string {
 }
 
 func exitCode(err error) int {
-	if ee, ok := err.(*exec.ExitError); ok {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
-	}
-	return 0
+	code, _ := nsexec.ExitCode(err)
+	return code
 }
 
 // makeDecoys makes foreign objects of every kind beside the labs — a named

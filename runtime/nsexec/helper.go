@@ -1,6 +1,7 @@
 package nsexec
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -52,6 +53,23 @@ func Command(name string, argv []string) *exec.Cmd {
 // own); the child inherits the namespace of the thread that forks it.
 func Start(path string, cmd *exec.Cmd) error {
 	return Do(path, cmd.Start)
+}
+
+// ExitCode returns the exit code of a command that ended with err (from
+// Wait or Run): its own, or 128+N if signal N ended it, as a shell has it;
+// err itself if the command did not run or could not be waited for.
+func ExitCode(err error) (int, error) {
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &exit):
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return exit.ExitCode(), nil
+	}
+	return 0, err
 }
 
 // InternalPrefix marks, in a command's argv[0], a function of nsrun's own to

@@ -403,19 +403,13 @@ func withoutSandboxVars(env []string) []string {
 	return out
 }
 
+// exitCode is ExitCode, 127 for a command that could not be waited for.
 func exitCode(err error) int {
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &exit):
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return exit.ExitCode()
-	default:
+	code, err := ExitCode(err)
+	if err != nil {
 		return 127
 	}
+	return code
 }
 
 // A KeptSandbox is the socket of a held sandbox.

@@ -97,14 +97,7 @@ func RunSandboxed(holdDir string) (int, error) {
 	// Whatever the inside started and left (it was killed before its
 	// teardown, say) would keep the sandbox's namespaces alive: end it.
 	killSandboxed(os.Getpid())
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return exit.ExitCode(), nil
-	}
-	return 0, err
+	return ExitCode(err)
 }
 
 // SetupSandbox prepares the inside of a sandbox: mounts stop propagating to
