@@ -33,7 +33,7 @@ func TestDHCPValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := kernel.NewRecorder()
-			_, err, rt := runSrc(t, rec, "v.star", dhcpTopology+tt.src)
+			_, rt, err := runSrc(t, rec, "v.star", dhcpTopology+tt.src)
 			defer rollback(t, rt)
 			if err == nil {
 				t.Fatalf("no error; want %q", tt.want)
@@ -49,7 +49,7 @@ func TestDHCPValidation(t *testing.T) {
 // command and the client's dhclient.
 func TestDHCPPlan(t *testing.T) {
 	rec := kernel.NewRecorder()
-	out, err, rt := runSrc(t, rec, "p.star", dhcpTopology+`
+	out, rt, err := runSrc(t, rec, "p.star", dhcpTopology+`
 p = dhcp_server(q, tap, range=("10.0.0.100", "10.0.0.200"), router="10.0.0.1", dns=["10.0.0.2"])
 l = dhcp_client(eth0)
 print(l.addr, l.router, l.planned)
@@ -79,7 +79,7 @@ func TestDHCPLease(t *testing.T) {
 	nstest.Kernel(t)
 	k := kernel.NewNetlink(nstest.NetnsDir)
 	defer k.Close()
-	out, err, rt := runSrc(t, k, "d.star", dhcpTopology+`
+	out, rt, err := runSrc(t, k, "d.star", dhcpTopology+`
 dhcp_server(q, tap, range=("10.0.0.100", "10.0.0.200"), router="10.0.0.1", dns=["10.0.0.2"], lease="10m")
 l = dhcp_client(eth0)
 print(l.addr, l.router, l.dns, l.lease_s, l.server, l.planned)

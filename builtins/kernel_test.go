@@ -54,7 +54,7 @@ func onKernel(t *testing.T, name, src string) (string, *kernel.Netlink) {
 	nstest.Kernel(t)
 	k := kernel.NewNetlink(nstest.NetnsDir)
 	t.Cleanup(func() { k.Close() })
-	out, err, rt := runSrc(t, k, name, src)
+	out, rt, err := runSrc(t, k, name, src)
 	t.Cleanup(func() { rollback(t, rt) })
 	if err != nil {
 		t.Fatal(runtime.Backtrace(err))
@@ -112,7 +112,7 @@ func TestRollbackAtEveryChange(t *testing.T) {
 	nstest.Kernel(t)
 	src := readTestdata(t, "blue.star")
 	count := kernel.NewRecorder()
-	if _, err, _ := runSrc(t, count, "blue.star", src); err != nil {
+	if _, _, err := runSrc(t, count, "blue.star", src); err != nil {
 		t.Fatal(err)
 	}
 	n := len(count.Log)
@@ -123,7 +123,7 @@ func TestRollbackAtEveryChange(t *testing.T) {
 		for k := 1; k <= n; k++ {
 			before := nstest.Snapshot(t)
 			nl := kernel.NewNetlink(nstest.NetnsDir)
-			_, err, rt := run(t, &kernel.Faulty{Kernel: nl, FailAt: k}, "blue.star", src, piped)
+			_, rt, err := run(t, &kernel.Faulty{Kernel: nl, FailAt: k}, "blue.star", src, piped)
 			if !errors.Is(err, kernel.ErrInjected) {
 				t.Fatalf("change %d (pipelined %v): err = %v, want the injected failure", k, piped, err)
 			}
@@ -150,7 +150,7 @@ func TestCollisionLeavesForeignLinkAlone(t *testing.T) {
 	before := nstest.Ip(t, "", "-d", "-j", "link", "show", "br0")
 	k := kernel.NewNetlink(nstest.NetnsDir)
 	defer k.Close()
-	_, err, rt := runSrc(t, k, "blue.star", readTestdata(t, "blue.star"))
+	_, rt, err := runSrc(t, k, "blue.star", readTestdata(t, "blue.star"))
 	rollback(t, rt)
 	if err == nil || !strings.Contains(err.Error(), `a link named "br0" already exists in netns "host"`) {
 		t.Fatalf("err = %v, want the collision named", err)
@@ -175,12 +175,12 @@ print(exec_in(n, "cat", stdin = "fed").stdout)
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
 	}
 
-	_, err, rt2 := runSrc(t, k, "f.star", `exec_in(host(), "echo oops >&2; exit 4")`)
+	_, rt2, err := runSrc(t, k, "f.star", `exec_in(host(), "echo oops >&2; exit 4")`)
 	rollback(t, rt2)
 	if err == nil || !strings.Contains(err.Error(), `exited with status 4: oops`) {
 		t.Errorf("err = %v", err)
 	}
-	_, err, rt3 := runSrc(t, k, "g.star", `exec_in(host(), ["sleep", "30"], timeout = "100ms")`)
+	_, rt3, err := runSrc(t, k, "g.star", `exec_in(host(), ["sleep", "30"], timeout = "100ms")`)
 	rollback(t, rt3)
 	if err == nil || !strings.Contains(err.Error(), "timed out after 100ms") {
 		t.Errorf("err = %v", err)
@@ -192,7 +192,7 @@ func TestSpawnStopped(t *testing.T) {
 	nstest.Kernel(t)
 	k := kernel.NewNetlink(nstest.NetnsDir)
 	defer k.Close()
-	out, err, rt := runSrc(t, k, "s.star", `
+	out, rt, err := runSrc(t, k, "s.star", `
 n = netns("bg")
 p = spawn_in(n, "sleep 300 & sleep 301")
 print(p.pid)
@@ -289,7 +289,7 @@ func TestGroupTeardownSparesForeign(t *testing.T) {
 veth("gv0", "p0", peer_netns = s)
 veth("gv1", "p1", peer_netns = s)
 `
-	_, err, rt := runSrc(t, k, "group.star", src)
+	_, rt, err := runSrc(t, k, "group.star", src)
 	if err != nil {
 		rollback(t, rt)
 		t.Fatal(runtime.Backtrace(err))

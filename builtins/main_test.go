@@ -16,15 +16,15 @@ import (
 func TestMain(m *testing.M) { nstest.Main(m) }
 
 // runSrc runs src as a recipe file named name on kernel k, in lab "t", and
-// returns what it printed, its error and its runtime.
-func runSrc(t *testing.T, k kernel.Kernel, name, src string) (string, error, *runtime.Runtime) {
+// returns what it printed, its runtime and its error.
+func runSrc(t *testing.T, k kernel.Kernel, name, src string) (string, *runtime.Runtime, error) {
 	t.Helper()
 	return run(t, k, name, src, false)
 }
 
 // run is runSrc on a runtime that is pipelined if piped, as `nsrun run`
 // makes one.
-func run(t *testing.T, k kernel.Kernel, name, src string, piped bool) (string, error, *runtime.Runtime) {
+func run(t *testing.T, k kernel.Kernel, name, src string, piped bool) (string, *runtime.Runtime, error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
@@ -39,7 +39,7 @@ func run(t *testing.T, k kernel.Kernel, name, src string, piped bool) (string, e
 		rt.Pipeline()
 	}
 	_, err := in.ExecFile(thread, path)
-	return out.String(), rt.EndPipeline(err), rt
+	return out.String(), rt, rt.EndPipeline(err)
 }
 
 // rollback undoes everything rt did and fails t if anything could not be.

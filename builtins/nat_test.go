@@ -40,7 +40,7 @@ func TestNATValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := kernel.NewRecorder()
-			_, err, rt := runSrc(t, rec, "v.star", tt.src)
+			_, rt, err := runSrc(t, rec, "v.star", tt.src)
 			defer rollback(t, rt)
 			if err == nil {
 				t.Fatalf("no error; want %q", tt.want)
@@ -62,7 +62,7 @@ func TestNATValidation(t *testing.T) {
 // the table.
 func TestNATPlan(t *testing.T) {
 	rec := kernel.NewRecorder()
-	_, err, rt := runSrc(t, rec, "p.star", `
+	_, rt, err := runSrc(t, rec, "p.star", `
 r = netns("r")
 a, b = veth("a", "b", netns=r)
 nat.masquerade(r, out=a, src="10.0.0.0/24")
@@ -348,7 +348,7 @@ nat.floating(r, floating="203.0.113.9", fixed="10.0.0.2")
 	for n := 1; ; n++ {
 		rec := kernel.NewRecorder()
 		rec.FailAt = n
-		_, err, rt := runSrc(t, rec, "f.star", src)
+		_, rt, err := runSrc(t, rec, "f.star", src)
 		rec.FailAt = 0
 		if err == nil {
 			if n < 4 {

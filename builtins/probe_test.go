@@ -89,7 +89,7 @@ func TestObserveRecipe(t *testing.T) {
 	pcap := filepath.Join(t.TempDir(), "v1.pcap")
 	k := kernel.NewNetlink(nstest.NetnsDir)
 	src := fmt.Sprintf("PCAP = %q\n%s", pcap, observeRecipe)
-	out, err, rt := runSrc(t, k, "observe.star", src)
+	out, rt, err := runSrc(t, k, "observe.star", src)
 
 	// The last line fails as the recipe writer will see it.
 	want := `reach: no reply from 172.16.2.9 in netns "ns1" (3 sent, 0 received: destination host unreachable (from 172.16.2.2))`
@@ -148,7 +148,7 @@ print(pingall([ns1, host()]))
 print([(l.name, l.kind, l.up, l.addrs) for l in ns1.links()])
 print(ns1.addrs(), ns1.routes(), ns1.neighbors())
 `
-	out, err, _ := runSrc(t, kernel.NewRecorder(), "plan.star", src)
+	out, _, err := runSrc(t, kernel.NewRecorder(), "plan.star", src)
 	if err != nil {
 		t.Fatal(runtime.Backtrace(err))
 	}
@@ -181,7 +181,7 @@ func TestObserveValidation(t *testing.T) {
 		{`host().addrs(scope="universe")`, `addrs: for parameter scope: "universe" is not a scope`},
 		{`host().routes(1)`, `routes: got 1 arguments, want at most 0`},
 	} {
-		_, err, _ := runSrc(t, kernel.NewRecorder(), "v.star", c.src)
+		_, _, err := runSrc(t, kernel.NewRecorder(), "v.star", c.src)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want %q", c.src, err, c.want)
 		}

@@ -55,7 +55,7 @@ func TestValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := kernel.NewRecorder()
-			_, err, rt := runSrc(t, rec, "v.star", tt.src)
+			_, rt, err := runSrc(t, rec, "v.star", tt.src)
 			if err == nil {
 				t.Fatalf("no error; want %q", tt.want)
 			}
@@ -83,7 +83,7 @@ br = bridge("br0")
 m = macvlan("mv0", parent=a, netns=n)
 print(a.mac, b.mac, br.mac, m.mac)
 `
-	first, err, _ := runSrc(t, kernel.NewRecorder(), "m.star", src)
+	first, _, err := runSrc(t, kernel.NewRecorder(), "m.star", src)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 // Values of the same namespace or link are equal, and find each other in a
 // dict; other comparisons are errors.
 func TestNetnsAndLinkEquality(t *testing.T) {
-	out, err, _ := runSrc(t, kernel.NewRecorder(), "eq.star", `
+	out, _, err := runSrc(t, kernel.NewRecorder(), "eq.star", `
 n = netns("a")
 m = netns("b")
 x, y = veth("x0", "x1", peer_netns = n)
@@ -24,7 +24,7 @@ print(x == x, x == y, y == x.peer, x in {x: 1}, y in [x])
 	if want := "True True True True\nTrue False True True False\n"; out != want {
 		t.Errorf("printed\n%s\nwant\n%s", out, want)
 	}
-	if _, err, _ := runSrc(t, kernel.NewRecorder(), "lt.star", "host() < host()\n"); err == nil || !strings.Contains(err.Error(), "netns < netns not implemented") {
+	if _, _, err := runSrc(t, kernel.NewRecorder(), "lt.star", "host() < host()\n"); err == nil || !strings.Contains(err.Error(), "netns < netns not implemented") {
 		t.Errorf("host() < host(): %v", err)
 	}
 }
@@ -40,7 +40,7 @@ func (lookupFails) LinkGet(ns, name string) (kernel.LinkInfo, error) {
 // A move whose check for a same-named link in the destination fails is not
 // made: the check's failure is not taken for the name being free.
 func TestMoveLookupFails(t *testing.T) {
-	_, err, _ := runSrc(t, lookupFails{kernel.NewRecorder()}, "mv.star", `n = netns("a")
+	_, _, err := runSrc(t, lookupFails{kernel.NewRecorder()}, "mv.star", `n = netns("a")
 x, y = veth("x0", "x1")
 y.move(n)
 `)

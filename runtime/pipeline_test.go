@@ -12,9 +12,9 @@ import (
 )
 
 // pipelined runs src on a pipelined runtime over k, whose builtin mk(name)
-// queues a namespace's creation, and returns the run's error (see
-// EndPipeline), its output and the runtime, whose journal is at path.
-func pipelined(t *testing.T, k kernel.Kernel, src string) (err error, out string, rt *Runtime, path string) {
+// queues a namespace's creation, and returns its output, the runtime, whose
+// journal is at path, and the run's error (see EndPipeline).
+func pipelined(t *testing.T, k kernel.Kernel, src string) (out string, rt *Runtime, path string, err error) {
 	t.Helper()
 	j, path := tempJournal(t)
 	rt = New("t", k, j)
@@ -35,7 +35,7 @@ func pipelined(t *testing.T, k kernel.Kernel, src string) (err error, out string
 	rt.Attach(thread)
 	rt.Pipeline()
 	_, err = starlark.ExecFileOptions(FileOptions, thread, "p.star", src, starlark.StringDict{"mk": mk})
-	return rt.EndPipeline(err), printed.String(), rt, path
+	return printed.String(), rt, path, rt.EndPipeline(err)
 }
 
 // Queued changes are made in the recipe's order; the first that fails
@@ -43,7 +43,7 @@ func pipelined(t *testing.T, k kernel.Kernel, src string) (err error, out string
 // of the call that asked for it, even though the recipe ran on.
 func TestPipelineFailure(t *testing.T) {
 	rec := kernel.NewRecorder()
-	err, _, rt, path := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 3}, `
+	_, rt, path, err := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 3}, `
 for n in ["a", "b", "c", "d", "e"]:
     mk(n)
 print("ran on")
@@ -84,7 +84,7 @@ print("ran on")
 // own error does not hide it.
 func TestPipelineStopsTheRecipe(t *testing.T) {
 	rec := kernel.NewRecorder()
-	err, out, rt, _ := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 1}, `
+	out, rt, _, err := pipelined(t, &kernel.Faulty{Kernel: rec, FailAt: 1}, `
 mk("a")
 def spin():
     for i in range(10000000):
