@@ -463,3 +463,16 @@ func TestJournalStepsIsACopy(t *testing.T) {
 		t.Errorf("the steps held changed: %+v", held)
 	}
 }
+
+// A change that fails and whose void record cannot be written reports both.
+func TestVoidFailureReported(t *testing.T) {
+	j, _ := tempJournal(t)
+	rt := New("t", kernel.NewRecorder(), j)
+	err := rt.Change(nil, Step{Op: OpUp, Name: "x"}, func(kernel.Kernel, *Step) error {
+		j.file.Close() // the journal's file fails from now on
+		return errors.New("boom")
+	})
+	if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(err.Error(), "writing the journal") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -137,6 +137,10 @@ func (rt *Runtime) work(p *pipeline) {
 			if !failed {
 				err = rt.make(j)
 			} else {
+				// The run's error is the first failure's. A void record
+				// that cannot be written leaves an intent, whose undo is
+				// harmless, and the journal's failure shows again when
+				// the rollback rewrites it.
 				rt.Journal.Void(j.seq)
 				rt.disown(j.intent)
 			}
@@ -157,9 +161,8 @@ func (rt *Runtime) make(j *job) error {
 	if cause := context.Cause(rt.Ctx); cause != nil {
 		// Interrupted or timed out: the context stops the recipe, and
 		// nothing more is made.
-		rt.Journal.Void(j.seq)
 		rt.disown(j.intent)
-		return cause
+		return rt.void(j.seq, cause)
 	}
 	var err error
 	if j.n > 0 {
@@ -175,7 +178,7 @@ func (rt *Runtime) make(j *job) error {
 		faultHook(j.n, changeMade)
 	}
 	if err != nil {
-		rt.Journal.Void(j.seq)
+		err = rt.void(j.seq, err)
 		rt.disown(j.intent)
 	} else if err = rt.record(j.seq, j.intent, s); err == nil {
 		return nil

@@ -4,6 +4,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -111,15 +112,13 @@ func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn Work) error {
 		rt.changes++
 		n = rt.changes
 		if err := faultHook(n, beforeChange); err != nil {
-			rt.Journal.Void(seq)
-			return err
+			return rt.void(seq, err)
 		}
 		defer faultHook(n, afterChange)
 	}
 	intent := s
 	if err := fn(rt.k, &s); err != nil {
-		rt.Journal.Void(seq)
-		return err
+		return rt.void(seq, err)
 	}
 	if n > 0 {
 		faultHook(n, changeMade)
@@ -129,6 +128,16 @@ func (rt *Runtime) Change(thread *starlark.Thread, s Step, fn Work) error {
 }
 
 func errJournal(err error) error { return fmt.Errorf("writing the journal: %w", err) }
+
+// void journals change seq as not made, since it failed with err, and
+// returns err, with the journal's error if the record could not be written
+// (the change then reads as an intent: its undo is harmless either way).
+func (rt *Runtime) void(seq int, err error) error {
+	if verr := rt.Journal.Void(seq); verr != nil {
+		return errors.Join(err, errJournal(verr))
+	}
+	return err
+}
 
 // own records what the run owns once step s is made.
 func (rt *Runtime) own(s Step) {
