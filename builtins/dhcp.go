@@ -78,7 +78,7 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, err
 	}
-	if _, real := k.(pather); !real {
+	if _, real := kernel.As[kernel.Pather](k); !real {
 		// Planning: the plan shows the command; there is nothing to wait
 		// for, and no readiness socket to name.
 		argv := append([]string{dhcp.Command}, cfg.Args()...)
@@ -129,10 +129,10 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, err
 	}
-	k, ok := rk.(pather)
+	k, ok := kernel.As[kernel.Pather](rk)
 	if !ok { // planning: a recording kernel has no namespaces to enter
-		if rec, ok := rk.(*kernel.Recorder); ok {
-			rec.Log = append(rec.Log, "# "+ipNetnsExec(l.ns())+"dhclient -1 "+l.state.name)
+		if p, ok := kernel.As[kernel.Planner](rk); ok {
+			p.Note(ipNetnsExec(l.ns()) + "dhclient -1 " + l.state.name)
 		}
 		noteMadeUp(rk)
 		return leaseValue(dhcp.Lease{Addr: netip.MustParsePrefix("0.0.0.0/32")}, true), nil
@@ -164,10 +164,6 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	return leaseValue(lease, false), nil
 }
-
-// pather is a kernel with namespaces to enter: the real one. A recording
-// kernel has none; dhcp then plans instead of doing.
-type pather interface{ Path(ns string) string }
 
 func ipNetnsExec(ns string) string {
 	if ns == kernel.Host {

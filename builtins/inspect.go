@@ -23,12 +23,8 @@ func init() {
 
 // observer returns the run's kernel as an Observer.
 func observer(k kernel.Kernel) (kernel.Observer, bool) {
-	if f, ok := k.(*kernel.Faulty); ok {
-		return observer(f.Kernel)
-	}
 	noteMadeUp(k)
-	o, ok := k.(kernel.Observer)
-	return o, ok
+	return kernel.As[kernel.Observer](k)
 }
 
 // observe unpacks a method without arguments and returns its namespace and

@@ -32,8 +32,8 @@ func init() {
 // noteMadeUp tells a recording kernel that the run was just given a made-up
 // observation (see kernel.Recorder.Observe).
 func noteMadeUp(k kernel.Kernel) {
-	if o, ok := k.(interface{ Observe() }); ok {
-		o.Observe()
+	if p, ok := kernel.As[kernel.Planner](k); ok {
+		p.Observe()
 	}
 }
 
@@ -43,11 +43,8 @@ const notRun = "not run (plan)"
 // nsPath returns where namespace ns is pinned, for work done inside it, and
 // false if the run's kernel is not the real one.
 func nsPath(k kernel.Kernel, ns string) (string, bool) {
-	switch k := k.(type) {
-	case *kernel.Netlink:
-		return k.Path(ns), true
-	case *kernel.Faulty:
-		return nsPath(k.Kernel, ns)
+	if p, ok := kernel.As[kernel.Pather](k); ok {
+		return p.Path(ns), true
 	}
 	return "", false
 }

@@ -116,10 +116,7 @@ func hostRouteAllowed(rt *runtime.Runtime, r kernel.Route) error {
 	// The machine's routes, as the kernel has them (a plan's recording
 	// kernel reads them from the real one, if it may): reading them is
 	// not the recipe observing the network.
-	for f, ok := k.(*kernel.Faulty); ok; f, ok = k.(*kernel.Faulty) {
-		k = f.Kernel
-	}
-	o, ok := k.(kernel.Observer)
+	o, ok := kernel.As[kernel.Observer](k)
 	if !ok {
 		return nil
 	}

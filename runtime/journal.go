@@ -536,9 +536,7 @@ var undoHook func(n int)
 // the namespaces the undo deletes before it deletes any (see
 // kernel.Netlink.PrecheckNetns).
 func precheck(k kernel.Kernel, steps []Step, order []int, m mootness) {
-	pc, ok := k.(interface {
-		PrecheckNetns(names []string, inos, mnts []uint64, tags []string)
-	})
+	pc, ok := kernel.As[kernel.NetnsPrechecker](k)
 	if !ok {
 		return
 	}
@@ -560,9 +558,7 @@ func precheck(k kernel.Kernel, steps []Step, order []int, m mootness) {
 // host that are there still (see kernel.Netlink.LinkDelGroup), and returns
 // those steps. Their undo is then done, and changes to their links moot.
 func deleteGroup(k kernel.Kernel, steps []Step, m mootness) map[int]bool {
-	gd, ok := k.(interface {
-		LinkDelGroup(ns, tag string, names []string) ([]string, error)
-	})
+	gd, ok := kernel.As[kernel.GroupDeleter](k)
 	if !ok {
 		return nil
 	}

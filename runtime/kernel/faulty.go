@@ -144,32 +144,9 @@ func (f *Faulty) NATDelTable(ns, family, table string) error {
 	return n.NATDelTable(ns, family, table)
 }
 
-// Path passes the wrapped kernel's namespace paths through.
-func (f *Faulty) Path(ns string) string {
-	if p, ok := f.Kernel.(interface{ Path(string) string }); ok {
-		return p.Path(ns)
-	}
-	return ""
-}
+// Unwrap returns the kernel Faulty wraps: the capabilities it passes
+// through are found there (see As) — the real kernel's teardown shortcuts,
+// so that rollback tests on a Faulty take the path real runs take.
+func (f *Faulty) Unwrap() Kernel { return f.Kernel }
 
 var errNoNAT = fmt.Errorf("this kernel cannot program nftables")
-
-// The real kernel's teardown shortcuts pass through, so that rollback tests
-// on a Faulty take the path real runs take.
-
-func (f *Faulty) LinkDelGroup(ns, tag string, names []string) ([]string, error) {
-	if g, ok := f.Kernel.(interface {
-		LinkDelGroup(string, string, []string) ([]string, error)
-	}); ok {
-		return g.LinkDelGroup(ns, tag, names)
-	}
-	return nil, fmt.Errorf("no group deletion")
-}
-
-func (f *Faulty) PrecheckNetns(names []string, inos, mnts []uint64, tags []string) {
-	if p, ok := f.Kernel.(interface {
-		PrecheckNetns([]string, []uint64, []uint64, []string)
-	}); ok {
-		p.PrecheckNetns(names, inos, mnts, tags)
-	}
-}

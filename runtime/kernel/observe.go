@@ -16,7 +16,7 @@ import (
 // `ip route` and `ip neigh` show. It changes nothing. Every list comes back
 // sorted, and carries no ifindex, so that two runs of a recipe compare equal.
 type Observer interface {
-	Links(ns string) ([]LinkInfo, error)   // by name
+	LinkLister
 	Addrs(ns string) ([]Addr, error)       // by device, family, address
 	Routes(ns string) ([]RouteInfo, error) // by family, destination, metric
 	Neighbors(ns string) ([]Neighbor, error)

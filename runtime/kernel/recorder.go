@@ -217,9 +217,7 @@ func (r *Recorder) get(ns, name string) (*LinkInfo, error) {
 func (r *Recorder) realHostLink(name string) (LinkInfo, bool) {
 	if r.realHost == nil {
 		r.realHost = map[string]LinkInfo{}
-		lister, ok := r.Real.(interface {
-			Links(string) ([]LinkInfo, error)
-		})
+		lister, ok := As[LinkLister](r.Real)
 		links, err := []LinkInfo(nil), errors.New("cannot list")
 		if ok {
 			links, err = lister.Links(Host)
@@ -467,13 +465,17 @@ func (r *Recorder) SysctlSet(ns, key, value string) error {
 // the recipe does after it is not a prediction of the real run.
 func (r *Recorder) Observe() { r.Observed = true }
 
+// Note records, as a comment in the log, a command the run would make that
+// a plan does not: its output is made up.
+func (r *Recorder) Note(cmd string) { r.Log = append(r.Log, "# "+cmd) }
+
 func (r *Recorder) Start(ns string, cmd *exec.Cmd) error {
 	r.Observe()
 	prefix := ""
 	if ns != Host {
 		prefix = "ip netns exec " + ns + " "
 	}
-	r.Log = append(r.Log, "# "+prefix+strings.Join(cmd.Args[1:], " "))
+	r.Note(prefix + strings.Join(cmd.Args[1:], " "))
 	return nil
 }
 

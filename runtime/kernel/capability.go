@@ -1,0 +1,58 @@
+package kernel
+
+// Capabilities some kernels have beyond Kernel, asked for with As.
+
+// A Pather pins named namespaces in the filesystem: work that must enter a
+// namespace (a ping, a capture, a DHCP exchange, a command) asks it where.
+// The real kernel is one; a recording kernel, which has no namespaces to
+// enter, is not.
+type Pather interface {
+	Path(ns string) string
+}
+
+// A LinkLister lists the links of a namespace, by name.
+type LinkLister interface {
+	Links(ns string) ([]LinkInfo, error)
+}
+
+// A GroupDeleter deletes a lab's links in the host in one request (see
+// Netlink.LinkDelGroup).
+type GroupDeleter interface {
+	LinkDelGroup(ns, tag string, names []string) (gone []string, err error)
+}
+
+// A NetnsPrechecker confirms, ahead of a teardown, the tags of the
+// namespaces it deletes (see Netlink.PrecheckNetns).
+type NetnsPrechecker interface {
+	PrecheckNetns(names []string, inos, mnts []uint64, tags []string)
+}
+
+// A Planner is a kernel whose answers are made up (a plan's): it is told
+// when the run has been given one (Observe), and of what it would run but
+// does not (Note).
+type Planner interface {
+	Observe()
+	Note(cmd string)
+}
+
+// A Wrapper is a kernel around another, such as Faulty.
+type Wrapper interface {
+	Unwrap() Kernel
+}
+
+// As finds in k, or in the kernels k wraps (see Wrapper), the first that
+// has the capability T, as errors.As finds an error's type.
+func As[T any](k Kernel) (T, bool) {
+	for k != nil {
+		if t, ok := k.(T); ok {
+			return t, true
+		}
+		w, ok := k.(Wrapper)
+		if !ok {
+			break
+		}
+		k = w.Unwrap()
+	}
+	var none T
+	return none, false
+}
