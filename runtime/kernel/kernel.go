@@ -164,8 +164,10 @@ type LinkInfo struct {
 	Alias  string
 
 	// kept by Recorder only
-	peer  [2]string
-	addrs []netip.Prefix
+	peer   [2]string // a veth's other end
+	parent [2]string // a macvlan's, macvtap's or vlan's parent
+	mode   string    // a macvlan's mode, a vlan's id
+	addrs  []netip.Prefix
 }
 
 // Route is a route in the main table. A zero Dst is the default route of

@@ -96,3 +96,21 @@ func TestNeighState(t *testing.T) {
 		}
 	}
 }
+
+// A stacked link's parent and mode are model data, and follow the parent
+// when it moves.
+func TestRecorderParent(t *testing.T) {
+	r := NewRecorder()
+	r.NetnsAdd(NetnsSpec{Name: "a", Tag: "nsrun:t"})
+	r.LinkAdd(LinkSpec{Name: "up0", Kind: "veth", PeerNS: Host, PeerName: "up1"})
+	if err := r.LinkAdd(LinkSpec{NS: "a", Name: "mv0", Kind: "macvlan", Parent: "up0", Mode: "bridge"}); err != nil {
+		t.Fatal(err)
+	}
+	r.LinkMove(Host, "up0", "a")
+	if ns, p, mode, ok := r.Parent("a", "mv0"); !ok || ns != "a" || p != "up0" || mode != "bridge" {
+		t.Errorf("Parent = %q %q %q %v", ns, p, mode, ok)
+	}
+	if _, _, _, ok := r.Parent(Host, "up1"); ok {
+		t.Errorf("a veth has a parent")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -169,6 +170,14 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 		return err
 	}
 	r.links[[2]string{s.NS, s.Name}] = &LinkInfo{NS: s.NS, Name: s.Name, Kind: s.Kind, MAC: s.MAC.String(), MTU: mtuOr(s.MTU), Alias: s.Alias}
+	switch s.Kind {
+	case "macvlan", "macvtap":
+		l := r.links[[2]string{s.NS, s.Name}]
+		l.parent, l.mode = [2]string{s.ParentNS, s.Parent}, s.Mode
+	case "vlan":
+		l := r.links[[2]string{s.NS, s.Name}]
+		l.parent, l.mode = [2]string{s.ParentNS, s.Parent}, strconv.Itoa(s.VlanID)
+	}
 	if s.Kind == "veth" {
 		r.links[[2]string{s.PeerNS, s.PeerName}] = &LinkInfo{NS: s.PeerNS, Name: s.PeerName, Kind: s.Kind, MAC: s.PeerMAC.String(), MTU: mtuOr(s.MTU), Alias: peerAlias(s), peer: [2]string{s.NS, s.Name}}
 		r.links[[2]string{s.NS, s.Name}].peer = [2]string{s.PeerNS, s.PeerName}
@@ -360,6 +369,11 @@ func (r *Recorder) LinkMove(ns, name, to string) error {
 	r.links[[2]string{to, name}] = l
 	if l.peer != ([2]string{}) {
 		r.links[l.peer].peer = [2]string{to, name}
+	}
+	for _, c := range r.links { // links stacked on it follow it
+		if c.parent == [2]string{ns, name} {
+			c.parent[0] = to
+		}
 	}
 	return nil
 }

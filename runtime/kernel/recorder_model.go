@@ -17,6 +17,16 @@ func (r *Recorder) Namespaces() []string {
 
 // Peer returns where the other end of the veth (ns, name) is in the model;
 // ok is false for a link that is not a veth, or not in the model.
+// Parent returns the parent of a stacked link (a macvlan, macvtap or vlan)
+// of the model, and its mode (a vlan's id).
+func (r *Recorder) Parent(ns, name string) (parentNS, parent, mode string, ok bool) {
+	l, found := r.links[[2]string{ns, name}]
+	if !found || l.parent == ([2]string{}) {
+		return "", "", "", false
+	}
+	return l.parent[0], l.parent[1], l.mode, true
+}
+
 func (r *Recorder) Peer(ns, name string) (peerNS, peerName string, ok bool) {
 	l, found := r.links[[2]string{ns, name}]
 	if !found || l.peer == ([2]string{}) {
