@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
 	"go.starlark.net/starlark"
 )
 
@@ -134,6 +135,9 @@ func Run(ctx context.Context, o RunOptions) int {
 	err = rt.EndPipeline(err)
 	if ferr := journal.Flush(); ferr != nil && err == nil {
 		err = errJournal(ferr)
+	}
+	if err == nil {
+		err = pinned(o.Kernel, journal.Steps())
 	}
 	rt.Progress.Clear()
 	defer rt.Close()
@@ -267,6 +271,34 @@ func planClaims(plan *Runtime) []string {
 		names = append(names, n)
 	}
 	return names
+}
+
+// pinned checks, one stat each, that every namespace steps made is still
+// pinned under its name, with its inode: one that someone else deleted (ip
+// netns del) or replaced while the recipe ran leaves the lab without it —
+// the recipe went on in a namespace no name reaches — and the run, or the
+// REPL input, must fail. Only a kernel with namespace paths (the real one)
+// is checked.
+func pinned(k kernel.Kernel, steps []Step) error {
+	p, ok := k.(interface{ Path(ns string) string })
+	if !ok {
+		return nil
+	}
+	for _, s := range steps {
+		if s.Op != OpNetns {
+			continue
+		}
+		ino, err := nsexec.Inode(p.Path(s.Name))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("netns %q was deleted during the run by someone else", s.Name)
+		case err != nil:
+			return fmt.Errorf("netns %q: %w", s.Name, err)
+		case s.Ino != 0 && ino != s.Ino:
+			return fmt.Errorf("netns %q was deleted or replaced during the run by someone else (its name now leads to inode %d, not to the lab's %d)", s.Name, ino, s.Ino)
+		}
+	}
+	return nil
 }
 
 // isFail reports whether err comes from the recipe's own fail().

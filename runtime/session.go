@@ -112,6 +112,9 @@ func (s *Session) RunRecipe(ctx context.Context) error {
 	if ferr := s.journal.Flush(); ferr != nil && err == nil {
 		err = errJournal(ferr)
 	}
+	if err == nil {
+		err = pinned(s.o.Kernel, s.journal.Steps())
+	}
 	if err != nil {
 		s.fail(err, mark)
 		return err
@@ -139,6 +142,9 @@ func (s *Session) Eval(ctx context.Context, f *syntax.File) (starlark.Value, err
 	}
 	if ferr := s.journal.Flush(); ferr != nil && err == nil {
 		err = errJournal(ferr)
+	}
+	if err == nil {
+		err = pinned(s.o.Kernel, s.journal.Steps())
 	}
 	if err != nil {
 		s.fail(err, mark)
