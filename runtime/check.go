@@ -58,7 +58,7 @@ func running(pid int, start uint64) bool {
 // Equivalent to: ip netns list; ip -n $ns link show $dev; ip -n $ns addr show
 // dev $dev; ip -n $ns route show proto 78; kill -0 $pid.
 func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
-	_, steps, err := l.Objects()
+	st, steps, err := l.State()
 	if err != nil {
 		return nil, CheckCounts{}, err
 	}
@@ -70,60 +70,6 @@ func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
 	gone := map[string]bool{} // namespaces that are missing or not the lab's
 	missing := func(ns string) bool { return ns != kernel.Host && gone[ns] }
 
-	// Where each link is at the end (following moves), and which steps
-	// a later move made moot: moving a link to another namespace drops
-	// its addresses and the routes through it.
-	type key [2]string
-	type link struct {
-		kind, alias string
-		mac         string // of an untagged veth peer, which it is known by
-		at          key
-		moved       int // the index of the last move
-	}
-	links := map[key]*link{}
-	var created []*link
-	at := map[int]*link{} // address and route steps -> the link they are on
-	for i, s := range steps {
-		if s.State == StateIntent {
-			continue
-		}
-		switch s.Op {
-		case OpLink:
-			a := &link{kind: s.Kind, alias: s.Alias, at: key{s.NS, s.Name}, moved: -1}
-			links[a.at] = a
-			created = append(created, a)
-			if s.PeerName != "" {
-				b := &link{kind: s.Kind, alias: s.Alias, at: key{s.PeerNS, s.PeerName}, moved: -1}
-				if s.PeerMAC != "" { // untagged: known by its MAC
-					b.alias, b.mac = "", s.PeerMAC
-				}
-				links[b.at] = b
-				created = append(created, b)
-			}
-		case OpMove:
-			l, ok := links[key{s.NS, s.Name}]
-			if !ok { // not the lab's: followed only to know its addresses went
-				l = &link{at: key{s.NS, s.Name}}
-			}
-			delete(links, l.at)
-			l.at, l.moved = key{s.New, s.Name}, i
-			links[l.at] = l
-		case OpAddr:
-			l, ok := links[key{s.NS, s.Name}]
-			if !ok {
-				l = &link{at: key{s.NS, s.Name}, moved: -1}
-				links[l.at] = l
-			}
-			at[i] = l
-		case OpRoute:
-			if s.Route != nil && s.Route.Dev != "" {
-				if l, ok := links[key{s.NS, s.Route.Dev}]; ok {
-					at[i] = l
-				}
-			}
-		}
-	}
-
 	for _, s := range steps {
 		if s.State != StateIntent && s.Op == OpNetns {
 			n.Netns++
@@ -133,15 +79,17 @@ func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
 			}
 		}
 	}
-	linkGone := map[*link]bool{}
-	for _, l := range created {
-		ns, name := l.at[0], l.at[1]
+	// Each link where it is at the end (following moves); moving a link
+	// to another namespace dropped its addresses and the routes through it.
+	linkGone := map[*LinkState]bool{}
+	for _, l := range st.Links {
+		ns, name := l.At.NS, l.At.Name
 		if missing(ns) {
 			linkGone[l] = true
 			continue
 		}
 		n.Links++
-		object := fmt.Sprintf("%s %q%s", l.kind, name, inNetns(ns))
+		object := fmt.Sprintf("%s %q%s", l.Kind, name, inNetns(ns))
 		li, err := k.LinkGet(ns, name)
 		switch {
 		case errors.Is(err, kernel.ErrNotFound):
@@ -149,12 +97,12 @@ func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
 			report(object, "missing")
 		case err != nil:
 			report(object, "%v", err)
-		case l.mac != "" && li.Alias == "" && li.MAC != l.mac:
+		case l.Untagged && li.Alias == "" && li.MAC != l.MAC:
 			linkGone[l] = true
-			report(object, "has MAC %s, not %s (not the lab's)", li.MAC, l.mac)
-		case l.mac == "" && li.Alias != l.alias:
+			report(object, "has MAC %s, not %s (not the lab's)", li.MAC, l.MAC)
+		case !l.Untagged && li.Alias != l.Alias:
 			linkGone[l] = true
-			report(object, "carries tag %q, not %q (not the lab's)", li.Alias, l.alias)
+			report(object, "carries tag %q, not %q (not the lab's)", li.Alias, l.Alias)
 		}
 	}
 	routes := map[string][]kernel.RouteInfo{}
@@ -164,8 +112,8 @@ func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
 		}
 		switch s.Op {
 		case OpAddr:
-			l := at[i]
-			if l.moved > i || missing(s.NS) || linkGone[l] {
+			l := st.Of[i]
+			if l.Moved > i || missing(s.NS) || linkGone[l] {
 				continue
 			}
 			n.Addrs++
@@ -176,7 +124,7 @@ func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
 			if s.Route == nil || missing(s.NS) {
 				continue
 			}
-			if l, ok := at[i]; ok && l.moved > i {
+			if l, ok := st.Of[i]; ok && l.Moved > i {
 				continue
 			}
 			n.Routes++

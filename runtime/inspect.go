@@ -73,55 +73,21 @@ type ProcView struct {
 	Command string `json:"command"`
 }
 
-// LabObjects is where a lab's objects are now, by its journal: the
-// namespaces it created, and its links at their current place, following
-// moves. Steps whose outcome is unknown (intents) are left out.
-type LabObjects struct {
-	Netns []string             // by name
-	Links map[[2]string]string // {ns, name} -> kind
-}
-
-// Objects reads the lab's journal and returns where its objects are.
-func (l *Lab) Objects() (LabObjects, []Step, error) {
+// State reads the lab's journal and returns the lab by it (see LabState):
+// steps whose outcome is unknown (intents) are left out. The steps are
+// returned too.
+func (l *Lab) State() (*LabState, []Step, error) {
 	steps, err := ReadJournal(l.journalPath())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return LabObjects{}, nil, fmt.Errorf("lab %q: %w", l.Info.Name, err)
+		return nil, nil, fmt.Errorf("lab %q: %w", l.Info.Name, err)
 	}
-	o := LabObjects{Links: map[[2]string]string{}}
-	for _, s := range steps {
-		if s.State == StateIntent {
-			continue
-		}
-		switch s.Op {
-		case OpNetns:
-			o.Netns = append(o.Netns, s.Name)
-		case OpLink:
-			o.Links[[2]string{s.NS, s.Name}] = s.Kind
-			if s.PeerName != "" {
-				o.Links[[2]string{s.PeerNS, s.PeerName}] = s.Kind
-			}
-		case OpMove:
-			if kind, ok := o.Links[[2]string{s.NS, s.Name}]; ok {
-				delete(o.Links, [2]string{s.NS, s.Name})
-				o.Links[[2]string{s.New, s.Name}] = kind
-			}
-		}
-	}
-	slices.Sort(o.Netns)
-	o.Netns = slices.Compact(o.Netns)
-	return o, steps, nil
-}
-
-// HasNetns reports whether ns is a namespace of the lab; "host" (kernel.Host)
-// always is.
-func (o LabObjects) HasNetns(ns string) bool {
-	return ns == kernel.Host || slices.Contains(o.Netns, ns)
+	return ReplaySteps(steps, false), steps, nil
 }
 
 // hostLinks reports whether the lab has links in the host namespace.
-func (o LabObjects) hostLinks() bool {
-	for k := range o.Links {
-		if k[0] == kernel.Host {
+func (st *LabState) hostLinks() bool {
+	for _, l := range st.Links {
+		if l.At.NS == kernel.Host {
 			return true
 		}
 	}
@@ -135,21 +101,22 @@ func (o LabObjects) hostLinks() bool {
 // ip -n $ns route; ip -n $ns -6 route; ip -n $ns neigh; and a look for
 // NSRUN_LAB=LAB/ID in /proc/*/environ.
 func Inspect(l *Lab, k *kernel.Netlink) (LabView, error) {
-	o, _, err := l.Objects()
+	st, _, err := l.State()
 	if err != nil {
 		return LabView{}, err
 	}
 	v := LabView{Lab: l.Info.Name, ID: l.Info.ID, State: l.Info.State, Recipe: l.Info.Recipe, Namespaces: []NetnsView{}}
-	if o.hostLinks() {
+	if st.hostLinks() {
 		v.Namespaces = append(v.Namespaces, inspectNetns(k, kernel.Host, func(name, alias string) bool {
-			_, ours := o.Links[[2]string{kernel.Host, name}]
+			_, ours := st.MadeLink(kernel.Host, name)
 			return ours || alias == l.Tag()
 		}))
 	}
-	for _, ns := range o.Netns {
+	netns := st.NetnsNames()
+	for _, ns := range netns {
 		v.Namespaces = append(v.Namespaces, inspectNetns(k, ns, nil))
 	}
-	v.Processes = labProcesses(l.ProcessTag(), k, o.Netns)
+	v.Processes = labProcesses(l.ProcessTag(), k, netns)
 	return v, nil
 }
 

@@ -606,91 +606,41 @@ type place struct {
 }
 
 // moot works out which steps a namespace deletion in the same set makes
-// unnecessary, following links as they move.
+// unnecessary, following links as they move (see LabState).
 func moot(steps []Step) mootness {
 	m := mootness{by: map[int]int{}, settle: map[string][]kernel.NamedLink{}, at: map[int][2]string{}, alt: map[int][]place{}}
+	st := ReplaySteps(steps, true)
 	deleted := map[string]int{} // namespace -> the step that created it
-	for i, s := range steps {
-		if s.Op == OpNetns {
-			deleted[s.Name] = i
-		}
+	for _, n := range st.Netns {
+		deleted[n.Name] = n.Step
 	}
 	gone := func(ns string) (int, bool) { i, ok := deleted[ns]; return i, ok }
 	m.gone = gone
-	type key struct{ ns, name string }
-	ids := map[key]int{}      // where each link is now -> its id
-	stepLink := map[int]int{} // step -> the link it is about
-	peer := map[int]int{}
-	created := map[int]int{}            // links made in steps -> the step: its undo deletes them
-	fps := map[int]kernel.Fingerprint{} // links made in steps -> how to know them
-	maybe := map[int][]key{}            // links -> where an unconfirmed move may have put them
-	next := 0
-	id := func(k key) int {
-		if v, ok := ids[k]; ok {
-			return v
-		}
-		next++
-		ids[k] = next
-		return next
-	}
-	for i, s := range steps {
-		switch s.Op {
-		case OpLink:
-			next++
-			a := next
-			ids[key{s.NS, s.Name}] = a
-			stepLink[i] = a
-			created[a] = i
-			fps[a] = kernel.Fingerprint{Alias: s.Alias, MAC: s.MAC}
-			if s.PeerName != "" {
-				next++
-				ids[key{s.PeerNS, s.PeerName}] = next
-				peer[a], peer[next] = next, a
-				created[next] = i
-				fps[next] = kernel.Fingerprint{Alias: s.Alias, MAC: s.PeerMAC}
-			}
-		case OpMove:
-			l := id(key{s.NS, s.Name})
-			stepLink[i] = l
-			if s.State == StateIntent {
-				// The run died around the move: it may or may not
-				// have happened. The link is taken to be where it
-				// was, and looked for where it went as well.
-				maybe[l] = append(maybe[l], key{s.New, s.Name})
-				break
-			}
-			delete(ids, key{s.NS, s.Name})
-			ids[key{s.New, s.Name}] = l
-		case OpUp, OpMaster, OpMTU, OpMAC, OpAddr, OpHairpin:
-			stepLink[i] = id(key{s.NS, s.Name})
-		}
-	}
-	where := map[int]key{}
-	for k, l := range ids {
-		where[l] = k
-	}
 	// A link dies with a namespace it or its veth peer ends up in: the
 	// step that created that namespace covers it.
-	dies := func(l int) (int, bool) {
-		if i, ok := gone(where[l].ns); ok {
+	dies := func(l *LinkState) (int, bool) {
+		if i, ok := gone(l.At.NS); ok {
 			return i, true
 		}
-		if p, ok := peer[l]; ok {
-			return gone(where[p].ns)
+		if l.Peer != nil {
+			return gone(l.Peer.At.NS)
 		}
 		return 0, false
 	}
 	for i, s := range steps {
 		switch s.Op {
 		case OpLink:
-			l := stepLink[i]
-			// Its moves are not undone: delete it where it is now.
-			m.at[i] = [2]string{where[l].ns, where[l].name}
-			for _, end := range []int{l, peer[l]} {
-				for _, k := range maybe[end] {
-					if end != 0 {
-						m.alt[i] = append(m.alt[i], place{k.ns, k.name, fps[end]})
-					}
+			l := st.Of[i]
+			ends := []*LinkState{l}
+			if l.Peer != nil {
+				ends = append(ends, l.Peer)
+			}
+			// Its moves are not undone: delete it where it is now, and
+			// where a move whose outcome is unknown may have put it.
+			m.at[i] = [2]string{l.At.NS, l.At.Name}
+			for _, end := range ends {
+				for _, k := range end.Maybe {
+					m.alt[i] = append(m.alt[i], place{k.NS, k.Name, end.Fingerprint()})
 				}
 			}
 			by, ok := dies(l)
@@ -698,21 +648,20 @@ func moot(steps []Step) mootness {
 				continue
 			}
 			m.by[i] = by
-			for _, end := range []int{l, peer[l]} {
-				if k, ok := where[end]; ok && end != 0 {
-					if _, del := gone(k.ns); !del {
-						m.settle[k.ns] = append(m.settle[k.ns], kernel.NamedLink{Name: k.name, Fingerprint: fps[end]})
-					}
+			for _, end := range ends {
+				if _, del := gone(end.At.NS); !del {
+					m.settle[end.At.NS] = append(m.settle[end.At.NS], kernel.NamedLink{Name: end.At.Name, Fingerprint: end.Fingerprint()})
 				}
 			}
 		case OpMove, OpUp, OpMaster, OpMTU, OpMAC, OpAddr, OpHairpin:
 			// Changes to a link that goes away go with it.
+			l := st.Of[i]
 			if by, ok := gone(s.NS); ok {
 				m.by[i] = by
-			} else if by, ok := dies(stepLink[i]); ok {
+			} else if by, ok := dies(l); ok {
 				m.by[i] = by
-			} else if by, ok := created[stepLink[i]]; ok {
-				m.by[i] = by
+			} else if l.Made >= 0 {
+				m.by[i] = l.Made
 			}
 		case OpNetns, OpProc:
 			// Never moot: a process outlives its namespace's deletion

@@ -20,12 +20,12 @@ func (l *Lab) LabNetns(k *kernel.Netlink, arg string) (string, error) {
 	if arg == "host" {
 		return kernel.Host, nil
 	}
-	o, _, err := l.Objects()
+	st, _, err := l.State()
 	if err != nil {
 		return "", err
 	}
-	if !o.HasNetns(arg) {
-		return "", fmt.Errorf("lab %q has no netns %q (it has: host%s)", l.Info.Name, arg, listNetns(o.Netns))
+	if !st.HasNetns(arg) {
+		return "", fmt.Errorf("lab %q has no netns %q (it has: host%s)", l.Info.Name, arg, listNetns(st.NetnsNames()))
 	}
 	if ok, err := k.NetnsExists(arg); err != nil || !ok {
 		return "", fmt.Errorf("netns %q of lab %q is gone (see `nsrun check %s`)", arg, l.Info.Name, l.Info.Name)

@@ -4,8 +4,8 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -45,16 +45,16 @@ type Runtime struct {
 	Spared []error
 
 	mu    sync.Mutex
-	netns map[string]bool    // namespaces this run created
-	links map[[2]string]bool // links this run created, where they are now
+	state *LabState // what the run has made (or queued), where it is now
+	owned int       // the steps applied to state
 }
 
 // New returns a runtime for lab on kernel k.
 func New(lab string, k kernel.Kernel, j *Journal) *Runtime {
 	return &Runtime{
 		Lab: lab, ID: newID(), k: k, Journal: j,
-		netns: map[string]bool{}, links: map[[2]string]bool{},
-		Ctx: context.Background(),
+		state: NewLabState(true),
+		Ctx:   context.Background(),
 	}
 }
 
@@ -139,24 +139,12 @@ func (rt *Runtime) void(seq int, err error) error {
 	return err
 }
 
-// own records what the run owns once step s is made.
+// own records what the run owns once step s is made (see LabState).
 func (rt *Runtime) own(s Step) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	switch s.Op {
-	case OpNetns:
-		rt.netns[s.Name] = true
-	case OpLink:
-		rt.links[[2]string{s.NS, s.Name}] = true
-		if s.PeerName != "" {
-			rt.links[[2]string{s.PeerNS, s.PeerName}] = true
-		}
-	case OpMove:
-		if rt.links[[2]string{s.NS, s.Name}] {
-			delete(rt.links, [2]string{s.NS, s.Name})
-			rt.links[[2]string{s.New, s.Name}] = true
-		}
-	}
+	rt.state.Apply(rt.owned, s)
+	rt.owned++
 }
 
 // disown forgets what the run owned through step s: one undone, or one
@@ -164,13 +152,7 @@ func (rt *Runtime) own(s Step) {
 func (rt *Runtime) disown(s Step) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	switch s.Op {
-	case OpNetns:
-		delete(rt.netns, s.Name)
-	case OpLink:
-		delete(rt.links, [2]string{s.NS, s.Name})
-		delete(rt.links, [2]string{s.PeerNS, s.PeerName})
-	}
+	rt.state.Forget(s)
 }
 
 // record journals change seq, made from intent, as done (as s says).
@@ -198,7 +180,7 @@ func callerPos(thread *starlark.Thread) string {
 func (rt *Runtime) OwnsNetns(ns string) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return rt.netns[ns]
+	return rt.state.HasNetns(ns)
 }
 
 // OwnsLink reports whether the run may change a link: one it created, or any
@@ -206,7 +188,8 @@ func (rt *Runtime) OwnsNetns(ns string) bool {
 func (rt *Runtime) OwnsLink(ns, name string) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return rt.netns[ns] || rt.links[[2]string{ns, name}]
+	_, made := rt.state.MadeLink(ns, name)
+	return made || rt.state.HasNetns(ns)
 }
 
 // MadeLink reports whether the lab created link name in ns (or moved it
@@ -214,7 +197,8 @@ func (rt *Runtime) OwnsLink(ns, name string) bool {
 func (rt *Runtime) MadeLink(ns, name string) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return rt.links[[2]string{ns, name}]
+	_, made := rt.state.MadeLink(ns, name)
+	return made
 }
 
 // MAC derives a link's address from the lab, namespace and link name:

@@ -34,68 +34,22 @@ func FromRecorder(rec *kernel.Recorder) (Topology, error) {
 	return t, nil
 }
 
-// FromSteps reads the topology a lab's journal records: its namespaces,
-// its links (a veth's peer, a stacked link's parent and mode), where moves
-// took them, which bridge each was put in, and their addresses.
+// FromSteps reads the topology a lab's journal records (see
+// runtime.LabState): its namespaces, its links (a veth's peer, a stacked
+// link's parent and mode), where moves took them, which bridge each was put
+// in, and their addresses.
 func FromSteps(steps []runtime.Step) Topology {
-	var t Topology
-	links := map[[2]string]*Link{}
-	var order [][2]string
-	add := func(l Link) {
-		key := [2]string{l.NS, l.Name}
-		if _, ok := links[key]; !ok {
-			order = append(order, key)
-		}
-		links[key] = &l
+	st := runtime.ReplaySteps(steps, true)
+	t := Topology{}
+	for _, n := range st.Netns {
+		t.Namespaces = append(t.Namespaces, n.Name)
 	}
-	for _, s := range steps {
-		switch s.Op {
-		case runtime.OpNetns:
-			t.Namespaces = append(t.Namespaces, s.Name)
-		case runtime.OpLink:
-			add(Link{NS: s.NS, Name: s.Name, Kind: s.Kind, PeerNS: s.PeerNS, PeerName: s.PeerName, ParentNS: s.ParentNS, Parent: s.Parent, Mode: s.Mode})
-			if s.PeerName != "" {
-				add(Link{NS: s.PeerNS, Name: s.PeerName, Kind: s.Kind, PeerNS: s.NS, PeerName: s.Name})
-			}
-		case runtime.OpMove:
-			from, to := [2]string{s.NS, s.Name}, [2]string{s.New, s.Name}
-			l, ok := links[from]
-			if !ok {
-				continue
-			}
-			delete(links, from)
-			l.NS = s.New
-			l.Addrs, l.Master = nil, "" // a move takes neither along
-			links[to] = l
-			order = append(order, to)
-			if l.PeerName != "" {
-				if p, ok := links[[2]string{l.PeerNS, l.PeerName}]; ok {
-					p.PeerNS = s.New
-				}
-			}
-			for _, c := range links { // links stacked on it follow it
-				if c.ParentNS == s.NS && c.Parent == s.Name {
-					c.ParentNS = s.New
-				}
-			}
-		case runtime.OpMaster:
-			if l, ok := links[[2]string{s.NS, s.Name}]; ok {
-				l.Master = s.New
-			}
-		case runtime.OpAddr:
-			if l, ok := links[[2]string{s.NS, s.Name}]; ok {
-				l.Addrs = append(l.Addrs, s.Addr)
-			}
+	for _, l := range st.InOrder() {
+		g := Link{NS: l.At.NS, Name: l.At.Name, Kind: l.Kind, ParentNS: l.ParentNS, Parent: l.Parent, Mode: l.Mode, Master: l.Master, Addrs: l.Addrs}
+		if l.Peer != nil {
+			g.PeerNS, g.PeerName = l.Peer.At.NS, l.Peer.At.Name
 		}
-	}
-	seen := map[[2]string]bool{}
-	for _, key := range order {
-		l, ok := links[key]
-		if !ok || seen[key] {
-			continue
-		}
-		seen[key] = true
-		t.Links = append(t.Links, *l)
+		t.Links = append(t.Links, g)
 	}
 	return t
 }
