@@ -7,15 +7,20 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
 // Names that live outside a lab's own namespaces are global: namespace
 // names, and link names in the host namespace. Before it changes anything,
 // a run claims every such name its plan will create, all at once under the
 // state directory's lock; a run whose names overlap a live lab's fails there,
-// naming the conflict, with nothing changed. Claims are files
+// naming the conflict, with nothing changed. A name the plan did not
+// foresee (one computed from what the recipe observed) is claimed as the
+// run makes it (see claimer); a session claims each name so. Claims are files
 // STATE/.claim:KIND:NAME holding the lab's name (a lab's name never starts
 // with a dot), removed with their lab.
 
@@ -129,4 +134,149 @@ func release(stateDir, lab string, names []string) {
 			os.Remove(path)
 		}
 	}
+}
+
+// claimer is the kernel of a real run or a session: before it creates a
+// global name the lab has not claimed — a namespace, or a link in the host
+// namespace, made there or moved there — it claims it, under the state
+// lock as the claims made before a run are, and looks it up as a name no
+// plan foresaw. A run's plan names what the preflight made, and a name
+// computed from what the recipe observed (exec_in's output, which the
+// preflight makes up) is another in the real run: unclaimed, it could be
+// taken by another lab at the same time, and the run, trusting the plan
+// (Runtime.Planned), would not look it up. A session claims each name so.
+type claimer struct {
+	kernel.Kernel
+	stateDir string
+	lab      *Lab
+
+	mu      sync.Mutex
+	claimed map[string]bool
+}
+
+// newClaimer returns k for lab, whose claims so far are lab.Info.Claims.
+func newClaimer(k kernel.Kernel, stateDir string, lab *Lab) *claimer {
+	c := &claimer{Kernel: k, stateDir: stateDir, lab: lab, claimed: map[string]bool{}}
+	for _, n := range lab.Info.Claims {
+		c.claimed[n] = true
+	}
+	return c
+}
+
+func (c *claimer) Unwrap() kernel.Kernel { return c.Kernel }
+
+// need makes sure the lab holds the claim on name (of kind "netns" or
+// "link"): if it does not yet, name is looked up (exists), then claimed and
+// the claim recorded in the lab's record, all under the state lock.
+func (c *claimer) need(kind, name string, exists func() error) error {
+	n := claimName(kind, name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.claimed[n] {
+		return nil
+	}
+	unlock, err := lockState(c.stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := exists(); err != nil {
+		return err
+	}
+	if err := claim(c.stateDir, c.lab.Info.Name, []string{n}); err != nil {
+		return err
+	}
+	c.lab.Info.Claims = append(c.lab.Info.Claims, n)
+	if err := c.lab.save(); err != nil {
+		c.lab.Info.Claims = c.lab.Info.Claims[:len(c.lab.Info.Claims)-1]
+		release(c.stateDir, c.lab.Info.Name, []string{n})
+		return fmt.Errorf("recording the claim on %s %q: %w", kindWord(kind), name, err)
+	}
+	c.claimed[n] = true
+	return nil
+}
+
+// hostLink is need for a link name in the host namespace.
+func (c *claimer) hostLink(name string) error {
+	return c.need("link", name, func() error {
+		_, err := c.Kernel.LinkGet(kernel.Host, name)
+		switch {
+		case err == nil:
+			return fmt.Errorf("a link named %q already exists in netns %q; nsrun never adopts an object it did not create", name, kernel.NSArg(kernel.Host))
+		case errors.Is(err, kernel.ErrNotFound):
+			return nil
+		default:
+			return err
+		}
+	})
+}
+
+func (c *claimer) NetnsAdd(s kernel.NetnsSpec) (kernel.NetnsID, error) {
+	err := c.need("netns", s.Name, func() error {
+		ok, err := c.Kernel.NetnsExists(s.Name)
+		if err == nil && ok {
+			err = fmt.Errorf("netns %q: %w", s.Name, os.ErrExist)
+		}
+		return err
+	})
+	if err != nil {
+		return kernel.NetnsID{}, err
+	}
+	return c.Kernel.NetnsAdd(s)
+}
+
+func (c *claimer) LinkAdd(s kernel.LinkSpec) error {
+	if s.NS == kernel.Host {
+		if err := c.hostLink(s.Name); err != nil {
+			return err
+		}
+	}
+	if s.Kind == "veth" && s.PeerNS == kernel.Host {
+		if err := c.hostLink(s.PeerName); err != nil {
+			return err
+		}
+	}
+	return c.Kernel.LinkAdd(s)
+}
+
+func (c *claimer) LinkMove(ns, name, to string) error {
+	if to == kernel.Host {
+		if err := c.hostLink(name); err != nil {
+			return err
+		}
+	}
+	return c.Kernel.LinkMove(ns, name, to)
+}
+
+// The NAT capability passes through: builtins ask the run's kernel for it
+// directly, not through kernel.As.
+
+var errNoNAT = errors.New("this kernel cannot program nftables")
+
+func (c *claimer) NATTable(ns, family, table string) error {
+	if n, ok := kernel.As[kernel.NAT](c.Kernel); ok {
+		return n.NATTable(ns, family, table)
+	}
+	return errNoNAT
+}
+
+func (c *claimer) NATRule(ns, family, table string, r kernel.NATRule) error {
+	if n, ok := kernel.As[kernel.NAT](c.Kernel); ok {
+		return n.NATRule(ns, family, table, r)
+	}
+	return errNoNAT
+}
+
+func (c *claimer) NATRuleDel(ns, family, table, comment string) error {
+	if n, ok := kernel.As[kernel.NAT](c.Kernel); ok {
+		return n.NATRuleDel(ns, family, table, comment)
+	}
+	return errNoNAT
+}
+
+func (c *claimer) NATDelTable(ns, family, table string) error {
+	if n, ok := kernel.As[kernel.NAT](c.Kernel); ok {
+		return n.NATDelTable(ns, family, table)
+	}
+	return errNoNAT
 }

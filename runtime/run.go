@@ -59,9 +59,11 @@ func LabName(recipe string) string {
 // preflight): bad input and name collisions are reported before anything
 // is changed. It claims the names the plan creates outside the lab's own
 // namespaces, so that a run overlapping a live lab fails before changing
-// anything. Then it runs the recipe for real, holding the lab's lock;
-// whatever the recipe created is undone if it fails (or is cancelled
-// through ctx), and at the end if o.Remove.
+// anything. Then it runs the recipe for real, holding the lab's lock; a
+// global name the plan did not foresee (one computed from what the recipe
+// observed) is claimed, and looked up, as it is made. Whatever the recipe
+// created is undone if it fails (or is cancelled through ctx), and at the
+// end if o.Remove.
 func Run(ctx context.Context, o RunOptions) int {
 	errf := func(format string, args ...any) { fmt.Fprintf(o.Stderr, "nsrun: "+format+"\n", args...) }
 	if o.Lab == "" {
@@ -112,7 +114,8 @@ func Run(ctx context.Context, o RunOptions) int {
 	defer lab.Unlock()
 	defer journal.Close()
 	journal.Reserve(plan.Journal.Len())
-	rt := New(o.Lab, o.Kernel, journal)
+	// A global name the plan did not foresee is claimed as it is made.
+	rt := New(o.Lab, newClaimer(o.Kernel, o.StateDir, lab), journal)
 	rt.ID, rt.Dir, rt.Ctx, rt.Argv = lab.Info.ID, lab.Dir, ctx, o.Args
 	rt.Faults = faultHook != nil
 	rt.Planned = !plan.k.(*kernel.Recorder).Observed
@@ -280,7 +283,7 @@ func planClaims(plan *Runtime) []string {
 // REPL input, must fail. Only a kernel with namespace paths (the real one)
 // is checked.
 func pinned(k kernel.Kernel, steps []Step) error {
-	p, ok := k.(interface{ Path(ns string) string })
+	p, ok := kernel.As[kernel.Pather](k)
 	if !ok {
 		return nil
 	}

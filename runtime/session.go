@@ -34,8 +34,8 @@ type Session struct {
 
 // OpenSession records the session's lab as Run does (under the state lock,
 // holding the lab's lock, so that `nsrun ls` shows it and recovery undoes
-// it if the session dies). No names are claimed: they are not known in
-// advance.
+// it if the session dies). Its names, not known in advance, are claimed
+// as they are made (see claimer).
 func OpenSession(o RunOptions) (*Session, error) {
 	if o.Lab == "" {
 		o.Lab = "repl"
@@ -63,7 +63,7 @@ func OpenSession(o RunOptions) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := New(o.Lab, o.Kernel, journal)
+	rt := New(o.Lab, newClaimer(o.Kernel, o.StateDir, lab), journal)
 	rt.ID, rt.Dir, rt.Argv = lab.Info.ID, lab.Dir, o.Args
 	if o.Verbose {
 		rt.Log = o.Stderr
