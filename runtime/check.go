@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
-	"github.com/nsrun/nsrun/runtime/nsexec"
 	"github.com/nsrun/nsrun/runtime/proc"
 )
 
@@ -57,7 +56,7 @@ func running(pid int, start uint64) bool {
 //
 // Equivalent to: ip netns list; ip -n $ns link show $dev; ip -n $ns addr show
 // dev $dev; ip -n $ns route show proto 78; kill -0 $pid.
-func Check(l *Lab, k *kernel.Netlink) ([]Drift, CheckCounts, error) {
+func Check(l *Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 	st, steps, err := l.State()
 	if err != nil {
 		return nil, CheckCounts{}, err
@@ -157,7 +156,7 @@ func inNetns(ns string) string {
 }
 
 // checkNetns says what is wrong with a namespace the lab created, or "".
-func checkNetns(k *kernel.Netlink, s Step) string {
+func checkNetns(k kernel.View, s Step) string {
 	ok, err := k.NetnsExists(s.Name)
 	if err != nil {
 		return err.Error()
@@ -165,7 +164,7 @@ func checkNetns(k *kernel.Netlink, s Step) string {
 	if !ok {
 		return "missing"
 	}
-	if ino, err := nsexec.Inode(k.Path(s.Name)); err != nil {
+	if ino, err := k.NetnsInode(s.Name); err != nil {
 		return err.Error()
 	} else if s.Ino != 0 && ino != s.Ino {
 		return fmt.Sprintf("replaced (inode %d, the lab's was %d)", ino, s.Ino)
@@ -181,7 +180,7 @@ func checkNetns(k *kernel.Netlink, s Step) string {
 }
 
 // checkAddr says what is wrong with an address the lab added, or "".
-func checkAddr(k *kernel.Netlink, s Step) string {
+func checkAddr(k kernel.View, s Step) string {
 	addrs, err := k.Addrs(s.NS)
 	if err != nil {
 		return err.Error()

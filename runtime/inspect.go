@@ -100,7 +100,7 @@ func (st *LabState) hostLinks() bool {
 // Equivalent to: for each namespace, ip -n $ns -d link; ip -n $ns addr;
 // ip -n $ns route; ip -n $ns -6 route; ip -n $ns neigh; and a look for
 // NSRUN_LAB=LAB/ID in /proc/*/environ.
-func Inspect(l *Lab, k *kernel.Netlink) (LabView, error) {
+func Inspect(l *Lab, k kernel.View) (LabView, error) {
 	st, _, err := l.State()
 	if err != nil {
 		return LabView{}, err
@@ -122,7 +122,7 @@ func Inspect(l *Lab, k *kernel.Netlink) (LabView, error) {
 
 // inspectNetns reads one namespace; with keep, only the links keep accepts
 // (and what is on them).
-func inspectNetns(k *kernel.Netlink, ns string, keep func(name, alias string) bool) NetnsView {
+func inspectNetns(k kernel.View, ns string, keep func(name, alias string) bool) NetnsView {
 	v := NetnsView{Name: kernel.NSArg(ns), Links: []LinkView{}, Routes: []RouteView{}, Neighbors: []NeighView{}}
 	if ns != kernel.Host {
 		if ok, err := k.NetnsExists(ns); err == nil && !ok {
@@ -188,10 +188,10 @@ func inspectNetns(k *kernel.Netlink, ns string, keep func(name, alias string) bo
 
 // labProcesses lists the live processes of a lab (see processesOf), with
 // the namespace each is in (by the inode of its network namespace).
-func labProcesses(tag string, k *kernel.Netlink, netns []string) []ProcView {
+func labProcesses(tag string, k kernel.View, netns []string) []ProcView {
 	where, inos := map[uint64]string{}, map[uint64]bool{}
 	for _, ns := range netns {
-		if ino, err := nsexec.Inode(k.Path(ns)); err == nil {
+		if ino, err := k.NetnsInode(ns); err == nil {
 			where[ino], inos[ino] = ns, true
 		}
 	}

@@ -15,6 +15,16 @@ type LinkLister interface {
 	Links(ns string) ([]LinkInfo, error)
 }
 
+// A View is a kernel whose namespaces, links, addresses, routes and
+// neighbours can be read: what inspect and check compare a lab's journal
+// with. The real kernel is one, and so is a recording kernel (its model).
+type View interface {
+	Kernel
+	Observer
+	NetnsInode(name string) (uint64, error) // the inode of the namespace pinned as name
+	NetnsTag(name string) (string, error)   // its lo's alias
+}
+
 // A GroupDeleter deletes a lab's links in the host in one request (see
 // Netlink.LinkDelGroup).
 type GroupDeleter interface {

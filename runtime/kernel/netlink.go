@@ -320,6 +320,9 @@ func (k *Netlink) NetnsNames() ([]string, error) {
 	return names, err
 }
 
+// NetnsInode returns the inode of the namespace pinned as name.
+func (k *Netlink) NetnsInode(name string) (uint64, error) { return nsexec.Inode(k.path(name)) }
+
 // NetnsTag returns the tag of namespace name (its lo's alias).
 func (k *Netlink) NetnsTag(name string) (string, error) { return k.loAlias(name) }
 

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"fmt"
 	"slices"
 )
 
@@ -13,6 +14,24 @@ func (r *Recorder) Namespaces() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// NetnsInode returns the inode the model gave namespace name.
+func (r *Recorder) NetnsInode(name string) (uint64, error) {
+	ino, ok := r.netns[name]
+	if !ok {
+		return 0, fmt.Errorf("netns %q: %w", name, ErrNotFound)
+	}
+	return ino, nil
+}
+
+// NetnsTag returns the tag of namespace name in the model (its lo's alias).
+func (r *Recorder) NetnsTag(name string) (string, error) {
+	lo, err := r.get(name, "lo")
+	if err != nil {
+		return "", err
+	}
+	return lo.Alias, nil
 }
 
 // Peer returns where the other end of the veth (ns, name) is in the model;
