@@ -4,7 +4,8 @@
 package builtins
 
 import (
-	"fmt"
+	"maps"
+	"sort"
 
 	"go.starlark.net/lib/json"
 	"go.starlark.net/lib/math"
@@ -12,54 +13,50 @@ import (
 	"go.starlark.net/starlarkstruct"
 )
 
-// table is the recipe API, sorted.
-var table = []*starlark.Builtin{
-	starlark.NewBuiltin("bridge", bridge),
-	starlark.NewBuiltin("dummy", dummy),
-	starlark.NewBuiltin("exec_in", execIn),
-	starlark.NewBuiltin("host", host),
-	starlark.NewBuiltin("macvlan", macvlan),
-	starlark.NewBuiltin("macvtap", macvtap),
-	starlark.NewBuiltin("netns", netns),
-	starlark.NewBuiltin("spawn_in", spawnIn),
-	starlark.NewBuiltin("veth", veth),
-	starlark.NewBuiltin("vlan", vlan),
+// universe is the recipe API: every builtin and module a recipe sees but
+// argv, by family, as go.starlark.net's Universe lists its own. Each family's
+// file defines its builtins, and its value types' methods in one literal map
+// beside the type (netnsMethods, linkMethods, ...). The REPL adds help
+// (help.go).
+var universe = starlark.StringDict{
+	// Namespaces (netns.go)
+	"host":  starlark.NewBuiltin("host", host),
+	"netns": starlark.NewBuiltin("netns", netns),
+
+	// Links (veth.go, bridge.go, macvlan.go, kinds.go)
+	"bridge":  starlark.NewBuiltin("bridge", bridge),
+	"dummy":   starlark.NewBuiltin("dummy", dummy),
+	"macvlan": starlark.NewBuiltin("macvlan", macvlan),
+	"macvtap": starlark.NewBuiltin("macvtap", macvtap),
+	"veth":    starlark.NewBuiltin("veth", veth),
+	"vlan":    starlark.NewBuiltin("vlan", vlan),
+
+	// Commands in namespaces (exec.go)
+	"exec_in":  starlark.NewBuiltin("exec_in", execIn),
+	"spawn_in": starlark.NewBuiltin("spawn_in", spawnIn),
+
+	// Observing the network (ping.go, capture.go)
+	"capture":     starlark.NewBuiltin("capture", capture),
+	"ping":        starlark.NewBuiltin("ping", ping),
+	"pingall":     starlark.NewBuiltin("pingall", pingall),
+	"reach":       starlark.NewBuiltin("reach", reach),
+	"unreachable": starlark.NewBuiltin("unreachable", unreachable),
+
+	// NAT and DHCP (nat.go, dhcp.go)
+	"dhcp_client": starlark.NewBuiltin("dhcp_client", dhcpClient),
+	"dhcp_server": starlark.NewBuiltin("dhcp_server", dhcpServer),
+	"nat":         natModule,
+
+	// Starlark's own
+	"json":   json.Module,
+	"math":   math.Module,
+	"struct": starlark.NewBuiltin("struct", starlarkstruct.Make),
 }
 
-// extra holds builtins and modules that families register from their own
-// files' init functions (register), so that adding a family touches no
-// other file.
-var extra = starlark.StringDict{}
-
-// register adds predeclared names: builtins under their own names, or a
-// module (starlarkstruct.Module) under its name.
-func register(vs ...starlark.Value) {
-	for _, v := range vs {
-		switch v := v.(type) {
-		case *starlark.Builtin:
-			extra[v.Name()] = v
-		case *starlarkstruct.Module:
-			extra[v.Name] = v
-		default:
-			panic(fmt.Sprintf("register: %s", v.Type()))
-		}
-	}
-}
-
-// Predeclared returns the names a recipe sees: the builtins, the struct,
-// json and math modules, and argv.
+// Predeclared returns the names a recipe sees: the universe, and argv.
 func Predeclared(argv []string) starlark.StringDict {
-	d := starlark.StringDict{
-		"struct": starlark.NewBuiltin("struct", starlarkstruct.Make),
-		"json":   json.Module,
-		"math":   math.Module,
-	}
-	for _, b := range table {
-		d[b.Name()] = b
-	}
-	for name, v := range extra {
-		d[name] = v
-	}
+	d := make(starlark.StringDict, len(universe)+1)
+	maps.Copy(d, universe)
 	args := make([]starlark.Value, len(argv))
 	for i, a := range argv {
 		args[i] = starlark.String(a)
@@ -68,4 +65,25 @@ func Predeclared(argv []string) starlark.StringDict {
 	list.Freeze()
 	d["argv"] = list
 	return d
+}
+
+// builtinAttr returns method name of recv, bound to it, or nil for an
+// unknown name (Starlark then reports it, with a "did you mean" hint), as
+// go.starlark.net's own value types do.
+func builtinAttr(recv starlark.Value, name string, methods map[string]*starlark.Builtin) (starlark.Value, error) {
+	if m := methods[name]; m != nil {
+		return m.BindReceiver(recv), nil
+	}
+	return nil, nil
+}
+
+// attrNames lists a value's fields and methods, sorted.
+func attrNames(methods map[string]*starlark.Builtin, fields ...string) []string {
+	names := make([]string, 0, len(fields)+len(methods))
+	names = append(names, fields...)
+	for m := range methods {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	return names
 }

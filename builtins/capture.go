@@ -10,10 +10,6 @@ import (
 	"github.com/nsrun/nsrun/runtime/probe"
 )
 
-func init() {
-	register(starlark.NewBuiltin("capture", capture))
-}
-
 // Capture is a packet capture running on a link, started by capture().
 type Capture struct {
 	ns     *Netns
@@ -43,7 +39,13 @@ func (c *Capture) Freeze()               {}
 func (c *Capture) Truth() starlark.Bool  { return true }
 func (c *Capture) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable type: capture") }
 
-func (c *Capture) AttrNames() []string { return []string{"dev", "filter", "netns", "pcap", "stop"} }
+var captureMethods = map[string]*starlark.Builtin{
+	"stop": starlark.NewBuiltin("stop", captureStop),
+}
+
+func (c *Capture) AttrNames() []string {
+	return attrNames(captureMethods, "dev", "filter", "netns", "pcap")
+}
 func (c *Capture) Attr(name string) (starlark.Value, error) {
 	orNone := func(s string) starlark.Value {
 		if s == "" {
@@ -60,10 +62,8 @@ func (c *Capture) Attr(name string) (starlark.Value, error) {
 		return orNone(c.filter), nil
 	case "pcap":
 		return orNone(c.pcap), nil
-	case "stop":
-		return starlark.NewBuiltin("stop", captureStop).BindReceiver(c), nil
 	}
-	return nil, nil
+	return builtinAttr(c, name, captureMethods)
 }
 
 // Close stops the capture if the recipe did not (the run's closers).

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 
 	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/kernel"
@@ -26,15 +25,6 @@ func nsOr(n *Netns) *Netns {
 		return &Netns{name: kernel.Host}
 	}
 	return n
-}
-
-// placeable checks that the lab may create links in ns: the host, or a
-// namespace it created.
-func placeable(rt *runtime.Runtime, ns *Netns) error {
-	if ns.name == kernel.Host || rt.OwnsNetns(ns.name) {
-		return nil
-	}
-	return fmt.Errorf("netns %q was not created by this lab", ns.name)
 }
 
 // free checks that no link of that name exists in ns, so that a collision
@@ -89,7 +79,7 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 		}{peerNS, s.PeerName})
 	}
 	for _, e := range ends {
-		if err := placeable(rt, e.ns); err != nil {
+		if err := e.ns.mutable(rt); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 		if err := free(rt, e.ns, e.name); err != nil {
@@ -123,14 +113,9 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 			step.Mode = fmt.Sprint(s.VlanID)
 		}
 	}
-	fn, where := b.Name(), ns.Name()
-	if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
-		err := k.LinkAdd(s)
-		if errors.Is(err, os.ErrExist) {
-			err = errors.New("a link of that name exists (created meanwhile by someone else, or by a command the recipe ran?)")
-		}
-		return wrapf(err, "%s: creating %q in netns %q", fn, s.Name, where)
-	}); err != nil {
+	w := says("%s: creating %q in netns %q", b.Name(), s.Name, ns.Name()).
+		orExists("a link of that name exists (created meanwhile by someone else, or by a command the recipe ran?)")
+	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkAdd(s) }); err != nil {
 		return nil, nil, err
 	}
 	mac := macString(s.MAC)
@@ -152,15 +137,6 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	p := &Link{state: &linkState{ns: peerNS, name: s.PeerName, kind: s.Kind, mac: s.PeerMAC.String(), peer: a, untagged: s.PeerUntagged}}
 	a.state.peer = p
 	return a, p, nil
-}
-
-// wrapf returns err, if not nil, after the context format gives it. A queued
-// change's error is worded in full where it is made (see runtime.Later).
-func wrapf(err error, format string, a ...any) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf(format+": %w", append(a, err)...)
 }
 
 func macString(m net.HardwareAddr) string {

@@ -1,10 +1,8 @@
 package builtins
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -14,13 +12,6 @@ import (
 	"github.com/nsrun/nsrun/runtime/dhcp"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
-
-func init() {
-	register(
-		starlark.NewBuiltin("dhcp_client", dhcpClient),
-		starlark.NewBuiltin("dhcp_server", dhcpServer),
-	)
-}
 
 // dhcp_server(netns, link, range, router=None, dns=[], lease="1h",
 // subnet=None) serves DHCPv4 on link, as Neutron's dnsmasq does in a qdhcp
@@ -144,22 +135,18 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
 	}
-	if err := rt.Change(thread, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, func(k kernel.Kernel, _ *runtime.Step) error { return k.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			err = errors.New("the address is already there")
-		}
-		return nil, fmt.Errorf("%s: adding the leased %s to %q in netns %q: %w", b.Name(), lease.Addr, l.state.name, l.state.ns.Name(), err)
+	w := says("%s: adding the leased %s to %q in netns %q", b.Name(), lease.Addr, l.state.name, l.state.ns.Name()).orExists("the address is already there")
+	if err := now(thread, rt, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
+		return nil, err
 	}
 	if lease.Router.IsValid() && defaultRoute && l.ns() == kernel.Host {
 		return nil, fmt.Errorf("%s: a default route in the host namespace would take the machine's traffic (pass default_route=False)", b.Name())
 	}
 	if lease.Router.IsValid() && defaultRoute {
 		r := kernel.Route{Family: 4, Via: lease.Router, Dev: l.state.name}
-		if err := rt.Change(thread, runtime.Step{Op: runtime.OpRoute, NS: l.ns(), Route: &r}, func(k kernel.Kernel, _ *runtime.Step) error { return k.RouteAdd(l.ns(), r) }); err != nil {
-			if errors.Is(err, os.ErrExist) {
-				err = errors.New("a default route exists (pass default_route=False to keep it)")
-			}
-			return nil, fmt.Errorf("%s: adding %s in netns %q: %w", b.Name(), r, l.state.ns.Name(), err)
+		w := says("%s: adding %s in netns %q", b.Name(), r, l.state.ns.Name()).orExists("a default route exists (pass default_route=False to keep it)")
+		if err := now(thread, rt, runtime.Step{Op: runtime.OpRoute, NS: l.ns(), Route: &r}, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.RouteAdd(l.ns(), r) }); err != nil {
+			return nil, err
 		}
 	}
 	return leaseValue(lease, false), nil

@@ -86,15 +86,16 @@ func (p *Proc) Type() string          { return "proc" }
 func (p *Proc) Freeze()               {}
 func (p *Proc) Truth() starlark.Bool  { return true }
 func (p *Proc) Hash() (uint32, error) { return uint32(p.pid), nil }
-func (p *Proc) AttrNames() []string   { return []string{"pid", "stop"} }
+func (p *Proc) AttrNames() []string   { return attrNames(procMethods, "pid") }
 func (p *Proc) Attr(name string) (starlark.Value, error) {
-	switch name {
-	case "pid":
+	if name == "pid" {
 		return starlark.MakeInt(p.pid), nil
-	case "stop":
-		return starlark.NewBuiltin("stop", procStop).BindReceiver(p), nil
 	}
-	return nil, nil
+	return builtinAttr(p, name, procMethods)
+}
+
+var procMethods = map[string]*starlark.Builtin{
+	"stop": starlark.NewBuiltin("stop", procStop),
 }
 
 // spawn_in(netns, cmd) starts a command in the background in the namespace

@@ -10,16 +10,11 @@ import (
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
-// The namespace observation methods read what the kernel has, as iproute2
-// shows it, and change nothing. Lists are sorted and carry no ifindex, so
-// that they compare equal from one run to the next. An absent value (no
-// master, no gateway, an unresolved MAC) is None.
-func init() {
-	netnsMethods["links"] = starlark.NewBuiltin("links", netnsLinks)
-	netnsMethods["addrs"] = starlark.NewBuiltin("addrs", netnsAddrs)
-	netnsMethods["routes"] = starlark.NewBuiltin("routes", netnsRoutes)
-	netnsMethods["neighbors"] = starlark.NewBuiltin("neighbors", netnsNeighbors)
-}
+// The namespace observation methods (links, addrs, routes, neighbors, in
+// netnsMethods) read what the kernel has, as iproute2 shows it, and change
+// nothing. Lists are sorted and carry no ifindex, so that they compare equal
+// from one run to the next. An absent value (no master, no gateway, an
+// unresolved MAC) is None.
 
 // observer returns the run's kernel as an Observer.
 func observer(k kernel.Kernel) (kernel.Observer, bool) {

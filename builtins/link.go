@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"os"
-	"sort"
 	"strconv"
 
 	"github.com/nsrun/nsrun/runtime"
@@ -82,19 +80,11 @@ func (l *Link) Attr(name string) (starlark.Value, error) {
 		}
 		return l.state.peer, nil
 	}
-	if m, ok := linkMethods[name]; ok {
-		return m.BindReceiver(l), nil
-	}
-	return nil, nil // Starlark reports it, with a "did you mean" hint
+	return builtinAttr(l, name, linkMethods)
 }
 
 func (l *Link) AttrNames() []string {
-	names := []string{"name", "netns", "mac", "kind", "peer"}
-	for m := range linkMethods {
-		names = append(names, m)
-	}
-	sort.Strings(names)
-	return names
+	return attrNames(linkMethods, "name", "netns", "mac", "kind", "peer")
 }
 
 func (l *Link) ns() string { return l.state.ns.name }
@@ -123,11 +113,10 @@ func linkMethod(thread *starlark.Thread, b *starlark.Builtin) (*Link, *runtime.R
 
 func (l *Link) setUp(thread *starlark.Thread, b *starlark.Builtin, rt *runtime.Runtime, up bool) error {
 	state := map[bool]string{true: "up", false: "down"}
-	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
+	ns, name := l.ns(), l.state.name
 	step := runtime.Step{Op: runtime.OpUp, NS: ns, Name: name, Old: state[l.state.up]}
-	if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
-		return wrapf(k.LinkSetUp(ns, name, up), "%s: setting %q %s in netns %q", fn, name, state[up], where)
-	}); err != nil {
+	w := says("%s: setting %q %s in netns %q", b.Name(), name, state[up], l.state.ns.Name())
+	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetUp(ns, name, up) }); err != nil {
 		return err
 	}
 	l.state.up = up
@@ -204,13 +193,8 @@ func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 			}
 		}
 		step := runtime.Step{Op: runtime.OpAddr, NS: ns, Name: name, Addr: p}
-		if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
-			err := k.AddrAdd(ns, name, p)
-			if errors.Is(err, os.ErrExist) {
-				err = errors.New("the address is already there")
-			}
-			return wrapf(err, "%s: adding %s to %q in netns %q", fn, p, name, where)
-		}); err != nil {
+		w := says("%s: adding %s to %q in netns %q", fn, p, name, where).orExists("the address is already there")
+		if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.AddrAdd(ns, name, p) }); err != nil {
 			return nil, err
 		}
 	}
@@ -247,11 +231,10 @@ func linkMaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 }
 
 func (l *Link) setMaster(thread *starlark.Thread, b *starlark.Builtin, rt *runtime.Runtime, master string) error {
-	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
+	ns, name := l.ns(), l.state.name
 	step := runtime.Step{Op: runtime.OpMaster, NS: ns, Name: name, Old: l.state.master, New: master}
-	if err := rt.Later(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
-		return wrapf(k.LinkSetMaster(ns, name, master), "%s: %q in netns %q", fn, name, where)
-	}); err != nil {
+	w := says("%s: %q in netns %q", b.Name(), name, l.state.ns.Name())
+	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMaster(ns, name, master) }); err != nil {
 		return err
 	}
 	l.state.master = master
@@ -303,8 +286,9 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		}
 		old := map[bool]string{true: "on", false: "off"}[l.state.hairpin]
 		step := runtime.Step{Op: runtime.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old}
-		if err := rt.Change(thread, step, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
-			return nil, fmt.Errorf("%s: setting hairpin on %q: %w", b.Name(), l.state.name, err)
+		w := says("%s: setting hairpin on %q", b.Name(), l.state.name)
+		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
+			return nil, err
 		}
 		l.state.hairpin = bool(on)
 		if m == 0 && mac == nil {
@@ -321,14 +305,16 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	}
 	if m != 0 {
 		step := runtime.Step{Op: runtime.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU)}
-		if err := rt.Change(thread, step, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
-			return nil, fmt.Errorf("%s: setting the MTU of %q to %d: %w", b.Name(), l.state.name, m, err)
+		w := says("%s: setting the MTU of %q to %d", b.Name(), l.state.name, m)
+		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
+			return nil, err
 		}
 	}
 	if mac != nil {
 		step := runtime.Step{Op: runtime.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC}
-		if err := rt.Change(thread, step, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
-			return nil, fmt.Errorf("%s: setting the address of %q to %s: %w", b.Name(), l.state.name, hw(mac), err)
+		w := says("%s: setting the address of %q to %s", b.Name(), l.state.name, hw(mac))
+		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
+			return nil, err
 		}
 		l.state.mac = hw(mac).String()
 	}
@@ -353,8 +339,8 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if to.name == l.ns() {
 		return l, nil
 	}
-	if to.name != kernel.Host && !rt.OwnsNetns(to.name) {
-		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), to.Name())
+	if err := to.mutable(rt); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	k, err := rt.Kernel()
 	if err != nil {
@@ -369,7 +355,8 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	from := l.ns()
 	step := runtime.Step{Op: runtime.OpMove, NS: from, Name: l.state.name, New: to.name}
 	tag := l.state.untagged && (to.name == kernel.Host || !rt.OwnsNetns(to.name))
-	err = rt.Change(thread, step, func(k kernel.Kernel, _ *runtime.Step) error {
+	w := says("%s: moving %q to netns %q", b.Name(), l.state.name, to.Name())
+	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error {
 		if err := k.LinkMove(from, l.state.name, to.name); err != nil {
 			return err
 		}
@@ -377,9 +364,8 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 			return k.LinkSetAlias(to.name, l.state.name, rt.Tag())
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: moving %q to netns %q: %w", b.Name(), l.state.name, to.Name(), err)
+	}); err != nil {
+		return nil, err
 	}
 	l.state.untagged = l.state.untagged && !tag
 	l.state.ns, l.state.up, l.state.master = to, false, ""

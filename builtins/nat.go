@@ -39,8 +39,10 @@ const (
 	opNftRule  = "nftrule" // Name: table, Kind: family, Alias: the rules' comment
 )
 
+// The runtime undoes the nat operations in any journal it replays (down and
+// recover too, where no recipe runs): their undo is registered at start-up,
+// as runtime.RegisterUndo asks; it is the runtime's table, not the recipe's.
 func init() {
-	register(natModule)
 	runtime.RegisterUndo(opNftTable, func(k kernel.Kernel, s runtime.Step) error {
 		nk, ok := k.(kernel.NAT)
 		if !ok {
@@ -167,8 +169,8 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	if ns.name == kernel.Host {
 		return nil, fmt.Errorf("%s: NAT in host() would change the machine's own firewall; put it in a namespace of the lab", b.Name())
 	}
-	if !rt.OwnsNetns(ns.name) {
-		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), ns.Name())
+	if err := ns.mutable(rt); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	k, err := rt.Kernel()
 	if err != nil {
@@ -190,8 +192,9 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	// The comment tags the rule for its undo; the journal's length makes it
 	// unique within the run and the same on every run of the recipe.
 	r.Comment = fmt.Sprintf("%s #%d", rt.Tag(), rt.Journal.Len())
-	if err := rt.Change(thread, runtime.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}, func(kernel.Kernel, *runtime.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
-		return nil, fmt.Errorf("%s: in netns %q: %w", b.Name(), ns.Name(), err)
+	step := runtime.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}
+	if err := now(thread, rt, step, says("%s: in netns %q", b.Name(), ns.Name()), func(kernel.Kernel, *runtime.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
+		return nil, err
 	}
 	return starlark.None, nil
 }

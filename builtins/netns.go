@@ -4,13 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"sort"
+	"os"
 
 	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
-	"os"
 )
 
 // Netns is a network namespace: one the lab created, or host().
@@ -47,30 +46,35 @@ func (n *Netns) CompareSameType(op syntax.Token, y starlark.Value, _ int) (bool,
 	return sameness(op, n.name == y.(*Netns).name, n, y)
 }
 
+// netnsMethods are a namespace's methods: those that change it, and those
+// that observe it (inspect.go).
 var netnsMethods = map[string]*starlark.Builtin{
 	"link":   starlark.NewBuiltin("link", netnsLink),
 	"route":  starlark.NewBuiltin("route", netnsRoute),
 	"sysctl": starlark.NewBuiltin("sysctl", netnsSysctl),
+
+	"addrs":     starlark.NewBuiltin("addrs", netnsAddrs),
+	"links":     starlark.NewBuiltin("links", netnsLinks),
+	"neighbors": starlark.NewBuiltin("neighbors", netnsNeighbors),
+	"routes":    starlark.NewBuiltin("routes", netnsRoutes),
 }
 
 func (n *Netns) Attr(name string) (starlark.Value, error) {
-	switch name {
-	case "name":
+	if name == "name" {
 		return starlark.String(n.Name()), nil
 	}
-	if m, ok := netnsMethods[name]; ok {
-		return m.BindReceiver(n), nil
-	}
-	return nil, nil
+	return builtinAttr(n, name, netnsMethods)
 }
 
-func (n *Netns) AttrNames() []string {
-	names := []string{"name"}
-	for m := range netnsMethods {
-		names = append(names, m)
+func (n *Netns) AttrNames() []string { return attrNames(netnsMethods, "name") }
+
+// mutable checks that the lab may change the namespace or create links in
+// it: host(), where it changes only what it made, or a namespace it created.
+func (n *Netns) mutable(rt *runtime.Runtime) error {
+	if n.name == kernel.Host || rt.OwnsNetns(n.name) {
+		return nil
 	}
-	sort.Strings(names)
-	return names
+	return fmt.Errorf("netns %q was not created by this lab", n.Name())
 }
 
 // host() returns the namespace nsrun runs in: the machine's own, or the
@@ -113,7 +117,7 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%s: a namespace named %q already exists; nsrun never adopts an object it did not create", fn, ns)
 		}
-		return wrapf(err, "%s: creating %q", fn, ns)
+		return says("%s: creating %q", fn, ns).wrap(err)
 	})
 	if err != nil {
 		return nil, err

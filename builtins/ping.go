@@ -20,14 +20,6 @@ import (
 // kernel that only records (planning, tests without root) nothing is sent:
 // a ping is "not run (plan)" and counts as a success, so that a recipe
 // plans through its checks.
-func init() {
-	register(
-		starlark.NewBuiltin("ping", ping),
-		starlark.NewBuiltin("reach", reach),
-		starlark.NewBuiltin("unreachable", unreachable),
-		starlark.NewBuiltin("pingall", pingall),
-	)
-}
 
 // noteMadeUp tells a recording kernel that the run was just given a made-up
 // observation (see kernel.Recorder.Observe).

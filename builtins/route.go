@@ -1,10 +1,8 @@
 package builtins
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 
 	"go.starlark.net/starlark"
 
@@ -80,14 +78,12 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 	}
-	if n.name != kernel.Host && !rt.OwnsNetns(n.name) {
-		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), n.Name())
+	if err := n.mutable(rt); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	if err := rt.Change(thread, runtime.Step{Op: runtime.OpRoute, NS: n.name, Route: &r}, func(k kernel.Kernel, _ *runtime.Step) error { return k.RouteAdd(n.name, r) }); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			err = errors.New("a route to that destination exists")
-		}
-		return nil, fmt.Errorf("%s: adding %s in netns %q: %w", b.Name(), r, n.Name(), err)
+	w := says("%s: adding %s in netns %q", b.Name(), r, n.Name()).orExists("a route to that destination exists")
+	if err := now(thread, rt, runtime.Step{Op: runtime.OpRoute, NS: n.name, Route: &r}, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.RouteAdd(n.name, r) }); err != nil {
+		return nil, err
 	}
 	return starlark.None, nil
 }

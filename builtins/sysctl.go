@@ -59,8 +59,8 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		if dev := kernel.SysctlDevice(key); dev == "" || !rt.OwnsLink(kernel.Host, dev) {
 			return nil, fmt.Errorf("%s: %s is a setting of the machine; in host(), nsrun sets only the per-device keys of links this lab created", b.Name(), key)
 		}
-	} else if !rt.OwnsNetns(n.name) {
-		return nil, fmt.Errorf("%s: netns %q was not created by this lab", b.Name(), n.Name())
+	} else if err := n.mutable(rt); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	k, err := rt.Kernel()
 	if err != nil {
@@ -70,13 +70,15 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading %s in netns %q: %w", b.Name(), key, n.Name(), err)
 	}
-	if err := rt.Change(thread, runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old, New: val}, func(k kernel.Kernel, _ *runtime.Step) error { return k.SysctlSet(n.name, key, val) }); err != nil {
+	step := runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old, New: val}
+	w := says("%s: setting %s=%s in netns %q", b.Name(), key, val, n.Name())
+	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.SysctlSet(n.name, key, val) }); err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			// Root gets this too: the key is a setting of the whole machine,
 			// which other namespaces may read but not write.
 			return nil, fmt.Errorf("%s: %s is not a per-namespace setting: the kernel lets only the machine's own namespace change it, and nsrun never does", b.Name(), key)
 		}
-		return nil, fmt.Errorf("%s: setting %s=%s in netns %q: %w", b.Name(), key, val, n.Name(), err)
+		return nil, err
 	}
 	return starlark.String(old), nil
 }
