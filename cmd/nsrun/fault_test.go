@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,15 +45,81 @@ func faultRecipes(t *testing.T) (every, rotating []string) {
 // details), address, route, nftables rule, lab record and process — to be as
 // it was, after `nsrun recover` where the run was killed; and decoys, foreign
 // objects of every kind beside the lab, never to be touched.
+//
+// The points are shared out among shards (faultShards), each a copy of the
+// test binary in a sandbox of its own, run at once: the machine has a core
+// for each.
 func TestFaultInjection(t *testing.T) {
 	nstest.Kernel(t)
 	if testing.Short() {
 		t.Skip("the fault-injection harness takes minutes; -short skips it")
 	}
+	if shard := os.Getenv(shardEnv); shard != "" {
+		var i, n int
+		if _, err := fmt.Sscanf(shard, "%d/%d", &i, &n); err != nil || n < 1 || i < 0 || i >= n {
+			t.Fatalf("%s=%q: want I/N", shardEnv, shard)
+		}
+		faultShard(t, os.Getenv(binEnv), i, n)
+		return
+	}
 	bin := filepath.Join(t.TempDir(), "nsrun-faultinject")
 	if out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building with -tags faultinject: %v\n%s", err, out)
 	}
+	n := runtime.NumCPU()
+	if n > faultShards {
+		n = faultShards
+	}
+	type result struct {
+		out     []byte
+		err     error
+		summary string
+	}
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sum := filepath.Join(t.TempDir(), fmt.Sprintf("summary%d", i))
+			// Started without the sandbox's mark, the test binary makes a
+			// sandbox of its own (see nstest.Main).
+			cmd := exec.Command(os.Args[0], "-test.run=^TestFaultInjection$", "-test.count=1", "-test.timeout=60m")
+			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d/%d", shardEnv, i, n), binEnv+"="+bin, "NSRUN_FAULT_SUMMARY="+sum)
+			out, err := cmd.CombinedOutput()
+			b, _ := os.ReadFile(sum)
+			results[i] = result{out, err, string(b)}
+		}()
+	}
+	wg.Wait()
+	var points, leftovers, touched int
+	for i, r := range results {
+		var p, l, to int
+		if _, err := fmt.Sscanf(r.summary, "fault injection: %d points, %d leftovers, %d foreign objects touched", &p, &l, &to); err != nil || r.err != nil {
+			t.Errorf("shard %d/%d: %v\n%s", i, n, r.err, r.out)
+		}
+		points, leftovers, touched = points+p, leftovers+l, touched+to
+	}
+	summary := fmt.Sprintf("fault injection: %d points, %d leftovers, %d foreign objects touched (%d shards)", points, leftovers, touched, n)
+	t.Log(summary)
+	if path := os.Getenv("NSRUN_FAULT_SUMMARY"); path != "" {
+		os.WriteFile(path, []byte(summary+"\n"), 0o644) // for CI's log
+	}
+	if points < 500 {
+		t.Errorf("only %d injection points, want at least 500", points)
+	}
+}
+
+// The shards of the harness, and what they are told by their environment.
+const (
+	faultShards = 2
+	shardEnv    = "NSRUN_FAULT_SHARD" // I/N: this is shard I of N
+	binEnv      = "NSRUN_FAULT_BIN"   // the nsrun built with -tags faultinject
+)
+
+// faultShard runs shard i of n of the harness's points with bin, in this
+// test binary's sandbox.
+func faultShard(t *testing.T, bin string, i, n int) {
 	decoys := makeDecoys(t)
 	every, rotating := faultRecipes(t)
 
@@ -78,7 +146,12 @@ func TestFaultInjection(t *testing.T) {
 		err := cmd.Run()
 		return exitCode(err), stderr.String()
 	}
+	unit := -1 // each run below is a unit of work, and so is each recipe's undoing
+	mine := func() bool { unit++; return unit%n == i }
 	run := func(recipe string, k int, action string, at string) {
+		if !mine() {
+			return
+		}
 		points++
 		before := nstest.Snapshot(t)
 		code, stderr := inject(fmt.Sprintf("%d:%s", k, action), "--rm", "-q", recipe)
@@ -132,6 +205,9 @@ func TestFaultInjection(t *testing.T) {
 		return struck
 	}
 	undoing := func(recipe string, last int) {
+		if !mine() {
+			return
+		}
 		undos := 0
 		for k := 1; strike(recipe, last, k, "kill-undo"); k++ {
 			undos = k
@@ -162,10 +238,7 @@ func TestFaultInjection(t *testing.T) {
 	summary := fmt.Sprintf("fault injection: %d points, %d leftovers, %d foreign objects touched", points, leftovers, touched)
 	t.Log(summary)
 	if path := os.Getenv("NSRUN_FAULT_SUMMARY"); path != "" {
-		os.WriteFile(path, []byte(summary+"\n"), 0o644) // for CI's log
-	}
-	if points < 500 {
-		t.Errorf("only %d injection points, want at least 500", points)
+		os.WriteFile(path, []byte(summary+"\n"), 0o644)
 	}
 }
 
