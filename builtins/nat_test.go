@@ -346,10 +346,7 @@ nat.masquerade(r, out=a, src="10.0.0.0/24")
 nat.floating(r, floating="203.0.113.9", fixed="10.0.0.2")
 `
 	for n := 1; ; n++ {
-		rec := kernel.NewRecorder()
-		rec.FailAt = n
-		_, rt, err := runSrc(t, rec, "f.star", src)
-		rec.FailAt = 0
+		_, rt, err := runSrc(t, &kernel.Faulty{Kernel: kernel.NewRecorder(), FailAt: n}, "f.star", src)
 		if err == nil {
 			if n < 4 {
 				t.Fatalf("the recipe made only %d changes", n-1)

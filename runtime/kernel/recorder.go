@@ -15,11 +15,10 @@ import (
 
 // Recorder is a Kernel that changes nothing: it keeps a model of the objects
 // a run made, so that lookups and collisions behave as the kernel's would,
-// and logs every change as the equivalent iproute2 command. FailAt makes the
-// n-th change (counting from 1) fail, for rollback tests.
+// and logs every change as the equivalent iproute2 command. (To make its
+// changes fail, wrap it in a Faulty.)
 type Recorder struct {
-	Log    []string
-	FailAt int
+	Log []string
 	// Real, if set, is the kernel whose existing namespaces and host links
 	// the model starts with (read, never changed): planning then finds the
 	// collisions a run would hit.
@@ -48,9 +47,6 @@ func NewRecorder() *Recorder {
 
 func (r *Recorder) change(format string, args ...any) error {
 	r.changes++
-	if r.changes == r.FailAt {
-		return fmt.Errorf("injected failure at change %d", r.changes)
-	}
 	r.Log = append(r.Log, fmt.Sprintf(format, args...))
 	return nil
 }
