@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/proc"
@@ -25,18 +24,8 @@ type CheckCounts struct {
 }
 
 func (c CheckCounts) String() string {
-	return fmt.Sprintf("%s, %s, %s, %s, %s", count(c.Netns, "namespace"), count(c.Links, "link"),
-		count(c.Addrs, "address"), count(c.Routes, "route"), count(c.Procs, "process"))
-}
-
-func count(n int, thing string) string {
-	switch {
-	case n == 1:
-		return "1 " + thing
-	case strings.HasSuffix(thing, "s"):
-		return fmt.Sprintf("%d %ses", n, thing)
-	}
-	return fmt.Sprintf("%d %ss", n, thing)
+	return fmt.Sprintf("%s, %s, %s, %s, %s", Plural(c.Netns, "namespace"), Plural(c.Links, "link"),
+		Plural(c.Addrs, "address"), Plural(c.Routes, "route"), Plural(c.Procs, "process"))
 }
 
 // running reports whether pid is still the process that started at start,

@@ -186,7 +186,7 @@ type DamagedJournal struct {
 }
 
 func (e *DamagedJournal) Error() string {
-	return fmt.Sprintf("%s: %s unreadable (%v)", e.Path, plural(len(e.Records), "record"), e.Records)
+	return fmt.Sprintf("%s: %s unreadable (%v)", e.Path, Plural(len(e.Records), "record"), e.Records)
 }
 
 // live drops the steps whose intent was voided, and the intents of changes

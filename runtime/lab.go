@@ -333,9 +333,9 @@ func (l *Lab) Down(k kernel.Kernel) (undone []Step, failed []error) {
 		failed = append(failed, errs...)
 		also := ""
 		if len(swept) > 0 {
-			also = fmt.Sprintf(", and removed %s tagged as the lab's (%s)", plural(len(swept), "object"), strings.Join(swept, ", "))
+			also = fmt.Sprintf(", and removed %s tagged as the lab's (%s)", Plural(len(swept), "object"), strings.Join(swept, ", "))
 		}
-		failed = append(failed, fmt.Errorf("%w: undid the %s it records%s; what only the damaged part recorded may remain", damage, plural(len(undone), "change"), also))
+		failed = append(failed, fmt.Errorf("%w: undid the %s it records%s; what only the damaged part recorded may remain", damage, Plural(len(undone), "change"), also))
 		if err := l.Remove(); err != nil {
 			failed = append(failed, err)
 		}

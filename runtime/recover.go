@@ -48,7 +48,7 @@ func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
 			continue
 		}
 		undone, errs := l.Down(k)
-		fmt.Fprintf(w, "nsrun: recovered lab %q, left by a run that died (pid %d): undid %s\n", l.Info.Name, l.Info.Pid, plural(len(undone), "change"))
+		fmt.Fprintf(w, "nsrun: recovered lab %q, left by a run that died (pid %d): undid %s\n", l.Info.Name, l.Info.Pid, Plural(len(undone), "change"))
 		for _, err := range errs {
 			fmt.Fprintf(w, "  could not undo: %v\n", err)
 		}

@@ -149,7 +149,7 @@ func Run(ctx context.Context, o RunOptions) int {
 		fmt.Fprintln(o.Stderr, Backtrace(err))
 		if o.KeepOnError {
 			lab.SetState(LabKept)
-			errf("kept the failed lab %q (%s); remove it with `nsrun down %s`", o.Lab, plural(journal.Len(), "change"), o.Lab)
+			errf("kept the failed lab %q (%s); remove it with `nsrun down %s`", o.Lab, Plural(journal.Len(), "change"), o.Lab)
 			return ExitFailed
 		}
 		undone, failed := rt.Rollback(0)
@@ -177,7 +177,7 @@ func Run(ctx context.Context, o RunOptions) int {
 		errf("recording the lab: %v", err)
 	}
 	if !o.Quiet {
-		errf("lab %q is up (%s); remove it with `nsrun down %s`", o.Lab, plural(journal.Len(), "change"), o.Lab)
+		errf("lab %q is up (%s); remove it with `nsrun down %s`", o.Lab, Plural(journal.Len(), "change"), o.Lab)
 	}
 	return ExitOK
 }
@@ -319,12 +319,12 @@ func isFail(err error) bool {
 // not remove; it returns ExitIncomplete if there is one.
 func report(w io.Writer, verb string, undone []Step, failed []error) int {
 	if len(undone) > 0 {
-		fmt.Fprintf(w, "nsrun: %s %s%s\n", verb, plural(len(undone), "change"), objects(undone))
+		fmt.Fprintf(w, "nsrun: %s %s%s\n", verb, Plural(len(undone), "change"), objects(undone))
 	}
 	if len(failed) == 0 {
 		return ExitOK
 	}
-	fmt.Fprintf(w, "nsrun: %s could not be undone:\n", plural(len(failed), "change"))
+	fmt.Fprintf(w, "nsrun: %s could not be undone:\n", Plural(len(failed), "change"))
 	for _, err := range failed {
 		fmt.Fprintf(w, "  %v\n", err)
 	}
@@ -355,14 +355,6 @@ func abs(path string) string {
 		return a
 	}
 	return path
-}
-
-// plural renders a count of things: "1 change", "3 changes".
-func plural(n int, thing string) string {
-	if n == 1 {
-		return "1 " + thing
-	}
-	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // Plan runs the recipe on a recording kernel that neither changes nor reads

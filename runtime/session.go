@@ -209,7 +209,7 @@ func (s *Session) Close(keep bool) int {
 		if err := s.Lab.SetState(LabUp); err != nil {
 			fmt.Fprintf(s.o.Stderr, "nsrun: recording the lab: %v\n", err)
 		}
-		fmt.Fprintf(s.o.Stderr, "nsrun: lab %q is up (%s); remove it with `nsrun down %s`\n", s.o.Lab, plural(s.journal.Len(), "change"), s.o.Lab)
+		fmt.Fprintf(s.o.Stderr, "nsrun: lab %q is up (%s); remove it with `nsrun down %s`\n", s.o.Lab, Plural(s.journal.Len(), "change"), s.o.Lab)
 		return ExitOK
 	}
 	undone, failed := s.RT.Rollback(0)
