@@ -25,13 +25,13 @@ func TestMain(m *testing.M) { nstest.Main(m) }
 func up(b *testing.B, k kernel.Kernel, n int) {
 	b.Helper()
 	args := []string{strconv.Itoa(n)}
-	code := runtime.Run(context.Background(), runtime.RunOptions{
+	r := runtime.Run(context.Background(), runtime.RunOptions{
 		Recipe: "star.star", Args: args, StateDir: nstest.StateDir, Kernel: k,
 		Interp: &runtime.Interp{Predeclared: builtins.Predeclared(args), Std: recipes.Std},
 		Stdout: io.Discard, Stderr: io.Discard, Quiet: true,
 	})
-	if code != runtime.ExitOK {
-		b.Fatalf("run: exit %d", code)
+	if r.Err != nil || len(r.Failed) > 0 {
+		b.Fatalf("run: %v; not undone: %v", r.Err, r.Failed)
 	}
 }
 
@@ -45,8 +45,8 @@ func down(b *testing.B, k kernel.Kernel) {
 		b.Fatal(err)
 	}
 	defer lab.Unlock()
-	if _, failed := lab.Down(k); len(failed) > 0 {
-		b.Fatal(failed)
+	if r := lab.Down(k); len(r.Failed) > 0 {
+		b.Fatal(r.Failed)
 	}
 }
 

@@ -61,7 +61,7 @@ func run(t *testing.T, path string) string {
 	k := kernel.NewNetlink(nstest.NetnsDir)
 	defer k.Close()
 	var stdout, stderr bytes.Buffer
-	code := runtime.Run(context.Background(), runtime.RunOptions{
+	r := runtime.Run(context.Background(), runtime.RunOptions{
 		Recipe:   path,
 		Remove:   true,
 		StateDir: nstest.StateDir,
@@ -70,8 +70,8 @@ func run(t *testing.T, path string) string {
 		Stdout:   &stdout,
 		Stderr:   &stderr,
 	})
-	if code != runtime.ExitOK {
-		t.Fatalf("%s: exit %d\n%s", path, code, stderr.String())
+	if r.Err != nil || len(r.Failed) > 0 {
+		t.Fatalf("%s: %v; not undone: %v\n%s", path, r.Err, r.Failed, stderr.String())
 	}
 	return stdout.String()
 }

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"errors"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -244,8 +243,10 @@ func TestRecoverRereadsUnderLock(t *testing.T) {
 		lab.Unlock()        // ...and exits
 	}
 	defer func() { beforeLock = nil }()
-	if failed := Recover(state, kernel.NewRecorder(), io.Discard); len(failed) != 0 {
-		t.Fatal(failed)
+	for _, r := range Recover(state, kernel.NewRecorder()) {
+		if len(r.Failed) != 0 {
+			t.Fatal(r.Failed)
+		}
 	}
 	if _, err := OpenLab(state, "a"); err != nil {
 		t.Errorf("recover removed a lab that is up: %v", err)

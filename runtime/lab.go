@@ -75,10 +75,6 @@ type Lab struct {
 	Dir  string
 	Info LabInfo
 	lock *os.File
-
-	// Spared holds what Down found in the place of the lab's objects and
-	// left alone (see UndoResult).
-	Spared []error
 }
 
 func (l *Lab) journalPath() string { return filepath.Join(l.Dir, "journal") }
@@ -309,7 +305,8 @@ func ListLabs(stateDir string) ([]LabInfo, error) {
 
 // Down undoes everything the lab recorded, newest first — its processes
 // (those in its namespaces, and those carrying its tag) first — and
-// removes its record if nothing is left. The caller holds the lab's lock.
+// removes its record if nothing is left; it returns what it did. The
+// caller holds the lab's lock.
 //
 // A journal that cannot be trusted whole (records unreadable, cut shorter
 // than when the lab was recorded, or gone) is undone as far as it goes;
@@ -317,44 +314,40 @@ func ListLabs(stateDir string) ([]LabInfo, error) {
 // removed as well, the record is removed (nothing more can be learnt), and
 // the damage is reported as a failure: what only the lost records knew of
 // may remain.
-func (l *Lab) Down(k kernel.Kernel) (undone []Step, failed []error) {
+func (l *Lab) Down(k kernel.Kernel) Result {
+	r := Result{Lab: l.Info.Name, State: l.Info.State, Pid: l.Info.Pid}
 	steps, damage, err := l.journal()
 	if err != nil {
-		return nil, []error{err}
+		r.Failed = []error{err}
+		return r
 	}
 	if err := killLab(l.ProcessTag(), labNetns(steps)); err != nil {
-		failed = append(failed, err)
+		r.Failed = append(r.Failed, err)
 	}
-	r := Undo(k, l.Tag(), steps)
-	undone, failed = r.Undone, append(failed, r.Errs...)
-	l.Spared = append(l.Spared, r.Spared...)
+	u := Undo(k, l.Tag(), steps)
+	r.Undone, r.Left, r.Spared = u.Undone, u.Failed, u.Spared
+	r.Failed = append(r.Failed, u.Errs...)
 	if damage != nil {
 		swept, errs := l.sweep(k)
-		failed = append(failed, errs...)
+		r.Failed = append(r.Failed, errs...)
 		also := ""
 		if len(swept) > 0 {
 			also = fmt.Sprintf(", and removed %s tagged as the lab's (%s)", Plural(len(swept), "object"), strings.Join(swept, ", "))
 		}
-		failed = append(failed, fmt.Errorf("%w: undid the %s it records%s; what only the damaged part recorded may remain", damage, Plural(len(undone), "change"), also))
-		if err := l.Remove(); err != nil {
-			failed = append(failed, err)
-		}
-		return undone, failed
+		r.Failed = append(r.Failed, fmt.Errorf("%w: undid the %s it records%s; what only the damaged part recorded may remain", damage, Plural(len(r.Undone), "change"), also))
+		l.removeInto(&r)
+		return r
 	}
-	if len(r.Failed) > 0 || len(failed) > 0 {
+	if len(r.Failed) > 0 {
 		// Keep what could not be undone, for a later try.
-		if err := writeSteps(l.journalPath(), r.Failed); err != nil {
-			failed = append(failed, err)
+		if err := writeSteps(l.journalPath(), u.Failed); err != nil {
+			r.Failed = append(r.Failed, err)
 		}
-		if err := l.SetState(LabIncomplete); err != nil {
-			failed = append(failed, fmt.Errorf("recording the lab: %w", err))
-		}
-		return undone, failed
+		l.settle(&r, LabIncomplete)
+		return r
 	}
-	if err := l.Remove(); err != nil {
-		failed = append(failed, err)
-	}
-	return undone, failed
+	l.removeInto(&r)
+	return r
 }
 
 // journal reads the lab's journal and, if it cannot be trusted whole, says

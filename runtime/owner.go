@@ -3,7 +3,6 @@ package runtime
 import (
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
@@ -123,11 +122,4 @@ func (o *owner) hostLink(name string) error {
 		return fmt.Errorf("link %q in netns \"host\" has tag %q, not %q: %w", name, l.Alias, o.tag, kernel.ErrNotOurs)
 	}
 	return nil
-}
-
-// ReportSpared tells w of the objects an undo left alone.
-func ReportSpared(w io.Writer, spared []error) {
-	for _, err := range spared {
-		fmt.Fprintf(w, "nsrun: %v\n", err)
-	}
 }

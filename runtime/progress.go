@@ -1,87 +1,66 @@
 package runtime
 
-import (
-	"fmt"
-	"io"
-	"os"
-	"sync"
-	"time"
+import "sync"
 
-	"golang.org/x/sys/unix"
-)
+// A Reporter is told what a run or a session does as it does it, for its
+// caller to show: the command line draws a progress line and prints a
+// failed recipe's backtrace before its rollback begins. Everything else is
+// in the Result returned at the end; the engine itself prints only the
+// recipe's print()s and, with -v, each change. A nil Reporter hears
+// nothing.
+type Reporter interface {
+	// Recovered tells of the lab of a run that died, rolled back (or
+	// found unverified and left alone) before this run or session began.
+	Recovered(Result)
+	// Made tells that made changes are made, of the planned ones (the
+	// preflight's count; a recipe may make more than it planned, when it
+	// loops on what it observed).
+	Made(made, planned int)
+	// Ended tells that the recipe, or a session's input, has ended, with
+	// the error it failed with (nil if it succeeded). Its rollback, or the
+	// lab's teardown, is still to come.
+	Ended(err error)
+}
 
-// Progress shows, on a terminal, how many of a run's planned changes are
-// made: one line, redrawn at most ten times a second and erased at the end
-// or before anything else is printed to the terminal.
+// reporter returns r, or a Reporter that hears nothing.
+func reporter(r Reporter) Reporter {
+	if r == nil {
+		return silent{}
+	}
+	return r
+}
+
+type silent struct{}
+
+func (silent) Recovered(Result) {}
+func (silent) Made(int, int)    {}
+func (silent) Ended(error)      {}
+
+// Progress counts a run's changes as they are made, for its Reporter.
 type Progress struct {
-	mu          sync.Mutex
-	w           io.Writer
-	verb        string
-	done, total int
-	last        time.Time
-	shown       bool
+	mu            sync.Mutex
+	made, planned int
+	rep           Reporter
 }
 
-// NewProgress returns a progress line on w for total changes, or nil if w
-// is not a terminal: logs and pipes get no progress.
-func NewProgress(w io.Writer, verb string, total int) *Progress {
-	f, ok := w.(*os.File)
-	if !ok {
+// newProgress returns a count of planned changes for rep, or nil (which
+// counts nothing) if there is no one to tell.
+func newProgress(rep Reporter, planned int) *Progress {
+	if rep == nil {
 		return nil
 	}
-	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
-		return nil
-	}
-	return &Progress{w: w, verb: verb, total: total}
+	return &Progress{rep: rep, planned: planned}
 }
 
-// Add counts n changes made.
+// Add counts n changes made. Changes are made one at a time (by the
+// pipeline's worker, or by the recipe once it has waited for the worker),
+// but the lock keeps the counts in order whoever makes them.
 func (p *Progress) Add(n int) {
 	if p == nil {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.done += n
-	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond {
-		p.last = now
-		total := max(p.total, p.done) // a recipe may do more than it planned (loops on live answers)
-		fmt.Fprintf(p.w, "\r\x1b[Knsrun: %s %d/%d changes", p.verb, p.done, total)
-		p.shown = true
-	}
+	p.made += n
+	p.rep.Made(p.made, p.planned)
 }
-
-// Clear erases the line, if it is shown; the next Add draws it again.
-func (p *Progress) Clear() {
-	if p == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
-}
-
-func (p *Progress) clear() {
-	if p.shown {
-		fmt.Fprint(p.w, "\r\x1b[K")
-		p.shown = false
-		p.last = time.Time{}
-	}
-}
-
-// Writer returns w, erasing the line before each write to it.
-func (p *Progress) Writer(w io.Writer) io.Writer {
-	if p == nil {
-		return w
-	}
-	return writerFunc(func(b []byte) (int, error) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.clear()
-		return w.Write(b)
-	})
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

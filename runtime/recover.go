@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,8 +15,11 @@ import (
 
 // Recover finishes the rollback of every lab whose run died (its lock is
 // free and it is not up), with the same undo as rollback and `down`, and
-// reports each to w. It runs at the start of every nsrun command.
-func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
+// returns what it did to each (see Lab.Down), and, as results of their own
+// whose Err says why, the records nsrun did not write (state
+// LabUnverified), which it leaves alone. It runs at the start of every
+// nsrun command.
+func Recover(stateDir string, k kernel.Kernel) (recovered []Result) {
 	entries, err := os.ReadDir(stateDir)
 	if err != nil {
 		return nil
@@ -32,7 +34,7 @@ func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
 			continue
 		}
 		if err := l.verify(); err != nil {
-			fmt.Fprintf(w, "nsrun: %v\n", err)
+			recovered = append(recovered, Result{Lab: e.Name(), State: LabUnverified, Err: err})
 			continue
 		}
 		if beforeLock != nil {
@@ -47,18 +49,10 @@ func Recover(stateDir string, k kernel.Kernel, w io.Writer) (failed []error) {
 			l.Unlock() // up, kept or incomplete: for `nsrun down`
 			continue
 		}
-		undone, errs := l.Down(k)
-		fmt.Fprintf(w, "nsrun: recovered lab %q, left by a run that died (pid %d): undid %s\n", l.Info.Name, l.Info.Pid, Plural(len(undone), "change"))
-		for _, err := range errs {
-			fmt.Fprintf(w, "  could not undo: %v\n", err)
-		}
-		for _, err := range l.Spared {
-			fmt.Fprintf(w, "  %v\n", err)
-		}
-		failed = append(failed, errs...)
+		recovered = append(recovered, l.Down(k))
 		l.Unlock()
 	}
-	return failed
+	return recovered
 }
 
 // beforeLock, in tests, runs between Recover's first read of a lab's record

@@ -15,7 +15,7 @@ import (
 	"go.starlark.net/starlark"
 )
 
-// Exit codes of a run.
+// Exit codes of nsrun (the command line picks one from a Result).
 const (
 	ExitOK         = 0 // the recipe succeeded
 	ExitFailed     = 1 // the recipe failed and was rolled back cleanly
@@ -38,21 +38,60 @@ type RunOptions struct {
 	StateDir    string
 	Kernel      kernel.Kernel
 	Interp      *Interp
-	Stdout      io.Writer
-	Stderr      io.Writer
+	Stdout      io.Writer // where the recipe's print()s go
+	Stderr      io.Writer // where -v shows each change as it is made
+	Reporter    Reporter  // told of the run as it goes; nil: no one
 	Verbose     bool
-	Quiet       bool
+	Quiet       bool          // the recipe's print()s are dropped
 	Timeout     time.Duration // the whole run; 0: none
 	MaxSteps    uint64        // 0: DefaultMaxSteps
 	MaxMemory   uint64        // bytes; 0: DefaultMaxMemory
 }
+
+// A Result is what a run, a session's input or end, a recovery or a
+// teardown did to a lab. The engine returns it and prints nothing of it;
+// the command line renders it, as text or JSON, and picks the exit code.
+type Result struct {
+	Lab string
+	// State is the lab's state after: LabUp, LabKept, LabIncomplete,
+	// LabRemoved (its record is gone), LabRunning (a session goes on);
+	// LabUnverified for a record nsrun did not write, which Recover
+	// leaves alone; "" if no lab was made.
+	State string
+	Stage string // a run: how far it got (see StageInput); "" for the others
+	Pid   int    // the run that made the lab (Recover: the one that died)
+
+	Made   []Step  // the changes made, oldest first: by the run, by a session's input, or (Session.Close) by the whole session
+	Undone []Step  // the changes undone, in the order the undo reached them (see Undo)
+	Left   []Step  // the changes that could not be undone: recorded for `nsrun down` to try again, unless the record is removed
+	Failed []error // what went wrong in the undo, each naming its object and recipe position; then whatever else is left behind
+	Spared []error // objects found in the place of the lab's, and left alone (see UndoResult)
+	// RecordErr says that the lab stays (up, or kept) but its record could
+	// not say so: the next nsrun command will take it for a dead run's.
+	RecordErr error
+	Err       error // why the run, or the input, failed; nil if it succeeded
+}
+
+// LabRemoved is a Result's State once the lab's record is removed: its
+// objects are undone, or, for a damaged journal, as many as could be.
+const LabRemoved = "removed"
+
+// How far a run got: each stage may fail, and nothing is changed before
+// StageRun.
+const (
+	StageInput  = "input"  // the lab's name, the recipe's file, the state directory
+	StageSyntax = "syntax" // the recipe's syntax and names
+	StagePlan   = "plan"   // the preflight, on a recording kernel
+	StageClaim  = "claim"  // recording the lab and claiming its names
+	StageRun    = "run"    // the run on the kernel, and its rollback or teardown
+)
 
 // LabName is the default lab name of a recipe: its base name.
 func LabName(recipe string) string {
 	return strings.TrimSuffix(filepath.Base(recipe), filepath.Ext(recipe))
 }
 
-// Run runs a recipe as a lab and returns the exit code.
+// Run runs a recipe as a lab and returns what happened.
 //
 // First it finishes the rollback of labs whose runs died. Then it runs the
 // recipe on a recording kernel that sees the real kernel's names (the
@@ -64,139 +103,236 @@ func LabName(recipe string) string {
 // observed) is claimed, and looked up, as it is made. Whatever the recipe
 // created is undone if it fails (or is cancelled through ctx), and at the
 // end if o.Remove.
-func Run(ctx context.Context, o RunOptions) int {
-	errf := func(format string, args ...any) { fmt.Fprintf(o.Stderr, "nsrun: "+format+"\n", args...) }
+func Run(ctx context.Context, o RunOptions) Result {
 	if o.Lab == "" {
 		o.Lab = LabName(o.Recipe)
 	}
-	if err := ValidLabName(o.Lab); err != nil {
-		errf("%v", err)
-		return ExitUsage
+	r := Result{Lab: o.Lab, Stage: StageInput}
+	if r.Err = ValidLabName(o.Lab); r.Err != nil {
+		return r
 	}
 	src, err := o.Interp.ReadRecipe(ctx, o.Recipe)
 	if err != nil {
-		errf("%v", err)
-		return ExitUsage
+		r.Err = err
+		return r
 	}
 	// Syntax and name errors are found before anything is changed.
+	r.Stage = StageSyntax
 	if _, _, err := starlark.SourceProgramOptions(FileOptions, o.Recipe, src, o.Interp.Predeclared.Has); err != nil {
-		fmt.Fprintln(o.Stderr, err)
-		return ExitUsage
+		r.Err = err
+		return r
 	}
-	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
-		errf("%v", err)
-		return ExitUsage
-	}
-	Recover(o.StateDir, o.Kernel, o.Stderr)
-	if o.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, o.Timeout, fmt.Errorf("timed out after %s (--timeout)", o.Timeout))
-		defer cancel()
-	}
-
-	plan, err := o.preflight(ctx)
-	if err != nil {
-		fmt.Fprintln(o.Stderr, Backtrace(err))
-		if isFail(err) {
-			errf("the recipe failed while planning; nothing was changed")
-			return ExitFailed
+	var plan *Runtime
+	cancel := context.CancelFunc(func() {})
+	defer func() { cancel() }()
+	lr, err := o.begin(&r, func() ([]string, error) {
+		if o.Timeout > 0 {
+			ctx, cancel = context.WithTimeoutCause(ctx, o.Timeout, fmt.Errorf("timed out after %s (--timeout)", o.Timeout))
 		}
-		errf("found while planning: nothing was changed")
-		return ExitUsage
-	}
-
-	lab, journal, err := o.createLab(plan)
+		var err error
+		if plan, err = o.preflight(ctx); err != nil {
+			return nil, err
+		}
+		return planClaims(plan), nil
+	})
 	if err != nil {
-		errf("%v", err)
-		errf("nothing was changed")
-		return ExitUsage
+		r.Err = err
+		return r
 	}
-	defer lab.Unlock()
-	defer journal.Close()
-	journal.Reserve(plan.Journal.Len())
-	// A global name the plan did not foresee is claimed as it is made.
-	rt := New(o.Lab, newClaimer(o.Kernel, o.StateDir, lab), journal)
-	rt.ID, rt.Dir, rt.Ctx, rt.Argv = lab.Info.ID, lab.Dir, ctx, o.Args
+	defer lr.lab.Unlock()
+	defer lr.journal.Close()
+	lr.journal.Reserve(plan.Journal.Len())
+	rt := lr.rt
+	rt.Ctx = ctx
 	rt.Faults = faultHook != nil
 	rt.Planned = !plan.k.(*kernel.Recorder).Observed
+	rt.Progress = newProgress(o.Reporter, plan.Journal.Len())
 	out := o.Stdout
-	switch {
-	case o.Verbose:
-		rt.Log = o.Stderr
-	case o.Quiet:
+	if o.Quiet {
 		out = io.Discard // only errors
-	default:
-		rt.Progress = NewProgress(o.Stderr, "made", plan.Journal.Len())
-		out = rt.Progress.Writer(out)
-		o.Stderr = rt.Progress.Writer(o.Stderr)
 	}
-	o.Interp.Reset()
 	if rt.Log == nil { // -v shows each change as it is made, in the recipe's order
 		rt.Pipeline()
 	}
+	r.Stage = StageRun
 	_, err = o.exec(ctx, rt, out)
-	err = rt.EndPipeline(err)
-	if ferr := journal.Flush(); ferr != nil && err == nil {
+	err = lr.end(err)
+	defer rt.Close()
+
+	r.Made, r.Err = lr.journal.Steps(), err
+	switch {
+	case err != nil && o.KeepOnError:
+		lr.lab.settle(&r, LabKept)
+	case err != nil || o.Remove:
+		lr.rollback(&r, 0)
+	default:
+		lr.lab.settle(&r, LabUp)
+	}
+	return r
+}
+
+// A labRun is a lab being made, by a run or a session: its record (whose
+// lock it holds), its journal and the runtime that makes it.
+type labRun struct {
+	o       *RunOptions
+	lab     *Lab
+	journal *Journal
+	rt      *Runtime
+}
+
+// begin is the prelude of a run and of a session. It finishes the
+// rollback of the labs whose runs died, telling o.Reporter of each; then
+// plan (a run's preflight; nil for a session, which cannot know its names
+// in advance) returns the names the lab will create outside its own
+// namespaces; then, under the state lock, so that recovery never sees a
+// half-made record and of two labs whose names overlap one wins, it
+// records the lab, holding its lock, and claims those names. The lab is
+// made through a claimer: a global name not claimed yet is claimed, and
+// looked up, as it is made. r.Stage says how far begin got.
+func (o *RunOptions) begin(r *Result, plan func() (claims []string, err error)) (*labRun, error) {
+	r.Stage = StageInput
+	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	rep := reporter(o.Reporter)
+	for _, rec := range Recover(o.StateDir, o.Kernel) {
+		rep.Recovered(rec)
+	}
+	var claims []string
+	if plan != nil {
+		r.Stage = StagePlan
+		var err error
+		if claims, err = plan(); err != nil {
+			return nil, err
+		}
+	}
+	r.Stage = StageClaim
+	recipe := "<repl>"
+	if o.Recipe != "" {
+		recipe = abs(o.Recipe)
+	}
+	lab, journal, err := createLab(o.StateDir, LabInfo{
+		Name: o.Lab, Recipe: recipe, Pid: os.Getpid(), Started: now(), Claims: claims,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.Pid = lab.Info.Pid
+	rt := New(o.Lab, newClaimer(o.Kernel, o.StateDir, lab), journal)
+	rt.ID, rt.Dir, rt.Argv = lab.Info.ID, lab.Dir, o.Args
+	if o.Verbose {
+		rt.Log = o.Stderr
+	}
+	o.Interp.Reset() // what the preflight loaded is the preflight's
+	return &labRun{o: o, lab: lab, journal: journal, rt: rt}, nil
+}
+
+// createLab records a lab and claims its names, atomically with respect
+// to other nsruns.
+func createLab(stateDir string, info LabInfo) (*Lab, *Journal, error) {
+	unlock, err := lockState(stateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	lab, journal, err := CreateLab(stateDir, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := claim(stateDir, info.Name, lab.Info.Claims); err != nil {
+		journal.Close()
+		lab.Info.Claims = nil
+		lab.remove(false) // the state is locked
+		return nil, nil, err
+	}
+	return lab, journal, nil
+}
+
+// end ends the recipe (or a session's input) that ran with err: the
+// changes it queued are made, its journal written, and every namespace it
+// made must still be its own (see pinned). It tells the reporter, before
+// any rollback begins, and returns the error the run ends with.
+func (lr *labRun) end(err error) error {
+	err = lr.rt.EndPipeline(err)
+	if ferr := lr.journal.Flush(); ferr != nil && err == nil {
 		err = errJournal(ferr)
 	}
 	if err == nil {
-		err = pinned(o.Kernel, journal.Steps())
+		err = pinned(lr.o.Kernel, lr.journal.Steps())
 	}
-	rt.Progress.Clear()
-	defer rt.Close()
-
-	if err != nil {
-		fmt.Fprintln(o.Stderr, Backtrace(err))
-		if o.KeepOnError {
-			lab.SetState(LabKept)
-			errf("kept the failed lab %q (%s); remove it with `nsrun down %s`", o.Lab, Plural(journal.Len(), "change"), o.Lab)
-			return ExitFailed
-		}
-		undone, failed := rt.Rollback(0)
-		ReportSpared(o.Stderr, rt.Spared)
-		if code := report(o.Stderr, "rolled back", undone, failed); code != ExitOK {
-			lab.SetState(LabIncomplete)
-			return code
-		}
-		lab.Remove()
-		return ExitFailed
-	}
-	if o.Remove {
-		undone, failed := rt.Rollback(0)
-		ReportSpared(o.Stderr, rt.Spared)
-		if o.Verbose || len(failed) > 0 {
-			if code := report(o.Stderr, "removed", undone, failed); code != ExitOK {
-				lab.SetState(LabIncomplete)
-				return code
-			}
-		}
-		lab.Remove()
-		return ExitOK
-	}
-	if err := lab.SetState(LabUp); err != nil {
-		errf("recording the lab: %v", err)
-	}
-	if !o.Quiet {
-		errf("lab %q is up (%s); remove it with `nsrun down %s`", o.Lab, Plural(journal.Len(), "change"), o.Lab)
-	}
-	return ExitOK
+	reporter(lr.o.Reporter).Ended(err)
+	return err
 }
 
-// exec runs the recipe on rt, printing to out, within the step and memory
-// limits and ctx.
-func (o *RunOptions) exec(ctx context.Context, rt *Runtime, out io.Writer) (starlark.StringDict, error) {
-	thread := o.Interp.NewThread(o.Recipe, rt, out)
+// rollback undoes the changes after mark, newest first, into r. Then the
+// lab is incomplete if something is left, and removed if it is all gone
+// (a mark of 0); a session's input rolled back leaves it as it was.
+func (lr *labRun) rollback(r *Result, mark int) {
+	r.Undone, r.Failed = lr.rt.Rollback(mark)
+	r.Spared = lr.rt.Spared
+	r.Left = lr.journal.Steps()[mark:]
+	switch {
+	case len(r.Failed) > 0:
+		lr.lab.settle(r, LabIncomplete) // `nsrun down` tries again
+	case mark == 0:
+		lr.lab.removeInto(r)
+	default:
+		r.State = lr.lab.Info.State
+	}
+}
+
+// settle records the lab's state as r's. An error recording it is, for an
+// incomplete lab, one more thing left to do; for one that stays up or
+// kept, r's RecordErr.
+func (l *Lab) settle(r *Result, state string) {
+	r.State = state
+	err := l.SetState(state)
+	switch {
+	case err == nil:
+	case state == LabIncomplete:
+		r.Failed = append(r.Failed, fmt.Errorf("recording the lab: %w", err))
+	default:
+		r.RecordErr = fmt.Errorf("recording the lab: %w", err)
+	}
+}
+
+// removeInto removes the lab's record, as r says: a record that could not
+// be removed is left behind.
+func (l *Lab) removeInto(r *Result) {
+	r.State = LabRemoved
+	if err := l.Remove(); err != nil {
+		r.Failed = append(r.Failed, err)
+	}
+}
+
+// thread returns a thread named name that runs on rt and prints to out,
+// within the step and memory limits, cancelled with ctx; done ends it, and
+// returns the error of a memory limit passed (see watchMemory).
+func (o *RunOptions) thread(ctx context.Context, name string, rt *Runtime, out io.Writer) (thread *starlark.Thread, done func() error) {
+	thread = o.Interp.NewThread(name, rt, out)
 	steps := o.MaxSteps
 	if steps == 0 {
 		steps = DefaultMaxSteps
 	}
 	thread.SetMaxExecutionSteps(steps)
 	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
-	defer stop()
 	watched := watchMemory(thread, o.maxMemory())
+	return thread, func() error {
+		stop()
+		if err := watched(); err != nil {
+			return fmt.Errorf("%s: %w", name, err) // passed at the end: no line to name
+		}
+		return nil
+	}
+}
+
+// exec runs the recipe on rt, printing to out, within the step and memory
+// limits and ctx.
+func (o *RunOptions) exec(ctx context.Context, rt *Runtime, out io.Writer) (starlark.StringDict, error) {
+	thread, done := o.thread(ctx, o.Recipe, rt, out)
 	globals, err := o.Interp.ExecFile(thread, o.Recipe)
-	if merr := watched(); merr != nil && err == nil {
-		err = fmt.Errorf("%s: %w", o.Recipe, merr) // passed at the end: no line to name
+	if merr := done(); merr != nil && err == nil {
+		err = merr
 	}
 	return globals, err
 }
@@ -224,29 +360,6 @@ func (o *RunOptions) preflight(ctx context.Context) (*Runtime, error) {
 		return nil, err
 	}
 	return rt, nil
-}
-
-// createLab records the lab and claims the names its plan creates outside
-// its own namespaces, atomically with respect to other nsruns.
-func (o *RunOptions) createLab(plan *Runtime) (*Lab, *Journal, error) {
-	unlock, err := lockState(o.StateDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer unlock()
-	lab, journal, err := CreateLab(o.StateDir, LabInfo{
-		Name: o.Lab, Recipe: abs(o.Recipe), Pid: os.Getpid(), Started: now(), Claims: planClaims(plan),
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := claim(o.StateDir, o.Lab, lab.Info.Claims); err != nil {
-		journal.Close()
-		lab.Info.Claims = nil
-		lab.remove(false) // the state is locked
-		return nil, nil, err
-	}
-	return lab, journal, nil
 }
 
 // planClaims lists the global names a plan creates: its namespaces, and
@@ -304,8 +417,8 @@ func pinned(k kernel.Kernel, steps []Step) error {
 	return nil
 }
 
-// isFail reports whether err comes from the recipe's own fail().
-func isFail(err error) bool {
+// IsFail reports whether err comes from the recipe's own fail().
+func IsFail(err error) bool {
 	var ev *starlark.EvalError
 	for e := err; errors.As(e, &ev); e = ev.Unwrap() {
 		if len(ev.CallStack) > 0 && ev.CallStack.At(0).Name == "fail" {
@@ -313,41 +426,6 @@ func isFail(err error) bool {
 		}
 	}
 	return false
-}
-
-// report prints what a rollback or teardown undid, and every object it could
-// not remove; it returns ExitIncomplete if there is one.
-func report(w io.Writer, verb string, undone []Step, failed []error) int {
-	if len(undone) > 0 {
-		fmt.Fprintf(w, "nsrun: %s %s%s\n", verb, Plural(len(undone), "change"), objects(undone))
-	}
-	if len(failed) == 0 {
-		return ExitOK
-	}
-	fmt.Fprintf(w, "nsrun: %s could not be undone:\n", Plural(len(failed), "change"))
-	for _, err := range failed {
-		fmt.Fprintf(w, "  %v\n", err)
-	}
-	return ExitIncomplete
-}
-
-// objects lists the objects among steps, for a one-line summary.
-func objects(steps []Step) string {
-	var names []string
-	for _, s := range steps {
-		switch s.Op {
-		case OpNetns, OpLink, OpRoute, OpProc, OpSysctl:
-			names = append(names, fmt.Sprintf("%s %s", s, s.Pos))
-		}
-	}
-	if len(names) == 0 {
-		return ""
-	}
-	const most = 6 // a line, not a listing: `nsrun -v` shows each change
-	if len(names) > most {
-		names = append(names[:most], fmt.Sprintf("and %d more", len(names)-most))
-	}
-	return " (" + strings.Join(names, ", ") + ")"
 }
 
 func abs(path string) string {

@@ -2,9 +2,7 @@ package runtime
 
 import (
 	"context"
-	"fmt"
 	"maps"
-	"os"
 	"sort"
 
 	"go.starlark.net/starlark"
@@ -30,12 +28,13 @@ type Session struct {
 	Globals starlark.StringDict
 	o       RunOptions
 	journal *Journal
+	lr      *labRun
 }
 
-// OpenSession records the session's lab as Run does (under the state lock,
-// holding the lab's lock, so that `nsrun ls` shows it and recovery undoes
-// it if the session dies). Its names, not known in advance, are claimed
-// as they are made (see claimer).
+// OpenSession records the session's lab as Run does (with the same
+// prelude: see begin), so that `nsrun ls` shows it and recovery undoes it
+// if the session dies. Its names, not known in advance, are claimed as
+// they are made (see claimer).
 func OpenSession(o RunOptions) (*Session, error) {
 	if o.Lab == "" {
 		o.Lab = "repl"
@@ -46,90 +45,43 @@ func OpenSession(o RunOptions) (*Session, error) {
 	if err := ValidLabName(o.Lab); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
-		return nil, err
-	}
-	Recover(o.StateDir, o.Kernel, o.Stderr)
-	unlock, err := lockState(o.StateDir)
+	s := &Session{o: o}
+	lr, err := s.o.begin(&Result{}, nil)
 	if err != nil {
 		return nil, err
 	}
-	recipe := "<repl>"
-	if o.Recipe != "" {
-		recipe = abs(o.Recipe)
-	}
-	lab, journal, err := CreateLab(o.StateDir, LabInfo{Name: o.Lab, Recipe: recipe, Pid: os.Getpid(), Started: now()})
-	unlock()
-	if err != nil {
-		return nil, err
-	}
-	rt := New(o.Lab, newClaimer(o.Kernel, o.StateDir, lab), journal)
-	rt.ID, rt.Dir, rt.Argv = lab.Info.ID, lab.Dir, o.Args
-	if o.Verbose {
-		rt.Log = o.Stderr
-	}
-	o.Interp.Reset()
+	s.lr, s.Lab, s.RT, s.journal = lr, lr.lab, lr.rt, lr.journal
 	// A REPL chunk sees only its globals (and Starlark's universe): the
 	// builtins start among them.
-	globals := maps.Clone(o.Interp.Predeclared)
-	return &Session{Lab: lab, RT: rt, Globals: globals, o: o, journal: journal}, nil
+	s.Globals = maps.Clone(o.Interp.Predeclared)
+	return s, nil
 }
 
 // Predeclared returns the names every input sees besides the globals.
 func (s *Session) Predeclared() starlark.StringDict { return s.o.Interp.Predeclared }
 
-// thread returns a thread for one input, cancelled with ctx, within the
-// step and memory limits; done ends it and returns the error of a memory
-// limit passed (see watchMemory).
-func (s *Session) thread(ctx context.Context, name string) (thread *starlark.Thread, done func() error) {
-	s.RT.Ctx = ctx
-	thread = s.o.Interp.NewThread(name, s.RT, s.o.Stdout)
-	steps := s.o.MaxSteps
-	if steps == 0 {
-		steps = DefaultMaxSteps
-	}
-	thread.SetMaxExecutionSteps(steps)
-	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
-	watched := watchMemory(thread, s.o.maxMemory())
-	return thread, func() error {
-		stop()
-		if err := watched(); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		return nil
-	}
-}
-
 // RunRecipe runs the session's recipe, whose globals are then in scope. If
-// it fails, its backtrace is printed and its changes are rolled back.
-func (s *Session) RunRecipe(ctx context.Context) error {
+// it fails, its changes are rolled back: the result says what happened.
+func (s *Session) RunRecipe(ctx context.Context) Result {
 	mark := s.journal.Len()
-	thread, done := s.thread(ctx, s.o.Recipe)
-	globals, err := s.o.Interp.ExecFile(thread, s.o.Recipe)
-	if merr := done(); merr != nil && err == nil {
-		err = merr
+	s.RT.Ctx = ctx
+	globals, err := s.o.exec(ctx, s.RT, s.o.Stdout)
+	r := s.end(mark, err)
+	if r.Err == nil {
+		maps.Copy(s.Globals, globals)
 	}
-	if ferr := s.journal.Flush(); ferr != nil && err == nil {
-		err = errJournal(ferr)
-	}
-	if err == nil {
-		err = pinned(s.o.Kernel, s.journal.Steps())
-	}
-	if err != nil {
-		s.fail(err, mark)
-		return err
-	}
-	maps.Copy(s.Globals, globals)
-	return nil
+	return r
 }
 
 // Eval runs one input, parsed with ReplOptions, as a transaction: the value
 // of a lone expression is returned (None otherwise); if the input fails,
-// its backtrace is printed, what it changed is rolled back and the globals
-// it assigned are dropped (a value it mutated in place stays mutated).
-func (s *Session) Eval(ctx context.Context, f *syntax.File) (starlark.Value, error) {
+// what it changed is rolled back and the globals it assigned are dropped
+// (a value it mutated in place stays mutated). The result says what the
+// input made, and, if it failed, why and what was rolled back.
+func (s *Session) Eval(ctx context.Context, f *syntax.File) (starlark.Value, Result) {
 	mark := s.journal.Len()
-	thread, done := s.thread(ctx, "repl")
+	s.RT.Ctx = ctx
+	thread, done := s.o.thread(ctx, "repl", s.RT, s.o.Stdout)
 	globals := maps.Clone(s.Globals)
 	v, err := starlark.Value(starlark.None), error(nil)
 	if expr := soleExpr(f); expr != nil {
@@ -140,27 +92,23 @@ func (s *Session) Eval(ctx context.Context, f *syntax.File) (starlark.Value, err
 	if merr := done(); merr != nil && err == nil {
 		err = merr
 	}
-	if ferr := s.journal.Flush(); ferr != nil && err == nil {
-		err = errJournal(ferr)
-	}
-	if err == nil {
-		err = pinned(s.o.Kernel, s.journal.Steps())
-	}
-	if err != nil {
-		s.fail(err, mark)
-		return nil, err
+	r := s.end(mark, err)
+	if r.Err != nil {
+		return nil, r
 	}
 	s.Globals = globals
-	return v, nil
+	return v, r
 }
 
-func (s *Session) fail(err error, mark int) {
-	fmt.Fprintln(s.o.Stderr, Backtrace(err))
-	undone, failed := s.RT.Rollback(mark)
-	ReportSpared(s.o.Stderr, s.RT.Spared)
-	if report(s.o.Stderr, "rolled back", undone, failed) != ExitOK {
-		s.Lab.SetState(LabIncomplete) // the session's end, or `down`, tries again
+// end ends an input that began at mark and ran with err (see labRun.end),
+// and rolls it back if it failed.
+func (s *Session) end(mark int, err error) Result {
+	err = s.lr.end(err)
+	r := Result{Lab: s.o.Lab, State: s.Lab.Info.State, Made: s.journal.Steps()[mark:], Err: err}
+	if err != nil {
+		s.lr.rollback(&r, mark)
 	}
+	return r
 }
 
 func soleExpr(f *syntax.File) syntax.Expr {
@@ -199,25 +147,17 @@ func sortedKeys(m map[string]bool) []string {
 	return keys
 }
 
-// Close ends the session: unless keep, it tears the lab down, newest first;
-// with keep the lab stays up, for `nsrun down` to remove. It returns the
-// exit code.
-func (s *Session) Close(keep bool) int {
+// Close ends the session: unless keep, it tears the lab down, newest
+// first; with keep the lab stays up, for `nsrun down` to remove. It
+// returns what it did.
+func (s *Session) Close(keep bool) Result {
 	defer s.Lab.Unlock()
 	defer s.journal.Close()
+	r := Result{Lab: s.o.Lab, Made: s.journal.Steps()}
 	if keep {
-		if err := s.Lab.SetState(LabUp); err != nil {
-			fmt.Fprintf(s.o.Stderr, "nsrun: recording the lab: %v\n", err)
-		}
-		fmt.Fprintf(s.o.Stderr, "nsrun: lab %q is up (%s); remove it with `nsrun down %s`\n", s.o.Lab, Plural(s.journal.Len(), "change"), s.o.Lab)
-		return ExitOK
+		s.Lab.settle(&r, LabUp)
+		return r
 	}
-	undone, failed := s.RT.Rollback(0)
-	ReportSpared(s.o.Stderr, s.RT.Spared)
-	if code := report(s.o.Stderr, "removed", undone, failed); code != ExitOK {
-		s.Lab.SetState(LabIncomplete)
-		return code
-	}
-	s.Lab.Remove()
-	return ExitOK
+	s.lr.rollback(&r, 0)
+	return r
 }

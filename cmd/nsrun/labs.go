@@ -69,42 +69,40 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	defer sigs.release()
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
-	runtime.Recover(runtime.StateDir, k, stderr)
+	printRecovered(stderr, runtime.Recover(runtime.StateDir, k)...)
 	code := runtime.ExitOK
 	for i, name := range fs.Args() {
 		if err := sigs.signalled(); err != nil {
 			fmt.Fprintf(stderr, "nsrun down: %v; left up: %s\n", err, strings.Join(fs.Args()[i:], " "))
-			return max(code, runtime.ExitFailed)
+			code = max(code, runtime.ExitFailed)
+			break
 		}
 		if c, ok := inKeptSandbox(name, []string{"down", name}, stdout, stderr); ok {
 			code = max(code, c)
 			continue
 		}
-		lab, err := runtime.OpenLab(runtime.StateDir, name)
-		if err == nil {
-			err = lab.TryLock()
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "nsrun: %v\n", err)
-			code = max(code, runtime.ExitUsage)
-			continue
-		}
-		undone, failed := lab.Down(k)
-		lab.Unlock()
-		runtime.ReportSpared(stderr, lab.Spared)
-		if len(failed) > 0 {
-			fmt.Fprintf(stderr, "nsrun: lab %q: %d of its changes could not be undone:\n", name, len(failed))
-			for _, err := range failed {
-				fmt.Fprintf(stderr, "  %v\n", err)
-			}
-			code = runtime.ExitIncomplete
-			continue
-		}
-		if !*quiet {
-			fmt.Fprintf(stdout, "nsrun: removed lab %q (%d changes undone)\n", name, len(undone))
-		}
+		r := downLab(k, name)
+		printDown(stdout, stderr, r, *quiet)
+		code = max(code, codeOf(r))
 	}
 	return code
+}
+
+// downLab takes lab name down, if it can have its lock.
+func downLab(k kernel.Kernel, name string) runtime.Result {
+	lab, err := runtime.OpenLab(runtime.StateDir, name)
+	if err == nil {
+		err = lab.TryLock()
+	}
+	if err != nil {
+		r := runtime.Result{Lab: name, Err: err}
+		if lab != nil {
+			r.State = lab.Info.State // as it stays
+		}
+		return r
+	}
+	defer lab.Unlock()
+	return lab.Down(k)
 }
 
 func cmdRecover(args []string, stdout, stderr io.Writer) int {
@@ -114,9 +112,10 @@ func cmdRecover(args []string, stdout, stderr io.Writer) int {
 	}
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
-	var failed []error
-	undoing(func() { failed = runtime.Recover(runtime.StateDir, k, stdout) }) // to its end
-	if len(failed) > 0 {
+	var recovered []runtime.Result
+	undoing(func() { recovered = runtime.Recover(runtime.StateDir, k) }) // to its end
+	printRecovered(stdout, recovered...)
+	if len(failures(recovered)) > 0 {
 		return runtime.ExitIncomplete
 	}
 	return runtime.ExitOK

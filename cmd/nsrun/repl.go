@@ -86,7 +86,8 @@ Flags:
 	defer stop()
 	s, err := runtime.OpenSession(runtime.RunOptions{
 		Recipe: recipe, Args: argv, Lab: *name, StateDir: runtime.StateDir, Kernel: k,
-		Interp: interp, Stdout: stdout, Stderr: stderr, Verbose: *verbose, MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
+		Interp: interp, Stdout: stdout, Stderr: stderr, Reporter: &reporter{stderr: stderr},
+		Verbose: *verbose, MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
@@ -96,7 +97,8 @@ Flags:
 	r.setInput(s, in)
 	if recipe != "" {
 		r.transaction(func(ctx context.Context) {
-			if s.RunRecipe(ctx) != nil {
+			if res := s.RunRecipe(ctx); res.Err != nil {
+				printUndo(stderr, "rolled back", res)
 				fmt.Fprintf(stderr, "nsrun: the recipe failed and was rolled back; the session starts without its globals\n")
 			}
 		})
@@ -110,14 +112,24 @@ Flags:
 			continue
 		}
 		r.transaction(func(ctx context.Context) {
-			if v, err := s.Eval(ctx, f); err == nil && v != starlark.None {
+			switch v, res := s.Eval(ctx, f); {
+			case res.Err != nil:
+				printUndo(stderr, "rolled back", res)
+			case v != starlark.None:
 				fmt.Fprintln(stdout, v)
 			}
 		})
 	}
 	in.Close()
-	code = s.Close(*keep)
+	res := s.Close(*keep)
+	if *keep {
+		printRecordErr(stderr, res)
+		fmt.Fprintf(stderr, "nsrun: lab %q is up (%s); remove it with `nsrun down %s`\n", res.Lab, runtime.Plural(len(res.Made), "change"), res.Lab)
+	} else {
+		printUndo(stderr, "removed", res)
+	}
 	stop()
+	code = codeOf(res)
 	return holdIfKept(inside && *keep, code)
 }
 

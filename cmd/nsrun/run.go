@@ -89,7 +89,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
-	code = runtime.Run(ctx, runtime.RunOptions{
+	out := stdout
+	rep := &reporter{stderr: stderr}
+	if !*verbose && !*quiet {
+		rep.line = newProgressLine(stderr)
+		out, rep.stderr = rep.line.writer(out), rep.line.writer(stderr)
+	}
+	r := runtime.Run(ctx, runtime.RunOptions{
 		Recipe:      recipe,
 		Args:        fs.Args()[1:],
 		Lab:         *name,
@@ -98,14 +104,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		StateDir:    runtime.StateDir,
 		Kernel:      k,
 		Interp:      newInterp(fs.Args()[1:], *libs),
-		Stdout:      stdout,
-		Stderr:      stderr,
+		Stdout:      out,
+		Stderr:      rep.stderr,
+		Reporter:    rep,
 		Verbose:     *verbose,
 		Quiet:       *quiet,
 		Timeout:     *timeout,
 		MaxSteps:    *maxSteps,
 		MaxMemory:   *maxMemory << 20,
 	})
+	rep.line.clear()
+	code = printRun(rep.stderr, r, *verbose, *quiet)
 	return holdIfKept(inside && *keepSandbox, code)
 }
 

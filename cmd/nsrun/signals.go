@@ -122,14 +122,16 @@ func undoing(fn func()) os.Signal {
 }
 
 // recoverDead finishes the rollback of labs whose runs died, as every
-// command does first, with the stop signals held off until it is done; one
-// that came meanwhile is then delivered again, to end nsrun as it would
-// have before anything else.
-func recoverDead(k kernel.Kernel, w io.Writer) (failed []error) {
-	if sig := undoing(func() { failed = runtime.Recover(runtime.StateDir, k, w) }); sig != nil {
+// command does first, tells w of it, with the stop signals held off until
+// it is done; one that came meanwhile is then delivered again, to end
+// nsrun as it would have before anything else.
+func recoverDead(k kernel.Kernel, w io.Writer) {
+	var recovered []runtime.Result
+	sig := undoing(func() { recovered = runtime.Recover(runtime.StateDir, k) })
+	printRecovered(w, recovered...)
+	if sig != nil {
 		redeliver(sig)
 	}
-	return failed
 }
 
 // redeliver sends the process sig again, once nothing catches it: Go's

@@ -1,0 +1,79 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nsrun/nsrun/builtins"
+	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// events records what a Reporter is told.
+type events struct{ log []string }
+
+func (e *events) Recovered(r runtime.Result) { e.log = append(e.log, "recovered "+r.Lab) }
+func (e *events) Made(made, planned int) {
+	e.log = append(e.log, fmt.Sprintf("made %d/%d", made, planned))
+}
+func (e *events) Ended(err error) { e.log = append(e.log, fmt.Sprintf("ended %v", err)) }
+
+func runOn(t *testing.T, k kernel.Kernel, src string, o runtime.RunOptions) (runtime.Result, *events, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "lab.star")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	ev := &events{}
+	o.Recipe, o.StateDir, o.Kernel, o.Reporter = path, t.TempDir(), k, ev
+	o.Interp = &runtime.Interp{Predeclared: builtins.Predeclared(nil)}
+	o.Stdout, o.Stderr = &stderr, &stderr
+	return runtime.Run(context.Background(), o), ev, stderr.String()
+}
+
+// Run returns what happened and prints nothing but the recipe's print()s:
+// the command line renders the result. Its reporter hears of each change
+// as it is made, and of the recipe's end before the rollback or teardown.
+func TestRunResult(t *testing.T) {
+	r, ev, printed := runOn(t, kernel.NewRecorder(), "netns(\"a\")\nnetns(\"b\")\n", runtime.RunOptions{Remove: true})
+	if printed != "" {
+		t.Errorf("the engine printed %q", printed)
+	}
+	if r.Err != nil || r.Stage != runtime.StageRun || r.State != runtime.LabRemoved || len(r.Made) != 2 || len(r.Undone) != 2 || len(r.Failed)+len(r.Left)+len(r.Spared) != 0 {
+		t.Errorf("result: %+v", r)
+	}
+	if got, want := strings.Join(ev.log, ", "), "made 1/2, made 2/2, ended <nil>"; got != want {
+		t.Errorf("reporter told %q, want %q", got, want)
+	}
+
+	// The second change fails: the first is rolled back.
+	r, ev, _ = runOn(t, &kernel.Faulty{Kernel: kernel.NewRecorder(), FailAt: 2}, "netns(\"a\")\nnetns(\"b\")\n", runtime.RunOptions{})
+	if !errors.Is(r.Err, kernel.ErrInjected) || r.Stage != runtime.StageRun || r.State != runtime.LabRemoved || len(r.Made) != 1 || len(r.Undone) != 1 {
+		t.Errorf("result: %+v", r)
+	}
+	if n := len(ev.log); n == 0 || !strings.HasPrefix(ev.log[n-1], "ended ") || !strings.Contains(ev.log[n-1], "injected failure") {
+		t.Errorf("reporter told %q", ev.log)
+	}
+
+	// Found before anything is changed: the stage says where.
+	for _, c := range []struct{ src, stage string }{
+		{"netns(\"a\"\n", runtime.StageSyntax},
+		{"netns(\"a\")\nfail(\"no\")\n", runtime.StagePlan},
+	} {
+		r, _, _ := runOn(t, kernel.NewRecorder(), c.src, runtime.RunOptions{})
+		if r.Err == nil || r.Stage != c.stage || r.State != "" || len(r.Made) != 0 {
+			t.Errorf("%q: %+v", c.src, r)
+		}
+	}
+	r, _, _ = runOn(t, kernel.NewRecorder(), "netns(\"a\")\n", runtime.RunOptions{Lab: "../x"})
+	if r.Err == nil || r.Stage != runtime.StageInput {
+		t.Errorf("bad lab name: %+v", r)
+	}
+}
