@@ -12,7 +12,9 @@ import (
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
+	"go.starlark.net/resolve"
 	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
 )
 
 // Exit codes of nsrun (the command line picks one from a Result).
@@ -426,6 +428,51 @@ func IsFail(err error) bool {
 		}
 	}
 	return false
+}
+
+// ErrorAt returns the message of a run's error as its backtrace ends (see
+// Backtrace) and the recipe position it names (file:line:col): the call
+// that failed, or that asked for the queued change that failed, in the
+// innermost Starlark frame; a syntax or name error's own. The position is
+// "" where there is none (a limit passed at the recipe's end, a file that
+// cannot be read).
+func ErrorAt(err error) (msg, pos string) {
+	var ce *changeError
+	if errors.As(err, &ce) {
+		return ce.Error(), stackPos(ce.stack)
+	}
+	var inner *starlark.EvalError
+	for e := err; e != nil; {
+		var ev *starlark.EvalError
+		if !errors.As(e, &ev) {
+			break
+		}
+		inner = ev
+		e = ev.Unwrap()
+	}
+	if inner != nil {
+		return inner.Msg, stackPos(inner.CallStack)
+	}
+	var se syntax.Error
+	if errors.As(err, &se) {
+		return se.Msg, se.Pos.String()
+	}
+	var re resolve.ErrorList
+	if errors.As(err, &re) && len(re) > 0 {
+		return re[0].Msg, re[0].Pos.String() // the first, as its Error() has it
+	}
+	return err.Error(), ""
+}
+
+// stackPos is the position of the innermost frame of stack in a recipe or
+// library (not in a builtin).
+func stackPos(stack starlark.CallStack) string {
+	for i := range stack {
+		if fr := stack.At(i); fr.Pos.IsValid() && fr.Pos.Filename() != "<builtin>" {
+			return fr.Pos.String()
+		}
+	}
+	return ""
 }
 
 func abs(path string) string {

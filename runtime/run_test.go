@@ -53,10 +53,14 @@ func TestRunResult(t *testing.T) {
 		t.Errorf("reporter told %q, want %q", got, want)
 	}
 
-	// The second change fails: the first is rolled back.
+	// The second change fails: the run's error names its line, and the
+	// first is rolled back.
 	r, ev, _ = runOn(t, &kernel.Faulty{Kernel: kernel.NewRecorder(), FailAt: 2}, "netns(\"a\")\nnetns(\"b\")\n", runtime.RunOptions{})
 	if !errors.Is(r.Err, kernel.ErrInjected) || r.Stage != runtime.StageRun || r.State != runtime.LabRemoved || len(r.Made) != 1 || len(r.Undone) != 1 {
 		t.Errorf("result: %+v", r)
+	}
+	if _, pos := runtime.ErrorAt(r.Err); !strings.HasSuffix(pos, "lab.star:2:6") {
+		t.Errorf("error at %q, want lab.star:2:6", pos)
 	}
 	if n := len(ev.log); n == 0 || !strings.HasPrefix(ev.log[n-1], "ended ") || !strings.Contains(ev.log[n-1], "injected failure") {
 		t.Errorf("reporter told %q", ev.log)

@@ -12,9 +12,10 @@ import (
 )
 
 func cmdLs(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("ls", "", stderr)
+	fs := newFlags("ls", "[--json]", stderr)
 	rowsOnly := fs.Bool("rows", false, "print the rows only, tab-separated (for a kept sandbox's listing)")
 	fs.MarkHidden("rows")
+	asJSON := fs.Bool("json", false, "print the labs as a JSON array (see the README)")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -25,6 +26,14 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
 		return runtime.ExitFailed
+	}
+	if *asJSON && !*rowsOnly {
+		entries := []labJSON{}
+		for _, l := range labs {
+			entries = append(entries, lsEntry(l, ""))
+		}
+		printJSON(stdout, append(entries, keptSandboxLabs()...))
+		return runtime.ExitOK
 	}
 	var rows []string
 	for _, l := range labs {
@@ -54,8 +63,9 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdDown(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("down", "LAB...", stderr)
+	fs := newFlags("down", "[-q] [--json] LAB...", stderr)
 	quiet := fs.BoolP("quiet", "q", false, "print only errors")
+	asJSON := fs.Bool("json", false, "print what was done to each lab as a JSON array on stdout (see the README)")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -71,19 +81,28 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	defer k.Close()
 	printRecovered(stderr, runtime.Recover(runtime.StateDir, k)...)
 	code := runtime.ExitOK
+	results := []resultJSON{}
 	for i, name := range fs.Args() {
 		if err := sigs.signalled(); err != nil {
 			fmt.Fprintf(stderr, "nsrun down: %v; left up: %s\n", err, strings.Join(fs.Args()[i:], " "))
 			code = max(code, runtime.ExitFailed)
 			break
 		}
-		if c, ok := inKeptSandbox(name, []string{"down", name}, stdout, stderr); ok {
-			code = max(code, c)
+		s, boxed, err := keptSandboxWith(name)
+		if boxed {
+			c, rs := downInSandbox(s, name, *quiet, *asJSON, stdout, stderr)
+			code, results = max(code, c), append(results, rs...)
 			continue
 		}
-		r := downLab(k, name)
-		printDown(stdout, stderr, r, *quiet)
-		code = max(code, codeOf(r))
+		r := runtime.Result{Lab: name, Err: err}
+		if err == nil {
+			r = downLab(k, name)
+		}
+		printDown(stdout, stderr, r, *quiet || *asJSON)
+		code, results = max(code, codeOf(r)), append(results, undoJSON(r))
+	}
+	if *asJSON {
+		printJSON(stdout, results)
 	}
 	return code
 }

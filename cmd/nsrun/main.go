@@ -62,9 +62,9 @@ func allCommands() []command {
 
 func init() {
 	commands = []command{
-		{"run", "[flags] RECIPE [ARGS...]", "run a recipe; on success its topology stays up as a lab", cmdRun},
-		{"ls", "", "list the labs that are up", cmdLs},
-		{"down", "LAB...", "remove labs, newest object first", cmdDown},
+		{"run", "[--json] [flags] RECIPE [ARGS...]", "run a recipe; on success its topology stays up as a lab", cmdRun},
+		{"ls", "[--json]", "list the labs that are up", cmdLs},
+		{"down", "[-q] [--json] LAB...", "remove labs, newest object first", cmdDown},
 		{"recover", "", "finish the rollback of runs that died (every command does this first)", cmdRecover},
 		{"gc", "[--yes]", "list (and with --yes remove) objects tagged as nsrun's whose lab record is gone", cmdGC},
 		{"help", "[COMMAND]", "show help", cmdHelp},

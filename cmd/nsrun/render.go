@@ -10,7 +10,7 @@ import (
 
 // The engine returns what a run, a session, a recovery or a teardown did
 // (runtime.Result); this file words it for a person and picks the exit
-// code.
+// code. json.go renders the same results for --json.
 
 // reporter shows a run or a session as it goes (see runtime.Reporter): the
 // labs of dead runs it recovers first, the progress line (on a terminal,

@@ -45,7 +45,7 @@ func parse(fs *pflag.FlagSet, args []string, stdout io.Writer) (code int, done b
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "[flags] RECIPE [ARGS...]", stderr)
+	fs := newFlags("run", "[--json] [flags] RECIPE [ARGS...]", stderr)
 	fs.SetInterspersed(false) // what follows the recipe is the recipe's
 	name := fs.String("name", "", "name of the lab (default: the recipe's base name)")
 	rm := fs.Bool("rm", false, "remove the lab at the end, even on success")
@@ -58,6 +58,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 0, "stop the run, and roll it back, after this long (e.g. 30s, 5m; 0: no limit)")
 	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop a recipe, and roll it back, after this many Starlark steps")
 	maxMemory := fs.Uint64("max-memory", runtime.DefaultMaxMemory>>20, "stop a recipe, and roll it back, once nsrun holds more than this many MiB of memory for it")
+	asJSON := fs.Bool("json", false, "at the end, print what the run did as JSON on stdout (the recipe's print()s go to stderr; see the README)")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -90,6 +91,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	k := kernel.NewNetlink(runtime.NetnsDir)
 	defer k.Close()
 	out := stdout
+	if *asJSON {
+		out = stderr // stdout holds the result
+	}
 	rep := &reporter{stderr: stderr}
 	if !*verbose && !*quiet {
 		rep.line = newProgressLine(stderr)
@@ -115,6 +119,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	})
 	rep.line.clear()
 	code = printRun(rep.stderr, r, *verbose, *quiet)
+	if *asJSON {
+		printJSON(stdout, runJSON(r))
+	}
 	return holdIfKept(inside && *keepSandbox, code)
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,36 +99,101 @@ func fileOr(w io.Writer, def *os.File) *os.File {
 // sandboxes, each with the sandbox's id. A directory or socket that may be
 // someone else's is reported on stderr, and not used.
 func keptSandboxRows() (rows []string) {
+	eachKeptSandbox([]string{"ls", "--rows"}, func(s nsexec.KeptSandbox, out []byte) {
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			rows = append(rows, sc.Text()+"\tsandbox "+s.ID())
+		}
+	})
+	return rows
+}
+
+// keptSandboxLabs returns, for `nsrun ls --json`, the labs in kept
+// sandboxes, each with the sandbox's id.
+func keptSandboxLabs() (labs []labJSON) {
+	eachKeptSandbox([]string{"ls", "--json"}, func(s nsexec.KeptSandbox, out []byte) {
+		var in []labJSON
+		if err := json.Unmarshal(out, &in); err != nil {
+			fmt.Fprintf(os.Stderr, "nsrun: sandbox %s: reading its labs: %v\n", s.ID(), err)
+			return
+		}
+		for _, l := range in {
+			l.Sandbox = s.ID()
+			labs = append(labs, l)
+		}
+	})
+	return labs
+}
+
+// eachKeptSandbox runs `nsrun args...` in each kept sandbox (none from
+// inside one) and gives fn what it printed on stdout. A directory or
+// socket that may be someone else's is reported on stderr, and not used.
+func eachKeptSandbox(args []string, fn func(s nsexec.KeptSandbox, out []byte)) {
 	if nsexec.Sandboxed() {
-		return nil
+		return
 	}
 	sandboxes, err := nsexec.KeptSandboxes(nsexec.HoldDir(runtime.StateDir))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nsrun: %v\n", err)
-		return nil
+		return
 	}
 	for _, s := range sandboxes {
-		r, w, err := os.Pipe()
-		if err != nil {
-			continue
-		}
-		done := make(chan []string)
-		go func() {
-			var lines []string
-			sc := bufio.NewScanner(r)
-			for sc.Scan() {
-				lines = append(lines, sc.Text()+"\tsandbox "+s.ID())
-			}
-			done <- lines
-		}()
-		null, _ := os.Open(os.DevNull)
-		if _, err := s.Run([]string{"ls", "--rows"}, null, w, os.Stderr); untrusted(err) {
+		out, _, err := sandboxOutput(s, args, os.Stderr)
+		if untrusted(err) {
 			fmt.Fprintf(os.Stderr, "nsrun: %v\n", err)
 		}
-		null.Close()
-		w.Close()
-		rows = append(rows, <-done...)
-		r.Close()
+		fn(s, out)
 	}
-	return rows
+}
+
+// sandboxOutput runs `nsrun args...` in kept sandbox s, without input,
+// and returns what it printed on stdout (its stderr goes to stderr) and its
+// exit code.
+func sandboxOutput(s nsexec.KeptSandbox, args []string, stderr *os.File) ([]byte, int, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, 0, err
+	}
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- b
+	}()
+	null, _ := os.Open(os.DevNull)
+	code, err := s.Run(args, null, w, stderr)
+	null.Close()
+	w.Close()
+	out := <-done
+	r.Close()
+	return out, code, err
+}
+
+// downInSandbox runs `nsrun down` of lab name in kept sandbox s, and
+// returns its exit code and, with asJSON, what it did (else it prints it).
+func downInSandbox(s nsexec.KeptSandbox, name string, quiet, asJSON bool, stdout, stderr io.Writer) (int, []resultJSON) {
+	args := []string{"down", name}
+	if quiet {
+		args = append(args, "-q")
+	}
+	failed := func(err error) (int, []resultJSON) {
+		err = fmt.Errorf("sandbox %s: %w", s.ID(), err)
+		fmt.Fprintf(stderr, "nsrun: %v\n", err)
+		return runtime.ExitFailed, []resultJSON{undoJSON(runtime.Result{Lab: name, Err: err})}
+	}
+	if !asJSON {
+		code, err := s.Run(args, os.Stdin, fileOr(stdout, os.Stdout), fileOr(stderr, os.Stderr))
+		if err != nil {
+			code, _ = failed(err)
+		}
+		return code, nil
+	}
+	out, code, err := sandboxOutput(s, append(args, "--json"), fileOr(stderr, os.Stderr))
+	if err != nil {
+		return failed(err)
+	}
+	var rs []resultJSON
+	if err := json.Unmarshal(out, &rs); err != nil {
+		_, rs = failed(fmt.Errorf("reading what down did: %w", err))
+	}
+	return code, rs
 }
