@@ -331,6 +331,16 @@ func Backtrace(err error) string {
 	if errors.As(err, &ce) {
 		return (&starlark.EvalError{Msg: ce.Error(), CallStack: ce.stack}).Backtrace()
 	}
+	inner := innermost(err)
+	if inner == nil {
+		return err.Error()
+	}
+	return inner.Backtrace()
+}
+
+// innermost returns the innermost Starlark evaluation error in err's chain
+// (load() wraps a library's), or nil.
+func innermost(err error) *starlark.EvalError {
 	var inner *starlark.EvalError
 	for e := err; e != nil; {
 		var ev *starlark.EvalError
@@ -340,8 +350,5 @@ func Backtrace(err error) string {
 		inner = ev
 		e = ev.Unwrap()
 	}
-	if inner == nil {
-		return err.Error()
-	}
-	return inner.Backtrace()
+	return inner
 }

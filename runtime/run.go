@@ -441,16 +441,7 @@ func ErrorAt(err error) (msg, pos string) {
 	if errors.As(err, &ce) {
 		return ce.Error(), stackPos(ce.stack)
 	}
-	var inner *starlark.EvalError
-	for e := err; e != nil; {
-		var ev *starlark.EvalError
-		if !errors.As(e, &ev) {
-			break
-		}
-		inner = ev
-		e = ev.Unwrap()
-	}
-	if inner != nil {
+	if inner := innermost(err); inner != nil {
 		return inner.Msg, stackPos(inner.CallStack)
 	}
 	var se syntax.Error
