@@ -166,7 +166,7 @@ func Run(ctx context.Context, o RunOptions) Result {
 	case err != nil && o.KeepOnError:
 		lr.lab.settle(&r, LabKept)
 	case err != nil || o.Remove:
-		lr.rollback(&r, 0)
+		lr.rollback(&r, 0, true)
 	default:
 		lr.lab.settle(&r, LabUp)
 	}
@@ -267,16 +267,17 @@ func (lr *labRun) end(err error) error {
 }
 
 // rollback undoes the changes after mark, newest first, into r. Then the
-// lab is incomplete if something is left, and removed if it is all gone
-// (a mark of 0); a session's input rolled back leaves it as it was.
-func (lr *labRun) rollback(r *Result, mark int) {
+// lab is incomplete if something is left, and, at the end of its run or
+// session (end), removed if it is all gone; a session's input rolled back
+// leaves it as it was, even the session's first (mark 0).
+func (lr *labRun) rollback(r *Result, mark int, end bool) {
 	r.Undone, r.Failed = lr.rt.Rollback(mark)
 	r.Spared = lr.rt.Spared
 	r.Left = lr.journal.Steps()[mark:]
 	switch {
 	case len(r.Failed) > 0:
 		lr.lab.settle(r, LabIncomplete) // `nsrun down` tries again
-	case mark == 0:
+	case end:
 		lr.lab.removeInto(r)
 	default:
 		r.State = lr.lab.Info.State

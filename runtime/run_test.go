@@ -81,3 +81,37 @@ func TestRunResult(t *testing.T) {
 		t.Errorf("bad lab name: %+v", r)
 	}
 }
+
+// A session's input that fails is rolled back alone, even its first: the
+// lab's record stays, the session goes on, and its end removes the lab.
+func TestSessionFirstInputFails(t *testing.T) {
+	state := t.TempDir()
+	var out bytes.Buffer
+	s, err := runtime.OpenSession(runtime.RunOptions{
+		Lab: "s", StateDir: state, Kernel: kernel.NewRecorder(),
+		Interp: &runtime.Interp{Predeclared: builtins.Predeclared(nil)}, Stdout: &out, Stderr: &out,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eval := func(src string) runtime.Result {
+		f, err := runtime.FileOptions.Parse("<stdin>", src, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, r := s.Eval(context.Background(), f)
+		return r
+	}
+	if r := eval("netns(\"a\"); fail(\"no\")\n"); r.Err == nil || len(r.Undone) != 1 || r.State != runtime.LabRunning {
+		t.Errorf("the failed first input: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(state, "s", "lab.json")); err != nil {
+		t.Fatalf("the lab's record is gone after its first input failed: %v", err)
+	}
+	if r := eval("netns(\"b\")\n"); r.Err != nil {
+		t.Errorf("the next input: %v", r.Err)
+	}
+	if r := s.Close(false); len(r.Failed) > 0 || r.State != runtime.LabRemoved || len(r.Undone) != 1 {
+		t.Errorf("the session's end: %+v", r)
+	}
+}

@@ -106,7 +106,7 @@ func (s *Session) end(mark int, err error) Result {
 	err = s.lr.end(err)
 	r := Result{Lab: s.o.Lab, State: s.Lab.Info.State, Made: s.journal.Steps()[mark:], Err: err}
 	if err != nil {
-		s.lr.rollback(&r, mark)
+		s.lr.rollback(&r, mark, false)
 	}
 	return r
 }
@@ -158,6 +158,6 @@ func (s *Session) Close(keep bool) Result {
 		s.Lab.settle(&r, LabUp)
 		return r
 	}
-	s.lr.rollback(&r, 0)
+	s.lr.rollback(&r, 0, true)
 	return r
 }
