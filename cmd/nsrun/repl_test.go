@@ -20,6 +20,27 @@ import (
 const hang = 60 * time.Second
 
 // openPty returns a pseudo-terminal's master and its slave.
+// startRepl starts `nsrun repl --name lab` on a terminal of its own (its
+// controlling one, in a session of its own) and returns the command, the
+// terminal's far end, and the name of the terminal's device.
+func startRepl(t *testing.T, lab string) (*exec.Cmd, *term, string) {
+	t.Helper()
+	master, slave := openPty(t)
+	t.Cleanup(func() { master.Close() })
+	cmd := exec.Command(nsrunBin, "repl", "--name", lab)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "TERM=dumb")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	tm := &term{t: t, master: master}
+	tm.cond = sync.NewCond(&tm.mu)
+	go tm.pump()
+	return cmd, tm, slave.Name()
+}
+
 func openPty(t *testing.T) (master, slave *os.File) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
@@ -108,19 +129,7 @@ func (tm *term) send(s string) {
 func TestReplTerminal(t *testing.T) {
 	nstest.Kernel(t)
 	before := nstest.Snapshot(t)
-	master, slave := openPty(t)
-	defer master.Close()
-	cmd := exec.Command(nsrunBin, "repl", "--name", "r5")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "TERM=dumb")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	slave.Close()
-	tm := &term{t: t, master: master}
-	tm.cond = sync.NewCond(&tm.mu)
-	go tm.pump()
+	cmd, tm, _ := startRepl(t, "r5")
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	done := false

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -185,27 +184,15 @@ func TestReplHangup(t *testing.T) {
 	recoverAfter(t)
 	before := nstest.Snapshot(t)
 	for _, running := range []bool{false, true} {
-		master, slave := openPty(t)
-		defer master.Close()
+		cmd, tm, slave := startRepl(t, "rhup")
 		// The terminal hangs up as when its master is closed (which a
 		// read of the master in progress would hold off: openPty's Fd
 		// made it blocking).
-		tty, err := os.OpenFile(slave.Name(), os.O_RDWR|syscall.O_NOCTTY, 0)
+		tty, err := os.OpenFile(slave, os.O_RDWR|syscall.O_NOCTTY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer tty.Close()
-		cmd := exec.Command(nsrunBin, "repl", "--name", "rhup")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-		cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "TERM=dumb")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		slave.Close()
-		tm := &term{t: t, master: master}
-		tm.cond = sync.NewCond(&tm.mu)
-		go tm.pump()
 		tm.expect(">>> ")
 		tm.send("a = netns(\"rhup1\")\r")
 		tm.expect(">>> ")
