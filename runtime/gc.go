@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -65,7 +66,15 @@ func known(stateDir, lab string) bool {
 // the host namespace (by alias), processes (by their environment tag) and
 // claims; and the lab directories nsrun cannot act on.
 func FindOrphans(stateDir string, k Scanner) ([]Orphan, error) {
-	lost := func(lab string) bool { return !known(stateDir, lab) }
+	seen := map[string]bool{} // lab -> known: each record is read once
+	lost := func(lab string) bool {
+		k, ok := seen[lab]
+		if !ok {
+			k = known(stateDir, lab)
+			seen[lab] = k
+		}
+		return !k
+	}
 	found, err := findTagged(k, lost)
 	if err != nil {
 		return nil, err
@@ -163,17 +172,28 @@ func (o Orphan) Remove(k kernel.Kernel) error {
 	return k.NetnsDel(o.Name, o.Tag, kernel.NetnsID{})
 }
 
-// processTagOf returns the lab tag of process pid: the one in its
-// environment (see ProcessTagEnv), else the mark of its mount namespace
-// (see nsexec.SysSource); "" if it has neither.
+// processTagOf returns the lab tag of process pid (the first of
+// processTags), or "".
 func processTagOf(pid int) string {
-	if v, ok := proc.Env(pid, ProcessTagEnv); ok {
-		return v
-	}
-	for _, src := range proc.MountSources(pid, "sysfs") {
-		if v, ok := strings.CutPrefix(src, nsexec.SysSource("")); ok {
-			return v
-		}
+	if tags := processTags(pid); len(tags) > 0 {
+		return tags[0]
 	}
 	return ""
+}
+
+// processTags returns the lab tags process pid carries: the mark of its
+// mount namespace (see nsexec.SysSource), which it cannot shed, and the
+// one in its environment (see ProcessTagEnv). The environment is read
+// first: it is the cheaper file.
+func processTags(pid int) []string {
+	var tags []string
+	if v, ok := proc.Env(pid, ProcessTagEnv); ok {
+		tags = append(tags, v)
+	}
+	for _, src := range proc.MountSources(pid, "sysfs") {
+		if v, ok := strings.CutPrefix(src, nsexec.SysSource("")); ok && !slices.Contains(tags, v) {
+			tags = append(tags, v)
+		}
+	}
+	return tags
 }

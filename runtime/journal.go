@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -490,11 +491,11 @@ func Undo(k kernel.Kernel, tag string, steps []Step) (r UndoResult) {
 	}
 	// A link whose move was under way when its run died may be at the
 	// other end of the move: it is deleted there too, by its fingerprint.
-	for i, locs := range m.alt {
+	for _, i := range slices.Sorted(maps.Keys(m.alt)) {
 		if failedAt[i] {
 			continue
 		}
-		for _, loc := range locs {
+		for _, loc := range m.alt[i] {
 			if _, dies := m.gone(loc.ns); dies {
 				continue
 			}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/runtime/kernel"
-	"github.com/nsrun/nsrun/runtime/nsexec"
 	"github.com/nsrun/nsrun/runtime/proc"
 )
 
@@ -126,16 +125,11 @@ func labNetns(steps []Step) map[uint64]bool {
 // one of its namespaces, in a mount namespace marked as its, or carrying
 // tag. Processes of the nsrun itself are not among them.
 func processesOf(tag string, netns map[uint64]bool) []int {
-	mark := nsexec.SysSource(tag)
 	var pids []int
 	for _, pid := range proc.Pids() {
 		ours := len(netns) > 0 && netns[proc.Netns(pid)]
 		if !ours {
-			v, ok := proc.Env(pid, ProcessTagEnv)
-			ours = ok && v == tag
-		}
-		if !ours {
-			ours = slices.Contains(proc.MountSources(pid, "sysfs"), mark)
+			ours = slices.Contains(processTags(pid), tag)
 		}
 		if ours && proc.Live(pid) {
 			pids = append(pids, pid)
