@@ -25,13 +25,13 @@ import (
 
 const keyFile = ".key"
 
-// stateKey returns the key of stateDir, made if it has none yet (make is
+// stateKey returns the key of stateDir, made if it has none yet (create is
 // true only with the state directory locked, see lockState).
-func stateKey(stateDir string, make bool) ([]byte, error) {
+func stateKey(stateDir string, create bool) ([]byte, error) {
 	path := filepath.Join(stateDir, keyFile)
 	k, err := readKey(path)
-	if errors.Is(err, os.ErrNotExist) && make {
-		if err = writeKey(path, make32()); err == nil {
+	if errors.Is(err, os.ErrNotExist) && create {
+		if err = writeKey(path, newKey()); err == nil {
 			k, err = readKey(path)
 		}
 	}
@@ -56,7 +56,7 @@ func dropKey(stateDir string) {
 	os.Remove(filepath.Join(stateDir, keyFile))
 }
 
-func make32() []byte {
+func newKey() []byte {
 	b := make([]byte, 32)
 	rand.Read(b)
 	return b

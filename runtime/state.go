@@ -201,7 +201,7 @@ func (st *LabState) HasNetns(ns string) bool {
 	return ok
 }
 
-// Netnss returns the names of the namespaces made, sorted.
+// NetnsNames returns the names of the namespaces made, sorted.
 func (st *LabState) NetnsNames() []string {
 	names := make([]string, 0, len(st.Netns))
 	for _, n := range st.Netns {
