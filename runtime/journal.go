@@ -342,23 +342,35 @@ func (j *Journal) Close() error {
 	return errors.Join(j.Flush(), j.file.Close())
 }
 
+// Since returns the steps from mark on, flushing queued confirmations
+// first: a rollback killed midway leaves the file as exact as it can be.
+func (j *Journal) Since(mark int) []Step {
+	j.Flush()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.steps[mark:])
+}
+
+// Truncate keeps the steps before mark, then kept (those a rollback could
+// not undo), and rewrites the file with them.
+func (j *Journal) Truncate(mark int, kept []Step) error {
+	j.mu.Lock()
+	j.steps = append(j.steps[:mark], kept...)
+	j.mu.Unlock()
+	if j.file == nil {
+		return nil
+	}
+	return j.rewrite()
+}
+
 // Rollback undoes the steps after mark, those of the lab with tag, and
 // forgets them (rewriting the file). It never stops at a failure: each is
 // returned, and the step stays in the journal so that a later `down` can
 // try again.
-func (j *Journal) Rollback(k kernel.Kernel, tag string, mark int) UndoResult {
-	j.Flush() // a rollback killed midway leaves the file as exact as it can be
-	j.mu.Lock()
-	steps := slices.Clone(j.steps[mark:])
-	j.mu.Unlock()
-	r := Undo(k, tag, steps)
-	j.mu.Lock()
-	j.steps = append(j.steps[:mark], r.Failed...)
-	j.mu.Unlock()
-	if j.file != nil {
-		if err := j.rewrite(); err != nil {
-			r.Errs = append(r.Errs, fmt.Errorf("rewriting the journal: %w", err))
-		}
+func Rollback(j *Journal, k kernel.Kernel, tag string, mark int) UndoResult {
+	r := Undo(k, tag, j.Since(mark))
+	if err := j.Truncate(mark, r.Failed); err != nil {
+		r.Errs = append(r.Errs, fmt.Errorf("rewriting the journal: %w", err))
 	}
 	return r
 }

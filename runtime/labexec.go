@@ -16,7 +16,7 @@ import (
 
 // LabNetns resolves a namespace argument of `nsrun exec` and `nsrun shell`:
 // "host" or a namespace the lab created (and that still exists).
-func (l *Lab) LabNetns(k kernel.Kernel, arg string) (string, error) {
+func LabNetns(l *Lab, k kernel.Kernel, arg string) (string, error) {
 	if arg == "host" {
 		return kernel.Host, nil
 	}
@@ -56,7 +56,7 @@ type Stdio struct {
 // SIGTERM, SIGHUP and SIGQUIT that nsrun gets are passed on to its group.
 //
 // Equivalent to: NSRUN_LAB=LAB/ID ip netns exec $ns argv...
-func (l *Lab) RunIn(k kernel.Pather, ns string, argv, env []string, stdio Stdio) (int, error) {
+func RunIn(l *Lab, k kernel.Pather, ns string, argv, env []string, stdio Stdio) (int, error) {
 	cmd := nsexec.Command(ns, argv)
 	cmd.Env = append(append(cmd.Env, env...), ProcessTagEnv+"="+l.ProcessTag())
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.In, stdio.Out, stdio.Err

@@ -241,7 +241,7 @@ func (rt *Runtime) Rollback(mark int) (undone []Step, failed []error) {
 		killLab(rt.processTag(), labNetns(rt.Journal.Steps()))
 	}
 	rt.StopProcesses()
-	r := rt.Journal.Rollback(rt.k, rt.Tag(), mark)
+	r := Rollback(rt.Journal, rt.k, rt.Tag(), mark)
 	for _, s := range r.Undone {
 		rt.disown(s)
 	}

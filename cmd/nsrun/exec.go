@@ -62,12 +62,12 @@ func runIn(name, ns string, argv, env []string, stdout, stderr io.Writer) int {
 		return runtime.ExitUsage
 	}
 	defer k.Close()
-	netns, err := lab.LabNetns(k, ns)
+	netns, err := runtime.LabNetns(lab, k, ns)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
 		return runtime.ExitUsage
 	}
-	code, err := lab.RunIn(k, netns, argv, env, runtime.Stdio{In: os.Stdin, Out: stdout, Err: stderr})
+	code, err := runtime.RunIn(lab, k, netns, argv, env, runtime.Stdio{In: os.Stdin, Out: stdout, Err: stderr})
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
 		return 127
