@@ -1,9 +1,3 @@
-// Package bench holds nsrun's benchmarks of its hot paths on the real
-// kernel (run as root; each inside a sandbox of its own):
-//
-//	sudo go test -run - -bench . ./bench
-//
-// bench/run.sh compares whole runs with the alternatives.
 package bench
 
 import (
@@ -14,9 +8,10 @@ import (
 
 	"github.com/nsrun/nsrun/builtins"
 	"github.com/nsrun/nsrun/recipes"
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nstest"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 func TestMain(m *testing.M) { nstest.Main(m) }
@@ -25,9 +20,9 @@ func TestMain(m *testing.M) { nstest.Main(m) }
 func up(b *testing.B, k kernel.Kernel, n int) {
 	b.Helper()
 	args := []string{strconv.Itoa(n)}
-	r := runtime.Run(context.Background(), runtime.RunOptions{
+	r := engine.Run(context.Background(), engine.RunOptions{
 		Recipe: "star.star", Args: args, StateDir: nstest.StateDir, Kernel: k,
-		Interp: &runtime.Interp{Predeclared: builtins.Predeclared(args), Std: recipes.Std},
+		Interp: &engine.Interp{Predeclared: builtins.Predeclared(args), Std: recipes.Std},
 		Stdout: io.Discard, Stderr: io.Discard, Quiet: true,
 	})
 	if r.Err != nil || len(r.Failed) > 0 {
@@ -37,7 +32,7 @@ func up(b *testing.B, k kernel.Kernel, n int) {
 
 func down(b *testing.B, k kernel.Kernel) {
 	b.Helper()
-	lab, err := runtime.OpenLab(nstest.StateDir, "star")
+	lab, err := store.Open(nstest.StateDir, "star")
 	if err == nil {
 		err = lab.TryLock()
 	}

@@ -6,7 +6,7 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/probe"
 )
 
@@ -148,7 +148,7 @@ func capture(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		}
 		c.pcap = s
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,8 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
@@ -21,13 +22,13 @@ import (
 // later queues a change (rt.Later; made at once if the run is not
 // pipelined). Its failure is worded where the change is made, since a later
 // call returns it. work must be self-contained (see rt.Later).
-func later(thread *starlark.Thread, rt *runtime.Runtime, s runtime.Step, w wording, work runtime.Work) error {
-	return rt.Later(thread, s, func(k kernel.Kernel, s *runtime.Step) error { return w.wrap(work(k, s)) })
+func later(thread *starlark.Thread, rt *engine.Runtime, s journal.Step, w wording, work engine.Work) error {
+	return rt.Later(thread, s, func(k kernel.Kernel, s *journal.Step) error { return w.wrap(work(k, s)) })
 }
 
 // now makes a change at once (rt.Change). Its failure, the journal's or an
 // earlier queued change's, reads as w says.
-func now(thread *starlark.Thread, rt *runtime.Runtime, s runtime.Step, w wording, work runtime.Work) error {
+func now(thread *starlark.Thread, rt *engine.Runtime, s journal.Step, w wording, work engine.Work) error {
 	return w.wrap(rt.Change(thread, s, work))
 }
 

@@ -6,7 +6,8 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"go.starlark.net/starlark"
 )
@@ -31,7 +32,7 @@ func nsOr(n *Netns) *Netns {
 // names the object instead of surfacing as the kernel's "file exists". In a
 // namespace of the lab's own, the lab's record answers without asking the
 // kernel: what is there, the lab put there (lo aside).
-func free(rt *runtime.Runtime, ns *Netns, name string) error {
+func free(rt *engine.Runtime, ns *Netns, name string) error {
 	var err error
 	switch {
 	case ns.name != kernel.Host && rt.OwnsNetns(ns.name):
@@ -61,7 +62,7 @@ func free(rt *runtime.Runtime, ns *Netns, name string) error {
 // deterministic MAC unless one was given), records it and returns its value.
 // For a veth it returns both ends.
 func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec, ns, peerNS *Netns) (*Link, *Link, error) {
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -98,7 +99,7 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	if s.NS == kernel.Host {
 		s.Group = kernel.GroupOf(s.Alias) // deleted together at teardown
 	}
-	step := runtime.Step{Op: runtime.OpLink, Kind: s.Kind, NS: s.NS, Name: s.Name, Alias: s.Alias, MAC: macString(s.MAC)}
+	step := journal.Step{Op: journal.OpLink, Kind: s.Kind, NS: s.NS, Name: s.Name, Alias: s.Alias, MAC: macString(s.MAC)}
 	if s.Kind == "veth" {
 		step.PeerNS, step.PeerName = s.PeerNS, s.PeerName
 		// A peer born in a namespace of the lab's needs no tag of its
@@ -115,7 +116,7 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	}
 	w := says("%s: creating %q in netns %q", b.Name(), s.Name, ns.Name()).
 		orExists("a link of that name exists (created meanwhile by someone else, or by a command the recipe ran?)")
-	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkAdd(s) }); err != nil {
+	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkAdd(s) }); err != nil {
 		return nil, nil, err
 	}
 	mac := macString(s.MAC)

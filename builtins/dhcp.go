@@ -8,8 +8,9 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
-	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/dhcp"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
@@ -55,7 +56,7 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +110,7 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "link", &l, "timeout?", &timeout, "default_route?", &defaultRoute); err != nil {
 		return nil, err
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +137,7 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
 	}
 	w := says("%s: adding the leased %s to %q in netns %q", b.Name(), lease.Addr, l.state.name, l.state.ns.Name()).orExists("the address is already there")
-	if err := now(thread, rt, runtime.Step{Op: runtime.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
+	if err := now(thread, rt, journal.Step{Op: journal.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
 		return nil, err
 	}
 	if lease.Router.IsValid() && defaultRoute && l.ns() == kernel.Host {
@@ -145,7 +146,7 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if lease.Router.IsValid() && defaultRoute {
 		r := kernel.Route{Family: 4, Via: lease.Router, Dev: l.state.name}
 		w := says("%s: adding %s in netns %q", b.Name(), r, l.state.ns.Name()).orExists("a default route exists (pass default_route=False to keep it)")
-		if err := now(thread, rt, runtime.Step{Op: runtime.OpRoute, NS: l.ns(), Route: &r}, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.RouteAdd(l.ns(), r) }); err != nil {
+		if err := now(thread, rt, journal.Step{Op: journal.OpRoute, NS: l.ns(), Route: &r}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.RouteAdd(l.ns(), r) }); err != nil {
 			return nil, err
 		}
 	}

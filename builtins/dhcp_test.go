@@ -4,7 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nstest"
 )
@@ -38,7 +39,7 @@ func TestDHCPValidation(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; want %q", tt.want)
 			}
-			if bt := runtime.Backtrace(err); !strings.Contains(bt, tt.want) {
+			if bt := engine.Backtrace(err); !strings.Contains(bt, tt.want) {
 				t.Errorf("error:\n%s\nwant it to contain %q", bt, tt.want)
 			}
 		})
@@ -56,7 +57,7 @@ print(l.addr, l.router, l.planned)
 `)
 	defer rollback(t, rt)
 	if err != nil {
-		t.Fatal(runtime.Backtrace(err))
+		t.Fatal(engine.Backtrace(err))
 	}
 	plan := strings.Join(rec.Log, "\n")
 	for _, want := range []string{
@@ -86,7 +87,7 @@ print(l.addr, l.router, l.dns, l.lease_s, l.server, l.planned)
 `)
 	defer rollback(t, rt)
 	if err != nil {
-		t.Fatal(runtime.Backtrace(err))
+		t.Fatal(engine.Backtrace(err))
 	}
 	if want := `10.0.0.100/24 10.0.0.1 ["10.0.0.2"] 600 10.0.0.2 False` + "\n"; out != want {
 		t.Errorf("printed %q, want %q", out, want)
@@ -99,7 +100,7 @@ print(l.addr, l.router, l.dns, l.lease_s, l.server, l.planned)
 	}
 	var procs int
 	for _, s := range rt.Journal.Steps() {
-		if s.Op == runtime.OpProc {
+		if s.Op == journal.OpProc {
 			procs++
 		}
 	}

@@ -5,10 +5,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nsrun/nsrun/runtime/engine"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
-
-	"github.com/nsrun/nsrun/runtime"
 )
 
 // DefaultExecTimeout bounds a foreground command.
@@ -30,7 +29,7 @@ func execIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		"netns", &ns, "cmd", &argv, "check?", &check, "timeout?", &timeout, "stdin?", &stdin); err != nil {
 		return nil, err
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +108,7 @@ func spawnIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "cmd", &argv); err != nil {
 		return nil, err
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +125,7 @@ func procStop(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		return nil, err
 	}
 	p := b.Receiver().(*Proc)
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/fault"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nstest"
 )
@@ -57,7 +58,7 @@ func onKernel(t *testing.T, name, src string) (string, *kernel.Netlink) {
 	out, rt, err := runSrc(t, k, name, src)
 	t.Cleanup(func() { rollback(t, rt) })
 	if err != nil {
-		t.Fatal(runtime.Backtrace(err))
+		t.Fatal(engine.Backtrace(err))
 	}
 	return out, k
 }
@@ -111,11 +112,11 @@ func TestTopologyAsIpSeesIt(t *testing.T) {
 func TestRollbackAtEveryChange(t *testing.T) {
 	nstest.Kernel(t)
 	src := readTestdata(t, "blue.star")
-	count := kernel.NewRecorder()
-	if _, _, err := runSrc(t, count, "blue.star", src); err != nil {
+	_, count, err := runSrc(t, kernel.NewRecorder(), "blue.star", src)
+	if err != nil {
 		t.Fatal(err)
 	}
-	n := len(count.Log)
+	n := count.Journal.Len()
 	if n < 10 {
 		t.Fatalf("only %d changes counted", n)
 	}
@@ -123,8 +124,8 @@ func TestRollbackAtEveryChange(t *testing.T) {
 		for k := 1; k <= n; k++ {
 			before := nstest.Snapshot(t)
 			nl := kernel.NewNetlink(nstest.NetnsDir)
-			_, rt, err := run(t, &kernel.Faulty{Kernel: nl, FailAt: k}, "blue.star", src, piped)
-			if !errors.Is(err, kernel.ErrInjected) {
+			_, rt, err := runFaulty(t, nl, fault.FailAt(k), "blue.star", src, piped)
+			if !errors.Is(err, fault.ErrInjected) {
 				t.Fatalf("change %d (pipelined %v): err = %v, want the injected failure", k, piped, err)
 			}
 			rollback(t, rt)
@@ -199,7 +200,7 @@ print(p.pid)
 `)
 	if err != nil {
 		rollback(t, rt)
-		t.Fatal(runtime.Backtrace(err))
+		t.Fatal(engine.Backtrace(err))
 	}
 	var pid int
 	if _, err := fmtSscan(out, &pid); err != nil {
@@ -292,7 +293,7 @@ veth("gv1", "p1", peer_netns = s)
 	_, rt, err := runSrc(t, k, "group.star", src)
 	if err != nil {
 		rollback(t, rt)
-		t.Fatal(runtime.Backtrace(err))
+		t.Fatal(engine.Backtrace(err))
 	}
 	group := fmt.Sprint(kernel.GroupOf(rt.Tag()))
 	for _, name := range []string{"gv0", "gv1"} {

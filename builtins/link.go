@@ -6,7 +6,8 @@ import (
 	"hash/fnv"
 	"strconv"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -91,7 +92,7 @@ func (l *Link) ns() string { return l.state.ns.name }
 
 // mutable checks that the lab may change the link: nsrun never changes an
 // object it did not create.
-func (l *Link) mutable(rt *runtime.Runtime) error {
+func (l *Link) mutable(rt *engine.Runtime) error {
 	if rt.OwnsLink(l.ns(), l.state.name) {
 		return nil
 	}
@@ -99,9 +100,9 @@ func (l *Link) mutable(rt *runtime.Runtime) error {
 }
 
 // linkMethod unpacks the runtime and checks ownership for a Link method.
-func linkMethod(thread *starlark.Thread, b *starlark.Builtin) (*Link, *runtime.Runtime, error) {
+func linkMethod(thread *starlark.Thread, b *starlark.Builtin) (*Link, *engine.Runtime, error) {
 	l := b.Receiver().(*Link)
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -111,12 +112,12 @@ func linkMethod(thread *starlark.Thread, b *starlark.Builtin) (*Link, *runtime.R
 	return l, rt, nil
 }
 
-func (l *Link) setUp(thread *starlark.Thread, b *starlark.Builtin, rt *runtime.Runtime, up bool) error {
+func (l *Link) setUp(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, up bool) error {
 	state := map[bool]string{true: "up", false: "down"}
 	ns, name := l.ns(), l.state.name
-	step := runtime.Step{Op: runtime.OpUp, NS: ns, Name: name, Old: state[l.state.up]}
+	step := journal.Step{Op: journal.OpUp, NS: ns, Name: name, Old: state[l.state.up]}
 	w := says("%s: setting %q %s in netns %q", b.Name(), name, state[up], l.state.ns.Name())
-	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetUp(ns, name, up) }); err != nil {
+	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetUp(ns, name, up) }); err != nil {
 		return err
 	}
 	l.state.up = up
@@ -192,9 +193,9 @@ func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 				return nil, fmt.Errorf("%s: %s on %q in the host namespace: its prefix route: %w", fn, p, name, err)
 			}
 		}
-		step := runtime.Step{Op: runtime.OpAddr, NS: ns, Name: name, Addr: p}
+		step := journal.Step{Op: journal.OpAddr, NS: ns, Name: name, Addr: p}
 		w := says("%s: adding %s to %q in netns %q", fn, p, name, where).orExists("the address is already there")
-		if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.AddrAdd(ns, name, p) }); err != nil {
+		if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrAdd(ns, name, p) }); err != nil {
 			return nil, err
 		}
 	}
@@ -230,11 +231,11 @@ func linkMaster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	return l, nil
 }
 
-func (l *Link) setMaster(thread *starlark.Thread, b *starlark.Builtin, rt *runtime.Runtime, master string) error {
+func (l *Link) setMaster(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, master string) error {
 	ns, name := l.ns(), l.state.name
-	step := runtime.Step{Op: runtime.OpMaster, NS: ns, Name: name, Old: l.state.master, New: master}
+	step := journal.Step{Op: journal.OpMaster, NS: ns, Name: name, Old: l.state.master, New: master}
 	w := says("%s: %q in netns %q", b.Name(), name, l.state.ns.Name())
-	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMaster(ns, name, master) }); err != nil {
+	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetMaster(ns, name, master) }); err != nil {
 		return err
 	}
 	l.state.master = master
@@ -285,9 +286,9 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 			return nil, fmt.Errorf("%s: hairpin: %q is not a bridge port", b.Name(), l.state.name)
 		}
 		old := map[bool]string{true: "on", false: "off"}[l.state.hairpin]
-		step := runtime.Step{Op: runtime.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old}
+		step := journal.Step{Op: journal.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old}
 		w := says("%s: setting hairpin on %q", b.Name(), l.state.name)
-		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
+		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
 			return nil, err
 		}
 		l.state.hairpin = bool(on)
@@ -304,16 +305,16 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	if m != 0 {
-		step := runtime.Step{Op: runtime.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU)}
+		step := journal.Step{Op: journal.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU)}
 		w := says("%s: setting the MTU of %q to %d", b.Name(), l.state.name, m)
-		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
+		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
 			return nil, err
 		}
 	}
 	if mac != nil {
-		step := runtime.Step{Op: runtime.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC}
+		step := journal.Step{Op: journal.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC}
 		w := says("%s: setting the address of %q to %s", b.Name(), l.state.name, hw(mac))
-		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
+		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
 			return nil, err
 		}
 		l.state.mac = hw(mac).String()
@@ -353,10 +354,10 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		return nil, fmt.Errorf("%s: looking for a link named %q in netns %q: %w", b.Name(), l.state.name, to.Name(), err)
 	}
 	from := l.ns()
-	step := runtime.Step{Op: runtime.OpMove, NS: from, Name: l.state.name, New: to.name}
+	step := journal.Step{Op: journal.OpMove, NS: from, Name: l.state.name, New: to.name}
 	tag := l.state.untagged && (to.name == kernel.Host || !rt.OwnsNetns(to.name))
 	w := says("%s: moving %q to netns %q", b.Name(), l.state.name, to.Name())
-	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error {
+	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error {
 		if err := k.LinkMove(from, l.state.name, to.name); err != nil {
 			return err
 		}

@@ -6,7 +6,7 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
@@ -32,7 +32,7 @@ func macvtap(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 // the lab's own keeps it among the lab's namespaces. It returns the
 // namespace the link goes to: ns, or by default the parent's.
 func onLabParent(thread *starlark.Thread, b *starlark.Builtin, parent *Link, ns nsArg) (*Netns, error) {
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}

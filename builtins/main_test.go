@@ -8,7 +8,9 @@ import (
 
 	"github.com/nsrun/nsrun/builtins"
 	"github.com/nsrun/nsrun/recipes"
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/fault"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nstest"
 )
@@ -17,22 +19,29 @@ func TestMain(m *testing.M) { nstest.Main(m) }
 
 // runSrc runs src as a recipe file named name on kernel k, in lab "t", and
 // returns what it printed, its runtime and its error.
-func runSrc(t *testing.T, k kernel.Kernel, name, src string) (string, *runtime.Runtime, error) {
+func runSrc(t *testing.T, k kernel.Kernel, name, src string) (string, *engine.Runtime, error) {
 	t.Helper()
 	return run(t, k, name, src, false)
 }
 
 // run is runSrc on a runtime that is pipelined if piped, as `nsrun run`
 // makes one.
-func run(t *testing.T, k kernel.Kernel, name, src string, piped bool) (string, *runtime.Runtime, error) {
+func run(t *testing.T, k kernel.Kernel, name, src string, piped bool) (string, *engine.Runtime, error) {
+	t.Helper()
+	return runFaulty(t, k, nil, name, src, piped)
+}
+
+// runFaulty is run with faults injected into its changes.
+func runFaulty(t *testing.T, k kernel.Kernel, faults fault.Injector, name, src string, piped bool) (string, *engine.Runtime, error) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	j, _ := runtime.OpenJournal("")
-	rt := runtime.New("t", k, j)
-	in := &runtime.Interp{Predeclared: builtins.Predeclared(nil), Std: recipes.Std}
+	j, _ := journal.Open("")
+	rt := engine.New("t", k, j)
+	rt.Faults = faults
+	in := &engine.Interp{Predeclared: builtins.Predeclared(nil), Std: recipes.Std}
 	var out bytes.Buffer
 	thread := in.NewThread(name, rt, &out)
 	if piped {
@@ -43,7 +52,7 @@ func run(t *testing.T, k kernel.Kernel, name, src string, piped bool) (string, *
 }
 
 // rollback undoes everything rt did and fails t if anything could not be.
-func rollback(t *testing.T, rt *runtime.Runtime) {
+func rollback(t *testing.T, rt *engine.Runtime) {
 	t.Helper()
 	if _, failed := rt.Rollback(0); len(failed) > 0 {
 		t.Errorf("rollback: %v", failed)

@@ -9,8 +9,10 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/undo"
 )
 
 // The nat module programs NAT in a namespace of the lab through nftables.
@@ -41,16 +43,16 @@ const (
 
 // The runtime undoes the nat operations in any journal it replays (down and
 // recover too, where no recipe runs): their undo is registered at start-up,
-// as runtime.RegisterUndo asks; it is the runtime's table, not the recipe's.
+// as undo.Register asks; it is the runtime's table, not the recipe's.
 func init() {
-	runtime.RegisterUndo(opNftTable, func(k kernel.Kernel, s runtime.Step) error {
+	undo.Register(opNftTable, func(k kernel.Kernel, s journal.Step) error {
 		nk, ok := k.(kernel.NAT)
 		if !ok {
 			return fmt.Errorf("this kernel cannot program nftables")
 		}
 		return nk.NATDelTable(s.NS, s.Kind, s.Name)
 	})
-	runtime.RegisterUndo(opNftRule, func(k kernel.Kernel, s runtime.Step) error {
+	undo.Register(opNftRule, func(k kernel.Kernel, s journal.Step) error {
 		nk, ok := k.(kernel.NAT)
 		if !ok {
 			return fmt.Errorf("this kernel cannot program nftables")
@@ -156,7 +158,7 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +184,7 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	}
 	table := "nsrun-" + rt.Lab
 	if !natHasTable(rt, ns.name, family, table) {
-		if err := rt.Change(thread, runtime.Step{Op: opNftTable, NS: ns.name, Name: table, Kind: family}, func(kernel.Kernel, *runtime.Step) error { return nk.NATTable(ns.name, family, table) }); err != nil {
+		if err := rt.Change(thread, journal.Step{Op: opNftTable, NS: ns.name, Name: table, Kind: family}, func(kernel.Kernel, *journal.Step) error { return nk.NATTable(ns.name, family, table) }); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				err = fmt.Errorf("table %s %s exists already and is not this run's: %w", family, table, err)
 			}
@@ -192,8 +194,8 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	// The comment tags the rule for its undo; the journal's length makes it
 	// unique within the run and the same on every run of the recipe.
 	r.Comment = fmt.Sprintf("%s #%d", rt.Tag(), rt.Journal.Len())
-	step := runtime.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}
-	if err := now(thread, rt, step, says("%s: in netns %q", b.Name(), ns.Name()), func(kernel.Kernel, *runtime.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
+	step := journal.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}
+	if err := now(thread, rt, step, says("%s: in netns %q", b.Name(), ns.Name()), func(kernel.Kernel, *journal.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
 		return nil, err
 	}
 	return starlark.None, nil
@@ -201,7 +203,7 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 
 // natHasTable reports whether the run has made the lab's table in ns: the
 // journal holds its step until it is rolled back.
-func natHasTable(rt *runtime.Runtime, ns, family, table string) bool {
+func natHasTable(rt *engine.Runtime, ns, family, table string) bool {
 	for _, s := range rt.Journal.Steps() {
 		if s.Op == opNftTable && s.NS == ns && s.Name == table && s.Kind == family {
 			return true
@@ -237,7 +239,7 @@ func natFamily(r kernel.NATRule) (string, error) {
 }
 
 // natLink resolves a link parameter: a link of ns, the name of one, or None.
-func natLink(rt *runtime.Runtime, ns *Netns, param string, v starlark.Value) (string, error) {
+func natLink(rt *engine.Runtime, ns *Netns, param string, v starlark.Value) (string, error) {
 	switch v := v.(type) {
 	case starlark.NoneType:
 		return "", nil

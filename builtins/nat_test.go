@@ -15,7 +15,9 @@ import (
 	"go.starlark.net/starlark"
 
 	"github.com/nsrun/nsrun/builtins"
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/fault"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
 	"github.com/nsrun/nsrun/runtime/nstest"
@@ -45,7 +47,7 @@ func TestNATValidation(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; want %q", tt.want)
 			}
-			if bt := runtime.Backtrace(err); !strings.Contains(bt, tt.want) {
+			if bt := engine.Backtrace(err); !strings.Contains(bt, tt.want) {
 				t.Errorf("error:\n%s\nwant it to contain %q", bt, tt.want)
 			}
 			for _, l := range rec.Log {
@@ -70,7 +72,7 @@ nat.floating(r, floating="203.0.113.9", fixed="10.0.0.2")
 nat.snat(r, src="fd00::/64", to="fd01::1", out="b")
 `)
 	if err != nil {
-		t.Fatal(runtime.Backtrace(err))
+		t.Fatal(engine.Backtrace(err))
 	}
 	plan := strings.Join(rec.Log, "\n")
 	for _, want := range []string{
@@ -93,7 +95,7 @@ nat.snat(r, src="fd00::/64", to="fd01::1", out="b")
 
 	// Undo everything but the namespace: the table goes last, after its rules.
 	rec.Log = nil
-	mark := slices.IndexFunc(rt.Journal.Steps(), func(s runtime.Step) bool { return s.Op == "nftable" })
+	mark := slices.IndexFunc(rt.Journal.Steps(), func(s journal.Step) bool { return s.Op == "nftable" })
 	if _, failed := rt.Rollback(mark); len(failed) > 0 {
 		t.Fatal(failed)
 	}
@@ -111,15 +113,15 @@ nat.snat(r, src="fd00::/64", to="fd01::1", out="b")
 // does: each sees the globals of the ones before.
 type session struct {
 	t       *testing.T
-	rt      *runtime.Runtime
+	rt      *engine.Runtime
 	thread  *starlark.Thread
 	globals starlark.StringDict
 }
 
 func newSession(t *testing.T, k kernel.Kernel) *session {
-	j, _ := runtime.OpenJournal("")
-	rt := runtime.New("t", k, j)
-	in := &runtime.Interp{Predeclared: builtins.Predeclared(nil)}
+	j, _ := journal.Open("")
+	rt := engine.New("t", k, j)
+	in := &engine.Interp{Predeclared: builtins.Predeclared(nil)}
 	var out bytes.Buffer
 	s := &session{t: t, rt: rt, thread: in.NewThread("s", rt, &out), globals: starlark.StringDict{}}
 	for k, v := range in.Predeclared {
@@ -130,9 +132,9 @@ func newSession(t *testing.T, k kernel.Kernel) *session {
 
 func (s *session) exec(src string) {
 	s.t.Helper()
-	g, err := starlark.ExecFileOptions(runtime.FileOptions, s.thread, "input.star", src, s.globals)
+	g, err := starlark.ExecFileOptions(engine.FileOptions, s.thread, "input.star", src, s.globals)
 	if err != nil {
-		s.t.Fatal(runtime.Backtrace(err))
+		s.t.Fatal(engine.Backtrace(err))
 	}
 	for k, v := range g {
 		s.globals[k] = v
@@ -346,7 +348,7 @@ nat.masquerade(r, out=a, src="10.0.0.0/24")
 nat.floating(r, floating="203.0.113.9", fixed="10.0.0.2")
 `
 	for n := 1; ; n++ {
-		_, rt, err := runSrc(t, &kernel.Faulty{Kernel: kernel.NewRecorder(), FailAt: n}, "f.star", src)
+		_, rt, err := runFaulty(t, kernel.NewRecorder(), fault.FailAt(n), "f.star", src, false)
 		if err == nil {
 			if n < 4 {
 				t.Fatalf("the recipe made only %d changes", n-1)

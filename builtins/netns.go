@@ -6,7 +6,8 @@ import (
 	"hash/fnv"
 	"os"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -70,7 +71,7 @@ func (n *Netns) AttrNames() []string { return attrNames(netnsMethods, "name") }
 
 // mutable checks that the lab may change the namespace or create links in
 // it: host(), where it changes only what it made, or a namespace it created.
-func (n *Netns) mutable(rt *runtime.Runtime) error {
+func (n *Netns) mutable(rt *engine.Runtime) error {
 	if n.name == kernel.Host || rt.OwnsNetns(n.name) {
 		return nil
 	}
@@ -105,13 +106,13 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "lo?", &lo, "ipv6?", &ipv6); err != nil {
 		return nil, err
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
 	ns := string(name)
 	spec, fn := kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), LoUp: lo, NoIPv6: !ipv6}, b.Name()
-	err = rt.Later(thread, runtime.Step{Op: runtime.OpNetns, Name: ns, Alias: spec.Tag}, func(k kernel.Kernel, s *runtime.Step) (err error) {
+	err = rt.Later(thread, journal.Step{Op: journal.OpNetns, Name: ns, Alias: spec.Tag}, func(k kernel.Kernel, s *journal.Step) (err error) {
 		id, err := k.NetnsAdd(spec)
 		s.Ino, s.Mnt, s.Pin = id.Ino, id.Mnt, id.Pin
 		if errors.Is(err, os.ErrExist) {
@@ -135,7 +136,7 @@ func netnsLink(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name); err != nil {
 		return nil, err
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}

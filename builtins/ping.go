@@ -10,7 +10,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/probe"
 )
@@ -75,7 +75,7 @@ func (a *pingArgs) unpack(b *starlark.Builtin, args starlark.Tuple, kwargs []sta
 
 // run pings, or returns a "not run" result on a kernel that only records.
 func (a *pingArgs) run(thread *starlark.Thread, b *starlark.Builtin) (probe.Result, error) {
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return probe.Result{}, err
 	}
@@ -261,7 +261,7 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		seen[ns.name] = true
 		nss = append(nss, ns)
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +322,7 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 type nsPair struct{ i, j int }
 
 // pingPairs runs the pings of pingall, pingallWorkers at a time.
-func pingPairs(rt *runtime.Runtime, k kernel.Kernel, nss []*Netns, targets []netip.Addr, pairs []nsPair, count int, timeout time.Duration, reached [][]bool) error {
+func pingPairs(rt *engine.Runtime, k kernel.Kernel, nss []*Netns, targets []netip.Addr, pairs []nsPair, count int, timeout time.Duration, reached [][]bool) error {
 	work := make(chan nsPair)
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nstest"
 )
@@ -94,7 +94,7 @@ func TestObserveRecipe(t *testing.T) {
 	// The last line fails as the recipe writer will see it.
 	want := `reach: no reply from 172.16.2.9 in netns "ns1" (3 sent, 0 received: destination host unreachable (from 172.16.2.2))`
 	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("error:\n%v\nwant:\n%s", runtime.Backtrace(err), want)
+		t.Errorf("error:\n%v\nwant:\n%s", engine.Backtrace(err), want)
 	}
 	// ip sees the same neighbours.
 	if got := nstest.Ip(t, "ns1", "neigh"); !strings.Contains(got, "172.16.2.3 dev v1 lladdr") || !strings.Contains(got, "172.16.2.9 dev v1 FAILED") {
@@ -150,7 +150,7 @@ print(ns1.addrs(), ns1.routes(), ns1.neighbors())
 `
 	out, _, err := runSrc(t, kernel.NewRecorder(), "plan.star", src)
 	if err != nil {
-		t.Fatal(runtime.Backtrace(err))
+		t.Fatal(engine.Backtrace(err))
 	}
 	want := `0 0 True not run (plan) [] None 10.0.0.2 netns("ns1")
 capture(netns("ns1"), "v1", filter="arp", pcap="never.pcap") {"total": 0, "arp": 0, "ip": 0, "ip6": 0, "icmp": 0, "icmp6": 0, "tcp": 0, "udp": 0, "other": 0, "dropped": 0}

@@ -6,7 +6,8 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
@@ -50,7 +51,7 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if r.Via.IsValid() && (r.Via.Is6() != (r.Family == 6)) {
 		return nil, fmt.Errorf("%s: via %s and dst %s are of different address families", b.Name(), r.Via, dst)
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	w := says("%s: adding %s in netns %q", b.Name(), r, n.Name()).orExists("a route to that destination exists")
-	if err := now(thread, rt, runtime.Step{Op: runtime.OpRoute, NS: n.name, Route: &r}, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.RouteAdd(n.name, r) }); err != nil {
+	if err := now(thread, rt, journal.Step{Op: journal.OpRoute, NS: n.name, Route: &r}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.RouteAdd(n.name, r) }); err != nil {
 		return nil, err
 	}
 	return starlark.None, nil
@@ -92,7 +93,7 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 // through a link of the lab's, and must not overlap a route of the
 // machine's (one through a link the lab did not create), so that it never
 // takes traffic that is not the lab's. A default route never qualifies.
-func hostRouteAllowed(rt *runtime.Runtime, r kernel.Route) error {
+func hostRouteAllowed(rt *engine.Runtime, r kernel.Route) error {
 	const never = "nsrun never changes the machine's own routing"
 	if r.Dev == "" || !rt.OwnsLink(kernel.Host, r.Dev) {
 		return fmt.Errorf("a route in the host namespace must use dev= a link this lab created; %s", never)

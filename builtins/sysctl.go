@@ -8,7 +8,8 @@ import (
 
 	"go.starlark.net/starlark"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
@@ -51,7 +52,7 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		}
 		val = value.String()
 	}
-	rt, err := runtime.FromThread(thread)
+	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +71,9 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading %s in netns %q: %w", b.Name(), key, n.Name(), err)
 	}
-	step := runtime.Step{Op: runtime.OpSysctl, NS: n.name, Name: key, Old: old, New: val}
+	step := journal.Step{Op: journal.OpSysctl, NS: n.name, Name: key, Old: old, New: val}
 	w := says("%s: setting %s=%s in netns %q", b.Name(), key, val, n.Name())
-	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *runtime.Step) error { return k.SysctlSet(n.name, key, val) }); err != nil {
+	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.SysctlSet(n.name, key, val) }); err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			// Root gets this too: the key is a setting of the whole machine,
 			// which other namespaces may read but not write.

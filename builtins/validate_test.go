@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
@@ -59,7 +59,7 @@ func TestValidation(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; want %q", tt.want)
 			}
-			bt := runtime.Backtrace(err)
+			bt := engine.Backtrace(err)
 			if !strings.Contains(bt, tt.want) {
 				t.Errorf("error:\n%s\nwant it to contain %q", bt, tt.want)
 			}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nsrun/nsrun/builtins"
 	"github.com/nsrun/nsrun/recipes"
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nstest"
 )
@@ -61,12 +61,12 @@ func run(t *testing.T, path string) string {
 	k := kernel.NewNetlink(nstest.NetnsDir)
 	defer k.Close()
 	var stdout, stderr bytes.Buffer
-	r := runtime.Run(context.Background(), runtime.RunOptions{
+	r := engine.Run(context.Background(), engine.RunOptions{
 		Recipe:   path,
 		Remove:   true,
 		StateDir: nstest.StateDir,
 		Kernel:   k,
-		Interp:   &runtime.Interp{Predeclared: builtins.Predeclared(nil), Std: recipes.Std},
+		Interp:   &engine.Interp{Predeclared: builtins.Predeclared(nil), Std: recipes.Std},
 		Stdout:   &stdout,
 		Stderr:   &stderr,
 	})

@@ -5,9 +5,8 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/nsrun/nsrun/runtime/engine"
 	"go.starlark.net/starlark"
-
-	"github.com/nsrun/nsrun/runtime"
 )
 
 // completer completes, at the cursor: inside a string literal, the lab's
@@ -15,7 +14,7 @@ import (
 // chain of names), the attributes of x's value in the session's globals;
 // otherwise the globals, builtins, predeclared modules and Starlark's own
 // names. Nothing is evaluated but attribute lookups.
-type completer struct{ s *runtime.Session }
+type completer struct{ s *engine.Session }
 
 func (c *completer) Do(line []rune, pos int) ([][]rune, int) {
 	prefix, names := c.candidates(string(line[:pos]))

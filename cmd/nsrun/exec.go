@@ -5,7 +5,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/view"
 )
 
 func init() {
@@ -28,7 +29,7 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(rest) < 3 {
 		fmt.Fprintln(stderr, "nsrun exec: name a lab, a namespace and a command: nsrun exec LAB NS -- CMD [ARGS...]")
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	if code, ok := inKeptSandbox(rest[0], append([]string{"exec"}, args...), stdout, stderr); ok {
 		return code
@@ -44,12 +45,12 @@ func cmdShell(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() != 2 {
 		fmt.Fprintln(stderr, "nsrun shell: name a lab and one of its namespaces (or host): nsrun shell LAB NS")
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{"shell"}, args...), stdout, stderr); ok {
 		return code
 	}
-	argv, env := runtime.ShellCommand(fs.Arg(0), fs.Arg(1))
+	argv, env := view.ShellCommand(fs.Arg(0), fs.Arg(1))
 	return runIn(fs.Arg(0), fs.Arg(1), argv, env, stdout, stderr)
 }
 
@@ -59,15 +60,15 @@ func runIn(name, ns string, argv, env []string, stdout, stderr io.Writer) int {
 	lab, k, err := openLab(name, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	defer k.Close()
-	netns, err := runtime.LabNetns(lab, k, ns)
+	netns, err := view.LabNetns(lab, k, ns)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
-	code, err := runtime.RunIn(lab, k, netns, argv, env, runtime.Stdio{In: os.Stdin, Out: stdout, Err: stderr})
+	code, err := view.RunIn(lab, k, netns, argv, env, view.Stdio{In: os.Stdin, Out: stdout, Err: stderr})
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
 		return 127

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/nstest"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 // nsrunStdin runs nsrun with stdin and env added to the environment.
@@ -51,7 +51,7 @@ func TestExec(t *testing.T) {
 		t.Errorf("exec in host: %+v", r)
 	}
 	// Tagged as the lab's processes, so that down ends what it leaves.
-	lab, err := runtime.OpenLab(runtime.StateDir, "ex")
+	lab, err := store.Open(store.StateDir, "ex")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 
 // The fault actions: change k fails, or the run gets SIGKILL, SIGINT,
 // SIGTERM or SIGHUP just before change k, once the kernel has made it but
-// before its done record, or just after (see runtime/fault_inject.go).
+// before its done record, or just after (see runtime/fault/inject.go).
 var faultActions = []string{"fail", "kill-before", "kill-made", "kill-after", "int-before", "int-made", "int-after", "term-before", "term-after", "hup-before", "hup-made", "hup-after"}
 
 // Undos are struck too (see strike): a rollback or `down` gets SIGKILL
@@ -164,7 +164,7 @@ func faultShard(t *testing.T, bin string, i, n int) {
 		}
 		// A failed change is reported at the recipe line that asked for
 		// it, though a run makes its changes behind the recipe.
-		if action == "fail" && (!strings.Contains(stderr, at+": in ") || !strings.Contains(stderr, fmt.Sprintf("injected failure at change %d\n", k))) {
+		if action == "fail" && (!strings.Contains(stderr, at+": in ") || !strings.Contains(stderr, fmt.Sprintf("change %d: injected failure\n", k))) {
 			t.Errorf("%s (%s): stderr does not name it:\n%s", what, at, stderr)
 		}
 		check(what, stderr, before, labOf(recipe))

@@ -6,8 +6,9 @@ import (
 	"io"
 	"strings"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/graph"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 func init() {
@@ -46,11 +47,11 @@ Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "nsrun graph: name a LAB or a RECIPE")
 		fs.Usage()
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	if *format != graph.Mermaid && *format != graph.DOT {
 		fmt.Fprintf(stderr, "nsrun graph: unknown --format %q (want mermaid or dot)\n", *format)
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	target := fs.Arg(0)
 	var topo graph.Topology
@@ -60,7 +61,7 @@ Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
 	} else {
 		if fs.NArg() > 1 {
 			fmt.Fprintf(stderr, "nsrun graph: arguments after the lab %q: only a recipe takes them\n", target)
-			return runtime.ExitUsage
+			return engine.ExitUsage
 		}
 		if code, ok := inKeptSandbox(target, append([]string{"graph"}, args...), stdout, stderr); ok {
 			return code
@@ -69,24 +70,24 @@ Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun graph: %v\n", err)
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	if err := graph.Build(topo).Write(stdout, *format); err != nil {
 		fmt.Fprintf(stderr, "nsrun graph: %v\n", err)
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
-	return runtime.ExitOK
+	return engine.ExitOK
 }
 
 // recipeTopology plans the recipe and returns the topology it builds. A
 // recipe that stops on a made-up answer of the network (see cmdPlan) is
 // drawn as far as it got.
 func recipeTopology(recipe string, argv, libs []string, stderr io.Writer) (graph.Topology, error) {
-	rec, _, err := runtime.Plan(context.Background(), runtime.RunOptions{
+	rec, _, err := engine.Plan(context.Background(), engine.RunOptions{
 		Recipe: recipe, Args: argv, Interp: newInterp(argv, libs),
 	})
 	if err != nil && !rec.Observed {
-		fmt.Fprintln(stderr, runtime.Backtrace(err))
+		fmt.Fprintln(stderr, engine.Backtrace(err))
 		return graph.Topology{}, fmt.Errorf("the recipe failed while planning")
 	}
 	return graph.FromRecorder(rec)
@@ -94,7 +95,7 @@ func recipeTopology(recipe string, argv, libs []string, stderr io.Writer) (graph
 
 // labTopology reads the lab's journal.
 func labTopology(name string) (graph.Topology, error) {
-	lab, err := runtime.OpenLab(runtime.StateDir, name)
+	lab, err := store.Open(store.StateDir, name)
 	if err != nil {
 		return graph.Topology{}, err
 	}

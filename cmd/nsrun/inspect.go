@@ -9,8 +9,10 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/store"
+	"github.com/nsrun/nsrun/runtime/view"
 )
 
 func init() {
@@ -22,10 +24,10 @@ func init() {
 
 // openLab runs recovery, as every command does first, and opens lab name's
 // record; the caller closes k.
-func openLab(name string, stderr io.Writer) (*runtime.Lab, *kernel.Netlink, error) {
-	k := kernel.NewNetlink(runtime.NetnsDir)
+func openLab(name string, stderr io.Writer) (*store.Lab, *kernel.Netlink, error) {
+	k := kernel.NewNetlink(store.NetnsDir)
 	recoverDead(k, stderr)
-	lab, err := runtime.OpenLab(runtime.StateDir, name)
+	lab, err := store.Open(store.StateDir, name)
 	if err != nil {
 		k.Close()
 		return nil, nil, err
@@ -35,10 +37,10 @@ func openLab(name string, stderr io.Writer) (*runtime.Lab, *kernel.Netlink, erro
 
 // theLab opens the one lab a command's arguments name, or runs the
 // command in the kept sandbox that holds it (done, with its exit code).
-func theLab(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (*runtime.Lab, *kernel.Netlink, int, bool) {
+func theLab(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (*store.Lab, *kernel.Netlink, int, bool) {
 	if fs.NArg() != 1 {
 		fmt.Fprintf(stderr, "nsrun %s: name one lab (see `nsrun ls`)\n", fs.Name())
-		return nil, nil, runtime.ExitUsage, true
+		return nil, nil, engine.ExitUsage, true
 	}
 	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{fs.Name()}, args...), stdout, stderr); ok {
 		return nil, nil, code, true
@@ -46,7 +48,7 @@ func theLab(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (*runtim
 	lab, k, err := openLab(fs.Arg(0), stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return nil, nil, runtime.ExitUsage, true
+		return nil, nil, engine.ExitUsage, true
 	}
 	return lab, k, 0, false
 }
@@ -64,23 +66,23 @@ func cmdInspect(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer k.Close()
-	v, err := runtime.Inspect(lab, k)
+	v, err := view.Inspect(lab, k)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitFailed
+		return engine.ExitFailed
 	}
 	if *asJSON {
 		b, _ := json.MarshalIndent(v, "", "  ")
 		fmt.Fprintf(stdout, "%s\n", b)
-		return runtime.ExitOK
+		return engine.ExitOK
 	}
 	printView(stdout, v)
-	return runtime.ExitOK
+	return engine.ExitOK
 }
 
 // printView prints the lab as a tree of namespaces, each with tables of its
 // links, routes and neighbours, then the lab's processes.
-func printView(w io.Writer, v runtime.LabView) {
+func printView(w io.Writer, v view.LabView) {
 	fmt.Fprintf(w, "lab %q (%s, id %s, recipe %s)\n", v.Lab, v.State, v.ID, v.Recipe)
 	for _, ns := range v.Namespaces {
 		fmt.Fprintf(w, "\nnetns %s", ns.Name)
@@ -133,7 +135,7 @@ func printView(w io.Writer, v runtime.LabView) {
 }
 
 // routeLine renders a route as `ip route` does.
-func routeLine(r runtime.RouteView) string {
+func routeLine(r view.RouteView) string {
 	s := r.Dst
 	if r.Type != "unicast" {
 		s = r.Type + " " + s
@@ -163,18 +165,18 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer k.Close()
-	drift, n, err := runtime.Check(lab, k)
+	drift, n, err := view.Check(lab, k)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitFailed
+		return engine.ExitFailed
 	}
 	for _, d := range drift {
 		fmt.Fprintln(stdout, d)
 	}
 	if len(drift) > 0 {
 		fmt.Fprintf(stderr, "nsrun: lab %q has drifted from its journal: %d differences (checked %s)\n", lab.Info.Name, len(drift), n)
-		return runtime.ExitFailed
+		return engine.ExitFailed
 	}
 	fmt.Fprintf(stdout, "nsrun: lab %q is as it recorded (checked %s)\n", lab.Info.Name, n)
-	return runtime.ExitOK
+	return engine.ExitOK
 }

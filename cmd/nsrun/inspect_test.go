@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/nstest"
 	"github.com/nsrun/nsrun/runtime/proc"
+	"github.com/nsrun/nsrun/runtime/view"
 )
 
 // upLab runs a small recipe as lab name, without --rm, and downs the lab at
@@ -73,7 +73,7 @@ func TestInspect(t *testing.T) {
 	}
 
 	r = nsrun(t, "inspect", "--json", "insp")
-	var v runtime.LabView
+	var v view.LabView
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 {
 		t.Fatalf("inspect --json: %v: %+v", err, r)
 	}
@@ -89,10 +89,10 @@ func TestInspect(t *testing.T) {
 		t.Errorf("host links %+v", l)
 	}
 	in1 := v.Namespaces[1]
-	if i := slices.IndexFunc(in1.Links, func(l runtime.LinkView) bool { return l.Name == "in-hp" }); i < 0 || in1.Links[i].Addrs[0] != "10.79.0.2/24" {
+	if i := slices.IndexFunc(in1.Links, func(l view.LinkView) bool { return l.Name == "in-hp" }); i < 0 || in1.Links[i].Addrs[0] != "10.79.0.2/24" {
 		t.Errorf("in1 links %+v", in1.Links)
 	}
-	if !slices.ContainsFunc(in1.Neighbors, func(n runtime.NeighView) bool { return n.IP == "10.77.0.2" && n.Dev == "in-a" }) {
+	if !slices.ContainsFunc(in1.Neighbors, func(n view.NeighView) bool { return n.IP == "10.77.0.2" && n.Dev == "in-a" }) {
 		t.Errorf("in1 neighbours %+v", in1.Neighbors)
 	}
 	if p := v.Processes; len(p) != 1 || p[0].Netns != "in1" || p[0].Command != "sleep 300" {
@@ -142,9 +142,9 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func inspectJSON(t *testing.T, lab string) runtime.LabView {
+func inspectJSON(t *testing.T, lab string) view.LabView {
 	t.Helper()
-	var v runtime.LabView
+	var v view.LabView
 	r := nsrun(t, "inspect", "--json", lab)
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
 		t.Fatalf("inspect --json %s: %v: %+v", lab, err, r)

@@ -6,7 +6,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 // The shapes of `ls --json`, `run --json` and `down --json` (README,
@@ -58,14 +60,14 @@ type labJSON struct {
 }
 
 // runJSON renders a run's result.
-func runJSON(r runtime.Result) resultJSON {
+func runJSON(r store.Result) resultJSON {
 	j := undoJSON(r)
 	j.Stage, j.Made = r.Stage, changeList(r.Made)
 	return j
 }
 
 // undoJSON renders what a teardown did to a lab.
-func undoJSON(r runtime.Result) resultJSON {
+func undoJSON(r store.Result) resultJSON {
 	j := resultJSON{
 		Lab: r.Lab, State: r.State,
 		Undone: changeList(r.Undone), Left: changeList(r.Left),
@@ -76,13 +78,13 @@ func undoJSON(r runtime.Result) resultJSON {
 		j.RecordError = &msg
 	}
 	if r.Err != nil {
-		msg, pos := runtime.ErrorAt(r.Err)
+		msg, pos := engine.ErrorAt(r.Err)
 		j.Error = &errorJSON{Message: msg, Pos: pos}
 	}
 	return j
 }
 
-func changeList(steps []runtime.Step) []changeJSON {
+func changeList(steps []journal.Step) []changeJSON {
 	out := make([]changeJSON, 0, len(steps))
 	for _, s := range steps {
 		out = append(out, changeJSON{Op: s.Op, Object: s.String(), Pos: s.Pos})
@@ -98,8 +100,8 @@ func errorList(errs []error) []string {
 	return out
 }
 
-// lsEntry renders a lab of ListLabs.
-func lsEntry(l runtime.LabInfo, sandbox string) labJSON {
+// lsEntry renders a lab of store.List.
+func lsEntry(l store.Info, sandbox string) labJSON {
 	started := ""
 	if !l.Started.IsZero() {
 		started = l.Started.Format(time.RFC3339)

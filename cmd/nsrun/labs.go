@@ -7,8 +7,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 func cmdLs(args []string, stdout, stderr io.Writer) int {
@@ -19,13 +20,13 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
-	k := kernel.NewNetlink(runtime.NetnsDir)
+	k := kernel.NewNetlink(store.NetnsDir)
 	defer k.Close()
 	recoverDead(k, stderr)
-	labs, err := runtime.ListLabs(runtime.StateDir)
+	labs, err := store.List(store.StateDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitFailed
+		return engine.ExitFailed
 	}
 	if *asJSON && !*rowsOnly {
 		entries := []labJSON{}
@@ -33,7 +34,7 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 			entries = append(entries, lsEntry(l, ""))
 		}
 		printJSON(stdout, append(entries, keptSandboxLabs()...))
-		return runtime.ExitOK
+		return engine.ExitOK
 	}
 	var rows []string
 	for _, l := range labs {
@@ -43,7 +44,7 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 		for _, r := range rows {
 			fmt.Fprintln(stdout, r)
 		}
-		return runtime.ExitOK
+		return engine.ExitOK
 	}
 	sandboxed := keptSandboxRows()
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -59,7 +60,7 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(w, r)
 	}
 	w.Flush()
-	return runtime.ExitOK
+	return engine.ExitOK
 }
 
 func cmdDown(args []string, stdout, stderr io.Writer) int {
@@ -71,21 +72,21 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "nsrun down: name the labs to remove (see `nsrun ls`)")
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	// A stop signal (Ctrl-C, a closed terminal) never cuts a lab's undo
 	// short: it stops down before the next lab.
 	sigs := catch()
 	defer sigs.release()
-	k := kernel.NewNetlink(runtime.NetnsDir)
+	k := kernel.NewNetlink(store.NetnsDir)
 	defer k.Close()
-	printRecovered(stderr, runtime.Recover(runtime.StateDir, k)...)
-	code := runtime.ExitOK
+	printRecovered(stderr, store.Recover(store.StateDir, k)...)
+	code := engine.ExitOK
 	results := []resultJSON{}
 	for i, name := range fs.Args() {
 		if err := sigs.signalled(); err != nil {
 			fmt.Fprintf(stderr, "nsrun down: %v; left up: %s\n", err, strings.Join(fs.Args()[i:], " "))
-			code = max(code, runtime.ExitFailed)
+			code = max(code, engine.ExitFailed)
 			break
 		}
 		s, boxed, err := keptSandboxWith(name)
@@ -94,7 +95,7 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 			code, results = max(code, c), append(results, rs...)
 			continue
 		}
-		r := runtime.Result{Lab: name, Err: err}
+		r := store.Result{Lab: name, Err: err}
 		if err == nil {
 			r = downLab(k, name)
 		}
@@ -108,13 +109,13 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 }
 
 // downLab takes lab name down, if it can have its lock.
-func downLab(k kernel.Kernel, name string) runtime.Result {
-	lab, err := runtime.OpenLab(runtime.StateDir, name)
+func downLab(k kernel.Kernel, name string) store.Result {
+	lab, err := store.Open(store.StateDir, name)
 	if err == nil {
 		err = lab.TryLock()
 	}
 	if err != nil {
-		r := runtime.Result{Lab: name, Err: err}
+		r := store.Result{Lab: name, Err: err}
 		if lab != nil {
 			r.State = lab.Info.State // as it stays
 		}
@@ -129,15 +130,15 @@ func cmdRecover(args []string, stdout, stderr io.Writer) int {
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
-	k := kernel.NewNetlink(runtime.NetnsDir)
+	k := kernel.NewNetlink(store.NetnsDir)
 	defer k.Close()
-	var recovered []runtime.Result
-	undoing(func() { recovered = runtime.Recover(runtime.StateDir, k) }) // to its end
+	var recovered []store.Result
+	undoing(func() { recovered = store.Recover(store.StateDir, k) }) // to its end
 	printRecovered(stdout, recovered...)
 	if len(failures(recovered)) > 0 {
-		return runtime.ExitIncomplete
+		return engine.ExitIncomplete
 	}
-	return runtime.ExitOK
+	return engine.ExitOK
 }
 
 func cmdGC(args []string, stdout, stderr io.Writer) int {
@@ -146,19 +147,19 @@ func cmdGC(args []string, stdout, stderr io.Writer) int {
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
-	k := kernel.NewNetlink(runtime.NetnsDir)
+	k := kernel.NewNetlink(store.NetnsDir)
 	defer k.Close()
 	recoverDead(k, stderr)
-	orphans, err := runtime.FindOrphans(runtime.StateDir, k)
+	orphans, err := store.FindOrphans(store.StateDir, k)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitFailed
+		return engine.ExitFailed
 	}
 	if len(orphans) == 0 {
 		fmt.Fprintln(stdout, "nsrun: nothing tagged as nsrun's is without its lab")
-		return runtime.ExitOK
+		return engine.ExitOK
 	}
-	code := runtime.ExitOK
+	code := engine.ExitOK
 	sigs := catch() // an object's removal is not cut short
 	defer sigs.release()
 	for _, o := range orphans {
@@ -168,11 +169,11 @@ func cmdGC(args []string, stdout, stderr io.Writer) int {
 		}
 		if err := sigs.signalled(); err != nil {
 			fmt.Fprintf(stderr, "nsrun gc: %v\n", err)
-			return max(code, runtime.ExitFailed)
+			return max(code, engine.ExitFailed)
 		}
 		if err := o.Remove(k); err != nil {
 			fmt.Fprintf(stderr, "nsrun: %s: %v\n", o, err)
-			code = runtime.ExitIncomplete
+			code = engine.ExitIncomplete
 			continue
 		}
 		fmt.Fprintf(stdout, "removed %s\n", o)

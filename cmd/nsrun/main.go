@@ -1,5 +1,3 @@
-// Command nsrun runs network recipes: Starlark programs that build Linux
-// network topologies in network namespaces, and roll them back.
 package main
 
 import (
@@ -10,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/nsexec"
 )
 
@@ -74,12 +72,12 @@ func init() {
 func doMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	switch args[0] {
 	case "-h", "--help":
 		usage(stdout)
-		return runtime.ExitOK
+		return engine.ExitOK
 	}
 	for _, c := range allCommands() {
 		if c.name == args[0] {
@@ -90,7 +88,7 @@ func doMain(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stdout, stderr) // `nsrun RECIPE` is `nsrun run RECIPE`
 	}
 	fmt.Fprintf(stderr, "nsrun: unknown command %q (see `nsrun help`)\n", args[0])
-	return runtime.ExitUsage
+	return engine.ExitUsage
 }
 
 func fileExists(path string) bool {
@@ -122,7 +120,7 @@ Run 'nsrun help COMMAND' for a command's flags.
 func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stdout)
-		return runtime.ExitOK
+		return engine.ExitOK
 	}
 	for _, c := range allCommands() {
 		if c.name == args[0] {
@@ -130,5 +128,5 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stderr, "nsrun: unknown command %q\n", args[0])
-	return runtime.ExitUsage
+	return engine.ExitUsage
 }

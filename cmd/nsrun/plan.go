@@ -7,7 +7,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
@@ -15,7 +16,7 @@ func init() {
 	register(command{"plan", "[--json] [-L DIR] RECIPE [ARGS...]", "print what a recipe would change, as ip/nft commands, changing nothing (no root needed)", cmdPlan})
 }
 
-// cmdPlan runs a recipe on a recording kernel (runtime.Plan) and prints the
+// cmdPlan runs a recipe on a recording kernel (engine.Plan) and prints the
 // changes it would make, in order, as the equivalent iproute2/nft commands.
 // What needs a live network is not run: a command started in a namespace
 // shows as a "# ..." comment line, and a check (ping, capture) counts as
@@ -26,8 +27,8 @@ func cmdPlan(args []string, stdout, stderr io.Writer) int {
 	fs.SetInterspersed(false) // what follows the recipe is the recipe's
 	asJSON := fs.Bool("json", false, `print a JSON array of {"op", "cmd", "pos"} objects (see below)`)
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
-	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop a recipe after this many Starlark steps")
-	maxMemory := fs.Uint64("max-memory", runtime.DefaultMaxMemory>>20, "stop a recipe once nsrun holds more than this many MiB of memory for it")
+	maxSteps := fs.Uint64("max-steps", engine.DefaultMaxSteps, "stop a recipe after this many Starlark steps")
+	maxMemory := fs.Uint64("max-memory", engine.DefaultMaxMemory>>20, "stop a recipe once nsrun holds more than this many MiB of memory for it")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
@@ -54,22 +55,22 @@ Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed).
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "nsrun plan: missing RECIPE")
 		fs.Usage()
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	recipe, argv := fs.Arg(0), fs.Args()[1:]
-	rec, rt, err := runtime.Plan(context.Background(), runtime.RunOptions{
+	rec, rt, err := engine.Plan(context.Background(), engine.RunOptions{
 		Recipe: recipe, Args: argv, Interp: newInterp(argv, *libs), MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
 	})
 	if err != nil && !rec.Observed {
-		fmt.Fprintln(stderr, runtime.Backtrace(err))
+		fmt.Fprintln(stderr, engine.Backtrace(err))
 		fmt.Fprintln(stderr, "nsrun plan: the recipe failed while planning")
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	if *asJSON {
 		b, jerr := json.MarshalIndent(planEntries(rec.Log, rt.Journal.Steps()), "", "  ")
 		if jerr != nil {
 			fmt.Fprintf(stderr, "nsrun plan: %v\n", jerr)
-			return runtime.ExitUsage
+			return engine.ExitUsage
 		}
 		fmt.Fprintf(stdout, "%s\n", b)
 	} else {
@@ -78,10 +79,10 @@ Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed).
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, runtime.Backtrace(err))
+		fmt.Fprintln(stderr, engine.Backtrace(err))
 		fmt.Fprintln(stderr, "nsrun plan: the plan ends here: the recipe acted on an answer of the network that only a real run has")
 	}
-	return runtime.ExitOK
+	return engine.ExitOK
 }
 
 // planEntry is one line of `nsrun plan --json`.
@@ -97,7 +98,7 @@ type planEntry struct {
 // background process. A line is paired with a step only if it names the
 // step's object, looking at most a few steps ahead, so that a step that
 // logs nothing cannot shift the others: such a step gets an empty cmd.
-func planEntries(log []string, steps []runtime.Step) []planEntry {
+func planEntries(log []string, steps []journal.Step) []planEntry {
 	const lookahead = 3
 	out := make([]planEntry, 0, len(log))
 	j := 0
@@ -132,9 +133,9 @@ func planEntries(log []string, steps []runtime.Step) []planEntry {
 // lineOfStep reports whether a log line can be step's: a "# " line only a
 // process's, whose command it starts with; any other line one that names
 // the step's object.
-func lineOfStep(line string, s runtime.Step) bool {
+func lineOfStep(line string, s journal.Step) bool {
 	if cmd, ok := strings.CutPrefix(line, "# "); ok {
-		if s.Op != runtime.OpProc {
+		if s.Op != journal.OpProc {
 			return false
 		}
 		if s.NS != kernel.Host {
@@ -142,10 +143,10 @@ func lineOfStep(line string, s runtime.Step) bool {
 		}
 		return cmd == s.Name || strings.HasPrefix(cmd, s.Name+" ")
 	}
-	if s.Op == runtime.OpProc {
+	if s.Op == journal.OpProc {
 		return false
 	}
-	if s.Op == runtime.OpRoute && s.Route != nil {
+	if s.Op == journal.OpRoute && s.Route != nil {
 		return strings.Contains(line, " route ") && strings.Contains(line, s.Route.String())
 	}
 	return s.Name == "" || containsWord(line, s.Name)

@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/journal"
 )
 
 // plan runs `nsrun plan` in-process; it touches nothing, so needs no root.
@@ -125,7 +125,7 @@ func TestPlanJSON(t *testing.T) {
 // A step whose change logs nothing, and a command that is no step, leave
 // the pairing of the others intact.
 func TestPlanEntries(t *testing.T) {
-	steps := []runtime.Step{
+	steps := []journal.Step{
 		{Op: "netns", Name: "a", Pos: "r.star:1:1"},
 		{Op: "sysctl", NS: "a", Name: "k.x", Pos: "r.star:2:1"}, // logs nothing
 		{Op: "up", NS: "a", Name: "lo", Pos: "r.star:3:1"},

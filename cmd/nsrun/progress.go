@@ -14,7 +14,7 @@ import (
 // are made: `nsrun: made N/M changes` on one line, redrawn at most ten
 // times a second and erased at the end, or before anything else is
 // printed to the terminal through one of its writers. The engine tells it
-// of each change (see runtime.Reporter); a nil line shows nothing.
+// of each change (see engine.Reporter); a nil line shows nothing.
 type progressLine struct {
 	mu    sync.Mutex
 	w     io.Writer

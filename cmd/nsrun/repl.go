@@ -18,8 +18,10 @@ import (
 	"go.starlark.net/syntax"
 
 	"github.com/nsrun/nsrun/builtins"
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/store"
+	"github.com/nsrun/nsrun/runtime/words"
 )
 
 func init() {
@@ -34,8 +36,8 @@ func cmdRepl(args []string, stdout, stderr io.Writer) int {
 	sandbox := fs.Bool("sandbox", false, sandboxUsage)
 	verbose := fs.BoolP("verbose", "v", false, "print each change as it is made")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
-	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop an input, and roll it back, after this many Starlark steps")
-	maxMemory := fs.Uint64("max-memory", runtime.DefaultMaxMemory>>20, "stop an input, and roll it back, once nsrun holds more than this many MiB of memory")
+	maxSteps := fs.Uint64("max-steps", engine.DefaultMaxSteps, "stop an input, and roll it back, after this many Starlark steps")
+	maxMemory := fs.Uint64("max-memory", engine.DefaultMaxMemory>>20, "stop an input, and roll it back, once nsrun holds more than this many MiB of memory")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: nsrun repl [flags] [RECIPE [ARGS...]]
 
@@ -67,7 +69,7 @@ Flags:
 	if !inside {
 		if err := needAdmin(); err != nil {
 			fmt.Fprintf(stderr, "nsrun repl: %v\n", err)
-			return runtime.ExitUsage
+			return engine.ExitUsage
 		}
 	}
 	var recipe string
@@ -75,7 +77,7 @@ Flags:
 	if fs.NArg() > 0 {
 		recipe, argv = fs.Arg(0), fs.Args()[1:]
 	}
-	k := kernel.NewNetlink(runtime.NetnsDir)
+	k := kernel.NewNetlink(store.NetnsDir)
 	defer k.Close()
 	interp := newInterp(argv, *libs)
 	interp.Predeclared["help"] = builtins.Help
@@ -84,14 +86,14 @@ Flags:
 	r := &repl{out: stdout, stderr: stderr}
 	stop := r.catchSignals()
 	defer stop()
-	s, err := runtime.OpenSession(runtime.RunOptions{
-		Recipe: recipe, Args: argv, Lab: *name, StateDir: runtime.StateDir, Kernel: k,
+	s, err := engine.OpenSession(engine.RunOptions{
+		Recipe: recipe, Args: argv, Lab: *name, StateDir: store.StateDir, Kernel: k,
 		Interp: interp, Stdout: stdout, Stderr: stderr, Reporter: &reporter{stderr: stderr},
 		Verbose: *verbose, MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	in := newLineReader(stdout, stderr, &completer{s})
 	r.setInput(s, in)
@@ -124,7 +126,7 @@ Flags:
 	res := s.Close(*keep)
 	if *keep {
 		printRecordErr(stderr, res)
-		fmt.Fprintf(stderr, "nsrun: lab %q is up (%s); remove it with `nsrun down %s`\n", res.Lab, runtime.Plural(len(res.Made), "change"), res.Lab)
+		fmt.Fprintf(stderr, "nsrun: lab %q is up (%s); remove it with `nsrun down %s`\n", res.Lab, words.Plural(len(res.Made), "change"), res.Lab)
 	} else {
 		printUndo(stderr, "removed", res)
 	}
@@ -136,7 +138,7 @@ Flags:
 // repl is the loop's state: the input being run, and whether a signal
 // asked the session to end.
 type repl struct {
-	s           *runtime.Session
+	s           *engine.Session
 	in          lineReader
 	out, stderr io.Writer
 
@@ -147,7 +149,7 @@ type repl struct {
 
 // setInput gives the loop its session and reader; if a signal already
 // asked the session to end, the reader is closed at once.
-func (r *repl) setInput(s *runtime.Session, in lineReader) {
+func (r *repl) setInput(s *engine.Session, in lineReader) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.s, r.in = s, in
@@ -221,7 +223,7 @@ func (r *repl) read() (*syntax.File, error) {
 	r.in.SetPrompt(">>> ")
 	var eof, interrupted bool
 	var lost error
-	f, err := runtime.ReplOptions.ParseCompoundStmt("<stdin>", func() ([]byte, error) {
+	f, err := engine.ReplOptions.ParseCompoundStmt("<stdin>", func() ([]byte, error) {
 		line, err := r.in.Readline()
 		r.in.SetPrompt("... ")
 		switch {

@@ -12,9 +12,10 @@ import (
 
 	"github.com/nsrun/nsrun/builtins"
 	"github.com/nsrun/nsrun/recipes"
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
-	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/sandbox"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 func newFlags(name, args string, stderr io.Writer) *pflag.FlagSet {
@@ -35,11 +36,11 @@ func parse(fs *pflag.FlagSet, args []string, stdout io.Writer) (code int, done b
 	if errors.Is(err, pflag.ErrHelp) {
 		fs.SetOutput(stdout)
 		fs.Usage()
-		return runtime.ExitOK, true
+		return engine.ExitOK, true
 	}
 	if err != nil {
 		fmt.Fprintf(fs.Output(), "nsrun %s: %v (see `nsrun help %s`)\n", fs.Name(), err, fs.Name())
-		return runtime.ExitUsage, true
+		return engine.ExitUsage, true
 	}
 	return 0, false
 }
@@ -56,8 +57,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	quiet := fs.BoolP("quiet", "q", false, "print only errors")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	timeout := fs.Duration("timeout", 0, "stop the run, and roll it back, after this long (e.g. 30s, 5m; 0: no limit)")
-	maxSteps := fs.Uint64("max-steps", runtime.DefaultMaxSteps, "stop a recipe, and roll it back, after this many Starlark steps")
-	maxMemory := fs.Uint64("max-memory", runtime.DefaultMaxMemory>>20, "stop a recipe, and roll it back, once nsrun holds more than this many MiB of memory for it")
+	maxSteps := fs.Uint64("max-steps", engine.DefaultMaxSteps, "stop a recipe, and roll it back, after this many Starlark steps")
+	maxMemory := fs.Uint64("max-memory", engine.DefaultMaxMemory>>20, "stop a recipe, and roll it back, once nsrun holds more than this many MiB of memory for it")
 	asJSON := fs.Bool("json", false, "at the end, print what the run did as JSON on stdout (the recipe's print()s go to stderr; see the README)")
 	if code, done := parse(fs, args, stdout); done {
 		return code
@@ -65,12 +66,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "nsrun run: missing RECIPE")
 		fs.Usage()
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	recipe := fs.Arg(0)
 	if *keepSandbox && (!*sandbox || *rm) {
 		fmt.Fprintln(stderr, "nsrun run: --keep keeps a sandbox: it goes with --sandbox, and not with --rm")
-		return runtime.ExitUsage
+		return engine.ExitUsage
 	}
 	inside, code, done := enterIfSandboxed(*sandbox, *keepSandbox, stderr)
 	if done {
@@ -82,13 +83,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if !inside {
 		if err := needAdmin(); err != nil {
 			fmt.Fprintf(stderr, "nsrun run: %v\n", err)
-			return runtime.ExitUsage
+			return engine.ExitUsage
 		}
 	}
 
 	ctx, stop := interruptible()
 	defer stop()
-	k := kernel.NewNetlink(runtime.NetnsDir)
+	k := kernel.NewNetlink(store.NetnsDir)
 	defer k.Close()
 	out := stdout
 	if *asJSON {
@@ -99,13 +100,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		rep.line = newProgressLine(stderr)
 		out, rep.stderr = rep.line.writer(out), rep.line.writer(stderr)
 	}
-	r := runtime.Run(ctx, runtime.RunOptions{
+	r := engine.Run(ctx, engine.RunOptions{
 		Recipe:      recipe,
 		Args:        fs.Args()[1:],
 		Lab:         *name,
 		Remove:      *rm,
 		KeepOnError: *keep,
-		StateDir:    runtime.StateDir,
+		StateDir:    store.StateDir,
 		Kernel:      k,
 		Interp:      newInterp(fs.Args()[1:], *libs),
 		Stdout:      out,
@@ -125,35 +126,35 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return holdIfKept(inside && *keepSandbox, code)
 }
 
-func newInterp(argv, libs []string) *runtime.Interp {
+func newInterp(argv, libs []string) *engine.Interp {
 	if p := os.Getenv("NSRUN_PATH"); p != "" {
 		libs = append(libs, filepath.SplitList(p)...)
 	}
-	return &runtime.Interp{Predeclared: builtins.Predeclared(argv), Std: recipes.Std, Path: libs}
+	return &engine.Interp{Predeclared: builtins.Predeclared(argv), Std: recipes.Std, Path: libs}
 }
 
 // enterIfSandboxed handles --sandbox: outside, it runs this command again inside a
 // sandbox and returns its exit code (done); inside, it sets the sandbox up
 // and reports inside, so the command runs on.
 func enterIfSandboxed(want, keep bool, stderr io.Writer) (inside bool, code int, done bool) {
-	if want && !nsexec.Sandboxed() {
+	if want && !sandbox.Inside() {
 		var holdDir string
 		if keep {
-			holdDir = nsexec.HoldDir(runtime.StateDir)
+			holdDir = sandbox.HoldDir(store.StateDir)
 		}
-		code, err := nsexec.RunSandboxed(holdDir)
+		code, err := sandbox.Run(holdDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "nsrun: %v\n", err)
-			return false, runtime.ExitUsage, true
+			return false, engine.ExitUsage, true
 		}
 		return false, code, true
 	}
-	if !nsexec.Sandboxed() {
+	if !sandbox.Inside() {
 		return false, 0, false
 	}
 	if err := enterSandbox(); err != nil {
 		fmt.Fprintf(stderr, "nsrun: setting up the sandbox: %v\n", err)
-		return true, runtime.ExitUsage, true
+		return true, engine.ExitUsage, true
 	}
 	return true, 0, false
 }
@@ -161,10 +162,10 @@ func enterIfSandboxed(want, keep bool, stderr io.Writer) (inside bool, code int,
 // enterSandbox makes this process's namespaces a sandbox: private
 // /run/netns, /run/nsrun and /sys, and a loopback that is up.
 func enterSandbox() error {
-	if err := nsexec.SetupSandbox(runtime.NetnsDir, runtime.StateDir); err != nil {
+	if err := sandbox.Setup(store.NetnsDir, store.StateDir); err != nil {
 		return err
 	}
-	k := kernel.NewNetlink(runtime.NetnsDir)
+	k := kernel.NewNetlink(store.NetnsDir)
 	defer k.Close()
 	return k.LinkSetUp(kernel.Host, "lo", true)
 }
@@ -174,15 +175,15 @@ const sandboxUsage = "run in a sandbox: a fresh network and mount namespace (and
 // holdIfKept makes a kept sandbox's inside its holder once the command has
 // succeeded with a lab in it; else it returns code.
 func holdIfKept(kept bool, code int) int {
-	if kept && code == runtime.ExitOK && nsexec.CanHold() {
-		nsexec.Hold(code, sandboxLabs)
+	if kept && code == engine.ExitOK && sandbox.CanHold() {
+		sandbox.Hold(code, sandboxLabs)
 	}
 	return code
 }
 
 // sandboxLabs lists the labs in this (kept) sandbox.
 func sandboxLabs() []string {
-	labs, _ := runtime.ListLabs(runtime.StateDir)
+	labs, _ := store.List(store.StateDir)
 	var names []string
 	for _, l := range labs {
 		names = append(names, l.Name)

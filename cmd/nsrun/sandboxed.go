@@ -11,33 +11,34 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/nsrun/nsrun/runtime"
-	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/sandbox"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 // A lab kept in a sandbox (`nsrun run --sandbox --keep`) is not in the
 // machine's state directory: the commands that take a lab's name look for
 // it in the kept sandboxes when the machine has no lab of that name, and
-// run themselves there (see nsexec.Hold).
+// run themselves there (see sandbox.Hold).
 
 // keptSandboxWith returns the kept sandbox that holds lab name, if the
 // machine has no lab of that name and one sandbox has.
-func keptSandboxWith(name string) (nsexec.KeptSandbox, bool, error) {
-	if nsexec.Sandboxed() || runtime.ValidLabName(name) != nil {
-		return nsexec.KeptSandbox{}, false, nil
+func keptSandboxWith(name string) (sandbox.Kept, bool, error) {
+	if sandbox.Inside() || store.ValidName(name) != nil {
+		return sandbox.Kept{}, false, nil
 	}
-	if _, err := os.Stat(filepath.Join(runtime.StateDir, name)); err == nil {
-		return nsexec.KeptSandbox{}, false, nil
+	if _, err := os.Stat(filepath.Join(store.StateDir, name)); err == nil {
+		return sandbox.Kept{}, false, nil
 	}
-	sandboxes, err := nsexec.KeptSandboxes(nsexec.HoldDir(runtime.StateDir))
+	sandboxes, err := sandbox.ListKept(sandbox.HoldDir(store.StateDir))
 	if err != nil {
-		return nsexec.KeptSandbox{}, false, err
+		return sandbox.Kept{}, false, err
 	}
-	var found []nsexec.KeptSandbox
+	var found []sandbox.Kept
 	for _, s := range sandboxes {
 		labs, err := s.Labs()
 		if untrusted(err) {
-			return nsexec.KeptSandbox{}, false, err
+			return sandbox.Kept{}, false, err
 		}
 		if err != nil {
 			continue // its holder is gone, say
@@ -50,7 +51,7 @@ func keptSandboxWith(name string) (nsexec.KeptSandbox, bool, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nsexec.KeptSandbox{}, false, nil
+		return sandbox.Kept{}, false, nil
 	case 1:
 		return found[0], true, nil
 	}
@@ -58,7 +59,7 @@ func keptSandboxWith(name string) (nsexec.KeptSandbox, bool, error) {
 	for _, s := range found {
 		ids = append(ids, s.ID())
 	}
-	return nsexec.KeptSandbox{}, false, fmt.Errorf("lab %q is in %d kept sandboxes (%s): give one run a --name of its own", name, len(found), strings.Join(ids, ", "))
+	return sandbox.Kept{}, false, fmt.Errorf("lab %q is in %d kept sandboxes (%s): give one run a --name of its own", name, len(found), strings.Join(ids, ", "))
 }
 
 // inKeptSandbox runs `nsrun args...` in the kept sandbox that holds lab
@@ -67,7 +68,7 @@ func inKeptSandbox(name string, args []string, stdout, stderr io.Writer) (code i
 	s, ok, err := keptSandboxWith(name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitUsage, true
+		return engine.ExitUsage, true
 	}
 	if !ok {
 		return 0, false
@@ -75,7 +76,7 @@ func inKeptSandbox(name string, args []string, stdout, stderr io.Writer) (code i
 	code, err = s.Run(args, os.Stdin, fileOr(stdout, os.Stdout), fileOr(stderr, os.Stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: sandbox %s: %v\n", s.ID(), err)
-		return runtime.ExitFailed, true
+		return engine.ExitFailed, true
 	}
 	return code, true
 }
@@ -83,7 +84,7 @@ func inKeptSandbox(name string, args []string, stdout, stderr io.Writer) (code i
 // untrusted reports whether err says a kept sandbox's directory or socket
 // may be someone else's.
 func untrusted(err error) bool {
-	var u *nsexec.UntrustedError
+	var u *sandbox.UntrustedError
 	return errors.As(err, &u)
 }
 
@@ -99,7 +100,7 @@ func fileOr(w io.Writer, def *os.File) *os.File {
 // sandboxes, each with the sandbox's id. A directory or socket that may be
 // someone else's is reported on stderr, and not used.
 func keptSandboxRows() (rows []string) {
-	eachKeptSandbox([]string{"ls", "--rows"}, func(s nsexec.KeptSandbox, out []byte) {
+	eachKeptSandbox([]string{"ls", "--rows"}, func(s sandbox.Kept, out []byte) {
 		sc := bufio.NewScanner(bytes.NewReader(out))
 		for sc.Scan() {
 			rows = append(rows, sc.Text()+"\tsandbox "+s.ID())
@@ -111,7 +112,7 @@ func keptSandboxRows() (rows []string) {
 // keptSandboxLabs returns, for `nsrun ls --json`, the labs in kept
 // sandboxes, each with the sandbox's id.
 func keptSandboxLabs() (labs []labJSON) {
-	eachKeptSandbox([]string{"ls", "--json"}, func(s nsexec.KeptSandbox, out []byte) {
+	eachKeptSandbox([]string{"ls", "--json"}, func(s sandbox.Kept, out []byte) {
 		var in []labJSON
 		if err := json.Unmarshal(out, &in); err != nil {
 			fmt.Fprintf(os.Stderr, "nsrun: sandbox %s: reading its labs: %v\n", s.ID(), err)
@@ -128,11 +129,11 @@ func keptSandboxLabs() (labs []labJSON) {
 // eachKeptSandbox runs `nsrun args...` in each kept sandbox (none from
 // inside one) and gives fn what it printed on stdout. A directory or
 // socket that may be someone else's is reported on stderr, and not used.
-func eachKeptSandbox(args []string, fn func(s nsexec.KeptSandbox, out []byte)) {
-	if nsexec.Sandboxed() {
+func eachKeptSandbox(args []string, fn func(s sandbox.Kept, out []byte)) {
+	if sandbox.Inside() {
 		return
 	}
-	sandboxes, err := nsexec.KeptSandboxes(nsexec.HoldDir(runtime.StateDir))
+	sandboxes, err := sandbox.ListKept(sandbox.HoldDir(store.StateDir))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nsrun: %v\n", err)
 		return
@@ -149,7 +150,7 @@ func eachKeptSandbox(args []string, fn func(s nsexec.KeptSandbox, out []byte)) {
 // sandboxOutput runs `nsrun args...` in kept sandbox s, without input,
 // and returns what it printed on stdout (its stderr goes to stderr) and its
 // exit code.
-func sandboxOutput(s nsexec.KeptSandbox, args []string, stderr *os.File) ([]byte, int, error) {
+func sandboxOutput(s sandbox.Kept, args []string, stderr *os.File) ([]byte, int, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, 0, err
@@ -170,7 +171,7 @@ func sandboxOutput(s nsexec.KeptSandbox, args []string, stderr *os.File) ([]byte
 
 // downInSandbox runs `nsrun down` of lab name in kept sandbox s, and
 // returns its exit code and, with asJSON, what it did (else it prints it).
-func downInSandbox(s nsexec.KeptSandbox, name string, quiet, asJSON bool, stdout, stderr io.Writer) (int, []resultJSON) {
+func downInSandbox(s sandbox.Kept, name string, quiet, asJSON bool, stdout, stderr io.Writer) (int, []resultJSON) {
 	args := []string{"down", name}
 	if quiet {
 		args = append(args, "-q")
@@ -178,7 +179,7 @@ func downInSandbox(s nsexec.KeptSandbox, name string, quiet, asJSON bool, stdout
 	failed := func(err error) (int, []resultJSON) {
 		err = fmt.Errorf("sandbox %s: %w", s.ID(), err)
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return runtime.ExitFailed, []resultJSON{undoJSON(runtime.Result{Lab: name, Err: err})}
+		return engine.ExitFailed, []resultJSON{undoJSON(store.Result{Lab: name, Err: err})}
 	}
 	if !asJSON {
 		code, err := s.Run(args, os.Stdin, fileOr(stdout, os.Stdout), fileOr(stderr, os.Stderr))

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nsrun/nsrun/runtime"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 // stopSignals ask nsrun to stop: Ctrl-C, kill, and a terminal that closed
@@ -126,8 +126,8 @@ func undoing(fn func()) os.Signal {
 // it is done; one that came meanwhile is then delivered again, to end
 // nsrun as it would have before anything else.
 func recoverDead(k kernel.Kernel, w io.Writer) {
-	var recovered []runtime.Result
-	sig := undoing(func() { recovered = runtime.Recover(runtime.StateDir, k) })
+	var recovered []store.Result
+	sig := undoing(func() { recovered = store.Recover(store.StateDir, k) })
 	printRecovered(w, recovered...)
 	if sig != nil {
 		redeliver(sig)

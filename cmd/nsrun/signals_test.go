@@ -20,7 +20,7 @@ import (
 
 // stubborn returns recipe lines that start, in namespace ns, a background
 // process that ignores SIGTERM, and wait until it does: stopping it takes
-// an undo the whole grace period (runtime.StopGrace, 2s) before SIGKILL,
+// an undo the whole grace period (proc.StopGrace, 2s) before SIGKILL,
 // time enough to signal nsrun while its undo is under way.
 func stubborn(t *testing.T, ns string) string {
 	ready := filepath.Join(t.TempDir(), "trapped")

@@ -119,7 +119,7 @@ type Ready struct {
 }
 
 // Start starts a server through spawn, which starts argv in the link's
-// namespace as a journaled background process (runtime.Spawn) and returns
+// namespace as a journaled background process (engine.Runtime.Spawn) and returns
 // its pid, and returns once the server can take requests, or with the error
 // that kept it from starting. Nothing is waited for if spawn started
 // nothing (pid 0). The readiness socket is made in a new directory under

@@ -11,7 +11,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nstest"
 )
@@ -117,11 +118,11 @@ func TestReply(t *testing.T) {
 // lab builds, on the real kernel, a qdhcp namespace whose bridge br0
 // (10.0.0.2/24) joins vm1 and vm2; vm3 reaches qdhcp on a link outside the
 // bridge. Everything is journaled in rt, so rolling rt back removes it.
-func lab(t *testing.T) (*kernel.Netlink, *runtime.Runtime) {
+func lab(t *testing.T) (*kernel.Netlink, *engine.Runtime) {
 	t.Helper()
 	k := kernel.NewNetlink(nstest.NetnsDir)
-	j, _ := runtime.OpenJournal("")
-	rt := runtime.New("t", k, j)
+	j, _ := journal.Open("")
+	rt := engine.New("t", k, j)
 	t.Cleanup(func() {
 		if _, failed := rt.Rollback(0); len(failed) > 0 {
 			t.Errorf("rollback: %v", failed)
@@ -137,7 +138,7 @@ func lab(t *testing.T) (*kernel.Netlink, *runtime.Runtime) {
 	for _, ns := range []string{"qdhcp", "vm1", "vm2", "vm3"} {
 		id, err := k.NetnsAdd(kernel.NetnsSpec{Name: ns, Tag: "nsrun:t"})
 		must(err)
-		must(rt.Change(nil, runtime.Step{Op: runtime.OpNetns, Name: ns, Ino: id.Ino, Alias: "nsrun:t"}, func(kernel.Kernel, *runtime.Step) error { return nil }))
+		must(rt.Change(nil, journal.Step{Op: journal.OpNetns, Name: ns, Ino: id.Ino, Alias: "nsrun:t"}, func(kernel.Kernel, *journal.Step) error { return nil }))
 	}
 	must(k.LinkAdd(kernel.LinkSpec{NS: "qdhcp", Name: "br0", Kind: "bridge"}))
 	must(k.AddrAdd("qdhcp", "br0", netip.MustParsePrefix("10.0.0.2/24")))
@@ -155,7 +156,7 @@ func lab(t *testing.T) (*kernel.Netlink, *runtime.Runtime) {
 	return k, rt
 }
 
-func start(t *testing.T, rt *runtime.Runtime, cfg Config) (Ready, error) {
+func start(t *testing.T, rt *engine.Runtime, cfg Config) (Ready, error) {
 	return Start(context.Background(), cfg, "", func(argv []string) (int, error) {
 		return rt.Spawn(nil, "qdhcp", argv)
 	})

@@ -1,11 +1,12 @@
 package graph
 
 import (
-	"github.com/nsrun/nsrun/runtime"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/model"
 )
 
-// FromRecorder reads the topology a plan built (see runtime.Plan): links,
+// FromRecorder reads the topology a plan built (see engine.Plan): links,
 // masters, veth peers, stacked links' parents and modes, and addresses, from
 // the recorder's model.
 func FromRecorder(rec *kernel.Recorder) (Topology, error) {
@@ -35,11 +36,11 @@ func FromRecorder(rec *kernel.Recorder) (Topology, error) {
 }
 
 // FromSteps reads the topology a lab's journal records (see
-// runtime.LabState): its namespaces, its links (a veth's peer, a stacked
+// model.State): its namespaces, its links (a veth's peer, a stacked
 // link's parent and mode), where moves took them, which bridge each was put
 // in, and their addresses.
-func FromSteps(steps []runtime.Step) Topology {
-	st := runtime.ReplaySteps(steps, true)
+func FromSteps(steps []journal.Step) Topology {
+	st := model.Replay(steps, true)
 	t := Topology{}
 	for _, n := range st.Netns {
 		t.Namespaces = append(t.Namespaces, n.Name)

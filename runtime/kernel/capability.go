@@ -45,7 +45,7 @@ type Planner interface {
 	Note(cmd string)
 }
 
-// A Wrapper is a kernel around another, such as Faulty.
+// A Wrapper is a kernel around another, such as the claimer of package store.
 type Wrapper interface {
 	Unwrap() Kernel
 }

@@ -16,7 +16,7 @@ import (
 // Recorder is a Kernel that changes nothing: it keeps a model of the objects
 // a run made, so that lookups and collisions behave as the kernel's would,
 // and logs every change as the equivalent iproute2 command. (To make its
-// changes fail, wrap it in a Faulty.)
+// run's changes fail, see package fault.)
 type Recorder struct {
 	Log []string
 	// Real, if set, is the kernel whose existing namespaces and host links

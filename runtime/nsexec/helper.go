@@ -94,7 +94,7 @@ func helper(name string, argv []string) error {
 	if err := unix.Mount("", "/", "none", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("making / a slave mount: %w", err)
 	}
-	if err := remountSys(os.Getenv(LabEnv)); err != nil {
+	if err := RemountSys(os.Getenv(LabEnv)); err != nil {
 		return err
 	}
 	if name != "" {
@@ -117,7 +117,7 @@ func helper(name string, argv []string) error {
 }
 
 // LabEnv names the environment variable that carries the tag of the lab a
-// command is run for (see runtime.ProcessTagEnv).
+// command is run for (see store.ProcessTagEnv).
 const LabEnv = "NSRUN_LAB"
 
 // SysSource is the source of the /sys that the helper mounts for a command
@@ -127,10 +127,10 @@ const LabEnv = "NSRUN_LAB"
 // session or group — a mark only the privilege to unmount /sys sheds.
 func SysSource(tag string) string { return "nsrun-lab:" + tag }
 
-// remountSys mounts a sysfs that shows the current network namespace's
+// RemountSys mounts a sysfs that shows the current network namespace's
 // devices over /sys, as ip netns exec does; the mount's source is the
 // lab's mark (see SysSource) for a command of a lab's.
-func remountSys(tag string) error {
+func RemountSys(tag string) error {
 	source := "sysfs"
 	if tag != "" {
 		source = SysSource(tag)

@@ -1,6 +1,3 @@
-// Package nsexec is the only package of nsrun that locks OS threads, enters
-// namespaces or re-executes the binary as a helper. Everything else names a
-// namespace by its path and asks this package to do the work there.
 package nsexec
 
 import (
@@ -10,7 +7,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
+	"github.com/nsrun/nsrun/runtime/fault"
 	"golang.org/x/sys/unix"
 )
 
@@ -192,15 +191,12 @@ func DeleteNamed(dir, name string, ino uint64) error {
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("unmounting %s: %w", path, err)
 	}
-	if AfterUnmount != nil {
-		AfterUnmount()
-	}
+	fault.At(fault.Unpin, int(unpins.Add(1)))
 	return RemovePin(path)
 }
 
-// AfterUnmount, in tests of the fault harness, runs between a namespace's
-// unmount and the removal of its pin file.
-var AfterUnmount func()
+// unpins counts the namespaces unmounted, for the fault injector.
+var unpins atomic.Int64
 
 // RemovePin removes the pin file at path (a namespace already unmounted
 // from it).

@@ -1,12 +1,3 @@
-// Package nstest runs a package's tests inside a sandbox — a fresh network
-// namespace and a private mount namespace — and checks that each real-kernel
-// test leaves nothing behind. Use it from TestMain:
-//
-//	func TestMain(m *testing.M) { nstest.Main(m) }
-//
-// and in each test that needs the kernel:
-//
-//	nstest.Kernel(t) // skips unless root; fails the test on leftovers
 package nstest
 
 import (
@@ -22,6 +13,7 @@ import (
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
 	"github.com/nsrun/nsrun/runtime/proc"
+	"github.com/nsrun/nsrun/runtime/sandbox"
 )
 
 // Where the sandbox keeps named namespaces and lab records (private to it).
@@ -37,16 +29,16 @@ func Main(m *testing.M) { MainWith(m, nil) }
 // tests, and returns its teardown.
 func MainWith(m *testing.M, setup func() (teardown func())) {
 	nsexec.MaybeHelper()
-	if os.Geteuid() == 0 && !nsexec.Sandboxed() {
-		code, err := nsexec.RunSandboxed("")
+	if os.Geteuid() == 0 && !sandbox.Inside() {
+		code, err := sandbox.Run("")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nstest:", err)
 			os.Exit(1)
 		}
 		os.Exit(code)
 	}
-	if nsexec.Sandboxed() {
-		if err := nsexec.SetupSandbox(NetnsDir, StateDir); err != nil {
+	if sandbox.Inside() {
+		if err := sandbox.Setup(NetnsDir, StateDir); err != nil {
 			fmt.Fprintln(os.Stderr, "nstest: setting up the sandbox:", err)
 			os.Exit(1)
 		}
@@ -72,7 +64,7 @@ func MainWith(m *testing.M, setup func() (teardown func())) {
 // process behind.
 func Kernel(t testing.TB) {
 	t.Helper()
-	if !nsexec.Sandboxed() {
+	if !sandbox.Inside() {
 		t.Skip("needs root (real-kernel test; runs inside a sandbox)")
 	}
 	before := Snapshot(t)
@@ -123,11 +115,11 @@ func dir(path string) string {
 // processes lists the processes started inside this sandbox (they carry its
 // id in their environment), wherever they were reparented to, but this one.
 func processes() string {
-	id := os.Getenv(nsexec.SandboxIDEnv)
+	id := os.Getenv(sandbox.IDEnv)
 	if id == "" {
 		return ""
 	}
-	return Processes(nsexec.SandboxIDEnv + "=" + id + "\x00")
+	return Processes(sandbox.IDEnv + "=" + id + "\x00")
 }
 
 // Processes lists the live processes, but this one, whose environment

@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/proc"
+	"github.com/nsrun/nsrun/runtime/store"
+	"go.starlark.net/starlark"
+)
+
+// ExecResult is what a foreground command did.
+type ExecResult struct {
+	RC             int
+	Stdout, Stderr string
+	TimedOut       bool
+}
+
+// Exec runs argv in ns as `ip netns exec` would and waits for it, for at most
+// timeout: then its process group gets SIGTERM and, after StopGrace, SIGKILL.
+func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin string, timeout time.Duration) (ExecResult, error) {
+	cmd := rt.command(ns, argv)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if stdin != "" {
+		cmd.Stdin = bytes.NewBufferString(stdin)
+	}
+	k, err := rt.Kernel()
+	if err != nil { // nothing runs in a lab whose making failed
+		return ExecResult{}, err
+	}
+	if err := k.Start(ns, cmd); err != nil {
+		return ExecResult{}, err
+	}
+	if cmd.Process == nil { // a recording kernel starts nothing
+		return ExecResult{}, nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var res ExecResult
+	select {
+	case err = <-done:
+	case <-timer.C:
+		res.TimedOut = true
+		err = endGroup(cmd.Process.Pid, done)
+	case <-ctx.Done():
+		endGroup(cmd.Process.Pid, done)
+		return ExecResult{}, context.Cause(ctx)
+	}
+	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	res.RC, err = nsexec.ExitCode(err)
+	return res, err
+}
+
+// endGroup ends a foreground command's process group and returns how the
+// command ended.
+func endGroup(pgid int, done <-chan error) error {
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(proc.StopGrace):
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	return <-done
+}
+
+// Spawn starts argv in the background in ns, journals it, and returns its
+// pid. It is stopped at teardown and on rollback.
+func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string) (pid int, err error) {
+	err = rt.Change(thread, journal.Step{Op: journal.OpProc, NS: ns, Name: argv[0]}, func(k kernel.Kernel, s *journal.Step) error {
+		cmd := rt.command(ns, argv)
+		if err := k.Start(ns, cmd); err != nil {
+			return err
+		}
+		if cmd.Process == nil { // a recording kernel starts nothing
+			return nil
+		}
+		pid = cmd.Process.Pid
+		start, err := proc.StartTime(pid)
+		if err != nil {
+			syscall.Kill(-pid, syscall.SIGKILL)
+			cmd.Wait()
+			return fmt.Errorf("reading the start time of %d: %w", pid, err)
+		}
+		go cmd.Wait() // reap it, so a stopped process leaves no zombie
+		s.Pid, s.Start = pid, start
+		return nil
+	})
+	return pid, err
+}
+
+// processTag is the value of ProcessTagEnv for this run's lab.
+func (rt *Runtime) processTag() string {
+	state := ""
+	if rt.Dir != "" {
+		state = filepath.Dir(rt.Dir)
+	}
+	return store.ProcessTag(rt.Lab, rt.ID, state)
+}
+
+// command returns the command that runs argv in ns for this lab.
+func (rt *Runtime) command(ns string, argv []string) *exec.Cmd {
+	cmd := nsexec.Command(ns, argv)
+	cmd.Env = append(cmd.Env, store.ProcessTagEnv+"="+rt.processTag())
+	return cmd
+}
+
+// StopProcesses stops every background process of the run still running.
+func (rt *Runtime) StopProcesses() {
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == journal.OpProc {
+			proc.Stop(s.Pid, s.Start)
+		}
+	}
+}
+
+// StopProcess stops one background process of the run.
+func (rt *Runtime) StopProcess(pid int) error {
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == journal.OpProc && s.Pid == pid {
+			return proc.Stop(s.Pid, s.Start)
+		}
+	}
+	return fmt.Errorf("process %d was not started by this lab", pid)
+}

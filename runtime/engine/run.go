@@ -1,0 +1,454 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nsrun/nsrun/runtime/fault"
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/store"
+	"go.starlark.net/resolve"
+	"go.starlark.net/starlark"
+	"go.starlark.net/syntax"
+)
+
+var now = time.Now
+
+// Exit codes of nsrun (the command line picks one from a Result).
+const (
+	ExitOK         = 0 // the recipe succeeded
+	ExitFailed     = 1 // the recipe failed and was rolled back cleanly
+	ExitUsage      = 2 // bad usage or invalid input; nothing was changed
+	ExitIncomplete = 3 // a rollback or teardown left objects behind
+)
+
+// DefaultMaxSteps bounds a recipe's Starlark computation: a recipe that
+// loops forever stops, and rolls back. Building a 1,000-host lab takes a
+// few hundred thousand steps.
+const DefaultMaxSteps = 100_000_000
+
+// RunOptions say how to run a recipe.
+type RunOptions struct {
+	Recipe      string
+	Args        []string
+	Lab         string // default: the recipe's base name
+	Remove      bool   // tear the lab down even on success
+	KeepOnError bool   // leave a failed run's objects in place
+	StateDir    string
+	Kernel      kernel.Kernel
+	Interp      *Interp
+	Stdout      io.Writer // where the recipe's print()s go
+	Stderr      io.Writer // where -v shows each change as it is made
+	Reporter    Reporter  // told of the run as it goes; nil: no one
+	Verbose     bool
+	Quiet       bool           // the recipe's print()s are dropped
+	Timeout     time.Duration  // the whole run; 0: none
+	MaxSteps    uint64         // 0: DefaultMaxSteps
+	MaxMemory   uint64         // bytes; 0: DefaultMaxMemory
+	Faults      fault.Injector // for tests; nil: the process's (see fault.Process)
+}
+
+// How far a run got: each stage may fail, and nothing is changed before
+// StageRun.
+const (
+	StageInput  = "input"  // the lab's name, the recipe's file, the state directory
+	StageSyntax = "syntax" // the recipe's syntax and names
+	StagePlan   = "plan"   // the preflight, on a recording kernel
+	StageClaim  = "claim"  // recording the lab and claiming its names
+	StageRun    = "run"    // the run on the kernel, and its rollback or teardown
+)
+
+// LabName is the default lab name of a recipe: its base name.
+func LabName(recipe string) string {
+	return strings.TrimSuffix(filepath.Base(recipe), filepath.Ext(recipe))
+}
+
+// Run runs a recipe as a lab and returns what happened.
+//
+// First it finishes the rollback of labs whose runs died. Then it runs the
+// recipe on a recording kernel that sees the real kernel's names (the
+// preflight): bad input and name collisions are reported before anything
+// is changed. It claims the names the plan creates outside the lab's own
+// namespaces, so that a run overlapping a live lab fails before changing
+// anything. Then it runs the recipe for real, holding the lab's lock; a
+// global name the plan did not foresee (one computed from what the recipe
+// observed) is claimed, and looked up, as it is made. Whatever the recipe
+// created is undone if it fails (or is cancelled through ctx), and at the
+// end if o.Remove.
+func Run(ctx context.Context, o RunOptions) store.Result {
+	if o.Lab == "" {
+		o.Lab = LabName(o.Recipe)
+	}
+	r := store.Result{Lab: o.Lab, Stage: StageInput}
+	if r.Err = store.ValidName(o.Lab); r.Err != nil {
+		return r
+	}
+	src, err := o.Interp.ReadRecipe(ctx, o.Recipe)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	// Syntax and name errors are found before anything is changed.
+	r.Stage = StageSyntax
+	if _, _, err := starlark.SourceProgramOptions(FileOptions, o.Recipe, src, o.Interp.Predeclared.Has); err != nil {
+		r.Err = err
+		return r
+	}
+	var plan *Runtime
+	cancel := context.CancelFunc(func() {})
+	defer func() { cancel() }()
+	lr, err := o.begin(&r, func() ([]string, error) {
+		if o.Timeout > 0 {
+			ctx, cancel = context.WithTimeoutCause(ctx, o.Timeout, fmt.Errorf("timed out after %s (--timeout)", o.Timeout))
+		}
+		var err error
+		if plan, err = o.preflight(ctx); err != nil {
+			return nil, err
+		}
+		return planClaims(plan), nil
+	})
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	defer lr.lab.Unlock()
+	defer lr.journal.Close()
+	lr.journal.Reserve(plan.Journal.Len())
+	rt := lr.rt
+	rt.Ctx = ctx
+	rt.Faults = o.Faults
+	if rt.Faults == nil {
+		rt.Faults = fault.Process
+	}
+	rt.Planned = !plan.k.(*kernel.Recorder).Observed
+	rt.Progress = newProgress(o.Reporter, plan.Journal.Len())
+	out := o.Stdout
+	if o.Quiet {
+		out = io.Discard // only errors
+	}
+	if rt.Log == nil { // -v shows each change as it is made, in the recipe's order
+		rt.Pipeline()
+	}
+	r.Stage = StageRun
+	_, err = o.exec(ctx, rt, out)
+	err = lr.end(err)
+	defer rt.Close()
+
+	r.Made, r.Err = lr.journal.Steps(), err
+	switch {
+	case err != nil && o.KeepOnError:
+		lr.lab.Settle(&r, store.LabKept)
+	case err != nil || o.Remove:
+		lr.rollback(&r, 0, true)
+	default:
+		lr.lab.Settle(&r, store.LabUp)
+	}
+	return r
+}
+
+// A labRun is a lab being made, by a run or a session: its record (whose
+// lock it holds), its journal and the runtime that makes it.
+type labRun struct {
+	o       *RunOptions
+	lab     *store.Lab
+	journal *journal.Journal
+	rt      *Runtime
+}
+
+// begin is the prelude of a run and of a session. It finishes the
+// rollback of the labs whose runs died, telling o.Reporter of each; then
+// plan (a run's preflight; nil for a session, which cannot know its names
+// in advance) returns the names the lab will create outside its own
+// namespaces; then, under the state lock, so that recovery never sees a
+// half-made record and of two labs whose names overlap one wins, it
+// records the lab, holding its lock, and claims those names. The lab is
+// made through a claimer: a global name not claimed yet is claimed, and
+// looked up, as it is made. r.Stage says how far begin got.
+func (o *RunOptions) begin(r *store.Result, plan func() (claims []string, err error)) (*labRun, error) {
+	r.Stage = StageInput
+	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	rep := reporter(o.Reporter)
+	for _, rec := range store.Recover(o.StateDir, o.Kernel) {
+		rep.Recovered(rec)
+	}
+	var claims []string
+	if plan != nil {
+		r.Stage = StagePlan
+		var err error
+		if claims, err = plan(); err != nil {
+			return nil, err
+		}
+	}
+	r.Stage = StageClaim
+	recipe := "<repl>"
+	if o.Recipe != "" {
+		recipe = abs(o.Recipe)
+	}
+	lab, journal, err := createLab(o.StateDir, store.Info{
+		Name: o.Lab, Recipe: recipe, Pid: os.Getpid(), Started: now(), Claims: claims,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.Pid = lab.Info.Pid
+	rt := New(o.Lab, store.NewClaimer(o.Kernel, o.StateDir, lab), journal)
+	rt.ID, rt.Dir, rt.Argv = lab.Info.ID, lab.Dir, o.Args
+	if o.Verbose {
+		rt.Log = o.Stderr
+	}
+	o.Interp.Reset() // what the preflight loaded is the preflight's
+	return &labRun{o: o, lab: lab, journal: journal, rt: rt}, nil
+}
+
+// createLab records a lab and claims its names, atomically with respect
+// to other nsruns.
+func createLab(stateDir string, info store.Info) (*store.Lab, *journal.Journal, error) {
+	unlock, err := store.LockState(stateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	lab, journal, err := store.Create(stateDir, info)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := store.Claim(stateDir, info.Name, lab.Info.Claims); err != nil {
+		journal.Close()
+		lab.Info.Claims = nil
+		lab.RemoveLocked()
+		return nil, nil, err
+	}
+	return lab, journal, nil
+}
+
+// end ends the recipe (or a session's input) that ran with err: the
+// changes it queued are made, its journal written, and every namespace it
+// made must still be its own (see pinned). It tells the reporter, before
+// any rollback begins, and returns the error the run ends with.
+func (lr *labRun) end(err error) error {
+	err = lr.rt.EndPipeline(err)
+	if ferr := lr.journal.Flush(); ferr != nil && err == nil {
+		err = errJournal(ferr)
+	}
+	if err == nil {
+		err = pinned(lr.o.Kernel, lr.journal.Steps())
+	}
+	reporter(lr.o.Reporter).Ended(err)
+	return err
+}
+
+// rollback undoes the changes after mark, newest first, into r. Then the
+// lab is incomplete if something is left, and, at the end of its run or
+// session (end), removed if it is all gone; a session's input rolled back
+// leaves it as it was, even the session's first (mark 0).
+func (lr *labRun) rollback(r *store.Result, mark int, end bool) {
+	r.Undone, r.Failed = lr.rt.Rollback(mark)
+	r.Spared = lr.rt.Spared
+	r.Left = lr.journal.Steps()[mark:]
+	switch {
+	case len(r.Failed) > 0:
+		lr.lab.Settle(r, store.LabIncomplete) // `nsrun down` tries again
+	case end:
+		lr.lab.RemoveInto(r)
+	default:
+		r.State = lr.lab.Info.State
+	}
+}
+
+// thread returns a thread named name that runs on rt and prints to out,
+// within the step and memory limits, cancelled with ctx; done ends it, and
+// returns the error of a memory limit passed (see watchMemory).
+func (o *RunOptions) thread(ctx context.Context, name string, rt *Runtime, out io.Writer) (thread *starlark.Thread, done func() error) {
+	thread = o.Interp.NewThread(name, rt, out)
+	steps := o.MaxSteps
+	if steps == 0 {
+		steps = DefaultMaxSteps
+	}
+	thread.SetMaxExecutionSteps(steps)
+	stop := context.AfterFunc(ctx, func() { thread.Cancel(context.Cause(ctx).Error()) })
+	watched := watchMemory(thread, o.maxMemory())
+	return thread, func() error {
+		stop()
+		if err := watched(); err != nil {
+			return fmt.Errorf("%s: %w", name, err) // passed at the end: no line to name
+		}
+		return nil
+	}
+}
+
+// exec runs the recipe on rt, printing to out, within the step and memory
+// limits and ctx.
+func (o *RunOptions) exec(ctx context.Context, rt *Runtime, out io.Writer) (starlark.StringDict, error) {
+	thread, done := o.thread(ctx, o.Recipe, rt, out)
+	globals, err := o.Interp.ExecFile(thread, o.Recipe)
+	if merr := done(); merr != nil && err == nil {
+		err = merr
+	}
+	return globals, err
+}
+
+func (o *RunOptions) maxMemory() uint64 {
+	if o.MaxMemory == 0 {
+		return DefaultMaxMemory
+	}
+	return o.MaxMemory
+}
+
+// preflight runs the recipe on a recording kernel that starts with the real
+// kernel's names. An error is returned only if the real run would meet it
+// too: one that comes after the recipe looked at the network (whose answers
+// the recording kernel makes up) is left for the real run to find.
+func (o *RunOptions) preflight(ctx context.Context) (*Runtime, error) {
+	rec := kernel.NewRecorder()
+	rec.Real = o.Kernel
+	j, _ := journal.Open("")
+	rt := New(o.Lab, rec, j)
+	rt.Ctx, rt.Argv = ctx, o.Args
+	_, err := o.exec(ctx, rt, io.Discard)
+	rt.Close()
+	if err != nil && !rec.Observed {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// planClaims lists the global names a plan creates: its namespaces, and
+// its links in the host namespace.
+func planClaims(plan *Runtime) []string {
+	seen := map[string]bool{}
+	add := func(kind, name string) { seen[store.ClaimName(kind, name)] = true }
+	for _, s := range plan.Journal.Steps() {
+		switch {
+		case s.Op == journal.OpNetns:
+			add("netns", s.Name)
+		case s.Op == journal.OpLink:
+			if s.NS == kernel.Host {
+				add("link", s.Name)
+			}
+			if s.PeerName != "" && s.PeerNS == kernel.Host {
+				add("link", s.PeerName)
+			}
+		case s.Op == journal.OpMove && s.New == kernel.Host:
+			add("link", s.Name)
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	return names
+}
+
+// pinned checks, one stat each, that every namespace steps made is still
+// pinned under its name, with its inode: one that someone else deleted (ip
+// netns del) or replaced while the recipe ran leaves the lab without it —
+// the recipe went on in a namespace no name reaches — and the run, or the
+// REPL input, must fail. Only a kernel with namespace paths (the real one)
+// is checked.
+func pinned(k kernel.Kernel, steps []journal.Step) error {
+	p, ok := kernel.As[kernel.Pather](k)
+	if !ok {
+		return nil
+	}
+	for _, s := range steps {
+		if s.Op != journal.OpNetns {
+			continue
+		}
+		ino, err := nsexec.Inode(p.Path(s.Name))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("netns %q was deleted during the run by someone else", s.Name)
+		case err != nil:
+			return fmt.Errorf("netns %q: %w", s.Name, err)
+		case s.Ino != 0 && ino != s.Ino:
+			return fmt.Errorf("netns %q was deleted or replaced during the run by someone else (its name now leads to inode %d, not to the lab's %d)", s.Name, ino, s.Ino)
+		}
+	}
+	return nil
+}
+
+// IsFail reports whether err comes from the recipe's own fail().
+func IsFail(err error) bool {
+	var ev *starlark.EvalError
+	for e := err; errors.As(e, &ev); e = ev.Unwrap() {
+		if len(ev.CallStack) > 0 && ev.CallStack.At(0).Name == "fail" {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrorAt returns the message of a run's error as its backtrace ends (see
+// Backtrace) and the recipe position it names (file:line:col): the call
+// that failed, or that asked for the queued change that failed, in the
+// innermost Starlark frame; a syntax or name error's own. The position is
+// "" where there is none (a limit passed at the recipe's end, a file that
+// cannot be read).
+func ErrorAt(err error) (msg, pos string) {
+	var ce *changeError
+	if errors.As(err, &ce) {
+		return ce.Error(), stackPos(ce.stack)
+	}
+	if inner := innermost(err); inner != nil {
+		return inner.Msg, stackPos(inner.CallStack)
+	}
+	var se syntax.Error
+	if errors.As(err, &se) {
+		return se.Msg, se.Pos.String()
+	}
+	var re resolve.ErrorList
+	if errors.As(err, &re) && len(re) > 0 {
+		return re[0].Msg, re[0].Pos.String() // the first, as its Error() has it
+	}
+	return err.Error(), ""
+}
+
+// stackPos is the position of the innermost frame of stack in a recipe or
+// library (not in a builtin).
+func stackPos(stack starlark.CallStack) string {
+	for i := range stack {
+		if fr := stack.At(i); fr.Pos.IsValid() && fr.Pos.Filename() != "<builtin>" {
+			return fr.Pos.String()
+		}
+	}
+	return ""
+}
+
+func abs(path string) string {
+	if a, err := filepath.Abs(path); err == nil {
+		return a
+	}
+	return path
+}
+
+// Plan runs the recipe on a recording kernel that neither changes nor reads
+// the machine (no root needed; the same on every machine) and returns the
+// kernel, whose Log lists the changes as iproute2/nft commands and whose
+// model holds the topology, and the run, whose journal lists the steps.
+// Observations (exec_in, ping, ...) are made up: see kernel.Recorder.Observe.
+func Plan(ctx context.Context, o RunOptions) (*kernel.Recorder, *Runtime, error) {
+	if o.Lab == "" {
+		o.Lab = LabName(o.Recipe)
+	}
+	rec := kernel.NewRecorder()
+	j, _ := journal.Open("")
+	rt := New(o.Lab, rec, j)
+	rt.ID, rt.Ctx, rt.Argv = "plan", ctx, o.Args
+	out := o.Stdout
+	if out == nil {
+		out = io.Discard
+	}
+	_, err := o.exec(ctx, rt, out)
+	rt.Close()
+	return rec, rt, err
+}

@@ -1,0 +1,398 @@
+package journal
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/words"
+)
+
+// A Step is one change a run made, with what its undo needs. Steps are plain
+// data, written to the lab's journal as they happen, so that another process
+// (`nsrun down`) can undo them.
+type Step struct {
+	Seq   int    `json:"seq,omitempty"`   // in the file: the change's number
+	State string `json:"state,omitempty"` // in the file: see StateIntent
+
+	Pos  string `json:"pos"`            // recipe file:line:col that made the change
+	Op   string `json:"op"`             // see undo
+	NS   string `json:"ns,omitempty"`   // namespace of the object ("" host)
+	Name string `json:"name,omitempty"` // netns, link or process name; sysctl key
+
+	Kind     string        `json:"kind,omitempty"`  // link kind
+	Ino      uint64        `json:"ino,omitempty"`   // netns inode
+	Mnt      uint64        `json:"mnt,omitempty"`   // netns: the unique id of its pin's mount
+	Pin      uint64        `json:"pin,omitempty"`   // netns: the inode of its pin file (see kernel.NetnsID)
+	Alias    string        `json:"alias,omitempty"` // ownership tag of a link, or of a netns's lo
+	MAC      string        `json:"mac,omitempty"`   // the MAC a link was created with
+	PeerNS   string        `json:"peer_ns,omitempty"`
+	PeerName string        `json:"peer,omitempty"`
+	PeerMAC  string        `json:"peer_mac,omitempty"`  // a veth peer's MAC, when the peer has no tag (see kernel.LinkSpec)
+	ParentNS string        `json:"parent_ns,omitempty"` // a macvlan's, macvtap's or vlan's parent link
+	Parent   string        `json:"parent,omitempty"`
+	Mode     string        `json:"mode,omitempty"` // a macvlan's mode, a vlan's id
+	Addr     netip.Prefix  `json:"addr,omitzero"`
+	Route    *kernel.Route `json:"route,omitempty"`
+	Old      string        `json:"old,omitempty"` // the value before the change
+	New      string        `json:"new,omitempty"` // move: the namespace moved to; master: the master set; sysctl: the value set
+	Pid      int           `json:"pid,omitempty"`
+	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
+}
+
+// The operations a step records.
+const (
+	OpNetns   = "netns"  // netns created
+	OpLink    = "link"   // link created (a veth: both ends)
+	OpUp      = "up"     // link set up or down; Old "up" or "down"
+	OpMaster  = "master" // master set or cleared; Old is the previous master
+	OpMTU     = "mtu"
+	OpMAC     = "mac"
+	OpMove    = "move"    // link moved from NS to New
+	OpHairpin = "hairpin" // Old "on" or "off"
+	OpAddr    = "addr"
+	OpRoute   = "route"
+	OpSysctl  = "sysctl"
+	OpProc    = "proc" // background process started
+)
+
+// String names the object for a person: `veth "veth0"`, `address 10.0.0.1/24 on "veth1" in netns "blue"`.
+func (s Step) String() string {
+	in := ""
+	if s.NS != kernel.Host {
+		in = fmt.Sprintf(" in netns %q", s.NS)
+	}
+	switch s.Op {
+	case OpNetns:
+		return fmt.Sprintf("netns %q", s.Name)
+	case OpLink:
+		return fmt.Sprintf("%s %q%s", s.Kind, s.Name, in)
+	case OpAddr:
+		return fmt.Sprintf("address %s on %q%s", s.Addr, s.Name, in)
+	case OpRoute:
+		return fmt.Sprintf("route %s%s", s.Route, in)
+	case OpSysctl:
+		return fmt.Sprintf("sysctl %s%s", s.Name, in)
+	case OpProc:
+		return fmt.Sprintf("process %d (%s)%s", s.Pid, s.Name, in)
+	case OpMove:
+		return fmt.Sprintf("move of %q to netns %q", s.Name, kernel.NSArg(s.New))
+	default:
+		return fmt.Sprintf("%s of %q%s", s.Op, s.Name, in)
+	}
+}
+
+// Journal is the LIFO of a run's steps, mirrored to a write-ahead file of
+// JSON lines: before each change an intent record, after it a done record
+// (or a void one if the change failed), so that a run killed at any instant
+// leaves enough to finish the undo.
+//
+// A done record that only confirms its intent is a bare {"seq":N}. For the
+// changes whose undo is the same whether they are known made or only
+// intended (confirmLater), it waits to go out in one write with the next
+// record, or at Flush: until then the change reads as an intent, which is
+// what it would read as had the run been killed a moment earlier.
+type Journal struct {
+	mu    sync.Mutex // a pipelined run writes from two goroutines
+	steps []Step
+	seq   int
+	path  string
+	file  *os.File // nil: in memory only
+	buf   []byte   // records not yet written
+}
+
+// Record states in the file. A done record has none.
+const (
+	StateIntent = "intent" // the change may have been made
+	stateVoid   = "void"   // the change failed: its intent is void
+)
+
+// Open returns a journal that appends to path, or one kept in memory
+// if path is "".
+func Open(path string) (*Journal, error) {
+	if path == "" {
+		return &Journal{}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &Journal{path: path, file: f}, nil
+}
+
+// Read reads a journal file: the steps done and, marked
+// State == StateIntent, those that may have been (an intent whose done
+// record is missing: the run died in between, or, for a lab whose run is
+// still going, its last change's confirmation has not gone out yet). A torn
+// last line, left by a process killed while writing it, is ignored. A
+// record that cannot be read (garbage, from a disk or a person) is skipped:
+// the steps of the others are returned, with a *Damaged error.
+func Read(path string) ([]Step, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var steps []Step
+	var bad []int
+	at := map[int]int{} // seq -> index in steps
+	r := bufio.NewReader(f)
+	for n := 1; ; n++ {
+		line, err := r.ReadBytes('\n')
+		if err == io.EOF {
+			break // a line without its newline is torn
+		}
+		if err != nil {
+			return live(steps), err
+		}
+		var s Step
+		if err := json.Unmarshal(line, &s); err != nil {
+			bad = append(bad, n)
+			continue
+		}
+		i, seen := at[s.Seq]
+		switch {
+		case s.Op == "" && s.State == "" && s.Seq != 0 && seen: // {"seq":N}: done, as intended
+			steps[i].State = ""
+		case s.Op == "" && s.State != stateVoid:
+			// not a record nsrun writes
+		case s.Seq == 0 || !seen: // an intent, or a record without one
+			at[s.Seq] = len(steps)
+			steps = append(steps, s)
+		case s.State == stateVoid:
+			steps[i].Op = "" // dropped below
+		default:
+			steps[i] = s
+		}
+	}
+	if len(bad) > 0 {
+		return live(steps), &Damaged{Path: path, Records: bad}
+	}
+	return live(steps), nil
+}
+
+// A Damaged is a journal with records that cannot be read.
+type Damaged struct {
+	Path    string
+	Records []int // their numbers, from 1
+}
+
+func (e *Damaged) Error() string {
+	return fmt.Sprintf("%s: %s unreadable (%v)", e.Path, words.Plural(len(e.Records), "record"), e.Records)
+}
+
+// live drops the steps whose intent was voided, and the intents of changes
+// that were never begun. A run makes its changes one at a time, in the order
+// of their intents, and a change whose done record is not held back
+// (confirmLater) has it written before the next change begins: an intent
+// after such a change's unconfirmed intent is one a pipelined run queued
+// and never began. Its undo could only go wrong (a namespace's placeholder
+// file under that name would be someone else's).
+func live(steps []Step) []Step {
+	kept := steps[:0]
+	begun := true
+	for _, s := range steps {
+		switch {
+		case s.Op == "":
+		case s.State == StateIntent && !begun:
+		default:
+			kept = append(kept, s)
+			if s.State == StateIntent && !confirmLater[s.Op] {
+				begun = false
+			}
+		}
+	}
+	return kept
+}
+
+// write writes s, after the records waiting, or only queues it if later.
+func (j *Journal) write(s Step, later bool) error {
+	if j.file == nil {
+		return nil
+	}
+	if s.Op == "" && s.State == "" {
+		j.buf = fmt.Appendf(j.buf, "{\"seq\":%d}\n", s.Seq)
+	} else {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		j.buf = append(append(j.buf, b...), '\n')
+	}
+	if later {
+		return nil
+	}
+	return j.flush()
+}
+
+// Flush writes the records waiting.
+func (j *Journal) Flush() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.flush()
+}
+
+func (j *Journal) flush() error {
+	if j.file == nil || len(j.buf) == 0 {
+		return nil
+	}
+	_, err := j.file.Write(j.buf)
+	j.buf = j.buf[:0]
+	return err
+}
+
+// Intend records that change s is about to be made, and returns its number.
+func (j *Journal) Intend(s Step) (int, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.seq++
+	s.Seq, s.State = j.seq, StateIntent
+	return j.seq, j.write(s, false)
+}
+
+// Done records that change seq, intended as intent, was made, as s says.
+func (j *Journal) Done(seq int, intent, s Step) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	s.Seq, s.State = seq, ""
+	if len(j.steps) == cap(j.steps) {
+		// Doubled, not grown by a quarter as append does past a few
+		// hundred: a plan's steps (whose number is not known ahead) are
+		// copied half as often.
+		j.steps = slices.Grow(j.steps, max(len(j.steps), 64))
+	}
+	j.steps = append(j.steps, s)
+	if j.file == nil {
+		return nil
+	}
+	intent.Seq, intent.State = seq, ""
+	if s == intent {
+		return j.write(Step{Seq: seq}, confirmLater[s.Op])
+	}
+	return j.write(s, false)
+}
+
+// confirmLater holds the operations whose undo does not depend on whether
+// the change is known made: restoring an old state, or removing what may not
+// be there, is harmless either way. Not so for the others: an intended link
+// is left out of the teardown by device group, an intended move is assumed
+// not to have happened, another package's intended op is not undone (see
+// Undo), and a namespace's or a process's done record carries what its undo
+// needs.
+var confirmLater = map[string]bool{
+	OpUp: true, OpMaster: true, OpMTU: true, OpMAC: true, OpHairpin: true,
+	OpAddr: true, OpRoute: true, OpSysctl: true,
+}
+
+// Void records that change seq failed and was not made.
+func (j *Journal) Void(seq int) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.write(Step{Seq: seq, State: stateVoid}, false)
+}
+
+// Add records a change made without an intent (tests, recovery).
+func (j *Journal) Add(s Step) error {
+	seq, err := j.Intend(s)
+	if err != nil {
+		return err
+	}
+	if err := j.Done(seq, s, s); err != nil {
+		return err
+	}
+	return j.Flush()
+}
+
+// Reserve makes room for n more steps: a run knows from its plan how many
+// it will make.
+func (j *Journal) Reserve(n int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.steps = slices.Grow(j.steps, n)
+}
+
+// Len is the number of steps; a mark for Rollback.
+func (j *Journal) Len() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.steps)
+}
+
+// Steps returns a copy of the recorded steps, oldest first.
+func (j *Journal) Steps() []Step {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.steps)
+}
+
+// Close writes the records waiting and closes the journal file.
+func (j *Journal) Close() error {
+	if j.file == nil {
+		return nil
+	}
+	return errors.Join(j.Flush(), j.file.Close())
+}
+
+// Since returns the steps from mark on, flushing queued confirmations
+// first: a rollback killed midway leaves the file as exact as it can be.
+func (j *Journal) Since(mark int) []Step {
+	j.Flush()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.steps[mark:])
+}
+
+// Truncate keeps the steps before mark, then kept (those a rollback could
+// not undo), and rewrites the file with them.
+func (j *Journal) Truncate(mark int, kept []Step) error {
+	j.mu.Lock()
+	j.steps = append(j.steps[:mark], kept...)
+	j.mu.Unlock()
+	if j.file == nil {
+		return nil
+	}
+	return j.rewrite()
+}
+
+// rewrite replaces the file with the steps kept, atomically: a crash
+// leaves the old journal or the new one, never a truncated one.
+func (j *Journal) rewrite() error {
+	j.buf = j.buf[:0] // the new file has every step kept as done
+	if err := WriteSteps(j.path, j.steps); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	j.file.Close()
+	j.file = f
+	return nil
+}
+
+// WriteSteps writes steps as done records to a new file at path.
+func WriteSteps(path string, steps []Step) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	j := &Journal{file: f}
+	for _, s := range steps {
+		if err := j.Add(s); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

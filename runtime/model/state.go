@@ -1,0 +1,248 @@
+package model
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// HostLinks reports whether the lab has links in the host namespace.
+func (st *State) HostLinks() bool {
+	for _, l := range st.Links {
+		if l.At.NS == kernel.Host {
+			return true
+		}
+	}
+	return false
+}
+
+// A State is what a lab consists of by its steps — a journal's or a
+// plan's — replayed in order: the namespaces it made, its links where they
+// are now (after their moves), with their veth peers, parents, masters and
+// addresses, and which link each change is about. It is the one model of a
+// lab: the run's ownership checks, the undo's plan, inspect, check and the
+// graph all read it.
+type State struct {
+	Netns []*Netns // in the order made
+	Links []*Link  // the links the steps made, in the order made
+
+	// Of holds, by step index, the link a change is about (a move, an
+	// address, a link setting; a route through a link), as the link was
+	// when the change was made.
+	Of map[int]*Link
+
+	netns       map[string]*Netns
+	at          map[LinkKey]*Link // where each link is now
+	born        map[LinkKey]*Link // where each link made was made
+	order       []LinkKey         // where links were made or moved to, in order (see InOrder)
+	withIntents bool
+}
+
+// LinkKey is where a link is: its namespace and name.
+type LinkKey struct{ NS, Name string }
+
+// Netns is a namespace the steps made.
+type Netns struct {
+	Name string
+	Step int // the index of the step that made it
+}
+
+// Link is a link, by the steps.
+type Link struct {
+	At    LinkKey
+	Born  LinkKey // where it was made
+	Kind  string
+	Alias string // the lab's tag, which it carries unless Untagged
+	MAC   string // the MAC it was made with
+	// Untagged is a veth end born in a namespace of the lab's, which has
+	// no tag of its own (the namespace's vouches for it): it is known by
+	// its MAC.
+	Untagged bool
+	Peer     *Link
+
+	ParentNS, Parent, Mode string // a macvlan's, macvtap's or vlan's parent, and mode
+	Master                 string
+	Addrs                  []netip.Prefix // added since it was made or last moved
+
+	Made  int // the index of the step that made it; -1 for a link it did not make
+	Moved int // the index of its last move; -1 if none
+	// Maybe holds where a move whose outcome is unknown (an intent) may
+	// have put it: such a move leaves the link where it was.
+	Maybe []LinkKey
+}
+
+// Fingerprint is how the link is known as the lab's (see kernel.Fingerprint).
+func (l *Link) Fingerprint() kernel.Fingerprint {
+	return kernel.Fingerprint{Alias: l.Alias, MAC: l.MAC}
+}
+
+// Replay replays steps. Unless intents, the steps whose outcome is
+// unknown (a run died between their intent and their done record) are left
+// out, as if never made; with intents they are taken as made, but a move
+// whose outcome is unknown leaves its link where it was (see Maybe).
+func Replay(steps []journal.Step, intents bool) *State {
+	st := New(intents)
+	for i, s := range steps {
+		st.Apply(i, s)
+	}
+	return st
+}
+
+// New returns an empty state, to which steps are applied in order
+// (see Replay).
+func New(intents bool) *State {
+	return &State{Of: map[int]*Link{}, netns: map[string]*Netns{}, at: map[LinkKey]*Link{}, born: map[LinkKey]*Link{}, withIntents: intents}
+}
+
+// Apply applies step i.
+func (st *State) Apply(i int, s journal.Step) {
+	if s.State == journal.StateIntent && !st.withIntents {
+		return
+	}
+	switch s.Op {
+	case journal.OpNetns:
+		n := &Netns{Name: s.Name, Step: i}
+		st.Netns = append(st.Netns, n)
+		st.netns[s.Name] = n
+	case journal.OpLink:
+		a := &Link{At: LinkKey{s.NS, s.Name}, Born: LinkKey{s.NS, s.Name}, Kind: s.Kind, Alias: s.Alias, MAC: s.MAC,
+			ParentNS: s.ParentNS, Parent: s.Parent, Mode: s.Mode, Made: i, Moved: -1}
+		st.made(a)
+		st.Of[i] = a
+		if s.PeerName != "" {
+			b := &Link{At: LinkKey{s.PeerNS, s.PeerName}, Born: LinkKey{s.PeerNS, s.PeerName}, Kind: s.Kind, Alias: s.Alias, Made: i, Moved: -1, Peer: a}
+			if s.PeerMAC != "" { // born untagged: known by its MAC
+				b.Untagged, b.MAC = true, s.PeerMAC
+			}
+			a.Peer = b
+			st.made(b)
+		}
+	case journal.OpMove:
+		l := st.link(LinkKey{s.NS, s.Name})
+		st.Of[i] = l
+		if s.State == journal.StateIntent {
+			l.Maybe = append(l.Maybe, LinkKey{s.New, s.Name})
+			return
+		}
+		from := l.At
+		delete(st.at, from)
+		l.At, l.Moved = LinkKey{s.New, s.Name}, i
+		l.Addrs, l.Master = nil, "" // a move takes neither along
+		st.place(l)
+		for _, c := range st.Links { // links stacked on it follow it
+			if c.ParentNS == from.NS && c.Parent == from.Name {
+				c.ParentNS = s.New
+			}
+		}
+	case journal.OpMaster:
+		l := st.link(LinkKey{s.NS, s.Name})
+		l.Master = s.New
+		st.Of[i] = l
+	case journal.OpAddr:
+		l := st.link(LinkKey{s.NS, s.Name})
+		l.Addrs = append(l.Addrs, s.Addr)
+		st.Of[i] = l
+	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpHairpin:
+		st.Of[i] = st.link(LinkKey{s.NS, s.Name})
+	case journal.OpRoute:
+		if s.Route != nil && s.Route.Dev != "" {
+			if l, ok := st.at[LinkKey{s.NS, s.Route.Dev}]; ok {
+				st.Of[i] = l
+			}
+		}
+	}
+}
+
+// Forget takes back what step s made (one undone, or queued and never
+// made): a namespace, or a link with its peer.
+func (st *State) Forget(s journal.Step) {
+	switch s.Op {
+	case journal.OpNetns:
+		if n, ok := st.netns[s.Name]; ok {
+			delete(st.netns, s.Name)
+			st.Netns = slices.DeleteFunc(st.Netns, func(m *Netns) bool { return m == n })
+		}
+	case journal.OpLink:
+		// Found where it was made (s says), wherever it went since.
+		l, ok := st.born[LinkKey{s.NS, s.Name}]
+		if !ok {
+			return
+		}
+		for _, end := range []*Link{l, l.Peer} {
+			if end != nil {
+				delete(st.born, end.Born)
+				if st.at[end.At] == end {
+					delete(st.at, end.At)
+				}
+			}
+		}
+		st.Links = slices.DeleteFunc(st.Links, func(m *Link) bool { return m == l || (l.Peer != nil && m == l.Peer) })
+	}
+}
+
+// made records l, just made.
+func (st *State) made(l *Link) {
+	st.place(l)
+	st.born[l.Born] = l
+	st.Links = append(st.Links, l)
+}
+
+// place puts l where it is now.
+func (st *State) place(l *Link) {
+	st.at[l.At] = l
+	st.order = append(st.order, l.At)
+}
+
+// link returns the link at k, one the steps did not make if none they made
+// is there (a change to lo, say).
+func (st *State) link(k LinkKey) *Link {
+	if l, ok := st.at[k]; ok {
+		return l
+	}
+	l := &Link{At: k, Made: -1, Moved: -1}
+	st.at[k] = l
+	return l
+}
+
+// HasNetns reports whether the steps made namespace ns.
+func (st *State) HasNetns(ns string) bool {
+	_, ok := st.netns[ns]
+	return ok
+}
+
+// NetnsNames returns the names of the namespaces made, sorted.
+func (st *State) NetnsNames() []string {
+	names := make([]string, 0, len(st.Netns))
+	for _, n := range st.Netns {
+		names = append(names, n.Name)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// MadeLink returns the link the steps made that is at ns, name now.
+func (st *State) MadeLink(ns, name string) (*Link, bool) {
+	l, ok := st.at[LinkKey{ns, name}]
+	if !ok || l.Made < 0 {
+		return nil, false
+	}
+	return l, true
+}
+
+// InOrder returns the links the steps made as they are now, in the order
+// they were made or moved to where they are.
+func (st *State) InOrder() []*Link {
+	seen := map[LinkKey]bool{}
+	var out []*Link
+	for _, k := range st.order {
+		l, ok := st.at[k]
+		if !ok || seen[k] || l.Made < 0 {
+			continue
+		}
+		seen[k] = true
+		out = append(out, l)
+	}
+	return out
+}

@@ -1,0 +1,281 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"golang.org/x/sys/unix"
+)
+
+// Names that live outside a lab's own namespaces are global: namespace
+// names, and link names in the host namespace. Before it changes anything,
+// a run claims every such name its plan will create, all at once under the
+// state directory's lock; a run whose names overlap a live lab's fails there,
+// naming the conflict, with nothing changed. A name the plan did not
+// foresee (one computed from what the recipe observed) is claimed as the
+// run makes it (see claimer); a session claims each name so. Claims are files
+// STATE/.claim:KIND:NAME holding the lab's name (a lab's name never starts
+// with a dot), removed with their lab.
+
+func claimPath(stateDir, claim string) string { return filepath.Join(stateDir, ".claim:"+claim) }
+
+// ClaimName is the claim of a namespace or of a host-namespace link.
+func ClaimName(kind, name string) string { return kind + ":" + name }
+
+// LockState takes the state directory's lock (a flock on the directory
+// itself: no lock file to outlive the labs), for making lab records and
+// claims atomically with respect to other nsruns. Its release is returned.
+func LockState(stateDir string) (func(), error) {
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// Claim claims names for lab, all or none. A claim held by a lab whose
+// record is gone is stale and taken over. Call it with the state locked.
+func Claim(stateDir, lab string, names []string) error {
+	sort.Strings(names)
+	var made []string
+	for _, n := range names {
+		path := claimPath(stateDir, n)
+		for {
+			err := writeNew(path, lab)
+			if err == nil {
+				made = append(made, n)
+				break
+			}
+			if !errors.Is(err, os.ErrExist) {
+				release(stateDir, lab, made)
+				return err
+			}
+			owner, _ := readClaim(path)
+			if _, err := os.Stat(filepath.Join(stateDir, owner, "lab.json")); errors.Is(err, os.ErrNotExist) {
+				os.Remove(path) // stale: its lab is gone
+				continue
+			}
+			release(stateDir, lab, made)
+			kind, name, _ := strings.Cut(n, ":")
+			return fmt.Errorf("%s %q is taken by lab %q (see `nsrun ls`)", kindWord(kind), name, owner)
+		}
+	}
+	return nil
+}
+
+// writeNew creates the file path holding s, failing if it exists. A run
+// claims every global name of its lab: plain system calls, not an os.File
+// (whose poller registration triples the calls), are the cheap way.
+func writeNew(path, s string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	for b := []byte(s); len(b) > 0 && err == nil; {
+		var n int
+		if n, err = unix.Write(fd, b); err == nil {
+			b = b[n:]
+		}
+	}
+	if err = errors.Join(err, unix.Close(fd)); err != nil {
+		os.Remove(path) // a cut claim could name another lab
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
+}
+
+// readClaim returns the lab holding a claim.
+func readClaim(path string) (string, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var b []byte
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			return "", &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return string(b), nil
+		}
+		b = append(b, buf[:n]...)
+	}
+}
+
+func kindWord(kind string) string {
+	if kind == "link" {
+		return "link name (host namespace)"
+	}
+	return kind
+}
+
+// release gives up lab's claims on names.
+func release(stateDir, lab string, names []string) {
+	for _, n := range names {
+		path := claimPath(stateDir, n)
+		if owner, err := readClaim(path); err == nil && owner == lab {
+			os.Remove(path)
+		}
+	}
+}
+
+// claimer is the kernel of a real run or a session: before it creates a
+// global name the lab has not claimed — a namespace, or a link in the host
+// namespace, made there or moved there — it claims it, under the state
+// lock as the claims made before a run are, and looks it up as a name no
+// plan foresaw. A run's plan names what the preflight made, and a name
+// computed from what the recipe observed (exec_in's output, which the
+// preflight makes up) is another in the real run: unclaimed, it could be
+// taken by another lab at the same time, and the run, trusting the plan
+// (Runtime.Planned), would not look it up. A session claims each name so.
+type claimer struct {
+	kernel.Kernel
+	stateDir string
+	lab      *Lab
+
+	mu      sync.Mutex
+	claimed map[string]bool
+}
+
+// NewClaimer returns k for lab, whose claims so far are lab.Info.Claims.
+func NewClaimer(k kernel.Kernel, stateDir string, lab *Lab) *claimer {
+	c := &claimer{Kernel: k, stateDir: stateDir, lab: lab, claimed: map[string]bool{}}
+	for _, n := range lab.Info.Claims {
+		c.claimed[n] = true
+	}
+	return c
+}
+
+func (c *claimer) Unwrap() kernel.Kernel { return c.Kernel }
+
+// need makes sure the lab holds the claim on name (of kind "netns" or
+// "link"): if it does not yet, name is looked up (exists), then claimed and
+// the claim recorded in the lab's record, all under the state lock.
+func (c *claimer) need(kind, name string, exists func() error) error {
+	n := ClaimName(kind, name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.claimed[n] {
+		return nil
+	}
+	unlock, err := LockState(c.stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := exists(); err != nil {
+		return err
+	}
+	if err := Claim(c.stateDir, c.lab.Info.Name, []string{n}); err != nil {
+		return err
+	}
+	c.lab.Info.Claims = append(c.lab.Info.Claims, n)
+	if err := c.lab.save(); err != nil {
+		c.lab.Info.Claims = c.lab.Info.Claims[:len(c.lab.Info.Claims)-1]
+		release(c.stateDir, c.lab.Info.Name, []string{n})
+		return fmt.Errorf("recording the claim on %s %q: %w", kindWord(kind), name, err)
+	}
+	c.claimed[n] = true
+	return nil
+}
+
+// hostLink is need for a link name in the host namespace.
+func (c *claimer) hostLink(name string) error {
+	return c.need("link", name, func() error {
+		_, err := c.Kernel.LinkGet(kernel.Host, name)
+		switch {
+		case err == nil:
+			return fmt.Errorf("a link named %q already exists in netns %q; nsrun never adopts an object it did not create", name, kernel.NSArg(kernel.Host))
+		case errors.Is(err, kernel.ErrNotFound):
+			return nil
+		default:
+			return err
+		}
+	})
+}
+
+func (c *claimer) NetnsAdd(s kernel.NetnsSpec) (kernel.NetnsID, error) {
+	err := c.need("netns", s.Name, func() error {
+		ok, err := c.Kernel.NetnsExists(s.Name)
+		if err == nil && ok {
+			err = fmt.Errorf("netns %q: %w", s.Name, os.ErrExist)
+		}
+		return err
+	})
+	if err != nil {
+		return kernel.NetnsID{}, err
+	}
+	return c.Kernel.NetnsAdd(s)
+}
+
+func (c *claimer) LinkAdd(s kernel.LinkSpec) error {
+	if s.NS == kernel.Host {
+		if err := c.hostLink(s.Name); err != nil {
+			return err
+		}
+	}
+	if s.Kind == "veth" && s.PeerNS == kernel.Host {
+		if err := c.hostLink(s.PeerName); err != nil {
+			return err
+		}
+	}
+	return c.Kernel.LinkAdd(s)
+}
+
+func (c *claimer) LinkMove(ns, name, to string) error {
+	if to == kernel.Host {
+		if err := c.hostLink(name); err != nil {
+			return err
+		}
+	}
+	return c.Kernel.LinkMove(ns, name, to)
+}
+
+// The NAT capability passes through: builtins ask the run's kernel for it
+// directly, not through kernel.As.
+
+var errNoNAT = errors.New("this kernel cannot program nftables")
+
+func (c *claimer) NATTable(ns, family, table string) error {
+	if n, ok := kernel.As[kernel.NAT](c.Kernel); ok {
+		return n.NATTable(ns, family, table)
+	}
+	return errNoNAT
+}
+
+func (c *claimer) NATRule(ns, family, table string, r kernel.NATRule) error {
+	if n, ok := kernel.As[kernel.NAT](c.Kernel); ok {
+		return n.NATRule(ns, family, table, r)
+	}
+	return errNoNAT
+}
+
+func (c *claimer) NATRuleDel(ns, family, table, comment string) error {
+	if n, ok := kernel.As[kernel.NAT](c.Kernel); ok {
+		return n.NATRuleDel(ns, family, table, comment)
+	}
+	return errNoNAT
+}
+
+func (c *claimer) NATDelTable(ns, family, table string) error {
+	if n, ok := kernel.As[kernel.NAT](c.Kernel); ok {
+		return n.NATDelTable(ns, family, table)
+	}
+	return errNoNAT
+}

@@ -1,0 +1,396 @@
+package undo
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+
+	"github.com/nsrun/nsrun/runtime/fault"
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/model"
+	"github.com/nsrun/nsrun/runtime/proc"
+)
+
+// Rollback undoes the steps after mark, those of the lab with tag, and
+// forgets them (rewriting the file). It never stops at a failure: each is
+// returned, and the step stays in the journal so that a later `down` can
+// try again.
+func Rollback(j *journal.Journal, k kernel.Kernel, tag string, mark int) Result {
+	r := Steps(k, tag, j.Since(mark))
+	if err := j.Truncate(mark, r.Failed); err != nil {
+		r.Errs = append(r.Errs, fmt.Errorf("rewriting the journal: %w", err))
+	}
+	return r
+}
+
+// An Result is what an undo did.
+type Result struct {
+	Undone []journal.Step // undone, or found gone already
+	Failed []journal.Step // not undone: kept, in journal order, for a later try
+	Errs   []error        // why, one for each failure
+	// Spared holds the objects found in the place of a step's that are
+	// not the lab's (someone made one of that name since): the lab's own
+	// is gone, and the stranger is left alone.
+	Spared []error
+}
+
+// Undo reverses steps of the lab with tag, newest first, as cheaply as the
+// kernel allows: a step whose object dies with a namespace that is being
+// deleted is not undone one by one (deleting a device costs an RCU barrier;
+// deleting its namespace removes all of them together). Background
+// processes are stopped first, since they hold their namespaces alive.
+// Every undo first checks that what it changes is still the lab's (see
+// owner).
+func Steps(k kernel.Kernel, tag string, steps []journal.Step) (r Result) {
+	m := moot(steps)
+	own := newOwner(k, tag)
+	order := make([]int, 0, len(steps))
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].Op == journal.OpProc {
+			order = append(order, i)
+		}
+	}
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].Op != journal.OpProc {
+			order = append(order, i)
+		}
+	}
+	precheck(k, steps, order, m)
+	batched := deleteGroup(k, steps, m)
+	failedAt := map[int]bool{}
+	var covered []int // steps another step's undo does
+	n := 0
+	for _, i := range order {
+		s := steps[i]
+		if batched[i] {
+			if _, ok := m.by[i]; !ok {
+				r.Undone = append(r.Undone, s)
+			} else {
+				covered = append(covered, i)
+			}
+			continue
+		}
+		if _, foreign := undoers[s.Op]; foreign && s.State == journal.StateIntent {
+			// Another package's op whose outcome is unknown: its
+			// undo cannot prove the object is the lab's. (Those ops
+			// live in the lab's namespaces, which go anyway.)
+			continue
+		}
+		if loc, ok := m.at[i]; ok {
+			s.NS, s.Name = loc[0], loc[1]
+		}
+		if _, ok := m.by[i]; ok {
+			covered = append(covered, i)
+			continue
+		}
+		n++
+		fault.At(fault.Undo, n)
+		err := own.check(s)
+		if err == nil {
+			err = undo(k, s)
+		}
+		switch {
+		case err == nil || errors.Is(err, errGone):
+			r.Undone = append(r.Undone, s)
+		case errors.Is(err, kernel.ErrNotOurs):
+			// The object in the step's place is not the lab's: the
+			// lab's is gone (or, for an intent, was never made).
+			if s.State != journal.StateIntent {
+				r.Spared = append(r.Spared, fmt.Errorf("%s (%s): left alone: %w", s, s.Pos, err))
+			}
+		default:
+			failedAt[i] = true
+			r.Errs = append(r.Errs, fmt.Errorf("%s (%s): %w", s, s.Pos, err))
+		}
+	}
+	// A step covered by an undo that failed is kept too, for the retry.
+	for _, i := range covered {
+		if failedAt[m.by[i]] {
+			failedAt[i] = true
+		} else {
+			r.Undone = append(r.Undone, steps[i])
+		}
+	}
+	// A link whose move was under way when its run died may be at the
+	// other end of the move: it is deleted there too, by its fingerprint.
+	for _, i := range slices.Sorted(maps.Keys(m.alt)) {
+		if failedAt[i] {
+			continue
+		}
+		for _, loc := range m.alt[i] {
+			if _, dies := m.gone(loc.ns); dies {
+				continue
+			}
+			err := k.LinkDel(loc.ns, loc.name, loc.fp)
+			if err != nil && !errors.Is(err, kernel.ErrNotFound) && !errors.Is(err, kernel.ErrNotOurs) {
+				failedAt[i] = true
+				r.Errs = append(r.Errs, fmt.Errorf("%s (%s), moved to netns %q: %w", steps[i], steps[i].Pos, kernel.NSArg(loc.ns), err))
+			}
+		}
+	}
+	for i, s := range steps { // kept in journal order
+		if failedAt[i] {
+			r.Failed = append(r.Failed, s)
+		}
+	}
+	// The links deleted in the batch are gone already: the kernel answered
+	// the request once it had removed them.
+	deleted := map[[2]string]bool{}
+	for i := range batched {
+		deleted[m.at[i]] = true
+	}
+	for ns, links := range m.settle {
+		links = slices.DeleteFunc(links, func(l kernel.NamedLink) bool { return deleted[[2]string{ns, l.Name}] })
+		if len(links) == 0 {
+			continue
+		}
+		if err := k.Settle(ns, links); err != nil {
+			r.Errs = append(r.Errs, err)
+		}
+	}
+	return r
+}
+
+// precheck asks a kernel that can (the real one) to confirm the tags of all
+// the namespaces the undo deletes before it deletes any (see
+// kernel.Netlink.PrecheckNetns).
+func precheck(k kernel.Kernel, steps []journal.Step, order []int, m mootness) {
+	pc, ok := kernel.As[kernel.NetnsPrechecker](k)
+	if !ok {
+		return
+	}
+	var names, tags []string
+	var inos, mnts []uint64
+	for _, i := range order {
+		s := steps[i]
+		if _, covered := m.by[i]; s.Op == journal.OpNetns && !covered {
+			names, tags = append(names, s.Name), append(tags, s.Alias)
+			inos, mnts = append(inos, s.Ino), append(mnts, s.Mnt)
+		}
+	}
+	if len(names) > 1 {
+		pc.PrecheckNetns(names, inos, mnts, tags)
+	}
+}
+
+// deleteGroup deletes, in one request, the links the steps created in the
+// host that are there still (see kernel.Netlink.LinkDelGroup), and returns
+// those steps. Their undo is then done, and changes to their links moot.
+func deleteGroup(k kernel.Kernel, steps []journal.Step, m mootness) map[int]bool {
+	gd, ok := kernel.As[kernel.GroupDeleter](k)
+	if !ok {
+		return nil
+	}
+	byName := map[string]int{}
+	var names []string
+	var tag string
+	for i, s := range steps {
+		at, ok := m.at[i]
+		if s.Op != journal.OpLink || s.State == journal.StateIntent || !ok || at[0] != kernel.Host || at[1] != s.Name {
+			continue
+		}
+		if tag != "" && s.Alias != tag {
+			return nil // one lab's steps carry one tag
+		}
+		tag = s.Alias
+		byName[s.Name] = i
+		names = append(names, s.Name)
+	}
+	if len(names) < 2 {
+		return nil
+	}
+	gone, err := gd.LinkDelGroup(kernel.Host, tag, names)
+	if err != nil {
+		return nil // each is deleted on its own, with its checks
+	}
+	batched := map[int]bool{}
+	for _, n := range gone {
+		batched[byName[n]] = true
+	}
+	return batched
+}
+
+type mootness struct {
+	by     map[int]int                   // step -> the step whose undo also undoes it
+	settle map[string][]kernel.NamedLink // links, by namespace, that die with a deleted one
+	at     map[int][2]string             // link creations: where the link is now (ns, name)
+	alt    map[int][]place               // link creations: where an end may be instead (an unconfirmed move)
+	gone   func(ns string) (int, bool)   // the step that deletes namespace ns, if one does
+}
+
+// place is where a link of the lab may be, and how to know it.
+type place struct {
+	ns, name string
+	fp       kernel.Fingerprint
+}
+
+// moot works out which steps a namespace deletion in the same set makes
+// unnecessary, following links as they move (see model.State).
+func moot(steps []journal.Step) mootness {
+	m := mootness{by: map[int]int{}, settle: map[string][]kernel.NamedLink{}, at: map[int][2]string{}, alt: map[int][]place{}}
+	st := model.Replay(steps, true)
+	deleted := map[string]int{} // namespace -> the step that created it
+	for _, n := range st.Netns {
+		deleted[n.Name] = n.Step
+	}
+	gone := func(ns string) (int, bool) { i, ok := deleted[ns]; return i, ok }
+	m.gone = gone
+	// A link dies with a namespace it or its veth peer ends up in: the
+	// step that created that namespace covers it.
+	dies := func(l *model.Link) (int, bool) {
+		if i, ok := gone(l.At.NS); ok {
+			return i, true
+		}
+		if l.Peer != nil {
+			return gone(l.Peer.At.NS)
+		}
+		return 0, false
+	}
+	for i, s := range steps {
+		switch s.Op {
+		case journal.OpLink:
+			l := st.Of[i]
+			ends := []*model.Link{l}
+			if l.Peer != nil {
+				ends = append(ends, l.Peer)
+			}
+			// Its moves are not undone: delete it where it is now, and
+			// where a move whose outcome is unknown may have put it.
+			m.at[i] = [2]string{l.At.NS, l.At.Name}
+			for _, end := range ends {
+				for _, k := range end.Maybe {
+					m.alt[i] = append(m.alt[i], place{k.NS, k.Name, end.Fingerprint()})
+				}
+			}
+			by, ok := dies(l)
+			if !ok {
+				continue
+			}
+			m.by[i] = by
+			for _, end := range ends {
+				if _, del := gone(end.At.NS); !del {
+					m.settle[end.At.NS] = append(m.settle[end.At.NS], kernel.NamedLink{Name: end.At.Name, Fingerprint: end.Fingerprint()})
+				}
+			}
+		case journal.OpMove, journal.OpUp, journal.OpMaster, journal.OpMTU, journal.OpMAC, journal.OpAddr, journal.OpHairpin:
+			// Changes to a link that goes away go with it.
+			l := st.Of[i]
+			if by, ok := gone(s.NS); ok {
+				m.by[i] = by
+			} else if by, ok := dies(l); ok {
+				m.by[i] = by
+			} else if l.Made >= 0 {
+				m.by[i] = l.Made
+			}
+		case journal.OpNetns, journal.OpProc:
+			// Never moot: a process outlives its namespace's deletion
+			// (it holds the namespace alive).
+		default: // routes, sysctls, and ops registered by other packages
+			if by, ok := gone(s.NS); ok {
+				m.by[i] = by
+			}
+		}
+	}
+	// Follow chains (a change to a link that dies with a namespace) to the
+	// step that is really undone.
+	for i := range m.by {
+		for {
+			j, ok := m.by[m.by[i]]
+			if !ok {
+				break
+			}
+			m.by[i] = j
+		}
+	}
+	return m
+}
+
+// undoers holds the undo of operations that other packages journal.
+var undoers = map[string]func(kernel.Kernel, journal.Step) error{}
+
+// Register makes fn the undo of steps with operation op; fn must be
+// idempotent and must remove an object only if it is still the lab's. A step
+// in a namespace the same rollback deletes is not undone: the namespace's
+// deletion does it. Call it from an init function.
+func Register(op string, fn func(kernel.Kernel, journal.Step) error) {
+	if _, dup := undoers[op]; dup {
+		panic("runtime: duplicate undo for " + op)
+	}
+	undoers[op] = fn
+}
+
+// undo reverses one step. Every undo is idempotent: what is already gone
+// counts as undone.
+func undo(k kernel.Kernel, s journal.Step) error {
+	switch s.Op {
+	case journal.OpNetns:
+		return k.NetnsDel(s.Name, s.Alias, kernel.NetnsID{Ino: s.Ino, Mnt: s.Mnt, Pin: s.Pin})
+	case journal.OpLink:
+		fp := kernel.Fingerprint{Alias: s.Alias, MAC: s.MAC}
+		if s.NS == kernel.Host && s.State != journal.StateIntent {
+			// Made, and so tagged (see kernel.Netlink.LinkAdd): only a
+			// link cut short between its making and its tagging is known
+			// by its MAC in the host.
+			fp.MAC = ""
+		}
+		return k.LinkDel(s.NS, s.Name, fp)
+	case journal.OpUp:
+		return ignoreGone(k.LinkSetUp(s.NS, s.Name, s.Old == "up"))
+	case journal.OpMaster:
+		return ignoreGone(k.LinkSetMaster(s.NS, s.Name, s.Old))
+	case journal.OpMTU:
+		mtu, err := strconv.Atoi(s.Old)
+		if err != nil {
+			return err
+		}
+		return ignoreGone(k.LinkSetMTU(s.NS, s.Name, mtu))
+	case journal.OpMAC:
+		mac, err := net.ParseMAC(s.Old)
+		if err != nil {
+			return err
+		}
+		return ignoreGone(k.LinkSetMAC(s.NS, s.Name, mac))
+	case journal.OpMove:
+		return ignoreGone(k.LinkMove(s.New, s.Name, s.NS))
+	case journal.OpHairpin:
+		return ignoreGone(k.LinkSetHairpin(s.NS, s.Name, s.Old == "on"))
+	case journal.OpAddr:
+		return k.AddrDel(s.NS, s.Name, s.Addr)
+	case journal.OpRoute:
+		return k.RouteDel(s.NS, *s.Route)
+	case journal.OpSysctl:
+		if s.New != "" {
+			// Restored only if it holds what the lab set: a value
+			// someone set since is theirs.
+			cur, err := k.SysctlGet(s.NS, s.Name)
+			if err != nil {
+				return ignoreGone(err)
+			}
+			if cur == s.Old {
+				return nil
+			}
+			if cur != s.New {
+				return fmt.Errorf("%s is %q, set since by someone else (the lab set %q): %w", s, cur, s.New, kernel.ErrNotOurs)
+			}
+		}
+		return ignoreGone(k.SysctlSet(s.NS, s.Name, s.Old))
+	case journal.OpProc:
+		return proc.Stop(s.Pid, s.Start)
+	}
+	if fn, ok := undoers[s.Op]; ok {
+		return fn(k, s)
+	}
+	return fmt.Errorf("unknown journal operation %q", s.Op)
+}
+
+func ignoreGone(err error) error {
+	if errors.Is(err, kernel.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}

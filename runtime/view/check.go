@@ -1,0 +1,207 @@
+package view
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/model"
+	"github.com/nsrun/nsrun/runtime/proc"
+	"github.com/nsrun/nsrun/runtime/store"
+	"github.com/nsrun/nsrun/runtime/words"
+)
+
+// A Drift is a difference between what a lab recorded and what the kernel
+// has now: `address 172.16.1.1/24 on "ns-veth1" in netns "ns1": missing`.
+type Drift struct {
+	Object  string `json:"object"`  // as its journal step names it
+	Problem string `json:"problem"` // "missing", `carries tag "x", not "nsrun:lab"`, ...
+}
+
+func (d Drift) String() string { return d.Object + ": " + d.Problem }
+
+// CheckCounts says how many objects of each kind Check looked at.
+type CheckCounts struct {
+	Netns, Links, Addrs, Routes, Procs int
+}
+
+func (c CheckCounts) String() string {
+	return fmt.Sprintf("%s, %s, %s, %s, %s", words.Plural(c.Netns, "namespace"), words.Plural(c.Links, "link"),
+		words.Plural(c.Addrs, "address"), words.Plural(c.Routes, "route"), words.Plural(c.Procs, "process"))
+}
+
+// Check compares the lab's journal with the kernel: each namespace it
+// created still exists, is the same one (inode) and carries the lab's tag;
+// each link is where its journal says (following moves) with the lab's tag;
+// each address is on its link; each route is in its table; each background
+// process is running. What lives in a namespace that is gone is not listed
+// again. Steps whose outcome is unknown (intents of a run that died) and the
+// settings of links (up, master, MTU) are not checked.
+//
+// Equivalent to: ip netns list; ip -n $ns link show $dev; ip -n $ns addr show
+// dev $dev; ip -n $ns route show proto 78; kill -0 $pid.
+func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
+	st, steps, err := l.State()
+	if err != nil {
+		return nil, CheckCounts{}, err
+	}
+	var drift []Drift
+	var n CheckCounts
+	report := func(object, format string, args ...any) {
+		drift = append(drift, Drift{object, fmt.Sprintf(format, args...)})
+	}
+	gone := map[string]bool{} // namespaces that are missing or not the lab's
+	missing := func(ns string) bool { return ns != kernel.Host && gone[ns] }
+
+	for _, s := range steps {
+		if s.State != journal.StateIntent && s.Op == journal.OpNetns {
+			n.Netns++
+			if p := checkNetns(k, s); p != "" {
+				gone[s.Name] = true
+				report(s.String(), "%s", p)
+			}
+		}
+	}
+	// Each link where it is at the end (following moves); moving a link
+	// to another namespace dropped its addresses and the routes through it.
+	linkGone := map[*model.Link]bool{}
+	for _, l := range st.Links {
+		ns, name := l.At.NS, l.At.Name
+		if missing(ns) {
+			linkGone[l] = true
+			continue
+		}
+		n.Links++
+		object := fmt.Sprintf("%s %q%s", l.Kind, name, inNetns(ns))
+		li, err := k.LinkGet(ns, name)
+		switch {
+		case errors.Is(err, kernel.ErrNotFound):
+			linkGone[l] = true
+			report(object, "missing")
+		case err != nil:
+			report(object, "%v", err)
+		case l.Untagged && li.Alias == "" && li.MAC != l.MAC:
+			linkGone[l] = true
+			report(object, "has MAC %s, not %s (not the lab's)", li.MAC, l.MAC)
+		case !l.Untagged && li.Alias != l.Alias:
+			linkGone[l] = true
+			report(object, "carries tag %q, not %q (not the lab's)", li.Alias, l.Alias)
+		}
+	}
+	routes := map[string][]kernel.RouteInfo{}
+	for i, s := range steps {
+		if s.State == journal.StateIntent {
+			continue
+		}
+		switch s.Op {
+		case journal.OpAddr:
+			l := st.Of[i]
+			if l.Moved > i || missing(s.NS) || linkGone[l] {
+				continue
+			}
+			n.Addrs++
+			if p := checkAddr(k, s); p != "" {
+				report(s.String(), "%s", p)
+			}
+		case journal.OpRoute:
+			if s.Route == nil || missing(s.NS) {
+				continue
+			}
+			if l, ok := st.Of[i]; ok && l.Moved > i {
+				continue
+			}
+			n.Routes++
+			if _, ok := routes[s.NS]; !ok {
+				rs, err := k.Routes(s.NS)
+				if err != nil {
+					report(s.String(), "%v", err)
+					continue
+				}
+				routes[s.NS] = rs
+			}
+			if !hasRoute(routes[s.NS], *s.Route) {
+				report(s.String(), "missing")
+			}
+		case journal.OpProc:
+			n.Procs++
+			if !proc.Running(s.Pid, s.Start) {
+				report(s.String(), "not running")
+			}
+		}
+	}
+	return drift, n, nil
+}
+
+func inNetns(ns string) string {
+	if ns == kernel.Host {
+		return ""
+	}
+	return fmt.Sprintf(" in netns %q", ns)
+}
+
+// checkNetns says what is wrong with a namespace the lab created, or "".
+func checkNetns(k kernel.View, s journal.Step) string {
+	ok, err := k.NetnsExists(s.Name)
+	if err != nil {
+		return err.Error()
+	}
+	if !ok {
+		return "missing"
+	}
+	if ino, err := k.NetnsInode(s.Name); err != nil {
+		return err.Error()
+	} else if s.Ino != 0 && ino != s.Ino {
+		return fmt.Sprintf("replaced (inode %d, the lab's was %d)", ino, s.Ino)
+	}
+	tag, err := k.NetnsTag(s.Name)
+	if err != nil {
+		return fmt.Sprintf("reading its tag: %v", err)
+	}
+	if tag != s.Alias {
+		return fmt.Sprintf("carries tag %q, not %q (not the lab's)", tag, s.Alias)
+	}
+	return ""
+}
+
+// checkAddr says what is wrong with an address the lab added, or "".
+func checkAddr(k kernel.View, s journal.Step) string {
+	addrs, err := k.Addrs(s.NS)
+	if err != nil {
+		return err.Error()
+	}
+	for _, a := range addrs {
+		if a.Dev == s.Name && a.Prefix == s.Addr {
+			return ""
+		}
+	}
+	return "missing"
+}
+
+// hasRoute reports whether the lab's route r is among routes. A route added
+// without a device has the one the kernel chose; an IPv6 route added with
+// metric 0 has the kernel's default, 1024.
+func hasRoute(routes []kernel.RouteInfo, r kernel.Route) bool {
+	fam := r.Family
+	if fam == 0 {
+		fam = 4
+		if r.Dst.IsValid() && r.Dst.Addr().Is6() || r.Via.IsValid() && r.Via.Is6() {
+			fam = 6
+		}
+	}
+	dst := r.Dst.Masked()
+	if dst.Bits() == 0 {
+		dst = netip.Prefix{} // as Routes shows a default route
+	}
+	for _, got := range routes {
+		switch {
+		case got.Family != fam, got.Proto != "nsrun", got.Dst != dst,
+			got.Via != r.Via, r.Dev != "" && got.Dev != r.Dev:
+			continue
+		case got.Metric == r.Metric, r.Metric == 0 && fam == 6 && got.Metric == 1024:
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,206 @@
+package view
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/proc"
+	"github.com/nsrun/nsrun/runtime/store"
+)
+
+// LabView is a lab as the kernel has it now, as `nsrun inspect` shows it.
+// Every list is sorted, and empty lists are [] in JSON, never null, so that
+// tools need no special case.
+type LabView struct {
+	Lab        string      `json:"lab"`
+	ID         string      `json:"id"`
+	State      string      `json:"state"`
+	Recipe     string      `json:"recipe"`
+	Namespaces []NetnsView `json:"namespaces"` // "host" first (if the lab made links there), then by name
+	Processes  []ProcView  `json:"processes"`  // by pid
+}
+
+// NetnsView is one namespace of a lab. For "host" only what the lab made is
+// shown: its links, their addresses, and the routes and neighbours on them.
+type NetnsView struct {
+	Name      string      `json:"name"`
+	Error     string      `json:"error,omitempty"` // why it could not be read: "missing", ...
+	Links     []LinkView  `json:"links"`
+	Routes    []RouteView `json:"routes"`
+	Neighbors []NeighView `json:"neighbors"`
+}
+
+// LinkView is a link with its addresses (`ip -br addr` and `ip -d link`).
+type LinkView struct {
+	Name   string   `json:"name"`
+	Kind   string   `json:"kind"`
+	MAC    string   `json:"mac"`
+	MTU    int      `json:"mtu"`
+	Up     bool     `json:"up"`
+	Master string   `json:"master,omitempty"`
+	Tag    string   `json:"tag,omitempty"` // the link's alias: "nsrun:LAB" on the lab's links
+	Addrs  []string `json:"addrs"`         // "10.0.0.1/24", IPv4 then IPv6
+}
+
+// RouteView is a route of the main table (`ip route`, `ip -6 route`).
+type RouteView struct {
+	Dst    string `json:"dst"` // a CIDR or "default"
+	Family int    `json:"family"`
+	Via    string `json:"via,omitempty"`
+	Dev    string `json:"dev,omitempty"`
+	Proto  string `json:"proto"` // "kernel", "nsrun" (the lab's own), ...
+	Metric int    `json:"metric,omitempty"`
+	Type   string `json:"type"` // "unicast", "multicast", "blackhole", ...
+}
+
+// NeighView is an ARP or NDP entry (`ip neigh`).
+type NeighView struct {
+	IP    string `json:"ip"`
+	MAC   string `json:"mac,omitempty"`
+	Dev   string `json:"dev"`
+	State string `json:"state"`
+}
+
+// ProcView is a live process carrying the lab's tag (see ProcessTagEnv).
+type ProcView struct {
+	Pid     int    `json:"pid"`
+	Netns   string `json:"netns"` // a namespace of the lab, "host", or "?" for another
+	Command string `json:"command"`
+}
+
+// Inspect reads the lab's namespaces, links, addresses, routes, neighbours
+// and processes from the kernel.
+//
+// Equivalent to: for each namespace, ip -n $ns -d link; ip -n $ns addr;
+// ip -n $ns route; ip -n $ns -6 route; ip -n $ns neigh; and a look for
+// NSRUN_LAB=LAB/ID in /proc/*/environ.
+func Inspect(l *store.Lab, k kernel.View) (LabView, error) {
+	st, _, err := l.State()
+	if err != nil {
+		return LabView{}, err
+	}
+	v := LabView{Lab: l.Info.Name, ID: l.Info.ID, State: l.Info.State, Recipe: l.Info.Recipe, Namespaces: []NetnsView{}}
+	if st.HostLinks() {
+		v.Namespaces = append(v.Namespaces, inspectNetns(k, kernel.Host, func(name, alias string) bool {
+			_, ours := st.MadeLink(kernel.Host, name)
+			return ours || alias == l.Tag()
+		}))
+	}
+	netns := st.NetnsNames()
+	for _, ns := range netns {
+		v.Namespaces = append(v.Namespaces, inspectNetns(k, ns, nil))
+	}
+	v.Processes = labProcesses(l.ProcessTag(), k, netns)
+	return v, nil
+}
+
+// inspectNetns reads one namespace; with keep, only the links keep accepts
+// (and what is on them).
+func inspectNetns(k kernel.View, ns string, keep func(name, alias string) bool) NetnsView {
+	v := NetnsView{Name: kernel.NSArg(ns), Links: []LinkView{}, Routes: []RouteView{}, Neighbors: []NeighView{}}
+	if ns != kernel.Host {
+		if ok, err := k.NetnsExists(ns); err == nil && !ok {
+			v.Error = "missing"
+			return v
+		}
+	}
+	links, err := k.Links(ns)
+	if err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	shown := map[string]bool{}
+	for _, li := range links {
+		if keep != nil && !keep(li.Name, li.Alias) {
+			continue
+		}
+		shown[li.Name] = true
+		v.Links = append(v.Links, LinkView{Name: li.Name, Kind: li.Kind, MAC: li.MAC, MTU: li.MTU, Up: li.Up,
+			Master: li.Master, Tag: li.Alias, Addrs: []string{}})
+	}
+	addrs, err := k.Addrs(ns)
+	if err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	for _, a := range addrs {
+		if i := slices.IndexFunc(v.Links, func(l LinkView) bool { return l.Name == a.Dev }); i >= 0 {
+			v.Links[i].Addrs = append(v.Links[i].Addrs, a.Prefix.String())
+		}
+	}
+	routes, err := k.Routes(ns)
+	if err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	for _, r := range routes {
+		if keep != nil && !shown[r.Dev] {
+			continue
+		}
+		rv := RouteView{Dst: "default", Family: r.Family, Dev: r.Dev, Proto: r.Proto, Metric: r.Metric, Type: r.Type}
+		if r.Dst.IsValid() {
+			rv.Dst = r.Dst.String()
+		}
+		if r.Via.IsValid() {
+			rv.Via = r.Via.String()
+		}
+		v.Routes = append(v.Routes, rv)
+	}
+	neighs, err := k.Neighbors(ns)
+	if err != nil {
+		v.Error = err.Error()
+		return v
+	}
+	for _, n := range neighs {
+		if keep != nil && !shown[n.Dev] {
+			continue
+		}
+		v.Neighbors = append(v.Neighbors, NeighView{IP: n.IP.String(), MAC: n.MAC, Dev: n.Dev, State: n.State})
+	}
+	return v
+}
+
+// labProcesses lists the live processes of a lab (see processesOf), with
+// the namespace each is in (by the inode of its network namespace).
+func labProcesses(tag string, k kernel.View, netns []string) []ProcView {
+	where, inos := map[uint64]string{}, map[uint64]bool{}
+	for _, ns := range netns {
+		if ino, err := k.NetnsInode(ns); err == nil {
+			where[ino], inos[ino] = ns, true
+		}
+	}
+	if ino, err := nsexec.Inode("/proc/self/ns/net"); err == nil {
+		where[ino] = "host"
+	}
+	out := []ProcView{}
+	for _, pid := range store.ProcessesOf(tag, inos) {
+		p := ProcView{Pid: pid, Netns: "?", Command: commandLine(pid)}
+		if ns, ok := where[proc.Netns(pid)]; ok {
+			p.Netns = ns
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b ProcView) int { return a.Pid - b.Pid })
+	return out
+}
+
+// commandLine returns a process's argv as a shell would show it; the
+// helper's own "/proc/self/exe" (see nsexec.Command) is left out.
+func commandLine(pid int) string {
+	argv := proc.Cmdline(pid)
+	if len(argv) == 0 {
+		return "[" + proc.Comm(pid) + "]"
+	}
+	if len(argv) > 1 && argv[0] == "/proc/self/exe" {
+		argv = argv[1:]
+	}
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$") {
+			argv[i] = strconv.Quote(a)
+		}
+	}
+	return strings.Join(argv, " ")
+}

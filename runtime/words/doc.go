@@ -1,0 +1,2 @@
+// Package words holds the small helpers nsrun's messages share.
+package words
