@@ -32,6 +32,9 @@ var universe = starlark.StringDict{
 	"exec_in":  starlark.NewBuiltin("exec_in", execIn),
 	"spawn_in": starlark.NewBuiltin("spawn_in", spawnIn),
 
+	// Waiting for the lab (wait.go)
+	"wait_until": starlark.NewBuiltin("wait_until", waitUntil),
+
 	// Observing the network (ping.go, capture.go)
 	"capture":     starlark.NewBuiltin("capture", capture),
 	"ping":        starlark.NewBuiltin("ping", ping),

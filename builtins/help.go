@@ -26,6 +26,7 @@ var docs = map[string]doc{
 	"vlan":           {`vlan(name, parent, id, netns=None)`, "Creates an 802.1Q VLAN link on parent.\nEquivalent to: ip link add NAME link PARENT type vlan id ID"},
 	"exec_in":        {`exec_in(netns, cmd, check=True, timeout="30s", stdin="")`, "Runs a command (a list, or a string for /bin/sh -c) in the namespace, as ip netns exec does; returns .rc .stdout .stderr .timed_out.\nA non-zero exit fails the input unless check=False."},
 	"spawn_in":       {`spawn_in(netns, cmd)`, "Starts a command in the background in the namespace; returns a proc (.pid, .stop()). It is stopped at teardown and on rollback."},
+	"wait_until":     {`wait_until(fn, timeout="10s", interval="100ms", what=None)`, "Calls fn until it returns a true value, and returns it; no process is started to wait.\nAfter timeout the recipe fails at this line, saying what (or fn's name) and the time waited."},
 	"ping":           {`ping(netns, dst, count=3, timeout="1s", interval="200ms", dev=None)`, "Sends ICMP echo from inside the namespace; returns .sent .received .ok .rtt_ms .ttl .error .error_from."},
 	"reach":          {`reach(netns, dst, count=3, timeout="1s", interval="200ms", dev=None)`, "Fails (and rolls back) unless a reply comes."},
 	"unreachable":    {`unreachable(netns, dst, count=3, timeout="1s", interval="200ms", dev=None)`, "Fails (and rolls back) if a reply comes."},

@@ -188,6 +188,27 @@ print(exec_in(n, "cat", stdin = "fed").stdout)
 	}
 }
 
+// exec_in returns when the shell does: a background child it leaves goes on,
+// as a process of the lab (stopped on rollback), and does not hold it open.
+func TestExecInBackgroundChild(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	out, rt, err := runSrc(t, k, "bg.star", `
+n = netns("bgc")
+r = exec_in(n, "sleep 301 & echo started", timeout = "20s", check = False)
+print(r.timed_out, r.rc, r.stdout.strip())
+print(exec_in(n, "pgrep -x sleep >/dev/null && echo alive").stdout.strip())
+`)
+	rollback(t, rt)
+	if err != nil {
+		t.Fatal(engine.Backtrace(err))
+	}
+	if out != "False 0 started\nalive\n" {
+		t.Errorf("output:\n%s", out)
+	}
+}
+
 // A background process is stopped, with what it started, on rollback.
 func TestSpawnStopped(t *testing.T) {
 	nstest.Kernel(t)

@@ -98,3 +98,36 @@ print(a.mac, b.mac, br.mac, m.mac)
 		}
 	}
 }
+
+// wait_until returns fn's first true value; after its timeout it fails at
+// its line, saying what it waited for; an error in fn fails at once.
+func TestWaitUntil(t *testing.T) {
+	// A kernel that is not a Planner, so that wait_until waits.
+	live := struct{ kernel.Kernel }{kernel.NewRecorder()}
+	out, _, err := runSrc(t, live, "w.star", `
+n = {"i": 0}
+def third():
+    n["i"] += 1
+    return n["i"] == 3 and "yes"
+print(wait_until(third, interval = "1ms"))
+`)
+	if err != nil || out != "yes\n" {
+		t.Errorf("out %q, err %v", out, err)
+	}
+	// Planning, fn is called once, and the plan goes on.
+	if out, _, err := runSrc(t, kernel.NewRecorder(), "w.star", "def no():\n    return False\nprint(wait_until(no))\n"); err != nil || out != "False\n" {
+		t.Errorf("planning: out %q, err %v", out, err)
+	}
+	for _, c := range []struct{ src, want string }{
+		{"def no():\n    return False\nwait_until(no, timeout = \"20ms\", interval = \"5ms\", what = \"the moon\")\n", `w.star:3:11: in <toplevel>` + "\n" + `Error in wait_until: the moon: not true after 2`},
+		{"def no():\n    return None\nwait_until(no, timeout = \"10ms\")\n", `Error in wait_until: no: not true after 1`},
+		{"def bad():\n    return 1 // 0\nwait_until(bad)\n", `floored division by zero`},
+		{"wait_until(1)\n", `wait_until: for parameter fn: got int, want callable`},
+		{"wait_until(print, timeout = \"-1s\")\n", `is not a positive duration`},
+	} {
+		_, _, err := runSrc(t, live, "w.star", c.src)
+		if err == nil || !strings.Contains(engine.Backtrace(err), c.want) {
+			t.Errorf("%q: err = %v, want %q", c.src, err, c.want)
+		}
+	}
+}

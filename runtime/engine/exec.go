@@ -1,9 +1,10 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"github.com/nsrun/nsrun/runtime/proc"
 	"github.com/nsrun/nsrun/runtime/store"
 	"go.starlark.net/starlark"
+	"golang.org/x/sys/unix"
 )
 
 // ExecResult is what a foreground command did.
@@ -26,12 +28,37 @@ type ExecResult struct {
 
 // Exec runs argv in ns as `ip netns exec` would and waits for it, for at most
 // timeout: then its process group gets SIGTERM and, after StopGrace, SIGKILL.
+// It returns when the command exits: a background child it leaves (`cmd &`)
+// goes on as a process of the lab, and may write on in its output, which is
+// read as far as it got when the command exited.
 func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin string, timeout time.Duration) (ExecResult, error) {
 	cmd := rt.command(ns, argv)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Files, not pipes: the command is waited for, not whoever inherits its
+	// output (a pipe would hold Wait until a background child exited).
+	stdout, err := memFile("stdout")
+	if err != nil {
+		return ExecResult{}, err
+	}
+	defer stdout.Close()
+	stderr, err := memFile("stderr")
+	if err != nil {
+		return ExecResult{}, err
+	}
+	defer stderr.Close()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if stdin != "" {
-		cmd.Stdin = bytes.NewBufferString(stdin)
+		in, err := memFile("stdin")
+		if err != nil {
+			return ExecResult{}, err
+		}
+		defer in.Close()
+		if _, err := in.WriteString(stdin); err != nil {
+			return ExecResult{}, err
+		}
+		if _, err := in.Seek(0, io.SeekStart); err != nil {
+			return ExecResult{}, err
+		}
+		cmd.Stdin = in
 	}
 	k, err := rt.Kernel()
 	if err != nil { // nothing runs in a lab whose making failed
@@ -57,9 +84,25 @@ func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin str
 		endGroup(cmd.Process.Pid, done)
 		return ExecResult{}, context.Cause(ctx)
 	}
-	res.Stdout, res.Stderr = stdout.String(), stderr.String()
+	res.Stdout, res.Stderr = readAll(stdout), readAll(stderr)
 	res.RC, err = nsexec.ExitCode(err)
 	return res, err
+}
+
+// memFile returns a file in memory (no path anyone can reach) for a
+// command's output.
+func memFile(name string) (*os.File, error) {
+	fd, err := unix.MemfdCreate("nsrun-"+name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("making a file for the command's %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// readAll reads what a command wrote to f so far.
+func readAll(f *os.File) string {
+	b, _ := io.ReadAll(io.NewSectionReader(f, 0, 1<<62))
+	return string(b)
 }
 
 // endGroup ends a foreground command's process group and returns how the
