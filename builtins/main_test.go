@@ -41,6 +41,10 @@ func runFaulty(t *testing.T, k kernel.Kernel, faults fault.Injector, name, src s
 	j, _ := journal.Open("")
 	rt := engine.New("t", k, j)
 	rt.Faults = faults
+	rt.Dir = filepath.Join(t.TempDir(), "t") // the lab's directory, for its nodes' files
+	if err := os.Mkdir(rt.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	in := &engine.Interp{Predeclared: builtins.Predeclared(nil), Std: recipes.Std}
 	var out bytes.Buffer
 	thread := in.NewThread(name, rt, &out)

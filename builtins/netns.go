@@ -54,6 +54,9 @@ var netnsMethods = map[string]*starlark.Builtin{
 	"route":  starlark.NewBuiltin("route", netnsRoute),
 	"sysctl": starlark.NewBuiltin("sysctl", netnsSysctl),
 
+	"write_file": starlark.NewBuiltin("write_file", netnsWriteFile),
+	"read_file":  starlark.NewBuiltin("read_file", netnsReadFile),
+
 	"addrs":     starlark.NewBuiltin("addrs", netnsAddrs),
 	"links":     starlark.NewBuiltin("links", netnsLinks),
 	"neighbors": starlark.NewBuiltin("neighbors", netnsNeighbors),
@@ -90,8 +93,13 @@ func host(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	return &Netns{name: kernel.Host}, nil
 }
 
-// netns(name, lo=True, ipv6=True) creates a named network namespace and,
-// unless lo=False, brings its loopback up. With ipv6=False IPv6 is off in
+// netns(name, lo=True, ipv6=True, private=[], private_owner=None) creates a
+// named network namespace and, unless lo=False, brings its loopback up. Each
+// path in private is a directory of the node's own: every process nsrun
+// starts in the namespace sees a fresh, empty directory there (owned by the
+// user private_owner and its group, or root), whether or not the path exists
+// on the machine, whose contents live in the lab's directory and go with it
+// (see nsexec.Node); nothing of the machine's is changed. With ipv6=False IPv6 is off in
 // it from the start: its links have no link-local address and send no
 // duplicate address detection, router solicitation or MLD, whose floods
 // through a shared bridge cost every host of a large lab time that grows
@@ -103,8 +111,14 @@ func host(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name nsName
 	lo, ipv6 := true, true
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "lo?", &lo, "ipv6?", &ipv6); err != nil {
+	var private pathList
+	var who owner
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "lo?", &lo, "ipv6?", &ipv6,
+		"private?", &private, "private_owner?", &who); err != nil {
 		return nil, err
+	}
+	if err := checkPrivate(private); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	rt, err := engine.FromThread(thread)
 	if err != nil {
@@ -122,6 +136,9 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := privateDirs(thread, rt, ns, private, who); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	return &Netns{name: ns}, nil
 }

@@ -32,6 +32,10 @@ type ExecResult struct {
 // goes on as a process of the lab, and may write on in its output, which is
 // read as far as it got when the command exited.
 func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin string, timeout time.Duration) (ExecResult, error) {
+	k, err := rt.Kernel() // the changes queued before are made
+	if err != nil {       // nothing runs in a lab whose making failed
+		return ExecResult{}, err
+	}
 	cmd := rt.command(ns, argv)
 	// Files, not pipes: the command is waited for, not whoever inherits its
 	// output (a pipe would hold Wait until a background child exited).
@@ -59,10 +63,6 @@ func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin str
 			return ExecResult{}, err
 		}
 		cmd.Stdin = in
-	}
-	k, err := rt.Kernel()
-	if err != nil { // nothing runs in a lab whose making failed
-		return ExecResult{}, err
 	}
 	if err := k.Start(ns, cmd); err != nil {
 		return ExecResult{}, err
@@ -152,11 +152,27 @@ func (rt *Runtime) processTag() string {
 	return store.ProcessTag(rt.Lab, rt.ID, state)
 }
 
-// command returns the command that runs argv in ns for this lab.
+// command returns the command that runs argv in ns for this lab: it sees
+// the node's files (see Node).
 func (rt *Runtime) command(ns string, argv []string) *exec.Cmd {
 	cmd := nsexec.Command(ns, argv)
 	cmd.Env = append(cmd.Env, store.ProcessTagEnv+"="+rt.processTag())
+	if node, err := rt.Node(ns); err == nil && node.Exists() {
+		cmd.Env = append(cmd.Env, nsexec.NodeEnv+"="+string(node))
+	}
 	return cmd
+}
+
+// Node returns the directory where the lab keeps what namespace ns shows
+// over the machine's files (see nsexec.Node).
+func (rt *Runtime) Node(ns string) (nsexec.Node, error) {
+	if rt.Dir == "" {
+		return "", fmt.Errorf("this run keeps no lab directory for files")
+	}
+	if ns == kernel.Host {
+		return "", fmt.Errorf("host() shows the machine's own files")
+	}
+	return nsexec.NodeOf(rt.Dir, ns), nil
 }
 
 // StopProcesses stops every background process of the run still running.

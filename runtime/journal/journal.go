@@ -45,6 +45,7 @@ type Step struct {
 	New      string        `json:"new,omitempty"` // move: the namespace moved to; master: the master set; sysctl: the value set
 	Pid      int           `json:"pid,omitempty"`
 	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
+	Path     string        `json:"path,omitempty"`  // private, file: where the lab keeps it (see nsexec.Node)
 }
 
 // The operations a step records.
@@ -60,7 +61,9 @@ const (
 	OpAddr    = "addr"
 	OpRoute   = "route"
 	OpSysctl  = "sysctl"
-	OpProc    = "proc" // background process started
+	OpProc    = "proc"    // background process started
+	OpPrivate = "private" // a node's private directory at Name, kept at Path
+	OpFile    = "file"    // a file a node shows at Name, kept at Path; Old: where its previous content was put
 )
 
 // String names the object for a person: `veth "veth0"`, `address 10.0.0.1/24 on "veth1" in netns "blue"`.
@@ -84,6 +87,10 @@ func (s Step) String() string {
 		return fmt.Sprintf("process %d (%s)%s", s.Pid, s.Name, in)
 	case OpMove:
 		return fmt.Sprintf("move of %q to netns %q", s.Name, kernel.NSArg(s.New))
+	case OpPrivate:
+		return fmt.Sprintf("private directory %s%s", s.Name, in)
+	case OpFile:
+		return fmt.Sprintf("file %s%s", s.Name, in)
 	default:
 		return fmt.Sprintf("%s of %q%s", s.Op, s.Name, in)
 	}

@@ -102,6 +102,18 @@ func helper(name string, argv []string) error {
 			return err
 		}
 	}
+	if node, ok := os.LookupEnv(NodeEnv); ok {
+		os.Unsetenv(NodeEnv)
+		if err := Node(node).show(); err != nil {
+			return fmt.Errorf("showing the node's files: %w", err)
+		}
+	}
+	if dir, ok := os.LookupEnv(CwdEnv); ok {
+		os.Unsetenv(CwdEnv)
+		if err := os.Chdir(dir); err != nil {
+			return err
+		}
+	}
 	if name, ok := strings.CutPrefix(argv[0], InternalPrefix); ok {
 		fn, ok := internals[name]
 		if !ok {

@@ -3,8 +3,10 @@ package nstest
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -91,6 +93,43 @@ func Snapshot(t testing.TB) string {
 	fmt.Fprintf(&b, "processes: %s\n", processes())
 	if out, err := exec.Command("nft", "list", "ruleset").Output(); err == nil {
 		fmt.Fprintf(&b, "nftables: %s\n", out)
+	}
+	fmt.Fprintf(&b, "files: %s\n", files())
+	return b.String()
+}
+
+// watched are the machine's directories where a daemon in a lab would leave
+// its files: what nsrun shows a node (private directories, written files)
+// must never reach them. (/tmp is left out: tests make their temporary
+// directories there.)
+var watched = []string{"/etc", "/run", "/var/run", "/var/lib", "/var/log"}
+
+// files lists what is in the watched directories, four levels deep: each
+// entry's path, type and, for a file, size.
+func files() string {
+	var b strings.Builder
+	for _, root := range watched {
+		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if path == NetnsDir || path == StateDir {
+				return filepath.SkipDir // the sandbox's own
+			}
+			info, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			size := int64(0)
+			if info.Mode().IsRegular() {
+				size = info.Size()
+			}
+			fmt.Fprintf(&b, "%s %s %d\n", path, info.Mode().Type(), size)
+			if d.IsDir() && strings.Count(path, "/") >= 4 {
+				return filepath.SkipDir
+			}
+			return nil
+		})
 	}
 	return b.String()
 }

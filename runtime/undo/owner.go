@@ -3,6 +3,8 @@ package undo
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
@@ -46,6 +48,13 @@ func (o *owner) check(s journal.Step) error {
 		}
 		return nil
 	case journal.OpProc:
+		return nil
+	case journal.OpPrivate, journal.OpFile:
+		for _, p := range []string{s.Path, s.Old} {
+			if p != "" && !o.nodePath(s.NS, p) {
+				return fmt.Errorf("%s is recorded at %s, not in the lab's directory: %w", s, p, kernel.ErrNotOurs)
+			}
+		}
 		return nil
 	case journal.OpMove: // undone by moving the link back from New to NS
 		if err := o.in(s.New, s.Name); err != nil {
@@ -123,4 +132,12 @@ func (o *owner) hostLink(name string) error {
 		return fmt.Errorf("link %q in netns \"host\" has tag %q, not %q: %w", name, l.Alias, o.tag, kernel.ErrNotOurs)
 	}
 	return nil
+}
+
+// nodePath reports whether path is one the lab keeps for namespace ns:
+// beneath LAB/nodes/NS/ of its record directory (see nsexec.Node).
+func (o *owner) nodePath(ns, path string) bool {
+	lab := o.tag[strings.IndexByte(o.tag, ':')+1:]
+	return ns != kernel.Host && lab != "" && filepath.IsAbs(path) && filepath.Clean(path) == path &&
+		strings.Contains(path, "/"+lab+"/nodes/"+ns+"/")
 }

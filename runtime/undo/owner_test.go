@@ -44,6 +44,10 @@ func TestUndoSparesStrangers(t *testing.T) {
 		{"another package's op in a stranger's namespace", journal.Step{Op: "test-nat", NS: "sns", Name: "nsrun-t"}},
 		{"another package's op in the host", journal.Step{Op: "test-nat", Name: "nsrun-t"}},
 		{"a move back into a stranger's namespace", journal.Step{Op: journal.OpMove, NS: "sns", Name: "l0", New: kernel.Host}},
+		{"a file kept outside the lab's directory", journal.Step{Op: journal.OpFile, NS: "sns", Name: "/etc/x", Path: "/etc/nsrun-never-x"}},
+		{"a file whose old content is outside", journal.Step{Op: journal.OpFile, NS: "sns", Name: "/etc/x", Path: "/run/nsrun/t/nodes/sns/files/x", Old: "/etc/nsrun-never-y"}},
+		{"a private directory of another namespace", journal.Step{Op: journal.OpPrivate, NS: "sns", Name: "/run/x", Path: "/run/nsrun/t/nodes/other/private/x"}},
+		{"a private directory recorded with ..", journal.Step{Op: journal.OpPrivate, NS: "sns", Name: "/run/x", Path: "/run/nsrun/t/nodes/sns/private/../../../../../etc"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := kernel.NewRecorder()

@@ -287,9 +287,10 @@ func moot(steps []journal.Step) mootness {
 			} else if l.Made >= 0 {
 				m.by[i] = l.Made
 			}
-		case journal.OpNetns, journal.OpProc:
+		case journal.OpNetns, journal.OpProc, journal.OpPrivate, journal.OpFile:
 			// Never moot: a process outlives its namespace's deletion
-			// (it holds the namespace alive).
+			// (it holds the namespace alive), and a node's files are not
+			// in the namespace.
 		default: // routes, sysctls, and ops registered by other packages
 			if by, ok := gone(s.NS); ok {
 				m.by[i] = by
@@ -381,6 +382,16 @@ func undo(k kernel.Kernel, s journal.Step) error {
 		return ignoreGone(k.SysctlSet(s.NS, s.Name, s.Old))
 	case journal.OpProc:
 		return proc.Stop(s.Pid, s.Start)
+	case journal.OpPrivate:
+		return os.RemoveAll(s.Path)
+	case journal.OpFile:
+		if s.Path == "" { // cut short before it was placed: the record's removal takes it
+			return nil
+		}
+		if s.Old != "" { // the content it replaced goes back
+			return ignoreGone(os.Rename(s.Old, s.Path))
+		}
+		return ignoreGone(os.Remove(s.Path))
 	}
 	if fn, ok := undoers[s.Op]; ok {
 		return fn(k, s)

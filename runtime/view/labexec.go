@@ -59,6 +59,9 @@ type Stdio struct {
 func RunIn(l *store.Lab, k kernel.Pather, ns string, argv, env []string, stdio Stdio) (int, error) {
 	cmd := nsexec.Command(ns, argv)
 	cmd.Env = append(append(cmd.Env, env...), store.ProcessTagEnv+"="+l.ProcessTag())
+	if node := nsexec.NodeOf(l.Dir, ns); ns != kernel.Host && node.Exists() {
+		cmd.Env = append(cmd.Env, nsexec.NodeEnv+"="+string(node)) // it sees the node's files
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.In, stdio.Out, stdio.Err
 	tty := foregroundTTY(stdio.In)
 	if tty != nil {
