@@ -74,22 +74,25 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		// Planning: the plan shows the command; there is nothing to wait
 		// for, and no readiness socket to name.
 		argv := append([]string{dhcp.Command}, cfg.Args()...)
-		pid, err := rt.Spawn(thread, ns.name, argv)
+		sp, err := rt.Spawn(thread, ns.name, argv, engine.SpawnOptions{Name: "dhcp_server"})
 		if err != nil {
 			return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 		}
-		return &Proc{pid: pid, argv: argv}, nil
+		return &Proc{sp: sp, argv: argv}, nil
 	}
 	var argv []string
-	ready, err := dhcp.Start(rt.Ctx, cfg, rt.Dir, func(a []string) (int, error) {
+	var sp *engine.Spawned
+	_, err = dhcp.Start(rt.Ctx, cfg, rt.Dir, func(a []string) (int, error) {
 		argv = a
-		return rt.Spawn(thread, ns.name, a)
+		var err error
+		sp, err = rt.Spawn(thread, ns.name, a, engine.SpawnOptions{Name: "dhcp_server"})
+		return sp.Pid, err
 	})
 	if err != nil {
 		// A server that started is journaled: the rollback stops it.
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 	}
-	return &Proc{pid: ready.Pid, argv: argv}, nil
+	return &Proc{sp: sp, argv: argv}, nil
 }
 
 // dhcp_client(link, timeout="5s", default_route=True) obtains a DHCPv4 lease

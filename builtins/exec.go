@@ -2,10 +2,14 @@ package builtins
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/proc"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 )
@@ -74,52 +78,179 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Proc is a background process started by spawn_in.
+// Proc is a background process started by spawn_in (or dhcp_server).
 type Proc struct {
-	pid  int
+	sp   *engine.Spawned
 	argv []string
 }
 
-func (p *Proc) String() string        { return fmt.Sprintf("proc(pid=%d, %s)", p.pid, quoteArgv(p.argv)) }
+func (p *Proc) String() string {
+	return fmt.Sprintf("proc(%q, pid=%d, %s)", p.sp.Name, p.sp.Pid, quoteArgv(p.argv))
+}
 func (p *Proc) Type() string          { return "proc" }
 func (p *Proc) Freeze()               {}
 func (p *Proc) Truth() starlark.Bool  { return true }
-func (p *Proc) Hash() (uint32, error) { return uint32(p.pid), nil }
-func (p *Proc) AttrNames() []string   { return attrNames(procMethods, "pid") }
+func (p *Proc) Hash() (uint32, error) { return uint32(p.sp.Pid), nil }
+func (p *Proc) AttrNames() []string   { return attrNames(procMethods, "name", "pid") }
 func (p *Proc) Attr(name string) (starlark.Value, error) {
-	if name == "pid" {
-		return starlark.MakeInt(p.pid), nil
+	switch name {
+	case "pid":
+		return starlark.MakeInt(p.sp.Pid), nil
+	case "name":
+		return starlark.String(p.sp.Name), nil
 	}
 	return builtinAttr(p, name, procMethods)
 }
 
 var procMethods = map[string]*starlark.Builtin{
+	"log":  starlark.NewBuiltin("log", procLog),
 	"stop": starlark.NewBuiltin("stop", procStop),
 }
 
-// spawn_in(netns, cmd) starts a command in the background in the namespace
-// and returns a proc with .pid and .stop(). It is stopped (SIGTERM, then
-// SIGKILL) at teardown and on rollback, with every process it started.
+// spawn_in(netns, cmd, name=None, ready=None, timeout="30s", env=None,
+// cwd=None) starts a command in the background in the namespace and returns
+// a proc (.pid, .name, .log(), .stop()). Its standard output and error go
+// to a log in the lab's directory (`nsrun logs`). With ready, spawn_in
+// returns once the process is ready:
 //
-// Equivalent to: ip netns exec $netns $cmd &
+//	"unix:PATH"  a socket at PATH (as the node shows it) accepts connections
+//	"file:PATH"  PATH exists
+//	"tcp:PORT"   something listens on TCP port PORT in the namespace
+//	"udp:PORT"   something is bound to UDP port PORT in the namespace
+//	"log:REGEX"  a line of its output matches REGEX
+//	a callable   it returns a true value
+//
+// If the process exits with an error first, or timeout passes, the recipe
+// fails at the spawn_in line with the exit status and the end of its log
+// (a process that exits with status 0 may have put itself in the
+// background: the check goes on). name (default: the program's base name)
+// is what ls, inspect, check, messages and `nsrun logs` call it; env is a
+// dict added to its environment; cwd is where it starts, as the node shows
+// it. It is stopped (SIGTERM, then SIGKILL) at teardown and on rollback,
+// with every process it started.
+//
+// Equivalent to: ip netns exec $netns $cmd >LOG 2>&1 &
 func spawnIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var ns *Netns
 	var argv argvList
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "cmd", &argv); err != nil {
+	var name procName
+	var ready readiness
+	timeout := duration(DefaultExecTimeout)
+	var env envDict
+	var cwd starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "cmd", &argv,
+		"name?", &name, "ready?", &ready, "timeout?", &timeout, "env?", &env, "cwd?", &cwd); err != nil {
 		return nil, err
+	}
+	o := engine.SpawnOptions{Name: string(name), Env: env}
+	if o.Name == "" {
+		o.Name = programName(argv)
+	}
+	if cwd != starlark.None {
+		var p nodePath
+		if err := p.Unpack(cwd); err != nil {
+			return nil, fmt.Errorf("%s: for parameter cwd: %w", b.Name(), err)
+		}
+		o.Cwd = string(p)
 	}
 	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
 	}
-	pid, err := rt.Spawn(thread, ns.name, argv)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %s in netns %q: %w", b.Name(), quoteArgv(argv), ns.Name(), err)
+	what := fmt.Sprintf("%s (%s) in netns %q", quoteArgv(argv), o.Name, ns.Name())
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == journal.OpProc && s.NS == ns.name && s.Name == o.Name && proc.Running(s.Pid, s.Start) {
+			return nil, fmt.Errorf("%s: a process named %q already runs in netns %q (give it another name=)", b.Name(), o.Name, ns.Name())
+		}
 	}
-	return &Proc{pid: pid, argv: argv}, nil
+	sp, err := rt.Spawn(thread, ns.name, argv, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", b.Name(), what, err)
+	}
+	p := &Proc{sp: sp, argv: argv}
+	if ready.kind == "" || sp.Exited == nil { // no check, or planning
+		return p, nil
+	}
+	if err := ready.wait(thread, rt, ns, sp, time.Duration(timeout)); err != nil {
+		// The process is journaled: the rollback stops it.
+		return nil, fmt.Errorf("%s: %s: %w", b.Name(), what, err)
+	}
+	return p, nil
 }
 
-// proc.stop() stops the process and the processes it started.
+// programName is the base name of the program a command runs: the first
+// word of a shell command line that is not exec or an assignment.
+func programName(argv []string) string {
+	if len(argv) == 3 && argv[0] == "/bin/sh" && argv[1] == "-c" {
+		for _, w := range strings.Fields(argv[2]) {
+			if w != "exec" && !strings.Contains(w, "=") {
+				return filepath.Base(w)
+			}
+		}
+	}
+	return filepath.Base(argv[0])
+}
+
+// procName is a background process's name: a file name, as its log is
+// named after it.
+type procName string
+
+func (n *procName) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
+	s, ok := starlark.AsString(v)
+	if !ok {
+		return fmt.Errorf("got %s, want a name", v.Type())
+	}
+	if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\x00") || len(s) > 64 {
+		return fmt.Errorf("%q is not a process name (1 to 64 characters, no /)", s)
+	}
+	*n = procName(s)
+	return nil
+}
+
+// envDict is an environment to add: a dict of strings.
+type envDict []string
+
+func (e *envDict) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
+	d, ok := v.(*starlark.Dict)
+	if !ok {
+		return fmt.Errorf("got %s, want a dict of strings", v.Type())
+	}
+	for _, kv := range d.Items() {
+		k, kok := starlark.AsString(kv[0])
+		val, vok := starlark.AsString(kv[1])
+		if !kok || !vok || k == "" || strings.ContainsAny(k, "=\x00") {
+			return fmt.Errorf("env: %s: %s is not a variable and its value", kv[0], kv[1])
+		}
+		*e = append(*e, k+"="+val)
+	}
+	return nil
+}
+
+// proc.log() returns what the process has written to its standard output
+// and error so far.
+func procLog(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
+		return nil, err
+	}
+	p := b.Receiver().(*Proc)
+	if p.sp.Log == "" {
+		return starlark.String(""), nil
+	}
+	data, err := os.ReadFile(p.sp.Log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return starlark.String(data), nil
+}
+
+// proc.stop() stops the process and the processes it started, and journals
+// it: check no longer expects it to run.
 func procStop(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
 		return nil, err
@@ -129,7 +260,10 @@ func procStop(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err != nil {
 		return nil, err
 	}
-	if err := rt.StopProcess(p.pid); err != nil {
+	if p.sp.Pid == 0 { // planning
+		return starlark.None, nil
+	}
+	if err := rt.Stopped(thread, p.sp.Pid); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	return starlark.None, nil

@@ -96,3 +96,67 @@ func TestNodeFilesValidation(t *testing.T) {
 		rollback(t, rt)
 	}
 }
+
+// spawn_in waits until its process is ready, by each kind of readiness;
+// one that exits with an error first fails the recipe at its line, with
+// the end of its log; its output is in its log (p.log()).
+func TestSpawnReady(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	out, rt, err := runSrc(t, k, "s.star", `
+n = netns("sp", private = ["/run/svc"])
+p = spawn_in(n, "echo starting; sleep 0.1; echo listening now; exec sleep 300", ready = "log:^listening")
+print(p.name, p.log().split("\n"))
+spawn_in(n, ["python3", "-c", "import socket,time; s=socket.socket(socket.AF_UNIX); s.bind('/run/svc/sock'); s.listen(); time.sleep(300)"], name = "usock", ready = "unix:/run/svc/sock")
+spawn_in(n, ["python3", "-c", "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 8080)); s.listen(); time.sleep(300)"], name = "web", ready = "tcp:8080")
+spawn_in(n, ["python3", "-c", "import socket,time; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(('::', 5353)); time.sleep(300)"], name = "dns", ready = "udp:5353")
+spawn_in(n, "sleep 0.1; touch /run/svc/done; exec sleep 300", name = "toucher", ready = "file:/run/svc/done")
+spawn_in(n, "(sleep 300 &); exit 0", name = "daemonizer", ready = lambda: n.read_file("/run/svc/done") == "")
+e = spawn_in(n, "echo $GREETING from $(pwd); exec sleep 300", name = "env", env = {"GREETING": "hi"}, cwd = "/run/svc", ready = "log:hi")
+print(e.log().strip())
+p.stop()
+`)
+	defer rollback(t, rt)
+	if err != nil {
+		t.Fatal(engine.Backtrace(err))
+	}
+	if want := "echo [\"starting\", \"listening now\", \"\"]\nhi from /run/svc\n"; out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+	_, rt2, err := runSrc(t, k, "z.star", `
+n = netns("sz")
+spawn_in(n, "echo 'privs_init: user(root) is not part of vty group' >&2; exit 1", name = "zebra", ready = "unix:/run/frr/zserv.api")
+`)
+	rollback(t, rt2)
+	bt := engine.Backtrace(err)
+	if err == nil || !strings.Contains(bt, "z.star:3:9") || !strings.Contains(bt, "exited with status 1 before it was ready") || !strings.Contains(bt, "privs_init: user(root) is not part of vty group") {
+		t.Errorf("err = %s", bt)
+	}
+	_, rt3, err := runSrc(t, k, "t.star", `spawn_in(netns("st"), "exec sleep 300", ready = "tcp:9", timeout = "100ms")`)
+	rollback(t, rt3)
+	if err == nil || !strings.Contains(err.Error(), "not ready (tcp:9) after 100ms (its log is empty)") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// spawn_in's arguments are checked before anything is started.
+func TestSpawnValidation(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{`spawn_in(netns("a"), "x", ready = "http:80")`, `want "unix:PATH", "file:PATH", "tcp:PORT", "udp:PORT", "log:REGEX" or a callable`},
+		{`spawn_in(netns("a"), "x", ready = "tcp:0")`, `"0" is not a port`},
+		{`spawn_in(netns("a"), "x", ready = "log:(")`, `missing closing )`},
+		{`spawn_in(netns("a"), "x", ready = "unix:run/x")`, `not an absolute path`},
+		{`spawn_in(netns("a"), "x", ready = 3)`, `got int, want`},
+		{`spawn_in(netns("a"), "x", timeout = "-1s")`, `is not a positive duration`},
+		{`spawn_in(netns("a"), "x", name = "a/b")`, `is not a process name`},
+		{`spawn_in(netns("a"), "x", env = ["A=1"])`, `want a dict of strings`},
+		{`spawn_in(netns("a"), "x", cwd = "tmp")`, `not an absolute path`},
+	} {
+		_, rt, err := runSrc(t, kernel.NewRecorder(), "v.star", c.src)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(engine.Backtrace(err), "v.star:1:") {
+			t.Errorf("%s: err = %v, want %q at v.star:1", c.src, err, c.want)
+		}
+		rollback(t, rt)
+	}
+}

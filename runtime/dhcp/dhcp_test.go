@@ -158,7 +158,8 @@ func lab(t *testing.T) (*kernel.Netlink, *engine.Runtime) {
 
 func start(t *testing.T, rt *engine.Runtime, cfg Config) (Ready, error) {
 	return Start(context.Background(), cfg, "", func(argv []string) (int, error) {
-		return rt.Spawn(nil, "qdhcp", argv)
+		sp, err := rt.Spawn(nil, "qdhcp", argv, engine.SpawnOptions{Name: "dhcp_server"})
+		return sp.Pid, err
 	})
 }
 

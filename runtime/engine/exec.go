@@ -118,29 +118,99 @@ func endGroup(pgid int, done <-chan error) error {
 	return <-done
 }
 
-// Spawn starts argv in the background in ns, journals it, and returns its
-// pid. It is stopped at teardown and on rollback.
-func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string) (pid int, err error) {
-	err = rt.Change(thread, journal.Step{Op: journal.OpProc, NS: ns, Name: argv[0]}, func(k kernel.Kernel, s *journal.Step) error {
+// SpawnOptions say how to start a background process.
+type SpawnOptions struct {
+	Name string   // what ls, inspect, check, logs and messages call it; "": argv[0]'s base name
+	Env  []string // added to its environment
+	Cwd  string   // where it starts, as the node shows it; "": where nsrun runs
+}
+
+// A Spawned is a background process the run started.
+type Spawned struct {
+	Pid  int
+	Name string
+	Log  string // its standard output and error ("" if not started: a plan)
+	// Exited receives how the process ended, once (nil if not started).
+	Exited <-chan error
+}
+
+// Spawn starts argv in the background in ns, its output going to a log in
+// the lab's directory, journals it, and returns it. It is stopped at
+// teardown and on rollback.
+func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string, o SpawnOptions) (*Spawned, error) {
+	if o.Name == "" {
+		o.Name = filepath.Base(argv[0])
+	}
+	sp := &Spawned{Name: o.Name}
+	step := journal.Step{Op: journal.OpProc, NS: ns, Name: o.Name}
+	if rt.Dir != "" {
+		step.Path = rt.LogPath(ns, o.Name)
+	}
+	err := rt.Change(thread, step, func(k kernel.Kernel, s *journal.Step) error {
 		cmd := rt.command(ns, argv)
+		cmd.Env = append(cmd.Env, o.Env...)
+		if o.Cwd != "" {
+			cmd.Env = append(cmd.Env, nsexec.CwdEnv+"="+o.Cwd)
+		}
+		if _, planning := kernel.As[kernel.Planner](k); !planning {
+			log, err := openLog(s.Path)
+			if err != nil {
+				return err
+			}
+			defer log.Close() // the child has its own
+			cmd.Stdout, cmd.Stderr = log, log
+		}
 		if err := k.Start(ns, cmd); err != nil {
 			return err
 		}
 		if cmd.Process == nil { // a recording kernel starts nothing
 			return nil
 		}
-		pid = cmd.Process.Pid
+		pid := cmd.Process.Pid
 		start, err := proc.StartTime(pid)
 		if err != nil {
 			syscall.Kill(-pid, syscall.SIGKILL)
 			cmd.Wait()
 			return fmt.Errorf("reading the start time of %d: %w", pid, err)
 		}
-		go cmd.Wait() // reap it, so a stopped process leaves no zombie
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }() // reaped, so a stopped process leaves no zombie
 		s.Pid, s.Start = pid, start
+		sp.Pid, sp.Log, sp.Exited = pid, s.Path, exited
 		return nil
 	})
-	return pid, err
+	return sp, err
+}
+
+// LogPath is where the log of the background process name in ns goes.
+func (rt *Runtime) LogPath(ns, name string) string {
+	return filepath.Join(rt.Dir, "logs", kernel.NSArg(ns), name+".log")
+}
+
+// openLog opens a process's log for appending: a process started again
+// under its name adds to it. With no path (no lab directory) the output
+// is dropped.
+func openLog(path string) (*os.File, error) {
+	if path == "" {
+		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+}
+
+// Stopped journals that the recipe stopped its process pid on purpose:
+// check no longer expects it to run.
+func (rt *Runtime) Stopped(thread *starlark.Thread, pid int) error {
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == journal.OpProc && s.Pid == pid {
+			return rt.Change(thread, journal.Step{Op: journal.OpStop, NS: s.NS, Name: s.Name, Pid: s.Pid, Start: s.Start}, func(kernel.Kernel, *journal.Step) error {
+				return proc.Stop(s.Pid, s.Start)
+			})
+		}
+	}
+	return fmt.Errorf("process %d was not started by this lab", pid)
 }
 
 // processTag is the value of ProcessTagEnv for this run's lab.

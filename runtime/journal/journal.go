@@ -45,7 +45,7 @@ type Step struct {
 	New      string        `json:"new,omitempty"` // move: the namespace moved to; master: the master set; sysctl: the value set
 	Pid      int           `json:"pid,omitempty"`
 	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
-	Path     string        `json:"path,omitempty"`  // private, file: where the lab keeps it (see nsexec.Node)
+	Path     string        `json:"path,omitempty"`  // private, file: where the lab keeps it (see nsexec.Node); proc: its log
 }
 
 // The operations a step records.
@@ -62,6 +62,7 @@ const (
 	OpRoute   = "route"
 	OpSysctl  = "sysctl"
 	OpProc    = "proc"    // background process started
+	OpStop    = "stop"    // a background process (Pid, Start) the recipe stopped on purpose
 	OpPrivate = "private" // a node's private directory at Name, kept at Path
 	OpFile    = "file"    // a file a node shows at Name, kept at Path; Old: where its previous content was put
 )
@@ -85,6 +86,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("sysctl %s%s", s.Name, in)
 	case OpProc:
 		return fmt.Sprintf("process %d (%s)%s", s.Pid, s.Name, in)
+	case OpStop:
+		return fmt.Sprintf("stop of process %d (%s)%s", s.Pid, s.Name, in)
 	case OpMove:
 		return fmt.Sprintf("move of %q to netns %q", s.Name, kernel.NSArg(s.New))
 	case OpPrivate:

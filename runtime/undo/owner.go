@@ -47,7 +47,7 @@ func (o *owner) check(s journal.Step) error {
 			return fmt.Errorf("%s is recorded with tag %q, not the lab's %q: %w", s, s.Alias, o.tag, kernel.ErrNotOurs)
 		}
 		return nil
-	case journal.OpProc:
+	case journal.OpProc, journal.OpStop:
 		return nil
 	case journal.OpPrivate, journal.OpFile:
 		for _, p := range []string{s.Path, s.Old} {

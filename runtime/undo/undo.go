@@ -287,7 +287,7 @@ func moot(steps []journal.Step) mootness {
 			} else if l.Made >= 0 {
 				m.by[i] = l.Made
 			}
-		case journal.OpNetns, journal.OpProc, journal.OpPrivate, journal.OpFile:
+		case journal.OpNetns, journal.OpProc, journal.OpStop, journal.OpPrivate, journal.OpFile:
 			// Never moot: a process outlives its namespace's deletion
 			// (it holds the namespace alive), and a node's files are not
 			// in the namespace.
@@ -382,6 +382,8 @@ func undo(k kernel.Kernel, s journal.Step) error {
 		return ignoreGone(k.SysctlSet(s.NS, s.Name, s.Old))
 	case journal.OpProc:
 		return proc.Stop(s.Pid, s.Start)
+	case journal.OpStop: // a stopped process is not started again
+		return nil
 	case journal.OpPrivate:
 		return os.RemoveAll(s.Path)
 	case journal.OpFile:

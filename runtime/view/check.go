@@ -55,7 +55,11 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 	gone := map[string]bool{} // namespaces that are missing or not the lab's
 	missing := func(ns string) bool { return ns != kernel.Host && gone[ns] }
 
+	stopped := map[[2]uint64]bool{} // processes the recipe stopped, by pid and start
 	for _, s := range steps {
+		if s.Op == journal.OpStop {
+			stopped[[2]uint64{uint64(s.Pid), s.Start}] = true
+		}
 		if s.State != journal.StateIntent && s.Op == journal.OpNetns {
 			n.Netns++
 			if p := checkNetns(k, s); p != "" {
@@ -125,6 +129,9 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 				report(s.String(), "missing")
 			}
 		case journal.OpProc:
+			if stopped[[2]uint64{uint64(s.Pid), s.Start}] {
+				continue // on purpose
+			}
 			n.Procs++
 			if !proc.Running(s.Pid, s.Start) {
 				report(s.String(), "not running")
