@@ -3,6 +3,8 @@ package builtins
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -100,8 +102,11 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 // it and, if the server names a router and default_route is true, the
 // default route through it; both are undone at teardown. It returns
 // struct(addr="10.0.0.100/24", router="10.0.0.1" or None, dns=[...],
-// lease_s=3600, server="10.0.0.2", planned=False). Nothing renews the lease:
-// the address stays for the lab's lifetime. When planning, nothing is asked
+// lease_s=3600, server="10.0.0.2", planned=False). A process of the lab
+// keeps the lease (named dhcp_client-LINK): the address has the lease's
+// lifetime, and it renews the lease at the server's renewal time (T1), so
+// the address never outlives its lease; inspect shows its renewals. When
+// planning, nothing is asked
 // and the result is a placeholder (addr="0.0.0.0/32", router and server None,
 // planned=True).
 //
@@ -151,6 +156,21 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		w := says("%s: adding %s in netns %q", b.Name(), r, l.state.ns.Name()).orExists("a default route exists (pass default_route=False to keep it)")
 		if err := now(thread, rt, journal.Step{Op: journal.OpRoute, NS: l.ns(), Route: &r}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.RouteAdd(l.ns(), r) }); err != nil {
 			return nil, err
+		}
+	}
+	if lease.Time > 0 && lease.Time < infiniteLease {
+		// The lease's keeper: the address gets the lease's lifetime, and
+		// lives on only while the lease is renewed.
+		state := filepath.Join(rt.Dir, "dhcp", kernel.NSArg(l.ns())+"-"+l.state.name+".json")
+		if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+		argv, err := dhcp.RenewArgs(lease, l.state.name, state)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+		if _, err := rt.Spawn(thread, l.ns(), argv, engine.SpawnOptions{Name: "dhcp_client-" + l.state.name}); err != nil {
+			return nil, fmt.Errorf("%s: keeping the lease on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
 		}
 	}
 	return leaseValue(lease, false), nil
@@ -229,3 +249,6 @@ func (l *addrList) Unpack(v starlark.Value) error {
 	}
 	return nil
 }
+
+// infiniteLease is a lease that never ends (RFC 2131's 0xffffffff seconds).
+const infiniteLease = 0xffffffff * time.Second

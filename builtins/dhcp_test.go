@@ -1,9 +1,13 @@
 package builtins_test
 
 import (
+	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nsrun/nsrun/runtime/dhcp"
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
@@ -104,7 +108,45 @@ print(l.addr, l.router, l.dns, l.lease_s, l.server, l.planned)
 			procs++
 		}
 	}
-	if procs != 1 {
-		t.Errorf("%d processes journaled, want the server", procs)
+	if procs != 2 {
+		t.Errorf("%d processes journaled, want the server and the lease's keeper", procs)
+	}
+}
+
+// The lease's keeper gives the address the lease's lifetime and renews it
+// at T1: the address never outlives its lease.
+func TestDHCPRenewal(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	_, rt, err := runSrc(t, k, "d.star", dhcpTopology+`
+dhcp_server(q, tap, range=("10.0.0.100", "10.0.0.200"), lease="4s")
+dhcp_client(eth0, default_route = False)
+`)
+	defer rollback(t, rt)
+	if err != nil {
+		t.Fatal(engine.Backtrace(err))
+	}
+	var held []dhcp.Held
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		held = dhcp.ReadHeld(filepath.Join(rt.Dir, "dhcp"))
+		if len(held) == 1 && held[0].Renewals >= 1 {
+			break
+		}
+	}
+	if len(held) != 1 || held[0].Renewals < 1 || held[0].Addr != "10.0.0.100/24" || held[0].LeaseS != 4 {
+		t.Fatalf("held: %+v", held)
+	}
+	var addrs []struct {
+		AddrInfo []struct {
+			Local string `json:"local"`
+			Valid any    `json:"valid_life_time"`
+		} `json:"addr_info"`
+	}
+	if err := json.Unmarshal([]byte(nstest.Ip(t, "vm", "-j", "-4", "addr", "show", "eth0")), &addrs); err != nil || len(addrs) != 1 || len(addrs[0].AddrInfo) != 1 {
+		t.Fatalf("addresses: %v %+v", err, addrs)
+	}
+	if v, ok := addrs[0].AddrInfo[0].Valid.(float64); !ok || v > 4 {
+		t.Errorf("valid_life_time %v, want at most the lease's 4s", addrs[0].AddrInfo[0].Valid)
 	}
 }

@@ -12,11 +12,17 @@ import (
 	"github.com/nsrun/nsrun/runtime/proc"
 )
 
-// daemonRecipes are the walkthroughs that run real daemons, and the
-// program each starts (the one the kill test waits for).
-var daemonRecipes = []string{"frr_ospf.star", "bird_bgp.star"}
+// daemonRecipes are the walkthroughs that run real daemons.
+var daemonRecipes = []string{"frr_ospf.star", "bird_bgp.star", "dnsmasq_dhcp.star"}
 
-var daemonOf = map[string]string{"frr_ospf.star": "ospfd", "bird_bgp.star": "bird"}
+// daemonOf names, for each, a program it starts (the one the kill test
+// waits for) and a global it defines (which a recipe that fails after it
+// loads).
+var daemonOf = map[string][2]string{
+	"frr_ospf.star":     {"ospfd", "routers"},
+	"bird_bgp.star":     {"bird", "routers"},
+	"dnsmasq_dhcp.star": {"dnsmasq", "dnsmasq"},
+}
 
 // After each recipe that runs daemons — removed at its end (--rm), brought
 // down (`nsrun down`), failed after its daemons started, and killed with
@@ -50,7 +56,7 @@ func TestDaemonRecipesLeaveNothing(t *testing.T) {
 			}
 			same("down")
 
-			failing := write(t, "failing.star", "load(\""+recipe+"\", \"routers\")\nfail(\"after the daemons started\")\n")
+			failing := write(t, "failing.star", "load(\""+recipe+"\", \""+daemonOf[name][1]+"\")\nfail(\"after the daemons started\")\n")
 			if r := nsrun(t, "-q", "-L", filepath.Dir(recipe), failing); r.code != 1 || !strings.Contains(r.stderr, "after the daemons started") || !strings.Contains(r.stderr, "rolled back") {
 				t.Errorf("failing: %+v", r)
 			}
@@ -60,10 +66,10 @@ func TestDaemonRecipesLeaveNothing(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			for deadline := time.Now().Add(30 * time.Second); !running(daemonOf[name]); {
+			for deadline := time.Now().Add(30 * time.Second); !running(daemonOf[name][0]); {
 				if time.Now().After(deadline) {
 					cmd.Process.Kill()
-					t.Fatalf("%s never started", daemonOf[name])
+					t.Fatalf("%s never started", daemonOf[name][0])
 				}
 				time.Sleep(50 * time.Millisecond)
 			}

@@ -124,14 +124,27 @@ func printView(w io.Writer, v view.LabView) {
 	fmt.Fprintln(w, "\nprocesses:")
 	if len(v.Processes) == 0 {
 		fmt.Fprintln(w, "  (none)")
-		return
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  PID\tNETNS\tNAME\tCOMMAND")
+		for _, p := range v.Processes {
+			name := p.Name
+			if name == "" {
+				name = "-"
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", p.Pid, p.Netns, name, p.Command)
+		}
+		tw.Flush()
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  PID\tNETNS\tCOMMAND")
-	for _, p := range v.Processes {
-		fmt.Fprintf(tw, "  %d\t%s\t%s\n", p.Pid, p.Netns, p.Command)
+	if len(v.Leases) > 0 {
+		fmt.Fprintln(w, "\nDHCP leases:")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  LINK\tADDR\tSERVER\tLEASE\tRENEWALS\tEXPIRES")
+		for _, l := range v.Leases {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%ds\t%d\t%s\n", l.Link, l.Addr, l.Server, l.LeaseS, l.Renewals, l.Expires.Format("15:04:05"))
+		}
+		tw.Flush()
 	}
-	tw.Flush()
 }
 
 // routeLine renders a route as `ip route` does.

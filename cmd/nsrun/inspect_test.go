@@ -64,7 +64,7 @@ func TestInspect(t *testing.T) {
 			t.Errorf("inspect lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	if !regexp.MustCompile(`\n  [0-9]+ +in1 +sleep 300\n`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`\n  [0-9]+ +in1 +sleep +sleep 300\n`).MatchString(r.stdout) {
 		t.Errorf("inspect lacks the process:\n%s", r.stdout)
 	}
 	host := r.stdout[strings.Index(r.stdout, "netns host"):strings.Index(r.stdout, "netns in1")]
@@ -95,7 +95,7 @@ func TestInspect(t *testing.T) {
 	if !slices.ContainsFunc(in1.Neighbors, func(n view.NeighView) bool { return n.IP == "10.77.0.2" && n.Dev == "in-a" }) {
 		t.Errorf("in1 neighbours %+v", in1.Neighbors)
 	}
-	if p := v.Processes; len(p) != 1 || p[0].Netns != "in1" || p[0].Command != "sleep 300" {
+	if p := v.Processes; len(p) != 1 || p[0].Netns != "in1" || p[0].Name != "sleep" || p[0].Command != "sleep 300" {
 		t.Errorf("processes %+v", p)
 	}
 	if r := nsrun(t, "inspect", "nope"); r.code != 2 || !strings.Contains(r.stderr, `no lab "nope"`) {

@@ -20,6 +20,9 @@ type Lease struct {
 	DNS    []netip.Addr
 	Server netip.Addr // the server's identifier
 	Time   time.Duration
+	// The server's offer and acknowledgement, as sent: what a renewal
+	// starts from (see RenewArgs).
+	Offer, ACK []byte
 }
 
 // tryTimeout is how long one DISCOVER or REQUEST waits for its answer
@@ -62,7 +65,9 @@ func Obtain(ctx context.Context, nsPath, link string, timeout time.Duration) (Le
 		}
 		return Lease{}, err
 	}
-	return leaseOf(l.ACK)
+	lease, err := leaseOf(l.ACK)
+	lease.Offer, lease.ACK = l.Offer.ToBytes(), l.ACK.ToBytes()
+	return lease, err
 }
 
 // leaseOf reads a lease from the server's ACK.

@@ -1,10 +1,13 @@
 package view
 
 import (
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/nsrun/nsrun/runtime/dhcp"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/nsexec"
 	"github.com/nsrun/nsrun/runtime/proc"
@@ -21,6 +24,7 @@ type LabView struct {
 	Recipe     string      `json:"recipe"`
 	Namespaces []NetnsView `json:"namespaces"` // "host" first (if the lab made links there), then by name
 	Processes  []ProcView  `json:"processes"`  // by pid
+	Leases     []dhcp.Held `json:"leases"`     // DHCP leases kept by dhcp_client, by link
 }
 
 // NetnsView is one namespace of a lab. For "host" only what the lab made is
@@ -67,7 +71,8 @@ type NeighView struct {
 // ProcView is a live process carrying the lab's tag (see ProcessTagEnv).
 type ProcView struct {
 	Pid     int    `json:"pid"`
-	Netns   string `json:"netns"` // a namespace of the lab, "host", or "?" for another
+	Name    string `json:"name,omitempty"` // as spawn_in named it; "" for a process it started, or exec_in's`
+	Netns   string `json:"netns"`          // a namespace of the lab, "host", or "?" for another
 	Command string `json:"command"`
 }
 
@@ -78,7 +83,7 @@ type ProcView struct {
 // ip -n $ns route; ip -n $ns -6 route; ip -n $ns neigh; and a look for
 // NSRUN_LAB=LAB/ID in /proc/*/environ.
 func Inspect(l *store.Lab, k kernel.View) (LabView, error) {
-	st, _, err := l.State()
+	st, steps, err := l.State()
 	if err != nil {
 		return LabView{}, err
 	}
@@ -94,6 +99,19 @@ func Inspect(l *store.Lab, k kernel.View) (LabView, error) {
 		v.Namespaces = append(v.Namespaces, inspectNetns(k, ns, nil))
 	}
 	v.Processes = labProcesses(l.ProcessTag(), k, netns)
+	names := map[int]string{}
+	for _, s := range steps {
+		if s.Op == journal.OpProc && proc.Running(s.Pid, s.Start) {
+			names[s.Pid] = s.Name
+		}
+	}
+	for i := range v.Processes {
+		v.Processes[i].Name = names[v.Processes[i].Pid]
+	}
+	v.Leases = dhcp.ReadHeld(filepath.Join(l.Dir, "dhcp"))
+	if v.Leases == nil {
+		v.Leases = []dhcp.Held{}
+	}
 	return v, nil
 }
 
