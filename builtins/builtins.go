@@ -40,6 +40,7 @@ var universe = starlark.StringDict{
 	"ping":        starlark.NewBuiltin("ping", ping),
 	"pingall":     starlark.NewBuiltin("pingall", pingall),
 	"reach":       starlark.NewBuiltin("reach", reach),
+	"tcp_connect": starlark.NewBuiltin("tcp_connect", tcpConnect),
 	"unreachable": starlark.NewBuiltin("unreachable", unreachable),
 
 	// NAT and DHCP (nat.go, dhcp.go)

@@ -160,3 +160,40 @@ func TestSpawnValidation(t *testing.T) {
 		rollback(t, rt)
 	}
 }
+
+// ping's src, size, df and ttl, and tcp_connect, as the kernel takes them.
+func TestPingOptionsAndTCPConnect(t *testing.T) {
+	out, _ := onKernel(t, "p.star", `
+a = netns("pa")
+r = netns("pr")
+b = netns("pb")
+r.sysctl("net.ipv4.ip_forward", "1")
+x, y = veth("pa0", "pr0", netns = a, peer_netns = r, mtu = 1400)
+x.addr("10.5.0.1/24", "10.5.0.11/24").up()
+y.addr("10.5.0.2/24").up()
+u, v = veth("pr1", "pb0", netns = r, peer_netns = b)
+u.addr("10.6.0.1/24").up()
+v.addr("10.6.0.2/24").up()
+a.route("10.6.0.0/24", via = "10.5.0.2")
+b.route("10.5.0.0/24", via = "10.6.0.1")
+a.link("lo").addr("10.9.9.9/32")  # an address pb has no route back to
+print(ping(a, "10.6.0.2", src = "10.5.0.11", count = 1).ok, ping(a, "10.6.0.2", src = "10.9.9.9", count = 1, timeout = "200ms").ok)
+print(ping(a, "10.5.0.2", size = 1400, df = True, count = 1).error, ping(a, "10.5.0.2", size = 1372, df = True, count = 1).ok)
+print(ping(a, "10.6.0.2", ttl = 1, count = 1).error, ping(a, "10.6.0.2", ttl = 2, count = 1).ok)
+print(tcp_connect(a, "10.6.0.2", 80).error)
+spawn_in(b, ["python3", "-c", "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', 8080)); s.listen(); time.sleep(300)"], name = "web", ready = "tcp:8080")
+c = tcp_connect(a, "10.6.0.2", 8080)
+print(c.ok, c.error, c.rtt_ms > 0)
+print(tcp_connect(a, "10.7.0.2", 8080).error)
+`)
+	want := `True False
+message too long True
+time to live exceeded True
+connection refused
+True  True
+network is unreachable
+`
+	if out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+}

@@ -49,14 +49,37 @@ type pingArgs struct {
 	timeout  duration
 	interval duration
 	dev      starlark.Value
+	src      starlark.Value // an address, or None
+	size     int
+	df       bool
+	ttl      starlark.Value // an int, or None
 }
 
 func (a *pingArgs) unpack(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) error {
 	a.count, a.timeout, a.interval = 3, duration(time.Second), duration(200*time.Millisecond)
-	a.dev = starlark.None
+	a.dev, a.src, a.ttl, a.size = starlark.None, starlark.None, starlark.None, 56
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &a.ns, "dst", &a.dst,
-		"count?", &a.count, "timeout?", &a.timeout, "interval?", &a.interval, "dev?", &a.dev); err != nil {
+		"count?", &a.count, "timeout?", &a.timeout, "interval?", &a.interval, "dev?", &a.dev,
+		"src?", &a.src, "size?", &a.size, "df?", &a.df, "ttl?", &a.ttl); err != nil {
 		return err
+	}
+	if a.src != starlark.None {
+		var src ipAddr
+		if err := src.Unpack(a.src); err != nil {
+			return fmt.Errorf("%s: for parameter src: %w", b.Name(), err)
+		}
+		if netip.Addr(src).Unmap().Is4() != netip.Addr(a.dst).Unmap().Is4() {
+			return fmt.Errorf("%s: for parameter src: %s is not of %s's family", b.Name(), a.src, netip.Addr(a.dst))
+		}
+	}
+	if a.size < probe.MinSize || a.size > probe.MaxSize {
+		return fmt.Errorf("%s: for parameter size: %d is out of range (%d to %d)", b.Name(), a.size, probe.MinSize, probe.MaxSize)
+	}
+	if a.ttl != starlark.None {
+		t, err := starlark.AsInt32(a.ttl)
+		if err != nil || t < 1 || t > 255 {
+			return fmt.Errorf("%s: for parameter ttl: %s is not a TTL (1 to 255)", b.Name(), a.ttl)
+		}
 	}
 	switch d := a.dev.(type) {
 	case starlark.NoneType, starlark.String:
@@ -96,9 +119,16 @@ func (a *pingArgs) run(thread *starlark.Thread, b *starlark.Builtin) (probe.Resu
 	case *Link:
 		dev = d.state.name
 	}
-	r, err := probe.Ping(rt.Ctx, path, dst, probe.Options{
-		Count: a.count, Interval: time.Duration(a.interval), Timeout: time.Duration(a.timeout), Dev: dev,
-	})
+	o := probe.Options{Count: a.count, Interval: time.Duration(a.interval), Timeout: time.Duration(a.timeout), Dev: dev, Size: a.size, DF: a.df}
+	if a.src != starlark.None {
+		var src ipAddr
+		src.Unpack(a.src)
+		o.Src = netip.Addr(src)
+	}
+	if a.ttl != starlark.None {
+		o.TTL, _ = starlark.AsInt32(a.ttl)
+	}
+	r, err := probe.Ping(rt.Ctx, path, dst, o)
 	if err != nil {
 		return r, fmt.Errorf("%s: %s from netns %q: %w", b.Name(), dst, a.ns.Name(), err)
 	}
@@ -367,4 +397,53 @@ func firstGlobal(addrs []kernel.Addr) netip.Addr {
 		}
 	}
 	return v6
+}
+
+// tcp_connect(netns, addr, port, timeout="1s") opens a TCP connection to
+// addr:port from inside the namespace, and closes it at once; it returns
+// struct(ok, error, rtt_ms): error is "" or why it failed ("connection
+// refused", "timed out", "no route to host", ...), rtt_ms the handshake's
+// time. No helper program is run. On a kernel that only records, nothing
+// is sent: ok is True and error "not run (plan)".
+//
+// Equivalent to: ip netns exec $netns nc -z -w 1 $addr $port
+func tcpConnect(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ns *Netns
+	var addr ipAddr
+	var port int
+	timeout := duration(time.Second)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "addr", &addr, "port", &port, "timeout?", &timeout); err != nil {
+		return nil, err
+	}
+	if !netip.Addr(addr).IsValid() {
+		return nil, fmt.Errorf("%s: for parameter addr: want an IP address", b.Name())
+	}
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("%s: for parameter port: %d is not a port (1 to 65535)", b.Name(), port)
+	}
+	rt, err := engine.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	result := func(c probe.Connected) starlark.Value {
+		return starlarkstruct.FromStringDict(starlark.String("tcp_result"), starlark.StringDict{
+			"ok":     starlark.Bool(c.OK),
+			"error":  starlark.String(c.Err),
+			"rtt_ms": starlark.Float(math.Round(float64(c.RTT.Nanoseconds())/1e3) / 1e3),
+		})
+	}
+	path, real := nsPath(k, ns.name)
+	if !real {
+		noteMadeUp(k)
+		return result(probe.Connected{OK: true, Err: notRun}), nil
+	}
+	c, err := probe.TCPConnect(rt.Ctx, path, netip.Addr(addr), port, time.Duration(timeout))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s port %d from netns %q: %w", b.Name(), netip.Addr(addr), port, ns.Name(), err)
+	}
+	return result(c), nil
 }

@@ -131,3 +131,21 @@ print(wait_until(third, interval = "1ms"))
 		}
 	}
 }
+
+// ping's and tcp_connect's arguments are checked before anything is sent.
+func TestPingOptionsValidation(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{`ping(netns("a"), "10.0.0.1", src = "fd00::1")`, `is not of 10.0.0.1's family`},
+		{`ping(netns("a"), "10.0.0.1", src = "x")`, `"x" is not an IP address`},
+		{`ping(netns("a"), "10.0.0.1", size = 7)`, `size: 7 is out of range (8 to 65507)`},
+		{`ping(netns("a"), "10.0.0.1", ttl = 0)`, `0 is not a TTL (1 to 255)`},
+		{`reach(netns("a"), "10.0.0.1", ttl = 256)`, `256 is not a TTL`},
+		{`tcp_connect(netns("a"), "10.0.0.1", 0)`, `0 is not a port`},
+		{`tcp_connect(netns("a"), "nope", 80)`, `"nope" is not an IP address`},
+	} {
+		_, _, err := runSrc(t, kernel.NewRecorder(), "v.star", c.src)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(engine.Backtrace(err), "v.star:1:") {
+			t.Errorf("%s: err = %v, want %q at v.star:1", c.src, err, c.want)
+		}
+	}
+}

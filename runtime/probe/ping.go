@@ -23,6 +23,10 @@ type Options struct {
 	Interval time.Duration // between two requests
 	Timeout  time.Duration // how long to wait for replies after the last request
 	Dev      string        // send through this link only (SO_BINDTODEVICE), as ping -I DEV
+	Src      netip.Addr    // the requests' source address, as ping -I ADDR; invalid: the kernel's choice
+	Size     int           // bytes of payload, as ping -s (at least 8; 0: 56, ping's)
+	DF       bool          // never fragment: a request larger than the path's MTU fails, as ping -M do
+	TTL      int           // the requests' TTL (hop limit), as ping -t; 0: the namespace's default
 }
 
 // Result is what a ping observed.
@@ -43,6 +47,13 @@ type Result struct {
 // payloadLen makes requests as long as ping(8)'s: 64 bytes of ICMP.
 const payloadLen = 56
 
+// MinSize and MaxSize bound a request's payload: it carries the ping's
+// nonce, and fits in an IPv4 datagram.
+const (
+	MinSize = 8
+	MaxSize = 65507
+)
+
 var nextID atomic.Uint32
 
 func init() { nextID.Store(uint32(os.Getpid())) }
@@ -57,6 +68,7 @@ type pinger struct {
 	id    uint16
 	nonce [8]byte
 	dev   string
+	o     Options
 
 	sentAt   []time.Time
 	resolved []bool // a reply or an error came for the request
@@ -79,7 +91,16 @@ func Ping(ctx context.Context, nsPath string, dst netip.Addr, o Options) (Result
 	if dst.Is6() && !dst.Is4In6() && dst.IsLinkLocalUnicast() && dst.Zone() == "" {
 		return Result{}, fmt.Errorf("link-local address %s needs its link: %s%%dev", dst, dst)
 	}
-	p := &pinger{dst: dst.Unmap(), v6: dst.Is6() && !dst.Is4In6(), id: uint16(nextID.Add(1)), dev: o.Dev}
+	if o.Size == 0 {
+		o.Size = payloadLen
+	}
+	if o.Size < MinSize || o.Size > MaxSize {
+		return Result{}, fmt.Errorf("ping size %d is out of range (%d to %d)", o.Size, MinSize, MaxSize)
+	}
+	if o.Src.IsValid() && o.Src.Unmap().Is4() != dst.Unmap().Is4() {
+		return Result{}, fmt.Errorf("source %s and destination %s are not of one family", o.Src, dst)
+	}
+	p := &pinger{dst: dst.Unmap(), v6: dst.Is6() && !dst.Is4In6(), id: uint16(nextID.Add(1)), dev: o.Dev, o: o}
 	binary.LittleEndian.PutUint64(p.nonce[:], rand.Uint64())
 	if err := nsexec.Do(nsPath, p.open); err != nil {
 		return Result{}, err
@@ -124,6 +145,9 @@ func (p *pinger) setup(fd int) error {
 		if err := unix.BindToDevice(fd, p.dev); err != nil {
 			return fmt.Errorf("binding to link %q: %w", p.dev, err)
 		}
+	}
+	if err := p.options(fd); err != nil {
+		return err
 	}
 	if !p.v6 {
 		p.sa = &unix.SockaddrInet4{Addr: p.dst.As4()}
@@ -212,8 +236,37 @@ func (p *pinger) run(ctx context.Context, o Options) error {
 	}
 }
 
+// options sets the source, fragmentation and TTL the ping asks for.
+func (p *pinger) options(fd int) error {
+	o := p.o
+	level, ttlOpt, mtuOpt, mtuDo := unix.SOL_IP, unix.IP_TTL, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO
+	if p.v6 {
+		level, ttlOpt, mtuOpt, mtuDo = unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO
+	}
+	if o.Src.IsValid() {
+		var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: o.Src.Unmap().As4()}
+		if p.v6 {
+			sa = &unix.SockaddrInet6{Addr: o.Src.As16()}
+		}
+		if err := unix.Bind(fd, sa); err != nil {
+			return fmt.Errorf("using source %s: %w", o.Src, err)
+		}
+	}
+	if o.DF {
+		if err := unix.SetsockoptInt(fd, level, mtuOpt, mtuDo); err != nil {
+			return fmt.Errorf("setting don't-fragment: %w", err)
+		}
+	}
+	if o.TTL > 0 {
+		if err := unix.SetsockoptInt(fd, level, ttlOpt, o.TTL); err != nil {
+			return fmt.Errorf("setting the TTL: %w", err)
+		}
+	}
+	return nil
+}
+
 func (p *pinger) send(seq int) error {
-	payload := make([]byte, payloadLen)
+	payload := make([]byte, p.o.Size)
 	copy(payload, p.nonce[:])
 	b := echo(p.v6, p.id, uint16(seq), payload)
 	p.sentAt[seq] = time.Now()
@@ -258,7 +311,7 @@ func (p *pinger) wait(d time.Duration) error {
 
 // replies reads the echo replies that are queued.
 func (p *pinger) replies() {
-	buf := make([]byte, 1500)
+	buf := make([]byte, 65536)
 	for {
 		n, from, err := unix.Recvfrom(p.fd, buf, unix.MSG_DONTWAIT)
 		if err == unix.EAGAIN {
