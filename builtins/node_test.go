@@ -133,6 +133,11 @@ spawn_in(n, "echo 'privs_init: user(root) is not part of vty group' >&2; exit 1"
 	if err == nil || !strings.Contains(bt, "z.star:3:9") || !strings.Contains(bt, "exited with status 1 before it was ready") || !strings.Contains(bt, "privs_init: user(root) is not part of vty group") {
 		t.Errorf("err = %s", bt)
 	}
+	_, rtc, err := runSrc(t, k, "c.star", "def bad():\n    return 1 // 0\nspawn_in(netns(\"sc\"), \"exec sleep 300\", ready = bad)\n")
+	rollback(t, rtc)
+	if bt := engine.Backtrace(err); err == nil || !strings.Contains(bt, "c.star:3:9") || !strings.Contains(bt, "division by zero") {
+		t.Errorf("a failing ready callable: %s", bt)
+	}
 	_, rt3, err := runSrc(t, k, "t.star", `spawn_in(netns("st"), "exec sleep 300", ready = "tcp:9", timeout = "100ms")`)
 	rollback(t, rt3)
 	if err == nil || !strings.Contains(err.Error(), "not ready (tcp:9) after 100ms (its log is empty)") {

@@ -3,6 +3,7 @@ package nstest
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -105,7 +106,8 @@ func Snapshot(t testing.TB) string {
 var watched = []string{"/etc", "/run", "/var/run", "/var/lib", "/var/log"}
 
 // files lists what is in the watched directories, four levels deep: each
-// entry's path, type and, for a file, size.
+// entry's path, type and, for a file, size and (up to 64 KiB) a checksum of
+// its content.
 func files() string {
 	var b strings.Builder
 	for _, root := range watched {
@@ -120,11 +122,16 @@ func files() string {
 			if err != nil {
 				return nil
 			}
-			size := int64(0)
+			size, sum := int64(0), uint32(0)
 			if info.Mode().IsRegular() {
 				size = info.Size()
+				if size <= 64<<10 { // a small file's content too: a config overwritten in place shows
+					if data, err := os.ReadFile(path); err == nil {
+						sum = crc32.ChecksumIEEE(data)
+					}
+				}
 			}
-			fmt.Fprintf(&b, "%s %s %d\n", path, info.Mode().Type(), size)
+			fmt.Fprintf(&b, "%s %s %d %08x\n", path, info.Mode().Type(), size, sum)
 			if d.IsDir() && strings.Count(path, "/") >= 4 {
 				return filepath.SkipDir
 			}
