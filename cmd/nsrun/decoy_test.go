@@ -19,7 +19,8 @@ const (
 	decoyPeer   = "dk1"
 	decoyBridge = "dkbr"
 	decoyNetns  = "dkns"
-	decoyLab    = "dk" // the lab the decoys are named after: its NAT table is nsrun-dk
+	decoyLab    = "dk"            // the lab the decoys are named after: its NAT table is nsrun-dk
+	decoyDir    = nstest.DecoyDir // the machine's files: conf, and dir/file
 )
 
 // dkExec runs a command and returns its output, failing t if it fails.
@@ -44,6 +45,7 @@ func dkStable(s string) string { return dkTimers.ReplaceAllString(s, "${1}T") }
 func plantDecoys(t *testing.T, withNft bool) {
 	t.Helper()
 	t.Cleanup(func() {
+		os.RemoveAll(decoyDir)
 		exec.Command("ip", "link", "del", decoyVeth).Run()
 		exec.Command("ip", "link", "del", decoyBridge).Run()
 		exec.Command("ip", "netns", "del", decoyNetns).Run()
@@ -62,6 +64,14 @@ func plantDecoys(t *testing.T, withNft bool) {
 		{"-n", decoyNetns, "link", "set", "lo", "alias", "decoy netns"},
 	} {
 		nstest.Ip(t, "", args...)
+	}
+	if err := os.MkdirAll(decoyDir+"/dir", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for path, content := range map[string]string{decoyDir + "/conf": "decoy conf\n", decoyDir + "/dir/file": "decoy file\n"} {
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if !withNft {
 		return
@@ -105,12 +115,23 @@ func dkState(t *testing.T, withNft bool) string {
 	}
 	fmt.Fprintf(&b, "netns %s: inode %d\n", decoyNetns, st.Ino)
 	fmt.Fprintf(&b, "links in %s: %s\n", decoyNetns, nstest.Ip(t, decoyNetns, "-d", "-j", "link"))
+	fmt.Fprintf(&b, "files: %s", dkExec(t, "sh", "-c", "cd "+decoyDir+" && ls -lnR --time-style=+ . && cat conf dir/file"))
 	if withNft {
 		fmt.Fprintf(&b, "host ruleset: %s\n", dkNft(t, "", "-a", "list", "ruleset"))
 		fmt.Fprintf(&b, "%s ruleset: %s\n", decoyNetns, dkNft(t, decoyNetns, "-a", "list", "ruleset"))
 	}
 	return dkStable(b.String())
 }
+
+// nodeFiles is a recipe whose node has files of its own where the decoy
+// files are.
+const nodeFiles = `n = netns("dk-n", private = ["` + decoyDir + `/dir"])
+n.write_file("` + decoyDir + `/conf", "lab conf\n")
+n.write_file("` + decoyDir + `/dir/new", "lab file\n")
+r = exec_in(n, "cat ` + decoyDir + `/conf; ls ` + decoyDir + `/dir; cat ` + decoyDir + `/dir/new")
+if r.stdout != "lab conf\nnew\nlab file\n":
+    fail("the node sees " + repr(r.stdout))
+`
 
 // Decoys survive: with a veth, a bridge, a named namespace and nftables
 // tables named like a recipe's objects (and like the lab's NAT table), runs
@@ -149,6 +170,10 @@ func TestDecoysSurvive(t *testing.T) {
 		// The decoys' names, in the lab's own namespace: no collision.
 		{"same names elsewhere", "n = netns(\"dk-n\")\na, b = veth(\"dk0\", \"dk1\", netns = n, peer_netns = n)\nbr = bridge(\"dkbr\", netns = n).up()\nb.master(br).up()\na.addr(\"10.9.0.1/24\").up()\n" + nat, 0, nil},
 		{"neutron", "", 0, nil},
+		// A node's own files over the decoy files: the node sees its own,
+		// the machine's are untouched, run, failed or brought down.
+		{"files over the machine's", nodeFiles, 0, nil},
+		{"files over the machine's, failed", nodeFiles + "fail(\"after the files\")\n", 1, []string{"rolled back"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lab, path := decoyLab, ""

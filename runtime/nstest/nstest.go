@@ -101,37 +101,43 @@ func Snapshot(t testing.TB) string {
 
 // watched are the machine's directories where a daemon in a lab would leave
 // its files: what nsrun shows a node (private directories, written files)
-// must never reach them. (/tmp is left out: tests make their temporary
-// directories there.)
-var watched = []string{"/etc", "/run", "/var/run", "/var/lib", "/var/log"}
+// must never reach them. Each entry is listed four levels deep, with its
+// type; under /etc, where configurations live, a small file's size and
+// content too (a file overwritten in place shows). Elsewhere content is left
+// out: the machine's own services write their logs and state there as they
+// go. (/tmp is left out: tests make their temporary directories there.)
+var watched = []struct {
+	root    string
+	content bool
+}{{"/etc", true}, {"/run", false}, {"/var/run", false}, {"/var/lib", false}, {"/var/log", false}}
 
-// files lists what is in the watched directories, four levels deep: each
-// entry's path, type and, for a file, size and (up to 64 KiB) a checksum of
-// its content.
+// DecoyDir is where tests put files of the machine's own for nsrun to
+// leave alone; the snapshot of other tests, which may run at the same
+// time, does not list it.
+const DecoyDir = "/run/nsrun-test-decoy"
+
+// files lists what is in the watched directories.
 func files() string {
 	var b strings.Builder
-	for _, root := range watched {
-		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	for _, w := range watched {
+		filepath.WalkDir(w.root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil
 			}
-			if path == NetnsDir || path == StateDir {
-				return filepath.SkipDir // the sandbox's own
+			if path == NetnsDir || path == StateDir || path == DecoyDir {
+				return filepath.SkipDir // the sandbox's own, and the tests' decoys
 			}
 			info, err := d.Info()
 			if err != nil {
 				return nil
 			}
-			size, sum := int64(0), uint32(0)
-			if info.Mode().IsRegular() {
-				size = info.Size()
-				if size <= 64<<10 { // a small file's content too: a config overwritten in place shows
-					if data, err := os.ReadFile(path); err == nil {
-						sum = crc32.ChecksumIEEE(data)
-					}
+			fmt.Fprintf(&b, "%s %s", path, info.Mode().Type())
+			if w.content && info.Mode().IsRegular() && info.Size() <= 64<<10 {
+				if data, err := os.ReadFile(path); err == nil {
+					fmt.Fprintf(&b, " %d %08x", len(data), crc32.ChecksumIEEE(data))
 				}
 			}
-			fmt.Fprintf(&b, "%s %s %d %08x\n", path, info.Mode().Type(), size, sum)
+			b.WriteByte('\n')
 			if d.IsDir() && strings.Count(path, "/") >= 4 {
 				return filepath.SkipDir
 			}
