@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -36,11 +37,14 @@ func TestDaemonRecipesLeaveNothing(t *testing.T) {
 		lab := strings.TrimSuffix(name, ".star")
 		t.Run(lab, func(t *testing.T) {
 			nstest.Kernel(t)
-			before := nstest.Snapshot(t)
+			before, tmp := nstest.Snapshot(t), tmpFiles()
 			same := func(how string) {
 				t.Helper()
 				if after := nstest.Snapshot(t); after != before {
 					t.Errorf("%s left:\n%s\nwant:\n%s", how, after, before)
+				}
+				if after := tmpFiles(); after != tmp {
+					t.Errorf("%s left in /tmp:\n%s\nwant:\n%s", how, after, tmp)
 				}
 			}
 			if r := nsrun(t, "--rm", "-q", recipe); r.code != 0 {
@@ -81,6 +85,21 @@ func TestDaemonRecipesLeaveNothing(t *testing.T) {
 			same("SIGKILL with its daemons up, then recovery")
 		})
 	}
+}
+
+// tmpFiles lists /tmp but for what go test, the tests and nsrun's own
+// tests make there at any time (this package's tests run beside others').
+func tmpFiles() string {
+	entries, _ := os.ReadDir("/tmp")
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, "go-") || strings.HasPrefix(n, "Test") || strings.HasPrefix(n, "nsrun-") {
+			continue
+		}
+		names = append(names, n)
+	}
+	return strings.Join(names, "\n")
 }
 
 // running reports whether a process of that name runs.
