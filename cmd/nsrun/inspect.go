@@ -13,6 +13,7 @@ import (
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/store"
 	"github.com/nsrun/nsrun/runtime/view"
+	"github.com/nsrun/nsrun/runtime/words"
 )
 
 func init() {
@@ -187,7 +188,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, d)
 	}
 	if len(drift) > 0 {
-		fmt.Fprintf(stderr, "nsrun: lab %q has drifted from its journal: %d differences (checked %s)\n", lab.Info.Name, len(drift), n)
+		fmt.Fprintf(stderr, "nsrun: lab %q has drifted from its journal: %s (checked %s)\n", lab.Info.Name, words.Plural(len(drift), "difference"), n)
 		return engine.ExitFailed
 	}
 	fmt.Fprintf(stdout, "nsrun: lab %q is as it recorded (checked %s)\n", lab.Info.Name, n)

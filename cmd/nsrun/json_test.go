@@ -80,7 +80,7 @@ func TestRunJSONFailed(t *testing.T) {
 	before := nstest.Snapshot(t)
 	path := write(t, "jsonlate.star", "n = netns(\"jf1\")\nexec_in(n, [\"true\"])\nfail(\"late\")\n")
 	r := nsrun(t, "--json", path)
-	if r.code != 1 || !strings.Contains(r.stderr, "Error in fail: fail: late") || !strings.Contains(r.stderr, `nsrun: rolled back 1 change (netns "jf1"`) {
+	if r.code != 1 || !strings.Contains(r.stderr, "Error in fail: late") || !strings.Contains(r.stderr, `nsrun: rolled back 1 change (netns "jf1"`) {
 		t.Fatalf("run --json of a failing recipe: %+v", r)
 	}
 	var run resultJSON

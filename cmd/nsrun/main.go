@@ -65,6 +65,7 @@ func init() {
 		{"down", "[-q] [--json] LAB...", "remove labs, newest object first", cmdDown},
 		{"recover", "", "finish the rollback of runs that died (every command does this first)", cmdRecover},
 		{"gc", "[--yes]", "list (and with --yes remove) objects tagged as nsrun's whose lab record is gone", cmdGC},
+		{"version", "", "print nsrun's version", cmdVersion},
 		{"help", "[COMMAND]", "show help", cmdHelp},
 	}
 }
@@ -78,6 +79,8 @@ func doMain(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help":
 		usage(stdout)
 		return engine.ExitOK
+	case "--version":
+		return cmdVersion(nil, stdout, stderr)
 	}
 	for _, c := range allCommands() {
 		if c.name == args[0] {
@@ -106,8 +109,12 @@ Usage:
 
 Commands:
 `)
+	width := 0
 	for _, c := range allCommands() {
-		fmt.Fprintf(w, "  %-36s %s\n", c.name+" "+c.args, c.summary)
+		width = max(width, len(c.name+" "+c.args))
+	}
+	for _, c := range allCommands() {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name+" "+c.args, c.summary)
 	}
 	fmt.Fprint(w, `
 Exit codes: 0 success; 1 the recipe failed and was rolled back; 2 usage or
@@ -118,7 +125,7 @@ Run 'nsrun help COMMAND' for a command's flags.
 }
 
 func cmdHelp(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout)
 		return engine.ExitOK
 	}
@@ -129,4 +136,35 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "nsrun: unknown command %q\n", args[0])
 	return engine.ExitUsage
+}
+
+// cmdVersion prints the version nsrun was built as: its module version, or
+// the commit it was built from.
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintln(stderr, "nsrun version: takes no arguments")
+		return engine.ExitUsage
+	}
+	version, commit, dirty := "(devel)", "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if commit != "" {
+		version += " " + commit[:min(12, len(commit))]
+		if dirty {
+			version += "+modified"
+		}
+	}
+	fmt.Fprintln(stdout, "nsrun", version)
+	return engine.ExitOK
 }

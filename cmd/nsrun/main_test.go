@@ -120,7 +120,7 @@ func TestFailRollsBack(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1: %s", r.code, r.stderr)
 	}
-	for _, want := range []string{"boom.star:12:5: in <toplevel>", "Error in fail: fail: boom", "nothing was changed"} {
+	for _, want := range []string{"boom.star:12:5: in <toplevel>", "Error in fail: boom", "nothing was changed"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
@@ -355,5 +355,45 @@ func TestGCLeavesOtherSandboxesAlone(t *testing.T) {
 	}
 	if r := nsrun(t, "gc"); strings.Contains(r.stdout, "busy") {
 		t.Errorf("gc takes another sandbox's lab for an orphan:\n%s", r.stdout)
+	}
+}
+
+// Rough edges a new user met: help once, on stdout; help of help;
+// --version; an empty --name; counts and signals worded right.
+func TestCLIEdges(t *testing.T) {
+	for _, args := range [][]string{{"down", "--help"}, {"run", "--help"}, {"help", "help"}, {"help", "--help"}} {
+		if r := nsrun(t, args...); r.code != 0 || r.stdout == "" || r.stderr != "" {
+			t.Errorf("nsrun %v: %+v", args, r)
+		}
+	}
+	if r := nsrun(t, "--version"); r.code != 0 || !strings.HasPrefix(r.stdout, "nsrun ") {
+		t.Errorf("--version: %+v", r)
+	}
+	if r := nsrun(t, "run", "--name", "", "x.star"); r.code != 2 || !strings.Contains(r.stderr, "--name is empty") {
+		t.Errorf("--name \"\": %+v", r)
+	}
+	if r := nsrun(t, "down", "--bogus"); r.code != 2 || strings.Count(r.stderr, "Usage") > 0 {
+		t.Errorf("an unknown flag: %+v", r)
+	}
+	help := nsrun(t, "help").stdout
+	col := -1
+	for _, line := range strings.Split(help, "\n") {
+		if !strings.HasPrefix(line, "  ") || strings.HasPrefix(line, "  nsrun") {
+			continue
+		}
+		i := strings.Index(line[2:], "  ") // the gap after the command and its arguments
+		if i < 0 {
+			continue
+		}
+		gap := 2 + i
+		for gap < len(line) && line[gap] == ' ' {
+			gap++
+		}
+		if col < 0 {
+			col = gap
+		} else if gap != col {
+			t.Errorf("help's columns are not aligned:\n%s", help)
+			break
+		}
 	}
 }

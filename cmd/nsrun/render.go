@@ -193,6 +193,6 @@ func printDown(stdout, stderr io.Writer, r store.Result, quiet bool) {
 		return
 	}
 	if !quiet {
-		fmt.Fprintf(stdout, "nsrun: removed lab %q (%d changes undone)\n", r.Lab, len(r.Undone))
+		fmt.Fprintf(stdout, "nsrun: removed lab %q (%s undone)\n", r.Lab, words.Plural(len(r.Undone), "change"))
 	}
 }

@@ -62,6 +62,10 @@ Flags:
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
+	if fs.Changed("name") && *name == "" {
+		fmt.Fprintln(stderr, "nsrun repl: --name is empty (leave it out for the default)")
+		return engine.ExitUsage
+	}
 	inside, code, done := enterIfSandboxed(*sandbox, *keep, stderr)
 	if done {
 		return code
@@ -179,7 +183,7 @@ func (r *repl) catchSignals() func() {
 			}
 			r.mu.Lock()
 			if r.cancel != nil {
-				r.cancel(fmt.Errorf("interrupted by %v", sig))
+				r.cancel(fmt.Errorf("interrupted by %s", signalName(sig)))
 			}
 			if sig != syscall.SIGINT && !r.term {
 				r.term = true

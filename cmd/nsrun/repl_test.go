@@ -147,7 +147,7 @@ func TestReplTerminal(t *testing.T) {
 	tm.send("b = netns(\"r5b\")\r")
 	tm.expect(">>> ")
 	tm.send("c = netns(\"r5c\"); fail(\"boom\")\r")
-	tm.expect("Error in fail: fail: boom")
+	tm.expect("Error in fail: boom")
 	tm.expect(`rolled back 1 change (netns "r5c"`)
 	tm.expect(">>> ")
 	if got := nstest.Ip(t, "", "netns", "list"); !strings.Contains(got, "r5a") || !strings.Contains(got, "r5b") || strings.Contains(got, "r5c") {
@@ -218,7 +218,7 @@ func TestReplStdin(t *testing.T) {
 	if !strings.Contains(out.String(), "rs1 rs2") || strings.Contains(out.String(), "rs3") {
 		t.Errorf("stdout:\n%s", out.String())
 	}
-	if !strings.Contains(errb.String(), "Error in fail: fail: no") || !strings.Contains(errb.String(), `rolled back 1 change (netns "rs3"`) {
+	if !strings.Contains(errb.String(), "Error in fail: no") || !strings.Contains(errb.String(), `rolled back 1 change (netns "rs3"`) {
 		t.Errorf("stderr:\n%s", errb.String())
 	}
 	if after := nstest.Snapshot(t); after != before {

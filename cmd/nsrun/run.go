@@ -32,7 +32,10 @@ func newFlags(name, args string, stderr io.Writer) *pflag.FlagSet {
 
 // parse parses flags; done is true when the command should return code.
 func parse(fs *pflag.FlagSet, args []string, stdout io.Writer) (code int, done bool) {
+	usage := fs.Usage
+	fs.Usage = func() {} // pflag calls it on -h and on errors: the usage is printed once, below
 	err := fs.Parse(args)
+	fs.Usage = usage
 	if errors.Is(err, pflag.ErrHelp) {
 		fs.SetOutput(stdout)
 		fs.Usage()
@@ -69,6 +72,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return engine.ExitUsage
 	}
 	recipe := fs.Arg(0)
+	if fs.Changed("name") && *name == "" {
+		fmt.Fprintln(stderr, "nsrun run: --name is empty (leave it out for the recipe's base name)")
+		return engine.ExitUsage
+	}
 	if *keepSandbox && (!*sandbox || *rm) {
 		fmt.Fprintln(stderr, "nsrun run: --keep keeps a sandbox: it goes with --sandbox, and not with --rm")
 		return engine.ExitUsage

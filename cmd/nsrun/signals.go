@@ -12,6 +12,7 @@ import (
 
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/store"
+	"golang.org/x/sys/unix"
 )
 
 // stopSignals ask nsrun to stop: Ctrl-C, kill, and a terminal that closed
@@ -65,7 +66,7 @@ func catch() *catcher {
 			c.first = s
 		}
 		c.mu.Unlock()
-		cancel(fmt.Errorf("interrupted by %v", s))
+		cancel(fmt.Errorf("interrupted by %s", signalName(s)))
 	}
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -141,4 +142,14 @@ func redeliver(sig os.Signal) {
 	syscall.Kill(os.Getpid(), sig.(syscall.Signal))
 	time.Sleep(time.Second) // it is on its way
 	os.Exit(128 + int(sig.(syscall.Signal)))
+}
+
+// signalName names a signal as kill(1) does: SIGINT, SIGTERM, SIGHUP.
+func signalName(s os.Signal) string {
+	if sig, ok := s.(syscall.Signal); ok {
+		if name := unix.SignalName(sig); name != "" {
+			return name
+		}
+	}
+	return s.String()
 }

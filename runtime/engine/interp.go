@@ -335,7 +335,9 @@ func Backtrace(err error) string {
 	if inner == nil {
 		return err.Error()
 	}
-	return inner.Backtrace()
+	// fail()'s message starts "fail: ", and the backtrace says "Error in
+	// fail: " before it: once is enough.
+	return strings.Replace(inner.Backtrace(), "Error in fail: fail: ", "Error in fail: ", 1)
 }
 
 // innermost returns the innermost Starlark evaluation error in err's chain
