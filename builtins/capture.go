@@ -161,6 +161,9 @@ func capture(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		noteMadeUp(k)
 		return c, nil
 	}
+	if err := rt.Operational(rt.Ctx, false); err != nil {
+		return nil, err
+	}
 	if c.probe, err = probe.StartCapture(path, c.dev, f, c.pcap); err != nil {
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), c.dev, ns.Name(), err)
 	}

@@ -140,6 +140,9 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if info, err := rk.LinkGet(l.ns(), l.state.name); err == nil && !info.Up {
 		return nil, fmt.Errorf("%s: link %q in netns %q is down; bring it up first (.up())", b.Name(), l.state.name, l.state.ns.Name())
 	}
+	if err := rt.Operational(rt.Ctx, false); err != nil {
+		return nil, err
+	}
 	lease, err := dhcp.Obtain(rt.Ctx, k.Path(l.ns()), l.state.name, time.Duration(timeout))
 	if err != nil {
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)

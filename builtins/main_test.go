@@ -34,6 +34,17 @@ func run(t *testing.T, k kernel.Kernel, name, src string, piped bool) (string, *
 // runFaulty is run with faults injected into its changes.
 func runFaulty(t *testing.T, k kernel.Kernel, faults fault.Injector, name, src string, piped bool) (string, *engine.Runtime, error) {
 	t.Helper()
+	return runWith(t, k, faults, name, src, piped, nil)
+}
+
+// runArgs is runSrc with the recipe's arguments (argv).
+func runArgs(t *testing.T, k kernel.Kernel, name, src string, args ...string) (string, *engine.Runtime, error) {
+	t.Helper()
+	return runWith(t, k, nil, name, src, false, args)
+}
+
+func runWith(t *testing.T, k kernel.Kernel, faults fault.Injector, name, src string, piped bool, args []string) (string, *engine.Runtime, error) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -45,7 +56,7 @@ func runFaulty(t *testing.T, k kernel.Kernel, faults fault.Injector, name, src s
 	if err := os.Mkdir(rt.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	in := &engine.Interp{Predeclared: builtins.Predeclared(nil), Std: recipes.Std}
+	in := &engine.Interp{Predeclared: builtins.Predeclared(args), Std: recipes.Std}
 	var out bytes.Buffer
 	thread := in.NewThread(name, rt, &out)
 	if piped {

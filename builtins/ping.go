@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -118,6 +119,9 @@ func (a *pingArgs) run(thread *starlark.Thread, b *starlark.Builtin) (probe.Resu
 		dev = string(d)
 	case *Link:
 		dev = d.state.name
+	}
+	if err := rt.Operational(rt.Ctx, dst.Is6() && !dst.Is4In6()); err != nil {
+		return probe.Result{}, err
 	}
 	o := probe.Options{Count: a.count, Interval: time.Duration(a.interval), Timeout: time.Duration(a.timeout), Dev: dev, Size: a.size, DF: a.df}
 	if a.src != starlark.None {
@@ -331,6 +335,8 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		for _, p := range pairs {
 			reached[p.i][p.j] = true
 		}
+	} else if err := rt.Operational(rt.Ctx, slices.ContainsFunc(targets, func(a netip.Addr) bool { return a.Is6() && !a.Is4In6() })); err != nil {
+		return nil, err
 	} else if err := pingPairs(rt, k, nss, targets, pairs, count, time.Duration(timeout), reached); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
@@ -440,6 +446,9 @@ func tcpConnect(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if !real {
 		noteMadeUp(k)
 		return result(probe.Connected{OK: true, Err: notRun}), nil
+	}
+	if err := rt.Operational(rt.Ctx, netip.Addr(addr).Is6()); err != nil {
+		return nil, err
 	}
 	c, err := probe.TCPConnect(rt.Ctx, path, netip.Addr(addr), port, time.Duration(timeout))
 	if err != nil {

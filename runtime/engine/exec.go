@@ -36,6 +36,9 @@ func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin str
 	if err != nil {       // nothing runs in a lab whose making failed
 		return ExecResult{}, err
 	}
+	if err := rt.Operational(ctx, false); err != nil { // a command may probe the network
+		return ExecResult{}, err
+	}
 	cmd := rt.command(ns, argv)
 	// Files, not pipes: the command is waited for, not whoever inherits its
 	// output (a pipe would hold Wait until a background child exited).

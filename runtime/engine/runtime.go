@@ -50,6 +50,10 @@ type Runtime struct {
 	mu    sync.Mutex
 	state *model.State // what the run has made (or queued), where it is now
 	owned int          // the steps applied to state
+	// The namespaces whose links, and whose IPv6 addresses, the run
+	// changed since it last waited for them to be operational (see
+	// Operational).
+	unsettled, tentative map[string]bool
 }
 
 // New returns a runtime for lab on kernel k.
@@ -145,6 +149,7 @@ func (rt *Runtime) own(s journal.Step) {
 	defer rt.mu.Unlock()
 	rt.state.Apply(rt.owned, s)
 	rt.owned++
+	rt.touched(s)
 }
 
 // disown forgets what the run owned through step s: one undone, or one

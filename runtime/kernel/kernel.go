@@ -155,6 +155,10 @@ type LinkInfo struct {
 	Up     bool
 	Master string
 	Alias  string
+	// Oper is the operational state as the kernel reports it: "up",
+	// "down", "lowerlayerdown" (a veth whose peer is down), "unknown"
+	// (lo, and kinds without a carrier); "" from a recording kernel.
+	Oper string
 
 	// kept by Recorder only
 	peer   [2]string // a veth's other end

@@ -27,6 +27,9 @@ type Addr struct {
 	Dev    string
 	Prefix netip.Prefix // the address with its prefix length: 10.0.0.1/24
 	Scope  string       // "global", "link", "host", ...
+	// Tentative: an IPv6 address whose duplicate address detection is
+	// not done; it cannot be used yet.
+	Tentative bool
 }
 
 // RouteInfo is a route of the main table as `ip route` and `ip -6 route` show
@@ -112,7 +115,7 @@ func (k *Netlink) Links(ns string) ([]LinkInfo, error) {
 		}
 		out = append(out, LinkInfo{
 			NS: ns, Name: a.Name, Kind: kind, MAC: mac, MTU: a.MTU,
-			Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex], Alias: a.Alias,
+			Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex], Alias: a.Alias, Oper: a.OperState.String(),
 		})
 	}
 	slices.SortFunc(out, func(a, b LinkInfo) int { return cmp.Compare(a.Name, b.Name) })
@@ -139,7 +142,8 @@ func (k *Netlink) Addrs(ns string) ([]Addr, error) {
 			continue
 		}
 		ones, _ := a.Mask.Size()
-		out = append(out, Addr{Dev: names[a.LinkIndex], Prefix: netip.PrefixFrom(ip.Unmap(), ones), Scope: scopeName(a.Scope)})
+		out = append(out, Addr{Dev: names[a.LinkIndex], Prefix: netip.PrefixFrom(ip.Unmap(), ones), Scope: scopeName(a.Scope),
+			Tentative: a.Flags&unix.IFA_F_TENTATIVE != 0 && a.Flags&unix.IFA_F_DADFAILED == 0})
 	}
 	sortAddrs(out)
 	return out, nil
