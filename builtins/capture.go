@@ -164,7 +164,10 @@ func capture(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err := rt.Operational(rt.Ctx, false); err != nil {
 		return nil, err
 	}
-	if c.probe, err = probe.StartCapture(path, c.dev, f, c.pcap); err != nil {
+	// Promiscuous, as tcpdump is, on a link of the lab's only: nothing of
+	// the machine's changes, not even for a while.
+	promisc := rt.OwnsLink(ns.name, c.dev)
+	if c.probe, err = probe.StartCapture(path, c.dev, f, c.pcap, promisc); err != nil {
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), c.dev, ns.Name(), err)
 	}
 	rt.AddCloser(c)

@@ -115,7 +115,7 @@ func linkMethod(thread *starlark.Thread, b *starlark.Builtin) (*Link, *engine.Ru
 func (l *Link) setUp(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, up bool) error {
 	state := map[bool]string{true: "up", false: "down"}
 	ns, name := l.ns(), l.state.name
-	step := journal.Step{Op: journal.OpUp, NS: ns, Name: name, Old: state[l.state.up]}
+	step := journal.Step{Op: journal.OpUp, NS: ns, Name: name, Old: state[l.state.up], New: state[up]}
 	w := says("%s: setting %q %s in netns %q", b.Name(), name, state[up], l.state.ns.Name())
 	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetUp(ns, name, up) }); err != nil {
 		return err

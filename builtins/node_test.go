@@ -202,3 +202,29 @@ network is unreachable
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
 	}
 }
+
+// A capture on a bridge sees what the bridge forwards (it is promiscuous
+// while it lasts, as tcpdump is), and leaves the bridge as it was.
+func TestCaptureOnBridge(t *testing.T) {
+	out, _ := onKernel(t, "c.star", `
+sw = netns("csw")
+br = bridge("cbr0", netns = sw).up()
+hosts = []
+for i in (1, 2):
+    h = netns("ch%d" % i)
+    p, e = veth("cp%d" % i, "eth0", netns = sw, peer_netns = h)
+    p.master(br).up()
+    e.addr("10.9.0.%d/24" % i).up()
+    hosts.append(h)
+ping(hosts[0], "10.9.0.2", count = 1)
+c = capture(sw, "cbr0", filter = "icmp")
+ping(hosts[0], "10.9.0.2", count = 10, interval = "10ms")
+print(c.stop()["icmp"])
+`)
+	if out != "20\n" {
+		t.Errorf("the bridge's capture counted %q ICMP packets, want 20", out)
+	}
+	if got := nstest.Ip(t, "csw", "-d", "link", "show", "cbr0"); !strings.Contains(got, "promiscuity 0 ") {
+		t.Errorf("the bridge is left promiscuous:\n%s", got)
+	}
+}

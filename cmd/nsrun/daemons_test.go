@@ -32,6 +32,9 @@ var daemonOf = map[string][2]string{
 // changed (nstest's snapshot: the kernel's objects, the processes, and the
 // files under /etc, /run, /var/lib and /var/log).
 func TestDaemonRecipesLeaveNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("each recipe runs four times with its daemons; -short skips it")
+	}
 	for _, name := range daemonRecipes {
 		recipe, _ := filepath.Abs(filepath.Join("../../recipes", name))
 		lab := strings.TrimSuffix(name, ".star")

@@ -116,6 +116,11 @@ func TestCheck(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stdout, `address 10.77.0.1/24 on "ck-a" in netns "ck1": missing`+"\n") {
 		t.Fatalf("check after ip addr del: %+v", r)
 	}
+	nstest.Ip(t, "ck2", "link", "set", "ck-b", "down")
+	if r := nsrun(t, "check", "chk"); r.code != 1 || !strings.Contains(r.stdout, `link "ck-b" in netns "ck2": is down (the lab set it up)`+"\n") {
+		t.Errorf("check after ip link set down: %+v", r)
+	}
+	nstest.Ip(t, "ck2", "link", "set", "ck-b", "up")
 
 	nstest.Ip(t, "", "link", "del", "ck-h")
 	var pid int

@@ -52,7 +52,7 @@ type Step struct {
 const (
 	OpNetns   = "netns"  // netns created
 	OpLink    = "link"   // link created (a veth: both ends)
-	OpUp      = "up"     // link set up or down; Old "up" or "down"
+	OpUp      = "up"     // link set up or down; Old and New "up" or "down"
 	OpMaster  = "master" // master set or cleared; Old is the previous master
 	OpMTU     = "mtu"
 	OpMAC     = "mac"

@@ -53,9 +53,13 @@ const frameMax = 1 << 17
 // to pcapPath, a new or truncated file, unless it is "".
 //
 // Equivalent to: ip netns exec $ns tcpdump -i $dev -w $pcap $filter
-func StartCapture(nsPath, dev string, f Filter, pcapPath string) (*Capture, error) {
+//
+// With promisc, the link is in promiscuous mode while the capture lasts (as
+// tcpdump has it), so that a bridge shows what it forwards; the kernel
+// takes the mode back when the socket closes.
+func StartCapture(nsPath, dev string, f Filter, pcapPath string, promisc bool) (*Capture, error) {
 	c := &Capture{fd: -1, wake: -1, filter: f, done: make(chan struct{}), counts: Counts{Class: map[string]int{}}}
-	if err := nsexec.Do(nsPath, func() error { return c.open(dev) }); err != nil {
+	if err := nsexec.Do(nsPath, func() error { return c.open(dev, promisc) }); err != nil {
 		c.closeFds()
 		return nil, err
 	}
@@ -81,7 +85,7 @@ func StartCapture(nsPath, dev string, f Filter, pcapPath string) (*Capture, erro
 
 // open runs inside the namespace. The socket is made for no protocol, so
 // that it receives nothing before it is bound to the link.
-func (c *Capture) open(dev string) error {
+func (c *Capture) open(dev string, promisc bool) error {
 	ifi, err := net.InterfaceByName(dev)
 	if err != nil {
 		return fmt.Errorf("link %q: %w", dev, err)
@@ -99,6 +103,12 @@ func (c *Capture) open(dev string) error {
 	}
 	if err := unix.Bind(c.fd, &unix.SockaddrLinklayer{Protocol: ethPAll, Ifindex: ifi.Index}); err != nil {
 		return fmt.Errorf("binding to link %q: %w", dev, err)
+	}
+	if promisc {
+		mr := unix.PacketMreq{Ifindex: int32(ifi.Index), Type: unix.PACKET_MR_PROMISC}
+		if err := unix.SetsockoptPacketMreq(c.fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mr); err != nil {
+			return fmt.Errorf("promiscuous mode on %q: %w", dev, err)
+		}
 	}
 	return nil
 }

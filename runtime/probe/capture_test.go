@@ -20,7 +20,7 @@ func startCapture(t *testing.T, l *lab, ns, dev, filter, pcap string) *probe.Cap
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := probe.StartCapture(l.k.Path(ns), dev, f, pcap)
+	c, err := probe.StartCapture(l.k.Path(ns), dev, f, pcap, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,10 +152,10 @@ func TestCaptureLoopback(t *testing.T) {
 func TestCaptureErrors(t *testing.T) {
 	l := newLab(t)
 	l.netns("ca", true)
-	if _, err := probe.StartCapture(l.k.Path("ca"), "nosuch", probe.Filter{}, ""); err == nil || !strings.Contains(err.Error(), `"nosuch"`) {
+	if _, err := probe.StartCapture(l.k.Path("ca"), "nosuch", probe.Filter{}, "", false); err == nil || !strings.Contains(err.Error(), `"nosuch"`) {
 		t.Errorf("capture on a missing link: got %v", err)
 	}
-	if _, err := probe.StartCapture(l.k.Path("ca"), "lo", probe.Filter{}, filepath.Join(t.TempDir(), "no", "such.pcap")); err == nil {
+	if _, err := probe.StartCapture(l.k.Path("ca"), "lo", probe.Filter{}, filepath.Join(t.TempDir(), "no", "such.pcap"), false); err == nil {
 		t.Errorf("capture to an impossible file: no error")
 	}
 }

@@ -1,9 +1,12 @@
 package view
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
@@ -92,6 +95,34 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 		case !l.Untagged && li.Alias != l.Alias:
 			linkGone[l] = true
 			report(object, "carries tag %q, not %q (not the lab's)", li.Alias, l.Alias)
+		}
+	}
+	// A link the lab set up or down is still so (unless it moved since:
+	// a move takes a link down).
+	admin := map[*model.Link]bool{}
+	for i, s := range steps {
+		if s.Op != journal.OpUp || s.New == "" || s.State == journal.StateIntent {
+			continue
+		}
+		if l, ok := st.Of[i]; ok && l.Moved < i {
+			admin[l] = s.New == "up"
+		} else if ok {
+			delete(admin, l)
+		}
+	}
+	for _, l := range slices.SortedFunc(maps.Keys(admin), func(a, b *model.Link) int {
+		return cmp.Or(cmp.Compare(a.At.NS, b.At.NS), cmp.Compare(a.At.Name, b.At.Name))
+	}) {
+		if linkGone[l] || missing(l.At.NS) {
+			continue
+		}
+		li, err := k.LinkGet(l.At.NS, l.At.Name)
+		if err != nil {
+			continue // reported above, for a link the lab made
+		}
+		if up := admin[l]; li.Up != up {
+			state := map[bool]string{true: "up", false: "down"}
+			report(fmt.Sprintf("link %q%s", l.At.Name, inNetns(l.At.NS)), "is %s (the lab set it %s)", state[li.Up], state[up])
 		}
 	}
 	routes := map[string][]kernel.RouteInfo{}
