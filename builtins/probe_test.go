@@ -152,7 +152,7 @@ print(ns1.addrs(), ns1.routes(), ns1.neighbors())
 	if err != nil {
 		t.Fatal(engine.Backtrace(err))
 	}
-	want := `0 0 True not run (plan) [] None 10.0.0.2 netns("ns1")
+	want := `3 3 True  [0.1, 0.1, 0.1] None 10.0.0.2 netns("ns1")
 capture(netns("ns1"), "v1", filter="arp", pcap="never.pcap") {"total": 0, "arp": 0, "ip": 0, "ip6": 0, "icmp": 0, "icmp6": 0, "tcp": 0, "udp": 0, "other": 0, "dropped": 0}
 {"ns1": {"host": False}, "host": {"ns1": True}}
 [("lo", "loopback", True, []), ("v1", "veth", True, ["10.0.0.1/24", "fd00::1/64"]), ("v2", "veth", False, [])]
