@@ -100,7 +100,7 @@ exec_in(host(), ["sleep", "30"])
 	if code := waitCode(t, cmd); code != 1 {
 		t.Errorf("exit %d, want 1", code)
 	}
-	for _, want := range []string{"interrupted by hangup", "rolled back"} {
+	for _, want := range []string{"interrupted by SIGHUP", "rolled back"} {
 		if !bytes.Contains(msgs, []byte(want)) {
 			t.Errorf("stderr lacks %q:\n%s", want, msgs)
 		}

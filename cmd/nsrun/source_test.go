@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/runtime/nstest"
+	"golang.org/x/sys/unix"
 )
 
 // bounded runs nsrun with its address space limited (a binary that reads
@@ -80,7 +81,7 @@ func TestRecipeFIFO(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", sig, err)
 		}
-		if res.code != 2 || !strings.Contains(res.stderr, "reading "+fifo+": interrupted by "+sig.String()) {
+		if res.code != 2 || !strings.Contains(res.stderr, "reading "+fifo+": interrupted by "+unix.SignalName(sig.(syscall.Signal))) {
 			t.Errorf("%v: %+v", sig, res)
 		}
 		if d := time.Since(start); d > 5*time.Second {

@@ -19,7 +19,7 @@ import (
 
 // settleLimit bounds the wait: a link that never comes up (a peer the
 // recipe left down, a bridge without ports) does not hold the run.
-const settleLimit = 3 * time.Second
+const settleLimit = 10 * time.Second
 
 // settlePoll is how often a namespace's links are looked at again.
 const settlePoll = 5 * time.Millisecond
@@ -104,17 +104,18 @@ func pause(ctx context.Context) error {
 
 // carrierKinds are the kinds whose operational state follows a carrier the
 // kernel brings up after the link is set up.
-var carrierKinds = map[string]bool{"veth": true, "macvlan": true, "macvtap": true, "vlan": true, "vxlan": true}
+var carrierKinds = map[string]bool{"veth": true, "macvlan": true, "macvtap": true, "vlan": true}
 
 // linksUp reports whether every link of ns that is up and waits for a
-// carrier is operational; a namespace that is gone has nothing to wait for.
+// carrier is operational (or cannot be: its peer or parent is down); a
+// namespace that is gone has nothing to wait for.
 func linksUp(k kernel.View, ns string) bool {
 	links, err := k.Links(ns)
 	if err != nil {
 		return true
 	}
 	for _, l := range links {
-		if l.Up && carrierKinds[l.Kind] && l.Oper != "up" && l.Oper != "lowerlayerdown" {
+		if l.Up && carrierKinds[l.Kind] && l.Oper == "down" { // not yet: "up", or its lower layer is down
 			return false
 		}
 	}
