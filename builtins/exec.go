@@ -56,6 +56,7 @@ func execIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		"stdout":    starlark.String(res.Stdout),
 		"stderr":    starlark.String(res.Stderr),
 		"timed_out": starlark.Bool(res.TimedOut),
+		"planned":   starlark.Bool(res.Planned),
 	}), nil
 }
 

@@ -23,6 +23,7 @@ func cmdGraph(args []string, stdout, stderr io.Writer) int {
 	fs.SetInterspersed(false)
 	format := fs.StringP("format", "f", graph.Mermaid, "mermaid (a flowchart for Markdown) or dot (Graphviz: `dot -Tsvg`)")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
+	name := fs.String("name", "", "plan a RECIPE as lab LAB (default: its base name)")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
@@ -38,7 +39,8 @@ A RECIPE (an argument ending in .star, or a file) is planned, as by
 'nsrun plan': nothing is changed and no root is needed. A LAB is drawn from
 its journal, which records every link's bridge and a macvlan's parent.
 
-Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
+Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed; 4 the plan
+of the recipe ended early: the drawing, marked partial, shows what it built.
 `)
 	}
 	if code, done := parse(fs, args, stdout); done {
@@ -54,10 +56,14 @@ Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
 		return engine.ExitUsage
 	}
 	target := fs.Arg(0)
+	if code, ok := checkName(fs, *name, stderr); !ok {
+		return code
+	}
 	var topo graph.Topology
+	var partial string
 	var err error
 	if strings.HasSuffix(target, ".star") || fileExists(target) {
-		topo, err = recipeTopology(target, fs.Args()[1:], *libs, stderr)
+		topo, partial, err = recipeTopology(target, *name, fs.Args()[1:], *libs, stderr)
 	} else {
 		if fs.NArg() > 1 {
 			fmt.Fprintf(stderr, "nsrun graph: arguments after the lab %q: only a recipe takes them\n", target)
@@ -72,25 +78,36 @@ Exit codes: 0 drawn; 2 usage, no such lab, or the recipe failed.
 		fmt.Fprintf(stderr, "nsrun graph: %v\n", err)
 		return engine.ExitUsage
 	}
-	if err := graph.Build(topo).Write(stdout, *format); err != nil {
+	g := graph.Build(topo)
+	g.Partial = partial
+	if err := g.Write(stdout, *format); err != nil {
 		fmt.Fprintf(stderr, "nsrun graph: %v\n", err)
 		return engine.ExitUsage
+	}
+	if partial != "" {
+		fmt.Fprintf(stderr, "nsrun graph: the drawing is partial: %s\n", partial)
+		return engine.ExitPartial
 	}
 	return engine.ExitOK
 }
 
 // recipeTopology plans the recipe and returns the topology it builds. A
 // recipe that stops on a made-up answer of the network (see cmdPlan) is
-// drawn as far as it got.
-func recipeTopology(recipe string, argv, libs []string, stderr io.Writer) (graph.Topology, error) {
+// drawn as far as it got, and partial says where it stopped.
+func recipeTopology(recipe, lab string, argv, libs []string, stderr io.Writer) (t graph.Topology, partial string, err error) {
 	rec, _, err := engine.Plan(context.Background(), engine.RunOptions{
-		Recipe: recipe, Args: argv, Interp: newInterp(argv, libs),
+		Recipe: recipe, Lab: lab, Args: argv, Interp: newInterp(argv, libs),
 	})
 	if err != nil && !rec.Observed {
 		fmt.Fprintln(stderr, engine.Backtrace(err))
-		return graph.Topology{}, fmt.Errorf("the recipe failed while planning")
+		return graph.Topology{}, "", fmt.Errorf("the recipe failed while planning")
 	}
-	return graph.FromRecorder(rec)
+	if err != nil {
+		msg, pos := engine.ErrorAt(err)
+		partial = fmt.Sprintf("the plan ends at %s (%s)", pos, msg)
+	}
+	t, err = graph.FromRecorder(rec)
+	return t, partial, err
 }
 
 // labTopology reads the lab's journal.

@@ -88,13 +88,13 @@ func TestGraphRecipes(t *testing.T) {
 			`ns_ns1 ---|"ns-veth1 172.16.1.1/24 -- veth1"| br_vnet__br_2dnet1`,
 			`ns_router ---|"rt-net2 172.16.2.254/24 -- rt-net2-p"| br_vnet__br_2dnet2`,
 		}},
-		{"netns_blue.star", []string{`ns_blue ---|"veth1 192.168.10.21/24 -- veth0 192.168.10.20/32"| ns_root`}},
+		{"netns_blue.star", []string{`ns_blue ---|"veth1 192.168.10.21/24 -- veth0 192.168.10.20/32"| br_root__br0`, `ns_lan ---|"wire0 192.168.10.29/24 -- eth1"| br_root__br0`}},
 		{"macvlan_modes.star", []string{
 			`br_switch__br0{{"br0<br>192.168.122.1/24"}}`,
 			`ns_vepa_2da ---|"macvlan vepa: macvlan0 192.168.122.31/24 on eth0"| ns_lxchost`,
-			`ns_passthru ---|"macvlan passthru: macvlan0 on eth1"| ns_lxchost`,
+			`ns_passthru ---|"macvlan passthru: macvlan0 192.168.122.41/24 on eth1"| ns_lxchost`,
 		}},
-		{"veth_container.star", []string{`ns_lxchost ---|"veth0-ct 10.10.10.11/24 -- veth0-host 10.10.10.10/24"| ns_lxchost`}},
+		{"veth_container.star", []string{`ns_lxchost ---|"veth0-host 10.10.10.10/24 -- veth0-ct 10.10.10.11/24"| ns_netns01`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.recipe, func(t *testing.T) {

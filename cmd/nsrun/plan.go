@@ -10,6 +10,8 @@ import (
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/store"
+	"github.com/spf13/pflag"
 )
 
 func init() {
@@ -26,6 +28,7 @@ func cmdPlan(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("plan", "[--json] [-L DIR] RECIPE [ARGS...]", stderr)
 	fs.SetInterspersed(false) // what follows the recipe is the recipe's
 	asJSON := fs.Bool("json", false, `print a JSON array of {"op", "cmd", "pos"} objects (see below)`)
+	name := fs.String("name", "", "plan as lab LAB (MACs derive from the lab's name; default: the recipe's base name)")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	maxSteps := fs.Uint64("max-steps", engine.DefaultMaxSteps, "stop a recipe after this many Starlark steps")
 	maxMemory := fs.Uint64("max-memory", engine.DefaultMaxMemory>>20, "stop a recipe once nsrun holds more than this many MiB of memory for it")
@@ -46,7 +49,8 @@ op is the journal operation (netns, link, up, master, addr, route, sysctl,
 proc, ...; "exec" for a command that is not a change) and pos the recipe's
 file:line:col that made it ("" where the plan cannot tell).
 
-Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed).
+Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed);
+4 the plan ends early (the recipe acted on an answer of the network), and is partial.
 `)
 	}
 	if code, done := parse(fs, args, stdout); done {
@@ -58,8 +62,11 @@ Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed).
 		return engine.ExitUsage
 	}
 	recipe, argv := fs.Arg(0), fs.Args()[1:]
+	if code, ok := checkName(fs, *name, stderr); !ok {
+		return code
+	}
 	rec, rt, err := engine.Plan(context.Background(), engine.RunOptions{
-		Recipe: recipe, Args: argv, Interp: newInterp(argv, *libs), MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
+		Recipe: recipe, Args: argv, Lab: *name, Interp: newInterp(argv, *libs), MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
 	})
 	if err != nil && !rec.Observed {
 		fmt.Fprintln(stderr, engine.Backtrace(err))
@@ -80,9 +87,22 @@ Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed).
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, engine.Backtrace(err))
-		fmt.Fprintln(stderr, "nsrun plan: the plan ends here: the recipe acted on an answer of the network that only a real run has")
+		fmt.Fprintln(stderr, "nsrun plan: the plan ends here, partial: the recipe acted on an answer of the network that only a real run has")
+		return engine.ExitPartial
 	}
 	return engine.ExitOK
+}
+
+// checkName refuses an empty or invalid --name.
+func checkName(fs *pflag.FlagSet, name string, stderr io.Writer) (int, bool) {
+	if !fs.Changed("name") {
+		return 0, true
+	}
+	if err := store.ValidName(name); err != nil {
+		fmt.Fprintf(stderr, "nsrun %s: --name: %v\n", fs.Name(), err)
+		return engine.ExitUsage, false
+	}
+	return 0, true
 }
 
 // planEntry is one line of `nsrun plan --json`.
@@ -111,11 +131,16 @@ func planEntries(log []string, steps []journal.Step) []planEntry {
 			}
 		}
 		if k < 0 {
-			op := "exec"
+			op, pos := "exec", ""
 			if !strings.HasPrefix(line, "# ") {
 				op = ""
 			}
-			out = append(out, planEntry{Op: op, Cmd: line})
+			if rest, ok := strings.CutPrefix(line, "# assumed at "); ok {
+				// A check the plan assumed passes (see engine.Plan).
+				op = "assumed"
+				pos, _, _ = strings.Cut(rest, ": ")
+			}
+			out = append(out, planEntry{Op: op, Cmd: line, Pos: pos})
 			continue
 		}
 		for ; j < k; j++ {

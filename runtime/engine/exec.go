@@ -24,6 +24,7 @@ type ExecResult struct {
 	RC             int
 	Stdout, Stderr string
 	TimedOut       bool
+	Planned        bool // not run: a recording kernel's (a plan's) assumed result, rc 0 and no output
 }
 
 // Exec runs argv in ns as `ip netns exec` would and waits for it, for at most
@@ -71,7 +72,7 @@ func (rt *Runtime) Exec(ctx context.Context, ns string, argv []string, stdin str
 		return ExecResult{}, err
 	}
 	if cmd.Process == nil { // a recording kernel starts nothing
-		return ExecResult{}, nil
+		return ExecResult{Planned: true}, nil
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

@@ -102,20 +102,23 @@ func pause(ctx context.Context) error {
 	}
 }
 
-// carrierKinds are the kinds whose operational state follows a carrier the
-// kernel brings up after the link is set up.
-var carrierKinds = map[string]bool{"veth": true, "macvlan": true, "macvtap": true, "vlan": true}
+// carrierKinds are the kinds whose operational state follows their carrier.
+var carrierKinds = map[string]bool{"veth": true, "macvlan": true, "macvtap": true, "vlan": true, "bridge": true}
 
-// linksUp reports whether every link of ns that is up and waits for a
-// carrier is operational (or cannot be: its peer or parent is down); a
-// namespace that is gone has nothing to wait for.
+// linksUp reports whether every link of ns that is up and has a carrier is
+// operational; a namespace that is gone has nothing to wait for.
 func linksUp(k kernel.View, ns string) bool {
 	links, err := k.Links(ns)
 	if err != nil {
 		return true
 	}
 	for _, l := range links {
-		if l.Up && carrierKinds[l.Kind] && l.Oper == "down" { // not yet: "up", or its lower layer is down
+		// The carrier is up at once, the operational state (and the
+		// queue) only once the kernel's deferred job has run: until then
+		// a new link's state reads "unknown". A link with no carrier (a
+		// peer or parent down, a bridge without ports) is not waited for,
+		// nor a kind whose state stays unknown (lo).
+		if l.Up && l.Carrier && carrierKinds[l.Kind] && l.Oper != "up" {
 			return false
 		}
 	}

@@ -55,6 +55,9 @@ type Edge struct {
 type Graph struct {
 	Nodes []Node
 	Edges []Edge
+	// Partial, if set, says why the drawing shows only part of the lab (a
+	// plan that could not go on); the drawing says so.
+	Partial string
 }
 
 // Build lays a topology out as a graph: the host (when it holds links of

@@ -28,6 +28,9 @@ func (g *Graph) Write(w io.Writer, format string) error {
 func (g *Graph) writeMermaid(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString("flowchart LR\n")
+	if g.Partial != "" {
+		fmt.Fprintf(&b, "  partial[/\"partial: %s\"/]\n", mermaidText(g.Partial))
+	}
 	for _, n := range g.Nodes {
 		label := mermaidText(strings.Join(n.Label, "\n"))
 		switch n.Kind {
@@ -63,6 +66,9 @@ func mermaidText(s string) string {
 func (g *Graph) writeDOT(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString("graph nsrun {\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n")
+	if g.Partial != "" {
+		fmt.Fprintf(&b, "  label=%s;\n  labelloc=t;\n", dotText("partial: "+g.Partial))
+	}
 	for _, n := range g.Nodes {
 		shape := `shape=box, style=rounded`
 		switch n.Kind {

@@ -159,6 +159,9 @@ type LinkInfo struct {
 	// "down", "lowerlayerdown" (a veth whose peer is down), "unknown"
 	// (lo, and kinds without a carrier); "" from a recording kernel.
 	Oper string
+	// Carrier: the link has a carrier (IFF_LOWER_UP), which the kernel
+	// sets at once; Oper follows it later (see engine.Operational).
+	Carrier bool
 
 	// kept by Recorder only
 	peer   [2]string // a veth's other end

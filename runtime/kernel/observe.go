@@ -116,6 +116,7 @@ func (k *Netlink) Links(ns string) ([]LinkInfo, error) {
 		out = append(out, LinkInfo{
 			NS: ns, Name: a.Name, Kind: kind, MAC: mac, MTU: a.MTU,
 			Up: a.Flags&net.FlagUp != 0, Master: names[a.MasterIndex], Alias: a.Alias, Oper: a.OperState.String(),
+			Carrier: a.RawFlags&unix.IFF_LOWER_UP != 0,
 		})
 	}
 	slices.SortFunc(out, func(a, b LinkInfo) int { return cmp.Compare(a.Name, b.Name) })

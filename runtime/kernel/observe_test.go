@@ -57,12 +57,12 @@ func TestRecorderObserves(t *testing.T) {
 
 	links, err := r.Links("red")
 	must(err)
-	if got := fmt.Sprint(links); got != "[{red lo loopback 0 00:00:00:00:00:00 65536 true  nsrun:t [ ] [ ]  []} {red v1 veth 0  1500 false   [ ] [ ]  []}]" {
+	if got := fmt.Sprint(links); got != "[{red lo loopback 0 00:00:00:00:00:00 65536 true  nsrun:t  [ ] [ ]  []} {red v1 veth 0  1500 false    [ ] [ ]  []}]" {
 		t.Errorf("links: %s", got)
 	}
 	addrs, err := r.Addrs("red")
 	must(err)
-	if got := fmt.Sprint(addrs); got != "[{v1 10.0.0.1/24 global} {v1 127.0.0.2/8 host} {v1 fd00::1/64 global} {v1 fe80::1/64 link}]" {
+	if got := fmt.Sprint(addrs); got != "[{v1 10.0.0.1/24 global false} {v1 127.0.0.2/8 host false} {v1 fd00::1/64 global false} {v1 fe80::1/64 link false}]" {
 		t.Errorf("addrs: %s", got)
 	}
 	if hosts, err := r.Addrs(Host); err != nil || len(hosts) != 0 {

@@ -361,7 +361,7 @@ func (r *Recorder) LinkMove(ns, name, to string) error {
 		return err
 	}
 	delete(r.links, [2]string{ns, name})
-	l.NS, l.Master = to, ""
+	l.NS, l.Master, l.Up, l.addrs = to, "", false, nil // as the kernel has it: a moved link is down, without addresses
 	r.links[[2]string{to, name}] = l
 	if l.peer != ([2]string{}) {
 		r.links[l.peer].peer = [2]string{to, name}
