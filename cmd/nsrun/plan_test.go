@@ -70,9 +70,9 @@ func TestPlan(t *testing.T) {
 			code:   4,
 		},
 		{
-			name:   "assumes a check passes",
-			src:    "n = netns(\"n\", lo = False)\nif exec_in(n, [\"false\"], check = False).rc != 1:\n    fail(\"no\")\nnetns(\"m\")\n",
-			want:   []string{"ip netns add n", "# ip netns exec n false", "# assumed at assumes.star:3:9: the check passes (a live run checks what the plan made up: no)", "ip netns add m; ip -n m link set lo up"},
+			name: "assumes a check passes",
+			src:  "n = netns(\"n\", lo = False)\nif exec_in(n, [\"false\"], check = False).rc != 1:\n    fail(\"no\")\nnetns(\"m\")\n",
+			want: []string{"ip netns add n", "# ip netns exec n false", "# assumed at assumes.star:3:9: the check passes (a live run checks what the plan made up: no)", "ip netns add m; ip -n m link set lo up"},
 		},
 	}
 	for _, tt := range tests {

@@ -57,7 +57,7 @@ func TestRecorderObserves(t *testing.T) {
 
 	links, err := r.Links("red")
 	must(err)
-	if got := fmt.Sprint(links); got != "[{red lo loopback 0 00:00:00:00:00:00 65536 true  nsrun:t  [ ] [ ]  []} {red v1 veth 0  1500 false    [ ] [ ]  []}]" {
+	if got := fmt.Sprint(links); got != "[{red lo loopback 0 00:00:00:00:00:00 65536 true  nsrun:t  false [ ] [ ]  []} {red v1 veth 0  1500 false    false [ ] [ ]  []}]" {
 		t.Errorf("links: %s", got)
 	}
 	addrs, err := r.Addrs("red")
