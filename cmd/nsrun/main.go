@@ -118,7 +118,8 @@ Commands:
 	}
 	fmt.Fprint(w, `
 Exit codes: 0 success; 1 the recipe failed and was rolled back; 2 usage or
-invalid input; 3 a rollback or teardown could not remove everything.
+invalid input; 3 a rollback or teardown could not remove everything; 4 (plan,
+graph) the plan could not go on to the recipe's end.
 
 Run 'nsrun help COMMAND' for a command's flags.
 `)
