@@ -49,6 +49,8 @@ func free(rt *engine.Runtime, ns *Netns, name string) error {
 		_, err = k.LinkGet(ns.name, name)
 	}
 	switch {
+	case err == nil && rt.MadeLink(ns.name, name):
+		return fmt.Errorf("a link named %q already exists in netns %q: this recipe made it (names must be unique)", name, ns.Name())
 	case err == nil:
 		return fmt.Errorf("a link named %q already exists in netns %q; nsrun never adopts an object it did not create", name, ns.Name())
 	case errors.Is(err, kernel.ErrNotFound):

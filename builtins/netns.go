@@ -125,6 +125,9 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		return nil, err
 	}
 	ns := string(name)
+	if rt.OwnsNetns(ns) {
+		return nil, fmt.Errorf("%s: a namespace named %q already exists: this recipe made it (names must be unique)", b.Name(), ns)
+	}
 	spec, fn := kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), LoUp: lo, NoIPv6: !ipv6}, b.Name()
 	err = rt.Later(thread, journal.Step{Op: journal.OpNetns, Name: ns, Alias: spec.Tag}, func(k kernel.Kernel, s *journal.Step) (err error) {
 		id, err := k.NetnsAdd(spec)

@@ -149,3 +149,18 @@ func TestPingOptionsValidation(t *testing.T) {
 		}
 	}
 }
+
+// A name the recipe itself used is refused as the recipe's own, not as a
+// stranger's.
+func TestNameReusedByTheRecipe(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"netns(\"a\")\nnetns(\"a\")\n", `a namespace named "a" already exists: this recipe made it`},
+		{"bridge(\"b0\")\nbridge(\"b0\")\n", `a link named "b0" already exists in netns "host": this recipe made it`},
+	} {
+		_, rt, err := runSrc(t, kernel.NewRecorder(), "v.star", c.src)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(engine.Backtrace(err), "v.star:2:") {
+			t.Errorf("%q: err = %v, want %q", c.src, err, c.want)
+		}
+		rollback(t, rt)
+	}
+}

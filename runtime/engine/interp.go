@@ -337,7 +337,8 @@ func Backtrace(err error) string {
 	}
 	// fail()'s message starts "fail: ", and the backtrace says "Error in
 	// fail: " before it: once is enough.
-	return strings.Replace(inner.Backtrace(), "Error in fail: fail: ", "Error in fail: ", 1)
+	bt := strings.Replace(inner.Backtrace(), "Error in fail: fail: ", "Error in fail: ", 1)
+	return strings.Replace(bt, "Starlark computation cancelled: too many steps", "Starlark computation cancelled: too many steps (more than --max-steps allows)", 1)
 }
 
 // innermost returns the innermost Starlark evaluation error in err's chain
