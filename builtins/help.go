@@ -31,7 +31,7 @@ var docs = map[string]doc{
 	"tcp_connect":    {`tcp_connect(netns, addr, port, timeout="1s")`, "Opens (and closes) a TCP connection from inside the namespace, no helper program; returns .ok .error .rtt_ms."},
 	"reach":          {`reach(netns, dst, count=3, timeout="1s", interval="200ms", dev=None, src=None, size=56, df=False, ttl=None)`, "Fails (and rolls back) unless a reply comes."},
 	"unreachable":    {`unreachable(netns, dst, count=3, timeout="1s", interval="200ms", dev=None, src=None, size=56, df=False, ttl=None)`, "Fails (and rolls back) if a reply comes."},
-	"pingall":        {`pingall(namespaces, count=1, timeout="1s")`, "Pings between every pair of namespaces, like Mininet's pingall: {\"ns1\": {\"ns2\": True, ...}, ...}."},
+	"pingall":        {`pingall(namespaces, count=1, timeout="500ms")`, "Pings between every pair of namespaces, like Mininet's pingall: {\"ns1\": {\"ns2\": True, ...}, ...}."},
 	"capture":        {`capture(netns, dev, filter="", pcap=None)`, "Counts packets on a link by protocol (AF_PACKET); filters: arp ip ip6 icmp icmp6 tcp udp, host ADDR, joined by and. .stop() returns the counts; pcap= also writes a file."},
 	"dhcp_server":    {`dhcp_server(netns, link, range, router=None, dns=[], lease="1h", subnet=None)`, "Serves DHCPv4 on link from a process of its own; returns a proc (.pid, .stop()).\nEquivalent to: ip netns exec NETNS dnsmasq --interface=LINK --dhcp-range=FIRST,LAST,LEASE"},
 	"dhcp_client":    {`dhcp_client(link, timeout="10s", default_route=True)`, "Obtains a DHCPv4 lease on link and applies its address and default route; returns struct(addr, router, dns, lease_s, server)."},
@@ -122,6 +122,17 @@ func help(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 		}
 	case *starlarkstruct.Module:
 		name = x.Name
+	case *starlark.Function: // a recipe's or a library's: its signature and docstring
+		params := make([]string, x.NumParams())
+		for i := range params {
+			params[i], _ = x.Param(i)
+		}
+		text := x.Name() + "(" + strings.Join(params, ", ") + ")"
+		if doc := dedent(x.Doc()); doc != "" {
+			text += "\n" + indent(doc)
+		}
+		thread.Print(thread, text+"\n    (defined at "+x.Position().String()+")")
+		return starlark.None, nil
 	default:
 		name = x.Type()
 	}
@@ -131,4 +142,28 @@ func help(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	}
 	thread.Print(thread, d)
 	return starlark.None, nil
+}
+
+// dedent removes from a docstring's lines after the first the indentation
+// they share, as Python's inspect.cleandoc does.
+func dedent(doc string) string {
+	lines := strings.Split(strings.TrimSpace(doc), "\n")
+	common := -1
+	for _, l := range lines[1:] {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		n := len(l) - len(strings.TrimLeft(l, " \t"))
+		if common < 0 || n < common {
+			common = n
+		}
+	}
+	for i := 1; i < len(lines) && common > 0; i++ {
+		if len(lines[i]) >= common {
+			lines[i] = lines[i][common:]
+		} else {
+			lines[i] = strings.TrimLeft(lines[i], " \t")
+		}
+	}
+	return strings.Join(lines, "\n")
 }

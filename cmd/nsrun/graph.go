@@ -21,7 +21,7 @@ func init() {
 func cmdGraph(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("graph", "[--format mermaid|dot] [-L DIR] LAB|RECIPE [ARGS...]", stderr)
 	fs.SetInterspersed(false)
-	format := fs.StringP("format", "f", graph.Mermaid, "mermaid (a flowchart for Markdown) or dot (Graphviz: `dot -Tsvg`)")
+	format := fs.StringP("format", "f", graph.Mermaid, "mermaid (a flowchart for Markdown) or dot (Graphviz: dot -Tsvg)")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	name := fs.String("name", "", "plan a RECIPE as lab LAB (default: its base name)")
 	usage := fs.Usage
@@ -63,6 +63,7 @@ of the recipe ended early: the drawing, marked partial, shows what it built.
 	var partial string
 	var err error
 	if strings.HasSuffix(target, ".star") || fileExists(target) {
+		warnIgnoredFlags(target, fs.Args()[1:], stderr)
 		topo, partial, err = recipeTopology(target, *name, fs.Args()[1:], *libs, stderr)
 	} else {
 		if fs.NArg() > 1 {

@@ -375,6 +375,17 @@ func TestCLIEdges(t *testing.T) {
 	if r := nsrun(t, "down", "--bogus"); r.code != 2 || strings.Count(r.stderr, "Usage") > 0 {
 		t.Errorf("an unknown flag: %+v", r)
 	}
+	if r := nsrun(t, "--sandbox", "--keep-on-error", "x.star"); r.code != 2 || !strings.Contains(r.stderr, "--keep-on-error with --sandbox needs --keep") {
+		t.Errorf("--sandbox --keep-on-error: %+v", r)
+	}
+	deaf := write(t, "deaf.star", "netns(\"d\")\n")
+	if r := nsrun(t, "graph", deaf, "--format", "dot"); r.code != 0 || !strings.Contains(r.stderr, "never reads argv: --format after it go to the recipe") {
+		t.Errorf("a flag after a recipe that ignores argv: %+v", r)
+	}
+	listening := write(t, "listening.star", "print(argv)\n")
+	if r := nsrun(t, "plan", listening, "--x"); r.code != 0 || strings.Contains(r.stderr, "never reads argv") {
+		t.Errorf("a flag after a recipe that reads argv: %+v", r)
+	}
 	help := nsrun(t, "help").stdout
 	col := -1
 	for _, line := range strings.Split(help, "\n") {

@@ -62,6 +62,7 @@ Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed);
 		return engine.ExitUsage
 	}
 	recipe, argv := fs.Arg(0), fs.Args()[1:]
+	warnIgnoredFlags(recipe, argv, stderr)
 	if code, ok := checkName(fs, *name, stderr); !ok {
 		return code
 	}

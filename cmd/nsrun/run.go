@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/pflag"
+	"go.starlark.net/syntax"
 	"golang.org/x/sys/unix"
 
 	"github.com/nsrun/nsrun/builtins"
@@ -72,8 +74,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return engine.ExitUsage
 	}
 	recipe := fs.Arg(0)
+	warnIgnoredFlags(recipe, fs.Args()[1:], stderr)
 	if fs.Changed("name") && *name == "" {
 		fmt.Fprintln(stderr, "nsrun run: --name is empty (leave it out for the recipe's base name)")
+		return engine.ExitUsage
+	}
+	if *keep && *sandbox && !*keepSandbox {
+		fmt.Fprintln(stderr, "nsrun run: --keep-on-error with --sandbox needs --keep: the sandbox, and a failed lab in it, go when the run ends")
 		return engine.ExitUsage
 	}
 	if *keepSandbox && (!*sandbox || *rm) {
@@ -215,4 +222,40 @@ func hasNetAdmin() bool {
 		return os.Geteuid() == 0
 	}
 	return data[0].Effective&(1<<unix.CAP_NET_ADMIN) != 0
+}
+
+// warnIgnoredFlags warns when what follows a recipe looks like flags of
+// nsrun's and the recipe never reads argv: `nsrun graph x.star --format
+// dot` gives x.star the arguments, not graph the flag.
+func warnIgnoredFlags(recipe string, argv []string, stderr io.Writer) {
+	var flags []string
+	for _, a := range argv {
+		if strings.HasPrefix(a, "-") {
+			flags = append(flags, a)
+		}
+	}
+	if len(flags) == 0 {
+		return
+	}
+	if fi, err := os.Stat(recipe); err != nil || !fi.Mode().IsRegular() || fi.Size() > engine.MaxSourceSize {
+		return // a FIFO is read once, by the run
+	}
+	src, err := os.ReadFile(recipe)
+	if err != nil {
+		return
+	}
+	f, err := engine.FileOptions.Parse(recipe, src, 0)
+	if err != nil {
+		return // the run reports it
+	}
+	reads := false
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if id, ok := n.(*syntax.Ident); ok && id.Name == "argv" {
+			reads = true
+		}
+		return !reads
+	})
+	if !reads {
+		fmt.Fprintf(stderr, "nsrun: %s never reads argv: %s after it go to the recipe, not to nsrun (flags go before the recipe)\n", recipe, strings.Join(flags, " "))
+	}
 }
