@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/nsrun/nsrun/runtime/nstest"
+	"github.com/nsrun/nsrun/runtime/proc"
+	"github.com/nsrun/nsrun/runtime/sandbox"
 )
 
 // decode parses a command's stdout, which must be one JSON document and
@@ -130,7 +132,14 @@ func TestJSONKeptSandbox(t *testing.T) {
 	var labs []labJSON
 	decode(t, r, &labs)
 	if len(labs) != 1 || labs[0].Lab != "jsonkept" || labs[0].State != "up" || labs[0].Sandbox == "" || labs[0].Changes == 0 {
-		t.Errorf("ls --json: %+v", r)
+		t.Fatalf("ls --json: %+v", r)
+	}
+	// The holder shown is the process that holds the sandbox: the first
+	// started in it, and alive.
+	if h := labs[0].Holder; h == 0 || !proc.Live(h) {
+		t.Errorf("holder %d is no live process", h)
+	} else if v, _ := proc.Env(h, sandbox.IDEnv); v != labs[0].Sandbox {
+		t.Errorf("holder %d is in sandbox %q, not %q", h, v, labs[0].Sandbox)
 	}
 	r = nsrun(t, "down", "--json", "jsonkept")
 	var downs []resultJSON

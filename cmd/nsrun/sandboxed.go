@@ -101,9 +101,13 @@ func fileOr(w io.Writer, def *os.File) *os.File {
 // someone else's is reported on stderr, and not used.
 func keptSandboxRows() (rows []string) {
 	eachKeptSandbox([]string{"ls", "--rows"}, func(s sandbox.Kept, out []byte) {
+		where := "sandbox " + s.ID()
+		if pid := s.Holder(); pid > 0 {
+			where += fmt.Sprintf(" (holder %d)", pid)
+		}
 		sc := bufio.NewScanner(bytes.NewReader(out))
 		for sc.Scan() {
-			rows = append(rows, sc.Text()+"\tsandbox "+s.ID())
+			rows = append(rows, sc.Text()+"\t"+where)
 		}
 	})
 	return rows
@@ -118,8 +122,9 @@ func keptSandboxLabs() (labs []labJSON) {
 			fmt.Fprintf(os.Stderr, "nsrun: sandbox %s: reading its labs: %v\n", s.ID(), err)
 			return
 		}
+		holder := s.Holder()
 		for _, l := range in {
-			l.Sandbox = s.ID()
+			l.Sandbox, l.Holder = s.ID(), holder
 			labs = append(labs, l)
 		}
 	})

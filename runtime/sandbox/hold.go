@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/nsrun/nsrun/runtime/nsexec"
+	"github.com/nsrun/nsrun/runtime/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -463,6 +464,26 @@ func (s Kept) dial() (*net.UnixConn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// Holder returns the pid of the process that holds the sandbox (the one
+// to kill to end it): the first process started inside it, which carries
+// its id (see IDEnv); 0 if none is found.
+func (s Kept) Holder() int {
+	holder, first := 0, uint64(0)
+	for _, pid := range proc.Pids() {
+		if v, ok := proc.Env(pid, IDEnv); !ok || v != s.ID() {
+			continue
+		}
+		st, err := proc.ReadStat(pid)
+		if err != nil {
+			continue
+		}
+		if holder == 0 || st.Start < first {
+			holder, first = pid, st.Start
+		}
+	}
+	return holder
 }
 
 // Labs lists the labs in the sandbox.
