@@ -35,7 +35,12 @@ func (c *completer) candidates(text string) (string, []string) {
 	if quote, ok := openString(text); ok {
 		prefix := text[quote+1:]
 		netns, links := c.s.Names()
-		if strings.HasSuffix(strings.TrimRight(text[:quote], " "), ".link(") {
+		if call, ok := strings.CutSuffix(strings.TrimRight(text[:quote], " "), ".link("); ok {
+			// The links of the namespace whose link() this is, if it can
+			// be told; else every link of the lab.
+			if ns, ok := c.netnsOf(call); ok {
+				return prefix, c.s.LinksIn(ns)
+			}
 			return prefix, links
 		}
 		return prefix, netns
@@ -61,6 +66,29 @@ func (c *completer) candidates(text string) (string, []string) {
 		names = append(names, d.Keys()...)
 	}
 	return word, names
+}
+
+// netnsOf returns the name of the namespace that the expression ending
+// text (a name, or a dotted chain) is, if it is one.
+func (c *completer) netnsOf(text string) (string, bool) {
+	start := len(text)
+	for start > 0 {
+		r := rune(text[start-1])
+		if r != '_' && r != '.' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			break
+		}
+		start--
+	}
+	v := c.lookup(text[start:])
+	if v == nil || v.Type() != "netns" {
+		return "", false
+	}
+	name, err := v.Attr("name")
+	if err != nil {
+		return "", false
+	}
+	s, ok := starlark.AsString(name)
+	return s, ok
 }
 
 // lookup resolves a dotted chain of names (a, a.b) to a value with

@@ -170,6 +170,12 @@ func TestReplTerminal(t *testing.T) {
 	tm.send("b.link(\"l\t\").name.upper()\r")
 	tm.expect(`"LO"`)
 	tm.expect(">>> ")
+	// In .link(", the links of that namespace only: r5y, not a's r5x.
+	tm.send("x, y = veth(\"r5x\", \"r5y\", netns = a, peer_netns = b)\r")
+	tm.expect(">>> ")
+	tm.send("b.link(\"r5\t\").name.upper()\r")
+	tm.expect(`"R5Y"`)
+	tm.expect(">>> ")
 
 	// A multi-line statement; Ctrl-C at the prompt gives a new one.
 	tm.send("for i in range(2):\r")

@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/model"
 	"github.com/nsrun/nsrun/runtime/store"
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -138,6 +140,26 @@ func (s *Session) Names() (netns, links []string) {
 		}
 	}
 	return sortedKeys(ns), sortedKeys(ls)
+}
+
+// LinksIn returns the names of the links the session's lab has in
+// namespace ns ("host" or a name) now, after its moves, and lo in a
+// namespace of its own, for completion.
+func (s *Session) LinksIn(ns string) []string {
+	if ns == "host" {
+		ns = kernel.Host
+	}
+	st := model.Replay(s.journal.Steps(), false)
+	names := map[string]bool{}
+	if st.HasNetns(ns) {
+		names["lo"] = true
+	}
+	for _, l := range st.Links {
+		if l.At.NS == ns {
+			names[l.At.Name] = true
+		}
+	}
+	return sortedKeys(names)
 }
 
 func sortedKeys(m map[string]bool) []string {
