@@ -80,8 +80,23 @@ func (o *owner) Unpack(v starlark.Value) error {
 	return nil
 }
 
-// planning reports whether k only records; then p notes what would be done.
-func planning(k kernel.Kernel) (kernel.Planner, bool) { return kernel.As[kernel.Planner](k) }
+// nodeOf returns, for a change to namespace ns's files, its node, made if
+// need be; on a kernel that only records, it notes plan instead and
+// returns "" and no error.
+func nodeOf(k kernel.Kernel, rt *engine.Runtime, ns, plan string) (nsexec.Node, error) {
+	if p, ok := kernel.As[kernel.Planner](k); ok {
+		p.Note(plan)
+		return "", nil
+	}
+	node, err := rt.Node(ns)
+	if err != nil {
+		return "", err
+	}
+	if err := node.Make(); err != nil {
+		return "", err
+	}
+	return node, nil
+}
 
 // checkPrivate checks that no two private directories overlap.
 func checkPrivate(paths []string) error {
@@ -103,15 +118,8 @@ func privateDirs(thread *starlark.Thread, rt *engine.Runtime, ns string, paths [
 			s.Path = node.PrivateDir(path)
 		}
 		err := rt.Later(thread, s, func(k kernel.Kernel, s *journal.Step) error {
-			if p, ok := planning(k); ok {
-				p.Note(fmt.Sprintf("netns %s: private directory %s", ns, path))
-				return nil
-			}
-			node, err := rt.Node(ns)
-			if err != nil {
-				return err
-			}
-			if err := node.Make(); err != nil {
+			node, err := nodeOf(k, rt, ns, fmt.Sprintf("netns %s: private directory %s", ns, path))
+			if node == "" {
 				return err
 			}
 			if err := os.MkdirAll(filepath.Dir(s.Path), 0o700); err != nil {
@@ -170,15 +178,8 @@ func netnsWriteFile(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 	ns, p := n.name, string(path)
 	s := journal.Step{Op: journal.OpFile, NS: ns, Name: p, New: fmt.Sprintf("%#o", mode)}
 	err = rt.Later(thread, s, func(k kernel.Kernel, s *journal.Step) error {
-		if pl, ok := planning(k); ok {
-			pl.Note(fmt.Sprintf("netns %s: write %s (%d bytes)", ns, p, len(content)))
-			return nil
-		}
-		node, err := rt.Node(ns)
-		if err != nil {
-			return err
-		}
-		if err := node.Make(); err != nil {
+		node, err := nodeOf(k, rt, ns, fmt.Sprintf("netns %s: write %s (%d bytes)", ns, p, len(content)))
+		if node == "" {
 			return err
 		}
 		s.Path = fileSrc(node, p)
@@ -267,7 +268,7 @@ func netnsReadFile(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	if err != nil {
 		return nil, err
 	}
-	if p, ok := planning(k); ok {
+	if p, ok := kernel.As[kernel.Planner](k); ok {
 		p.Observe()
 		return starlark.String(""), nil
 	}

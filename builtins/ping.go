@@ -50,7 +50,7 @@ type pingArgs struct {
 	timeout  duration
 	interval duration
 	dev      starlark.Value
-	src      starlark.Value // an address, or None
+	src      ipAddr // invalid: the kernel's choice
 	size     int
 	df       bool
 	ttl      starlark.Value // an int, or None
@@ -58,20 +58,14 @@ type pingArgs struct {
 
 func (a *pingArgs) unpack(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) error {
 	a.count, a.timeout, a.interval = 3, duration(time.Second), duration(200*time.Millisecond)
-	a.dev, a.src, a.ttl, a.size = starlark.None, starlark.None, starlark.None, 56
+	a.dev, a.ttl, a.size = starlark.None, starlark.None, 56
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &a.ns, "dst", &a.dst,
 		"count?", &a.count, "timeout?", &a.timeout, "interval?", &a.interval, "dev?", &a.dev,
 		"src?", &a.src, "size?", &a.size, "df?", &a.df, "ttl?", &a.ttl); err != nil {
 		return err
 	}
-	if a.src != starlark.None {
-		var src ipAddr
-		if err := src.Unpack(a.src); err != nil {
-			return fmt.Errorf("%s: for parameter src: %w", b.Name(), err)
-		}
-		if netip.Addr(src).Unmap().Is4() != netip.Addr(a.dst).Unmap().Is4() {
-			return fmt.Errorf("%s: for parameter src: %s is not of %s's family", b.Name(), a.src, netip.Addr(a.dst))
-		}
+	if src := netip.Addr(a.src); src.IsValid() && src.Unmap().Is4() != netip.Addr(a.dst).Unmap().Is4() {
+		return fmt.Errorf("%s: for parameter src: %q is not of %s's family", b.Name(), src, netip.Addr(a.dst))
 	}
 	if a.size < probe.MinSize || a.size > probe.MaxSize {
 		return fmt.Errorf("%s: for parameter size: %d is out of range (%d to %d)", b.Name(), a.size, probe.MinSize, probe.MaxSize)
@@ -128,12 +122,8 @@ func (a *pingArgs) run(thread *starlark.Thread, b *starlark.Builtin) (probe.Resu
 	if err := rt.Operational(rt.Ctx, dst.Is6() && !dst.Is4In6()); err != nil {
 		return probe.Result{}, err
 	}
-	o := probe.Options{Count: a.count, Interval: time.Duration(a.interval), Timeout: time.Duration(a.timeout), Dev: dev, Size: a.size, DF: a.df}
-	if a.src != starlark.None {
-		var src ipAddr
-		src.Unpack(a.src)
-		o.Src = netip.Addr(src)
-	}
+	o := probe.Options{Count: a.count, Interval: time.Duration(a.interval), Timeout: time.Duration(a.timeout), Dev: dev,
+		Src: netip.Addr(a.src), Size: a.size, DF: a.df}
 	if a.ttl != starlark.None {
 		o.TTL, _ = starlark.AsInt32(a.ttl)
 	}

@@ -45,15 +45,7 @@ func (c *completer) candidates(text string) (string, []string) {
 		}
 		return prefix, netns
 	}
-	start := len(text)
-	for start > 0 {
-		r := rune(text[start-1])
-		if r != '_' && r != '.' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
-			break
-		}
-		start--
-	}
-	word := text[start:]
+	word := trailingName(text)
 	if dot := strings.LastIndexByte(word, '.'); dot >= 0 {
 		v := c.lookup(word[:dot])
 		if v == nil {
@@ -71,15 +63,7 @@ func (c *completer) candidates(text string) (string, []string) {
 // netnsOf returns the name of the namespace that the expression ending
 // text (a name, or a dotted chain) is, if it is one.
 func (c *completer) netnsOf(text string) (string, bool) {
-	start := len(text)
-	for start > 0 {
-		r := rune(text[start-1])
-		if r != '_' && r != '.' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
-			break
-		}
-		start--
-	}
-	v := c.lookup(text[start:])
+	v := c.lookup(trailingName(text))
 	if v == nil || v.Type() != "netns" {
 		return "", false
 	}
@@ -89,6 +73,20 @@ func (c *completer) netnsOf(text string) (string, bool) {
 	}
 	s, ok := starlark.AsString(name)
 	return s, ok
+}
+
+// trailingName returns the name, or dotted chain of names, that text ends
+// with.
+func trailingName(text string) string {
+	start := len(text)
+	for start > 0 {
+		r := rune(text[start-1])
+		if r != '_' && r != '.' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			break
+		}
+		start--
+	}
+	return text[start:]
 }
 
 // lookup resolves a dotted chain of names (a, a.b) to a value with

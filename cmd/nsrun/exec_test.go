@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"strings"
@@ -23,16 +22,8 @@ func nsrunStdin(t *testing.T, stdin string, env []string, args ...string) result
 // runCmd runs cmd and returns its exit code and what it printed.
 func runCmd(t *testing.T, cmd *exec.Cmd) result {
 	t.Helper()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, out.String(), errb.String()}
+	code, stdout, stderr := nstest.Run(t, cmd)
+	return result{code, stdout, stderr}
 }
 
 func TestExec(t *testing.T) {

@@ -18,19 +18,7 @@ var nsrunBin string
 
 // The end-to-end tests run the nsrun binary, built once, as a user would,
 // inside the test's own sandbox.
-func TestMain(m *testing.M) {
-	nstest.MainWith(m, func() func() {
-		dir, err := os.MkdirTemp("", "nsrun-bin")
-		if err != nil {
-			panic(err)
-		}
-		nsrunBin = filepath.Join(dir, "nsrun")
-		if out, err := exec.Command("go", "build", "-o", nsrunBin, ".").CombinedOutput(); err != nil {
-			panic(string(out))
-		}
-		return func() { os.RemoveAll(dir) }
-	})
-}
+func TestMain(m *testing.M) { nstest.MainWith(m, nstest.Binary(".", &nsrunBin)) }
 
 type result struct {
 	code           int

@@ -74,6 +74,7 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 	// Each link where it is at the end (following moves); moving a link
 	// to another namespace dropped its addresses and the routes through it.
 	linkGone := map[*model.Link]bool{}
+	seen := map[*model.Link]kernel.LinkInfo{} // as the kernel has each link, read once
 	for _, l := range st.Links {
 		ns, name := l.At.NS, l.At.Name
 		if missing(ns) {
@@ -83,6 +84,9 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 		n.Links++
 		object := fmt.Sprintf("%s %q%s", l.Kind, name, inNetns(ns))
 		li, err := k.LinkGet(ns, name)
+		if err == nil {
+			seen[l] = li
+		}
 		switch {
 		case errors.Is(err, kernel.ErrNotFound):
 			linkGone[l] = true
@@ -116,9 +120,12 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 		if linkGone[l] || missing(l.At.NS) {
 			continue
 		}
-		li, err := k.LinkGet(l.At.NS, l.At.Name)
-		if err != nil {
-			continue // reported above, for a link the lab made
+		li, ok := seen[l]
+		if !ok { // a link the lab did not make, such as a namespace's lo
+			var err error
+			if li, err = k.LinkGet(l.At.NS, l.At.Name); err != nil {
+				continue
+			}
 		}
 		if up := admin[l]; li.Up != up {
 			state := map[bool]string{true: "up", false: "down"}
