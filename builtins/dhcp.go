@@ -14,6 +14,8 @@ import (
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/model"
+	"golang.org/x/sys/unix"
 )
 
 // dhcp_server(netns, link, range, router=None, dns=[], lease="1h",
@@ -74,12 +76,22 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	if _, real := kernel.As[kernel.Pather](k); !real {
 		// Planning: the plan shows the command; there is nothing to wait
-		// for, and no readiness socket to name.
+		// for, and no readiness socket to name. The server is kept, to
+		// answer the plan's clients as the real one will.
+		id, subnet, err := dhcp.ServerAddr(cfg, rt.Addrs(ns.name, l.state.name))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+		srv, err := dhcp.NewServer(cfg, id, subnet)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
 		argv := append([]string{dhcp.Command}, cfg.Args()...)
 		sp, err := rt.Spawn(thread, ns.name, argv, engine.SpawnOptions{Name: "dhcp_server"})
 		if err != nil {
 			return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 		}
+		plannedServers(rt)[model.LinkKey{NS: ns.name, Name: l.state.name}] = srv
 		return &Proc{sp: sp, argv: argv}, nil
 	}
 	var argv []string
@@ -105,10 +117,11 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 // lease_s=3600, server="10.0.0.2", planned=False). A process of the lab
 // keeps the lease (named dhcp_client-LINK): the address has the lease's
 // lifetime, and it renews the lease at the server's renewal time (T1), so
-// the address never outlives its lease; inspect shows its renewals. When
-// planning, nothing is asked
-// and the result is a placeholder (addr="0.0.0.0/32", router and server None,
-// planned=True).
+// the address never outlives its lease; inspect shows its renewals. The
+// default route has proto dhcp. When planning, the DHCP servers the plan
+// started on the link's segment answer as they will in a run (planned=True);
+// with none there, the result is a placeholder (addr="0.0.0.0/32", router
+// and server None) and nothing is added.
 //
 // Equivalent to: ip netns exec $netns dhclient -1 $link
 func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -129,54 +142,90 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, err
 	}
-	k, ok := kernel.As[kernel.Pather](rk)
-	if !ok { // planning: a recording kernel has no namespaces to enter
-		if p, ok := kernel.As[kernel.Planner](rk); ok {
-			p.Note(ipNetnsExec(l.ns()) + "dhclient -1 " + l.state.name)
-		}
-		noteMadeUp(rk)
-		return leaseValue(dhcp.Lease{Addr: netip.MustParsePrefix("0.0.0.0/32")}, true), nil
-	}
 	if info, err := rk.LinkGet(l.ns(), l.state.name); err == nil && !info.Up {
 		return nil, fmt.Errorf("%s: link %q in netns %q is down; bring it up first (.up())", b.Name(), l.state.name, l.state.ns.Name())
 	}
-	if err := rt.Operational(rt.Ctx, false); err != nil {
-		return nil, err
-	}
-	lease, err := dhcp.Obtain(rt.Ctx, k.Path(l.ns()), l.state.name, time.Duration(timeout))
+	lease, planned, err := obtain(rt, rk, l, time.Duration(timeout))
 	if err != nil {
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
 	}
-	w := says("%s: adding the leased %s to %q in netns %q", b.Name(), lease.Addr, l.state.name, l.state.ns.Name()).orExists("the address is already there")
-	if err := now(thread, rt, journal.Step{Op: journal.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
-		return nil, err
-	}
-	if lease.Router.IsValid() && defaultRoute && l.ns() == kernel.Host {
-		return nil, fmt.Errorf("%s: a default route in the host namespace would take the machine's traffic (pass default_route=False)", b.Name())
-	}
-	if lease.Router.IsValid() && defaultRoute {
-		r := kernel.Route{Family: 4, Via: lease.Router, Dev: l.state.name}
-		w := says("%s: adding %s in netns %q", b.Name(), r, l.state.ns.Name()).orExists("a default route exists (pass default_route=False to keep it)")
-		if err := now(thread, rt, journal.Step{Op: journal.OpRoute, NS: l.ns(), Route: &r}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.RouteAdd(l.ns(), r) }); err != nil {
+	if !lease.Addr.Addr().IsUnspecified() {
+		if err := keepLease(thread, b, rt, l, lease, planned, defaultRoute); err != nil {
 			return nil, err
 		}
 	}
-	if lease.Time > 0 && lease.Time < infiniteLease {
-		// The lease's keeper: the address gets the lease's lifetime, and
-		// lives on only while the lease is renewed.
-		state := filepath.Join(rt.Dir, "dhcp", kernel.NSArg(l.ns())+"-"+l.state.name+".json")
-		if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
-			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	return leaseValue(lease, planned), nil
+}
+
+// obtain gets a lease for l. A plan asks the DHCP servers it started on
+// l's segment, as the real ones will answer (nsrun's servers are
+// deterministic); with none there (a daemon of the recipe's serves it, say)
+// the lease is a placeholder, 0.0.0.0/32, and nothing is added.
+func obtain(rt *engine.Runtime, rk kernel.Kernel, l *Link, timeout time.Duration) (lease dhcp.Lease, planned bool, err error) {
+	k, real := kernel.As[kernel.Pather](rk)
+	if real {
+		if err := rt.Operational(rt.Ctx, false); err != nil {
+			return dhcp.Lease{}, false, err
 		}
-		argv, err := dhcp.RenewArgs(lease, l.state.name, state)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", b.Name(), err)
-		}
-		if _, err := rt.Spawn(thread, l.ns(), argv, engine.SpawnOptions{Name: "dhcp_client-" + l.state.name}); err != nil {
-			return nil, fmt.Errorf("%s: keeping the lease on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
+		lease, err := dhcp.Obtain(rt.Ctx, k.Path(l.ns()), l.state.name, timeout)
+		return lease, false, err
+	}
+	if p, ok := kernel.As[kernel.Planner](rk); ok {
+		p.Note(ipNetnsExec(l.ns()) + "dhclient -1 " + l.state.name)
+	}
+	servers := plannedServers(rt)
+	for _, at := range rt.Segment(l.ns(), l.state.name) {
+		if srv, ok := servers[at]; ok {
+			lease, err := srv.Offer(l.state.mac)
+			return lease, true, err
 		}
 	}
-	return leaseValue(lease, false), nil
+	noteMadeUp(rk)
+	return dhcp.Lease{Addr: netip.MustParsePrefix("0.0.0.0/32")}, true, nil
+}
+
+// plannedServers are the DHCP servers a plan started, by their link.
+func plannedServers(rt *engine.Runtime) map[model.LinkKey]*dhcp.Server {
+	return rt.Memo("dhcp servers", func() any { return map[model.LinkKey]*dhcp.Server{} }).(map[model.LinkKey]*dhcp.Server)
+}
+
+// keepLease adds a lease's address to its link, and its default route, and
+// starts the process that keeps it.
+func keepLease(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, l *Link, lease dhcp.Lease, planned, defaultRoute bool) error {
+	w := says("%s: adding the leased %s to %q in netns %q", b.Name(), lease.Addr, l.state.name, l.state.ns.Name()).orExists("the address is already there")
+	if err := now(thread, rt, journal.Step{Op: journal.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
+		return err
+	}
+	if lease.Router.IsValid() && defaultRoute && l.ns() == kernel.Host {
+		return fmt.Errorf("%s: a default route in the host namespace would take the machine's traffic (pass default_route=False)", b.Name())
+	}
+	if lease.Router.IsValid() && defaultRoute {
+		r := kernel.Route{Family: 4, Via: lease.Router, Dev: l.state.name, Proto: unix.RTPROT_DHCP}
+		w := says("%s: adding %s in netns %q", b.Name(), r, l.state.ns.Name()).orExists("a default route exists (pass default_route=False to keep it)")
+		if err := now(thread, rt, journal.Step{Op: journal.OpRoute, NS: l.ns(), Route: &r}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.RouteAdd(l.ns(), r) }); err != nil {
+			return err
+		}
+	}
+	if lease.Time <= 0 || lease.Time >= infiniteLease {
+		return nil
+	}
+	// The lease's keeper: the address gets the lease's lifetime, and
+	// lives on only while the lease is renewed.
+	state := filepath.Join(rt.Dir, "dhcp", kernel.NSArg(l.ns())+"-"+l.state.name+".json")
+	argv := []string{dhcp.RenewCommand, "-link", l.state.name}
+	if !planned {
+		if err := os.MkdirAll(filepath.Dir(state), 0o700); err != nil {
+			return fmt.Errorf("%s: %w", b.Name(), err)
+		}
+		var err error
+		if argv, err = dhcp.RenewArgs(lease, l.state.name, state); err != nil {
+			return fmt.Errorf("%s: %w", b.Name(), err)
+		}
+	}
+	if _, err := rt.Spawn(thread, l.ns(), argv, engine.SpawnOptions{Name: "dhcp_client-" + l.state.name}); err != nil {
+		return fmt.Errorf("%s: keeping the lease on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
+	}
+	return nil
 }
 
 func ipNetnsExec(ns string) string {

@@ -51,7 +51,9 @@ func TestDHCPValidation(t *testing.T) {
 }
 
 // Planning starts nothing and waits for nothing; the plan shows the server's
-// command and the client's dhclient.
+// command and the client's dhclient, and the server the plan started
+// answers the client as the real one will: the lease's address and route
+// are in the plan.
 func TestDHCPPlan(t *testing.T) {
 	rec := kernel.NewRecorder()
 	out, rt, err := runSrc(t, rec, "p.star", dhcpTopology+`
@@ -67,12 +69,15 @@ print(l.addr, l.router, l.planned)
 	for _, want := range []string{
 		"# ip netns exec qdhcp nsrun-internal:dhcp-server -link tap0 -range 10.0.0.100-10.0.0.200 -lease 1h0m0s -router 10.0.0.1 -dns 10.0.0.2",
 		"# ip netns exec vm dhclient -1 eth0",
+		"ip -n vm addr add 10.0.0.100/24 dev eth0 brd +",
+		"ip -n vm route add default via 10.0.0.1 dev eth0 proto dhcp",
+		"# ip netns exec vm nsrun-internal:dhcp-client -link eth0",
 	} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("the plan lacks %q:\n%s", want, plan)
 		}
 	}
-	if out != "0.0.0.0/32 None True\n" {
+	if out != "10.0.0.100/24 10.0.0.1 True\n" {
 		t.Errorf("printed %q", out)
 	}
 }

@@ -78,10 +78,10 @@ nat.snat(r, src="fd00::/64", to="fd01::1", out="b")
 	for _, want := range []string{
 		`ip netns exec r nft create table ip nsrun-t; ip netns exec r nft add chain ip nsrun-t prerouting '{ type nat hook prerouting priority dstnat; }'`,
 		`add chain ip nsrun-t postrouting '{ type nat hook postrouting priority srcnat; }'`,
-		`ip netns exec r nft add rule ip nsrun-t postrouting oifname "a" ip saddr 10.0.0.0/24 masquerade comment "nsrun:t #`,
-		`ip netns exec r nft add rule ip nsrun-t prerouting ip daddr 203.0.113.9/32 dnat to 10.0.0.2 comment`,
-		`ip netns exec r nft add rule ip nsrun-t output ip daddr 203.0.113.9/32 dnat to 10.0.0.2 comment`,
-		`ip netns exec r nft add rule ip nsrun-t postrouting ip saddr 10.0.0.2/32 snat to 203.0.113.9 comment`,
+		`ip netns exec r nft 'add rule ip nsrun-t postrouting oifname "a" ip saddr 10.0.0.0/24 masquerade comment "nsrun:t #`,
+		`ip netns exec r nft 'add rule ip nsrun-t prerouting ip daddr 203.0.113.9/32 dnat to 10.0.0.2 comment`,
+		`ip netns exec r nft 'add rule ip nsrun-t output ip daddr 203.0.113.9/32 dnat to 10.0.0.2 comment`,
+		`ip netns exec r nft 'add rule ip nsrun-t postrouting ip saddr 10.0.0.2/32 snat to 203.0.113.9 comment`,
 		`ip netns exec r nft create table ip6 nsrun-t;`,
 		`add rule ip6 nsrun-t postrouting oifname "b" ip6 saddr fd00::/64 snat to fd01::1 comment`,
 	} {

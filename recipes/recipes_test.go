@@ -20,7 +20,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-func TestMain(m *testing.M) { nstest.Main(m) }
+func TestMain(m *testing.M) {
+	nstest.MainWith(m, nstest.Binary("github.com/nsrun/nsrun/cmd/nsrun", &nsrunBin))
+}
 
 // Every walkthrough recipe passes its own checks on the real kernel and
 // prints the report in testdata/NAME.golden, on every run.

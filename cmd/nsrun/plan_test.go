@@ -34,15 +34,15 @@ func TestPlan(t *testing.T) {
 			src:  "blue = netns(\"blue\", lo = False)\na, b = veth(\"v0\", \"v1\", mac = \"02:00:00:00:00:01\", peer_mac = \"02:00:00:00:00:02\", peer_netns = blue)\nb.addr(\"10.0.0.2/24\").up()\n",
 			want: []string{
 				"ip netns add blue",
-				"ip link add v0 type veth peer name v1 netns blue address 02:00:00:00:00:01",
-				"ip -n blue addr add 10.0.0.2/24 dev v1",
+				"ip link add v0 address 02:00:00:00:00:01 type veth peer name v1 address 02:00:00:00:00:02 netns blue",
+				"ip -n blue addr add 10.0.0.2/24 dev v1 brd +",
 				"ip -n blue link set v1 up",
 			},
 		},
 		{
 			name: "exec_in is a comment",
 			src:  "n = netns(\"n\", lo = False)\nexec_in(n, [\"ip\", \"-br\", \"addr\"])\nn.sysctl(\"net.ipv4.ip_forward\", \"1\")\n",
-			want: []string{"ip netns add n", "# ip netns exec n ip -br addr", "ip netns exec n sysctl -w net.ipv4.ip_forward=1"},
+			want: []string{"ip netns add n", "# ip netns exec n ip -br addr", "ip netns exec n sysctl -qw net.ipv4.ip_forward=1"},
 		},
 		{
 			name: "argv",

@@ -90,6 +90,7 @@ func linkAddr(cfg Config) (netip.Addr, netip.Prefix, error) {
 	if err != nil {
 		return netip.Addr{}, netip.Prefix{}, fmt.Errorf("addresses of %q: %w", cfg.Link, err)
 	}
+	var own []netip.Prefix
 	for _, a := range addrs {
 		ipn, ok := a.(*net.IPNet)
 		if !ok || ipn.IP.To4() == nil {
@@ -97,8 +98,19 @@ func linkAddr(cfg Config) (netip.Addr, netip.Prefix, error) {
 		}
 		ip, _ := netip.AddrFromSlice(ipn.IP.To4())
 		ones, _ := ipn.Mask.Size()
-		p := netip.PrefixFrom(ip, ones)
+		own = append(own, netip.PrefixFrom(ip, ones))
+	}
+	return ServerAddr(cfg, own)
+}
+
+// ServerAddr picks, of a link's addresses, the server's own: the IPv4
+// address whose subnet holds the pool, or, with a subnet given, the one
+// inside it. It returns that address and the subnet served.
+func ServerAddr(cfg Config, addrs []netip.Prefix) (netip.Addr, netip.Prefix, error) {
+	for _, p := range addrs {
+		ip := p.Addr()
 		switch {
+		case !ip.Is4():
 		case cfg.Subnet.IsValid() && cfg.Subnet.Contains(ip):
 			return ip, cfg.Subnet.Masked(), nil
 		case !cfg.Subnet.IsValid() && p.Contains(cfg.Start) && p.Contains(cfg.End):

@@ -57,6 +57,17 @@ func (s *Server) allocate(mac string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("the pool %s-%s is exhausted", s.cfg.Start, s.cfg.End)
 }
 
+// Offer returns the lease the client with that MAC gets, as Obtain would
+// read it from the server's answers (without the packets): what a plan
+// predicts.
+func (s *Server) Offer(mac string) (Lease, error) {
+	a, err := s.allocate(mac)
+	if err != nil {
+		return Lease{}, err
+	}
+	return Lease{Addr: netip.PrefixFrom(a, s.subnet.Bits()), Router: s.cfg.Router, DNS: s.cfg.DNS, Server: s.id, Time: s.cfg.Lease}, nil
+}
+
 func (s *Server) lookup(mac string) (netip.Addr, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/nsrun/nsrun/runtime/fault"
@@ -48,8 +49,9 @@ type Runtime struct {
 	Spared []error
 
 	mu    sync.Mutex
-	state *model.State // what the run has made (or queued), where it is now
-	owned int          // the steps applied to state
+	state *model.State   // what the run has made (or queued), where it is now
+	owned int            // the steps applied to state
+	memo  map[string]any // see Memo
 	// The namespaces whose links, and whose IPv6 addresses, the run
 	// changed since it last waited for them to be operational (see
 	// Operational).
@@ -204,6 +206,38 @@ func (rt *Runtime) MadeLink(ns, name string) bool {
 	defer rt.mu.Unlock()
 	_, made := rt.state.MadeLink(ns, name)
 	return made
+}
+
+// Segment returns the links that share a layer-2 segment with link name in
+// ns, as the run has made them (see model.State.Segment).
+func (rt *Runtime) Segment(ns, name string) []model.LinkKey {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.state.Segment(model.LinkKey{NS: ns, Name: name})
+}
+
+// Addrs returns the addresses the run gave link name in ns.
+func (rt *Runtime) Addrs(ns, name string) []netip.Prefix {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.state.AddrsOf(model.LinkKey{NS: ns, Name: name})
+}
+
+// Memo returns the run's value for key, made by mk the first time it is
+// asked for: what builtins keep for the rest of a run (the DHCP servers a
+// plan started, say).
+func (rt *Runtime) Memo(key string, mk func() any) any {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	v, ok := rt.memo[key]
+	if !ok {
+		if rt.memo == nil {
+			rt.memo = map[string]any{}
+		}
+		v = mk()
+		rt.memo[key] = v
+	}
+	return v
 }
 
 // MAC derives a link's address from the lab, namespace and link name:

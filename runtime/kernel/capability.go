@@ -37,6 +37,14 @@ type NetnsPrechecker interface {
 	PrecheckNetns(names []string, inos, mnts []uint64, tags []string)
 }
 
+// A SysctlScoper tells, before any change, whether a network namespace
+// has a sysctl of its own that it may change (see Netlink.NetnsSysctl): an
+// error wrapping fs.ErrPermission if it does not, nil if it does or if
+// that cannot be told.
+type SysctlScoper interface {
+	NetnsSysctl(key string) error
+}
+
 // A Planner is a kernel whose answers are made up (a plan's): it is told
 // when the run has been given one (Observe), and of what it would run but
 // does not (Note).

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+
+	"golang.org/x/sys/unix"
 )
 
 // Host names the namespace nsrun runs in.
@@ -178,6 +180,26 @@ type Route struct {
 	Via    netip.Addr
 	Dev    string
 	Metric int
+	// Proto is who the route is said to come from: 0 for nsrun itself
+	// (RouteProtocol), unix.RTPROT_DHCP for a lease's.
+	Proto int `json:",omitempty"`
+}
+
+// Protocol is the route's protocol as the kernel is told it.
+func (r Route) Protocol() int {
+	if r.Proto == 0 {
+		return RouteProtocol
+	}
+	return r.Proto
+}
+
+// ProtoArg renders the route's protocol as `ip route add ... proto` takes
+// it (iproute2 has no name for nsrun's own).
+func (r Route) ProtoArg() string {
+	if r.Protocol() == unix.RTPROT_DHCP {
+		return "dhcp"
+	}
+	return fmt.Sprint(r.Protocol())
 }
 
 // String renders the route as `ip route` shows it.
@@ -194,6 +216,9 @@ func (r Route) String() string {
 	}
 	if r.Metric != 0 {
 		s += fmt.Sprintf(" metric %d", r.Metric)
+	}
+	if r.Proto != 0 {
+		s += " proto " + r.ProtoArg()
 	}
 	return s
 }

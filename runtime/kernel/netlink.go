@@ -32,13 +32,14 @@ type Netlink struct {
 	fds      map[string]netns.NsHandle
 	index    map[linkKey]int
 	verified map[string]uint64 // namespaces whose tag PrecheckNetns found, by inode
+	scopes   map[string]error  // what NetnsSysctl found, by key
 }
 
 type linkKey struct{ ns, name string }
 
 // NewNetlink returns the real kernel, with namespaces pinned in dir.
 func NewNetlink(dir string) *Netlink {
-	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, socks: map[string]*rtnl{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}}
+	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, socks: map[string]*rtnl{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}, scopes: map[string]error{}}
 }
 
 // loIndex is lo's index in every network namespace.
@@ -680,7 +681,7 @@ func (k *Netlink) nlRoute(ns string, r Route) (*netlink.Handle, *netlink.Route, 
 	if err != nil {
 		return nil, nil, err
 	}
-	nr := &netlink.Route{Protocol: RouteProtocol, Priority: r.Metric, Family: unix.AF_INET}
+	nr := &netlink.Route{Protocol: netlink.RouteProtocol(r.Protocol()), Priority: r.Metric, Family: unix.AF_INET}
 	if r.Family == 6 {
 		nr.Family = unix.AF_INET6
 	}

@@ -98,9 +98,11 @@ type natChain struct {
 	spec     string // as nft writes it
 }
 
+// nft takes the names dstnat and srcnat only at the hooks they are named
+// for (dstnat at prerouting, srcnat at postrouting): output's is a number.
 var natChains = []natChain{
 	{"prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest, "type nat hook prerouting priority dstnat;"},
-	{"output", nftables.ChainHookOutput, nftables.ChainPriorityNATDest, "type nat hook output priority dstnat;"},
+	{"output", nftables.ChainHookOutput, nftables.ChainPriorityNATDest, "type nat hook output priority -100;"},
 	{"postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource, "type nat hook postrouting priority srcnat;"},
 }
 

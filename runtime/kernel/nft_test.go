@@ -78,7 +78,7 @@ func TestRecorderNAT(t *testing.T) {
 	if err := r.NATRuleDel("r", "ip", "nsrun-t", "other"); err != nil || len(r.Log) != n {
 		t.Errorf("deleting a rule that is not there: %v, log %v", err, r.Log[n:])
 	}
-	if err := r.NATRuleDel("r", "ip", "nsrun-t", "c1"); err != nil || !strings.Contains(r.Log[len(r.Log)-1], `delete rule ip nsrun-t comment "c1"`) {
+	if err := r.NATRuleDel("r", "ip", "nsrun-t", "c1"); err != nil || !strings.Contains(r.Log[len(r.Log)-1], `awk -v m='comment "c1" # handle '`) {
 		t.Errorf("deleting the rule: %v, log %v", err, r.Log[n:])
 	}
 	if err := r.NATDelTable("r", "ip", "nsrun-t"); err != nil {

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,12 +34,23 @@ type Recorder struct {
 	netns   map[string]uint64
 	links   map[[2]string]*LinkInfo
 	sysctl  map[[2]string]string
+	routes  map[string][]recRoute // by namespace; see RouteAdd
 	nextIno uint64
+}
+
+// recRoute is a route in the recorder's model: what makes two routes the
+// same to the kernel (family, destination, metric), and the device whose
+// going away takes it.
+type recRoute struct {
+	family int
+	dst    netip.Prefix // masked; invalid for a default route
+	metric int
+	dev    string
 }
 
 // NewRecorder returns an empty recorder; the host namespace has lo.
 func NewRecorder() *Recorder {
-	r := &Recorder{netns: map[string]uint64{}, links: map[[2]string]*LinkInfo{}, sysctl: map[[2]string]string{}, nextIno: 4026532000}
+	r := &Recorder{netns: map[string]uint64{}, links: map[[2]string]*LinkInfo{}, sysctl: map[[2]string]string{}, routes: map[string][]recRoute{}, nextIno: 4026532000}
 	r.links[[2]string{Host, "lo"}] = &LinkInfo{Name: "lo", Kind: "loopback", Up: true, MTU: 65536, MAC: "00:00:00:00:00:00"}
 	return r
 }
@@ -70,7 +80,7 @@ func (r *Recorder) NetnsAdd(s NetnsSpec) (NetnsID, error) {
 	}
 	cmd := "ip netns add " + name
 	if s.NoIPv6 {
-		cmd += "; ip netns exec " + name + " sysctl -w " + ipv6Off + "=1 " + ipv6OffDefault + "=1"
+		cmd += "; ip netns exec " + name + " sysctl -qw " + ipv6Off + "=1 " + ipv6OffDefault + "=1"
 	}
 	if s.LoUp {
 		cmd += "; ip -n " + name + " link set lo up"
@@ -100,6 +110,7 @@ func (r *Recorder) NetnsDel(name, tag string, id NetnsID) error {
 		return err
 	}
 	delete(r.netns, name)
+	delete(r.routes, name)
 	for key := range r.links {
 		if key[0] == name {
 			r.dropLink(key)
@@ -135,17 +146,23 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 		if r.exists(s.PeerNS, s.PeerName) {
 			return unix.EEXIST
 		}
-		cmd = fmt.Sprintf("%s link add %s type veth peer name %s", ipn(s.NS), s.Name, s.PeerName)
-		if s.PeerNS != s.NS {
-			cmd += " netns " + NSArg(s.PeerNS)
+		// The pair is made from the host's side when it has an end there:
+		// the host namespace has no name to give `netns`.
+		a, b := vethEnd{s.NS, s.Name, s.MAC}, vethEnd{s.PeerNS, s.PeerName, s.PeerMAC}
+		if a.ns != Host && b.ns == Host {
+			a, b = b, a
+		}
+		cmd = fmt.Sprintf("%s link add %s%s type veth peer name %s%s", ipn(a.ns), a.name, linkOpts(a.mac, s.MTU), b.name, linkOpts(b.mac, s.MTU))
+		if b.ns != a.ns {
+			cmd += " netns " + nsRef(b.ns)
 		}
 	case "macvlan", "macvtap", "vlan":
 		if _, ok := r.links[[2]string{s.ParentNS, s.Parent}]; !ok {
 			return fmt.Errorf("parent %q in netns %q: %w", s.Parent, NSArg(s.ParentNS), ErrNotFound)
 		}
-		cmd = fmt.Sprintf("%s link add %s link %s", ipn(s.ParentNS), s.Name, s.Parent)
+		cmd = fmt.Sprintf("%s link add %s link %s%s", ipn(s.ParentNS), s.Name, s.Parent, linkOpts(s.MAC, s.MTU))
 		if s.NS != s.ParentNS {
-			cmd += " netns " + NSArg(s.NS)
+			cmd += " netns " + nsRef(s.NS)
 		}
 		switch s.Kind {
 		case "vlan":
@@ -153,14 +170,10 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 		default:
 			cmd += fmt.Sprintf(" type %s mode %s", s.Kind, s.Mode)
 		}
+	case "vxlan":
+		cmd = fmt.Sprintf("%s link add %s%s type vxlan id %d dstport 4789", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.VNI)
 	default:
-		cmd = fmt.Sprintf("%s link add %s type %s", ipn(s.NS), s.Name, s.Kind)
-	}
-	if s.MAC != nil {
-		cmd += " address " + s.MAC.String()
-	}
-	if s.MTU > 0 {
-		cmd += fmt.Sprintf(" mtu %d", s.MTU)
+		cmd = fmt.Sprintf("%s link add %s%s type %s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.Kind)
 	}
 	if err := r.change("%s", cmd); err != nil {
 		return err
@@ -181,6 +194,25 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 	return nil
 }
 
+// vethEnd is one end of a veth pair being made.
+type vethEnd struct {
+	ns, name string
+	mac      net.HardwareAddr
+}
+
+// linkOpts are a new link's own options, as iproute2 takes them: before
+// its type (after it, they would be the type's, or the peer's).
+func linkOpts(mac net.HardwareAddr, mtu int) string {
+	s := ""
+	if mac != nil {
+		s += " address " + mac.String()
+	}
+	if mtu > 0 {
+		s += fmt.Sprintf(" mtu %d", mtu)
+	}
+	return s
+}
+
 func mtuOr(mtu int) int {
 	if mtu == 0 {
 		return 1500
@@ -192,8 +224,10 @@ func mtuOr(mtu int) int {
 func (r *Recorder) dropLink(key [2]string) {
 	if l, ok := r.links[key]; ok {
 		delete(r.links, key)
+		r.dropRoutes(key[0], key[1])
 		if l.peer != ([2]string{}) {
 			delete(r.links, l.peer)
+			r.dropRoutes(l.peer[0], l.peer[1])
 		}
 	}
 }
@@ -284,6 +318,13 @@ func (r *Recorder) set(ns, name, what string, apply func(*LinkInfo)) error {
 
 func (r *Recorder) LinkSetUp(ns, name string, up bool) error {
 	state := map[bool]string{true: "up", false: "down"}[up]
+	if !up {
+		// The kernel takes the IPv4 routes through a link down with it (and
+		// gives back only its addresses' when it is up again): the model
+		// forgets them all, so that it never finds a route twice that the
+		// kernel would have once.
+		r.dropRoutes(ns, name)
+	}
 	return r.set(ns, name, state, func(l *LinkInfo) { l.Up = up })
 }
 
@@ -357,10 +398,11 @@ func (r *Recorder) LinkMove(ns, name, to string) error {
 	if _, ok := r.links[[2]string{to, name}]; ok {
 		return unix.EEXIST
 	}
-	if err := r.change("%s link set %s netns %s", ipn(ns), name, NSArg(to)); err != nil {
+	if err := r.change("%s link set %s netns %s", ipn(ns), name, nsRef(to)); err != nil {
 		return err
 	}
 	delete(r.links, [2]string{ns, name})
+	r.dropRoutes(ns, name)
 	l.NS, l.Master, l.Up, l.addrs = to, "", false, nil // as the kernel has it: a moved link is down, without addresses
 	r.links[[2]string{to, name}] = l
 	if l.peer != ([2]string{}) {
@@ -400,15 +442,60 @@ func (r *Recorder) AddrAdd(ns, dev string, p netip.Prefix) error {
 	if slices.Contains(l.addrs, p) {
 		return unix.EEXIST
 	}
-	nodad := ""
-	if p.Addr().Is6() {
-		nodad = " nodad"
+	// As the kernel is asked (see Netlink.addrAdd): IPv6 without DAD, IPv4
+	// with its broadcast address.
+	opts := ""
+	switch {
+	case p.Addr().Is6():
+		opts = " nodad"
+	case p.Bits() < 31:
+		opts = " brd +"
 	}
-	if err := r.change("%s addr add %s dev %s%s", ipn(ns), p, dev, nodad); err != nil {
+	if err := r.change("%s addr add %s dev %s%s", ipn(ns), p, dev, opts); err != nil {
 		return err
 	}
 	l.addrs = append(l.addrs, p)
+	if p.Bits() < p.Addr().BitLen() { // the kernel's route to the address's subnet
+		r.addRoute(ns, prefixRoute(dev, p))
+	}
 	return nil
+}
+
+// prefixRoute is the route the kernel adds for an address's subnet: metric
+// 0 for IPv4, 256 for IPv6.
+func prefixRoute(dev string, p netip.Prefix) recRoute {
+	rt := recRoute{family: 4, dst: p.Masked(), dev: dev}
+	if p.Addr().Is6() {
+		rt.family, rt.metric = 6, 256
+	}
+	return rt
+}
+
+func (r *Recorder) addRoute(ns string, rt recRoute) { r.routes[ns] = append(r.routes[ns], rt) }
+
+// dropRoutes forgets the routes through a device that went away (or down).
+func (r *Recorder) dropRoutes(ns, dev string) {
+	r.routes[ns] = slices.DeleteFunc(r.routes[ns], func(rt recRoute) bool { return rt.dev == dev })
+}
+
+// recRouteOf is how the kernel keys route rt: IPv6's metric 0 is 1024.
+func recRouteOf(rt Route) recRoute {
+	fam := rt.Family
+	if fam == 0 {
+		fam = 4
+		if rt.Dst.IsValid() && rt.Dst.Addr().Is6() || rt.Via.Is6() {
+			fam = 6
+		}
+	}
+	m := rt.Metric
+	if fam == 6 && m == 0 {
+		m = 1024
+	}
+	var dst netip.Prefix
+	if rt.Dst.IsValid() && rt.Dst.Bits() > 0 {
+		dst = rt.Dst.Masked()
+	}
+	return recRoute{family: fam, dst: dst, metric: m, dev: rt.Dev}
 }
 
 func (r *Recorder) AddrDel(ns, dev string, p netip.Prefix) error {
@@ -420,6 +507,8 @@ func (r *Recorder) AddrDel(ns, dev string, p netip.Prefix) error {
 		return err
 	}
 	l.addrs = slices.DeleteFunc(l.addrs, func(q netip.Prefix) bool { return q == p })
+	pr := prefixRoute(dev, p)
+	r.routes[ns] = slices.DeleteFunc(r.routes[ns], func(have recRoute) bool { return have == pr })
 	return nil
 }
 
@@ -435,14 +524,28 @@ func (r *Recorder) RouteAdd(ns string, rt Route) error {
 	if err := r.noIPv6(ns, rt.Family == 6); err != nil {
 		return err
 	}
-	return r.change("%s route add %s", ipn(ns), rt)
+	key := recRouteOf(rt)
+	for _, have := range r.routes[ns] {
+		if have.family == key.family && have.dst == key.dst && have.metric == key.metric {
+			return unix.EEXIST // as the kernel has it: one route per destination and metric
+		}
+	}
+	if err := r.change("%s route add %s", ipn(ns), routeArg(rt)); err != nil {
+		return err
+	}
+	r.addRoute(ns, key)
+	return nil
 }
 
 func (r *Recorder) RouteDel(ns string, rt Route) error {
 	if r.hasNS(ns) != nil {
 		return nil
 	}
-	return r.change("%s route del %s", ipn(ns), rt)
+	key := recRouteOf(rt)
+	r.routes[ns] = slices.DeleteFunc(r.routes[ns], func(have recRoute) bool {
+		return have.family == key.family && have.dst == key.dst && have.metric == key.metric
+	})
+	return r.change("%s route del %s", ipn(ns), routeArg(rt))
 }
 
 func (r *Recorder) SysctlGet(ns, key string) (string, error) {
@@ -462,8 +565,13 @@ func (r *Recorder) SysctlSet(ns, key, value string) error {
 	prefix := "sysctl"
 	if ns != Host {
 		prefix = "ip netns exec " + ns + " sysctl"
+		if sc, ok := As[SysctlScoper](r.Real); ok {
+			if err := sc.NetnsSysctl(key); err != nil {
+				return err
+			}
+		}
 	}
-	if err := r.change("%s -w %s=%s", prefix, key, value); err != nil {
+	if err := r.change("%s -qw %s", prefix, quoteArg(key+"="+value)); err != nil {
 		return err
 	}
 	r.sysctl[[2]string{ns, key}] = value
@@ -485,7 +593,7 @@ func (r *Recorder) Start(ns string, cmd *exec.Cmd) error {
 	if ns != Host {
 		prefix = "ip netns exec " + ns + " "
 	}
-	r.Note(prefix + strings.Join(cmd.Args[1:], " "))
+	r.Note(prefix + ShellQuote(cmd.Args[1:]))
 	return nil
 }
 
@@ -497,4 +605,12 @@ func peerAlias(s LinkSpec) string {
 		return ""
 	}
 	return s.Alias
+}
+
+// routeArg renders a route as `ip route add` takes it, with its protocol.
+func routeArg(rt Route) string {
+	if rt.Proto != 0 {
+		return rt.String()
+	}
+	return rt.String() + " proto " + rt.ProtoArg()
 }

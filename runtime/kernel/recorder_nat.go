@@ -70,7 +70,8 @@ func (r *Recorder) NATRule(ns, family, table string, rule NATRule) error {
 	}
 	var cmds []string
 	for _, ch := range rule.chains() {
-		cmds = append(cmds, fmt.Sprintf("%s add rule %s %s %s %s", nftIn(ns), family, table, ch, rule))
+		// One argument, as nft reads it: its quotes are nft's, not the shell's.
+		cmds = append(cmds, fmt.Sprintf("%s %s", nftIn(ns), quoteArg(fmt.Sprintf("add rule %s %s %s %s", family, table, ch, rule))))
 	}
 	if err := r.change("%s", strings.Join(cmds, "; ")); err != nil {
 		return err
@@ -97,8 +98,12 @@ func (r *Recorder) NATRuleDel(ns, family, table, comment string) error {
 	if len(kept) == len(rules) {
 		return nil
 	}
-	// nft deletes rules by handle; the comment names the rule here.
-	if err := r.change("%s delete rule %s %s comment %q", nftIn(ns), family, table, comment); err != nil {
+	// nft deletes rules by handle: those of the rules with that comment,
+	// each in its chain, are read from the table's listing.
+	nft := nftIn(ns)
+	list := fmt.Sprintf(`%s -a list table %s %s | awk -v m=%s '$1 == "chain" { c = $2 } index($0, m) { print c, $NF }'`,
+		nft, family, table, quoteArg(fmt.Sprintf(`comment %q # handle `, comment)))
+	if err := r.change("%s | while read c h; do %s delete rule %s %s $c handle $h; done", list, nft, family, table); err != nil {
 		return err
 	}
 	r.nat[key] = append([]string{}, kept...)

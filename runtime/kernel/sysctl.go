@@ -1,6 +1,14 @@
 package kernel
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
 
 // SysctlParts splits a key as sysctl(8) does: with a slash in it, slashes
 // separate its parts (so a device name may hold dots:
@@ -23,4 +31,54 @@ func SysctlDevice(key string) string {
 		}
 	}
 	return ""
+}
+
+// NetnsSysctl looks, for a key, at a scratch network namespace, made for
+// the look on a thread of its own and gone with it, once per key: a key the
+// machine's namespace has and a new one lacks, or has read-only, is a
+// setting of the whole machine. A device's key is looked at as lo's. What
+// cannot be told (no privilege to make a namespace, a key no namespace has
+// yet) is nil: the run finds it.
+func (k *Netlink) NetnsSysctl(key string) error {
+	k.mu.Lock()
+	err, known := k.scopes[key]
+	k.mu.Unlock()
+	if known {
+		return err
+	}
+	look := key
+	if SysctlDevice(key) != "" {
+		parts := SysctlParts(key)
+		parts[3] = "lo"
+		look = strings.Join(parts, "/")
+	}
+	path := sysctlPath(look)
+	var here unix.Stat_t
+	if unix.Stat(path, &here) != nil {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, and the
+		// scratch namespace with it.
+		runtime.LockOSThread()
+		if unix.Unshare(unix.CLONE_NEWNET) != nil {
+			done <- nil
+			return
+		}
+		var st unix.Stat_t
+		switch err := unix.Stat(path, &st); {
+		case errors.Is(err, unix.ENOENT):
+			done <- fmt.Errorf("%s is a setting of the whole machine: a network namespace has none of its own: %w", key, fs.ErrPermission)
+		case err == nil && st.Mode&0o222 == 0:
+			done <- fmt.Errorf("%s is read-only in a network namespace: %w", key, fs.ErrPermission)
+		default:
+			done <- nil
+		}
+	}()
+	err = <-done
+	k.mu.Lock()
+	k.scopes[key] = err
+	k.mu.Unlock()
+	return err
 }

@@ -246,3 +246,50 @@ func (st *State) InOrder() []*Link {
 	}
 	return out
 }
+
+// Segment returns the links that share a layer-2 segment with the link at
+// k (k's own first), as the steps have them now: a veth's other end, a
+// port's bridge and the bridge's other ports, a macvlan's parent and its
+// siblings. It is what a broadcast from k may reach, such as a DHCP
+// request.
+func (st *State) Segment(k LinkKey) []LinkKey {
+	seen := map[LinkKey]bool{}
+	var out []LinkKey
+	queue := []LinkKey{k}
+	for len(queue) > 0 {
+		k := queue[0]
+		queue = queue[1:]
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, k)
+		l, ok := st.at[k]
+		if !ok {
+			continue
+		}
+		if l.Peer != nil {
+			queue = append(queue, l.Peer.At)
+		}
+		if l.Master != "" {
+			queue = append(queue, LinkKey{k.NS, l.Master})
+		}
+		if l.Parent != "" {
+			queue = append(queue, LinkKey{l.ParentNS, l.Parent})
+		}
+		for _, o := range st.Links { // its ports, and what is stacked on it
+			if o.At.NS == k.NS && o.Master == k.Name || o.ParentNS == k.NS && o.Parent == k.Name {
+				queue = append(queue, o.At)
+			}
+		}
+	}
+	return out
+}
+
+// AddrsOf returns the addresses the steps gave the link at k.
+func (st *State) AddrsOf(k LinkKey) []netip.Prefix {
+	if l, ok := st.at[k]; ok {
+		return slices.Clone(l.Addrs)
+	}
+	return nil
+}

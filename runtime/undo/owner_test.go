@@ -107,7 +107,7 @@ func TestUndoOwn(t *testing.T) {
 		{Op: journal.OpAddr, Name: "l0", Addr: netip.MustParsePrefix("10.6.0.1/24")},
 		{Op: journal.OpSysctl, Name: "net.ipv4.conf.l0.forwarding", Old: "0", New: "1"},
 	})
-	want := []string{"sysctl -w net.ipv4.conf.l0.forwarding=0", "ip link del l0", "ip netns del n"}
+	want := []string{"sysctl -qw net.ipv4.conf.l0.forwarding=0", "ip link del l0", "ip netns del n"}
 	if got := rec.Log[made:]; strings.Join(got, "\n") != strings.Join(want, "\n") || len(r.Spared)+len(r.Errs) > 0 {
 		t.Errorf("made %q, want %q; spared %v, errors %v", got, want, r.Spared, r.Errs)
 	}

@@ -239,9 +239,13 @@ func hasRoute(routes []kernel.RouteInfo, r kernel.Route) bool {
 	if dst.Bits() == 0 {
 		dst = netip.Prefix{} // as Routes shows a default route
 	}
+	proto := "nsrun"
+	if r.Proto != 0 {
+		proto = r.ProtoArg() // a lease's: "dhcp"
+	}
 	for _, got := range routes {
 		switch {
-		case got.Family != fam, got.Proto != "nsrun", got.Dst != dst,
+		case got.Family != fam, got.Proto != proto, got.Dst != dst,
 			got.Via != r.Via, r.Dev != "" && got.Dev != r.Dev:
 			continue
 		case got.Metric == r.Metric, r.Metric == 0 && fam == 6 && got.Metric == 1024:
