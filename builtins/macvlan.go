@@ -39,6 +39,10 @@ func onLabParent(thread *starlark.Thread, b *starlark.Builtin, parent *Link, ns 
 	if err := parent.mutable(rt); err != nil {
 		return nil, fmt.Errorf("%s: parent: %w", b.Name(), err)
 	}
+	if parent.state.name == "lo" || parent.state.kind == "loopback" {
+		// The kernel says only "invalid argument".
+		return nil, fmt.Errorf("%s: parent: %q in netns %q is a loopback: a %s needs an Ethernet parent (a veth, a bridge, a macvlan)", b.Name(), parent.state.name, parent.state.ns.Name(), b.Name())
+	}
 	if ns.ns == nil {
 		return parent.state.ns, nil
 	}

@@ -68,6 +68,9 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, err
 	}
 	old, err := k.SysctlGet(n.name, key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: netns %q has no sysctl %s: a misspelt key, a device it lacks, or a setting of the whole machine (which a namespace has none of)", b.Name(), n.Name(), key)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading %s in netns %q: %w", b.Name(), key, n.Name(), err)
 	}
