@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
+	"os/exec"
 
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/view"
@@ -18,10 +21,16 @@ func init() {
 
 // Equivalent to: NSRUN_LAB=LAB/ID ip netns exec NS CMD [ARGS...]
 func cmdExec(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("exec", "LAB NS -- CMD [ARGS...]", stderr)
+	fs := newFlags("exec", "[--sandbox-id ID] LAB NS -- CMD [ARGS...]", stderr)
 	fs.SetInterspersed(false) // what follows NS is the command's
+	sandboxIDFlag(fs)
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(fs.Output(), execCodes)
+	}
 	if code, done := parse(fs, args, stdout); done {
-		return code
+		return ownCode(code)
 	}
 	rest := fs.Args()
 	if len(rest) > 2 && rest[2] == "--" {
@@ -29,9 +38,9 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(rest) < 3 {
 		fmt.Fprintln(stderr, "nsrun exec: name a lab, a namespace and a command: nsrun exec LAB NS -- CMD [ARGS...]")
-		return engine.ExitUsage
+		return ExitOwn
 	}
-	if code, ok := inKeptSandbox(rest[0], append([]string{"exec"}, args...), stdout, stderr); ok {
+	if code, ok := inKeptSandboxOr(ExitOwn, ExitOwn, labArg(fs, rest[0]), append([]string{"exec"}, args...), stdout, stderr); ok {
 		return code
 	}
 	return runIn(rest[0], rest[1], rest[2:], nil, stdout, stderr)
@@ -39,19 +48,44 @@ func cmdExec(args []string, stdout, stderr io.Writer) int {
 
 // Equivalent to: NSRUN_LAB=LAB/ID ip netns exec NS env PS1='[nsrun LAB/NS] \w\$ ' bash --norc --noprofile -i
 func cmdShell(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("shell", "LAB NS", stderr)
+	fs := newFlags("shell", "[--sandbox-id ID] LAB NS", stderr)
+	sandboxIDFlag(fs)
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(fs.Output(), execCodes)
+	}
 	if code, done := parse(fs, args, stdout); done {
-		return code
+		return ownCode(code)
 	}
 	if fs.NArg() != 2 {
 		fmt.Fprintln(stderr, "nsrun shell: name a lab and one of its namespaces (or host): nsrun shell LAB NS")
-		return engine.ExitUsage
+		return ExitOwn
 	}
-	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{"shell"}, args...), stdout, stderr); ok {
+	if code, ok := inKeptSandboxOr(ExitOwn, ExitOwn, labArg(fs, fs.Arg(0)), append([]string{"shell"}, args...), stdout, stderr); ok {
 		return code
 	}
 	argv, env := view.ShellCommand(fs.Arg(0), fs.Arg(1))
 	return runIn(fs.Arg(0), fs.Arg(1), argv, env, stdout, stderr)
+}
+
+const execCodes = `
+Exit codes: the command's own; 125 nsrun failed itself (bad usage, no such
+lab or namespace); 126 the command could not be run; 127 it was not found.
+`
+
+// ExitOwn is the exit code of exec and shell when they fail themselves
+// (bad usage, no such lab or namespace), as env(1)'s and docker run's:
+// every other code is the command's own, 126 if it could not be run and 127
+// if it was not found.
+const ExitOwn = 125
+
+// ownCode maps a parse's exit code to exec's: help is 0, bad usage ExitOwn.
+func ownCode(code int) int {
+	if code == engine.ExitOK {
+		return code
+	}
+	return ExitOwn
 }
 
 // runIn runs argv in namespace ns of lab name with the process's stdin and
@@ -60,18 +94,24 @@ func runIn(name, ns string, argv, env []string, stdout, stderr io.Writer) int {
 	lab, k, err := openLab(name, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return engine.ExitUsage
+		return ExitOwn
 	}
 	defer k.Close()
 	netns, err := view.LabNetns(lab, k, ns)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return engine.ExitUsage
+		return ExitOwn
 	}
 	code, err := view.RunIn(lab, k, netns, argv, env, view.Stdio{In: os.Stdin, Out: stdout, Err: stderr})
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return 127
+		switch {
+		case errors.Is(err, exec.ErrNotFound), errors.Is(err, iofs.ErrNotExist):
+			return 127
+		case errors.Is(err, iofs.ErrPermission):
+			return 126
+		}
+		return ExitOwn
 	}
 	return code
 }

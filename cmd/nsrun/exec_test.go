@@ -59,11 +59,17 @@ func TestExec(t *testing.T) {
 		{[]string{"exec", "ex", "nope", "--", "true"}, `lab "ex" has no netns "nope" (it has: host, ex1, ex2)`},
 		{[]string{"exec", "nolab", "ex1", "--", "true"}, `no lab "nolab"`},
 		{[]string{"exec", "ex", "ex1", "--"}, "name a lab, a namespace and a command"},
+		{[]string{"exec", "--bogus", "ex", "ex1", "--", "true"}, "unknown flag: --bogus"},
+		{[]string{"exec", "0:ex", "ex1", "--", "true"}, "no kept sandbox 0"},
 		{[]string{"shell", "ex"}, "name a lab and one of its namespaces"},
 	} {
-		if r := nsrun(t, c.args...); r.code != 2 || !strings.Contains(r.stderr, c.want) {
-			t.Errorf("nsrun %v: %+v, want exit 2 and %q", c.args, r, c.want)
+		// 125, as env(1)'s own failures: a command's exit 2 passes through.
+		if r := nsrun(t, c.args...); r.code != 125 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("nsrun %v: %+v, want exit 125 and %q", c.args, r, c.want)
 		}
+	}
+	if r := nsrun(t, "exec", "ex", "ex1", "--", "sh", "-c", "exit 2"); r.code != 2 {
+		t.Errorf("a command's exit 2: %+v", r)
 	}
 	if r := nsrun(t, "exec", "ex", "ex1", "--", "no-such-command"); r.code != 127 || !strings.Contains(r.stderr, "no-such-command") {
 		t.Errorf("a missing command: %+v", r)

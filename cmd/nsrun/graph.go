@@ -24,6 +24,7 @@ func cmdGraph(args []string, stdout, stderr io.Writer) int {
 	format := fs.StringP("format", "f", graph.Mermaid, "mermaid (a flowchart for Markdown) or dot (Graphviz: dot -Tsvg)")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	name := fs.String("name", "", "plan a RECIPE as lab LAB (default: its base name)")
+	sandboxIDFlag(fs)
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
@@ -70,7 +71,7 @@ of the recipe ended early: the drawing, marked partial, shows what it built.
 			fmt.Fprintf(stderr, "nsrun graph: arguments after the lab %q: only a recipe takes them\n", target)
 			return engine.ExitUsage
 		}
-		if code, ok := inKeptSandbox(target, append([]string{"graph"}, args...), stdout, stderr); ok {
+		if code, ok := inKeptSandbox(labArg(fs, target), append([]string{"graph"}, args...), stdout, stderr); ok {
 			return code
 		}
 		topo, err = labTopology(target)

@@ -43,7 +43,7 @@ func theLab(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (*store.
 		fmt.Fprintf(stderr, "nsrun %s: name one lab (see `nsrun ls`)\n", fs.Name())
 		return nil, nil, engine.ExitUsage, true
 	}
-	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{fs.Name()}, args...), stdout, stderr); ok {
+	if code, ok := inKeptSandbox(labArg(fs, fs.Arg(0)), append([]string{fs.Name()}, args...), stdout, stderr); ok {
 		return nil, nil, code, true
 	}
 	lab, k, err := openLab(fs.Arg(0), stderr)
@@ -57,8 +57,9 @@ func theLab(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) (*store.
 // Equivalent to: ip -n $ns -d link; ip -n $ns addr; ip -n $ns route; ip -n $ns neigh, for
 // each namespace of the lab, and its processes from /proc.
 func cmdInspect(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("inspect", "LAB [--json]", stderr)
+	fs := newFlags("inspect", "[--json] [--sandbox-id ID] LAB", stderr)
 	asJSON := fs.Bool("json", false, "print JSON (see the README for its shape)")
+	sandboxIDFlag(fs)
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -170,7 +171,8 @@ func routeLine(r view.RouteView) string {
 // Equivalent to comparing, by hand, the lab's journal with ip netns list,
 // ip -n $ns link, ip -n $ns addr and ip -n $ns route.
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("check", "LAB", stderr)
+	fs := newFlags("check", "[--sandbox-id ID] LAB", stderr)
+	sandboxIDFlag(fs)
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}

@@ -64,8 +64,9 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdDown(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("down", "[-q] [--json] LAB...", stderr)
+	fs := newFlags("down", "[-q] [--json] [--sandbox-id ID] LAB...", stderr)
 	quiet := fs.BoolP("quiet", "q", false, "print only errors")
+	sandboxID := sandboxIDFlag(fs)
 	asJSON := fs.Bool("json", false, "print what was done to each lab as a JSON array on stdout (see the README)")
 	if code, done := parse(fs, args, stdout); done {
 		return code
@@ -89,9 +90,10 @@ func cmdDown(args []string, stdout, stderr io.Writer) int {
 			code = max(code, engine.ExitFailed)
 			break
 		}
-		s, boxed, err := keptSandboxWith(name)
+		name = addressed(*sandboxID, name)
+		s, lab, boxed, err := keptSandboxWith(name)
 		if boxed {
-			c, rs := downInSandbox(s, name, *quiet, *asJSON, stdout, stderr)
+			c, rs := downInSandbox(s, lab, *quiet, *asJSON, stdout, stderr)
 			code, results = max(code, c), append(results, rs...)
 			continue
 		}

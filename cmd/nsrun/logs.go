@@ -24,6 +24,7 @@ const followPoll = 200 * time.Millisecond
 func cmdLogs(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("logs", "LAB [NETNS [NAME]] [-f]", stderr)
 	follow := fs.BoolP("follow", "f", false, "go on printing what they write, until interrupted or the lab is removed")
+	sandboxIDFlag(fs)
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -31,7 +32,7 @@ func cmdLogs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nsrun logs: want LAB [NETNS [NAME]] (see `nsrun ls`)\n")
 		return engine.ExitUsage
 	}
-	if code, ok := inKeptSandbox(fs.Arg(0), append([]string{"logs"}, args...), stdout, stderr); ok {
+	if code, ok := inKeptSandbox(labArg(fs, fs.Arg(0)), append([]string{"logs"}, args...), stdout, stderr); ok {
 		return code
 	}
 	lab, k, err := openLab(fs.Arg(0), stderr)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,8 +74,30 @@ func TestSandboxKept(t *testing.T) {
 	if r := nsrun(t, "run", "--keep", "../../recipes/netns_blue.star"); r.code != 2 || !strings.Contains(r.stderr, "--keep keeps a sandbox") {
 		t.Errorf("--keep without --sandbox: %+v", r)
 	}
-	if r := nsrun(t, "down", "kept"); r.code != 0 || !strings.Contains(r.stdout, `removed lab "kept"`) {
-		t.Errorf("down: %+v", r)
+
+	// A second sandbox with a lab of the same name: each is named by its
+	// sandbox's id, as ID:LAB or with --sandbox-id.
+	if r := nsrun(t, "run", "--sandbox", "--keep", "--name", "kept", "../../recipes/veth_container.star"); r.code != 0 {
+		t.Fatalf("a second run --sandbox --keep --name kept: %+v", r)
+	}
+	var labs []struct{ Lab, Sandbox string }
+	if r := nsrun(t, "ls", "--json"); json.Unmarshal([]byte(r.stdout), &labs) != nil || len(labs) != 2 || labs[0].Sandbox == labs[1].Sandbox {
+		t.Fatalf("ls --json: %+v", r)
+	}
+	if r := nsrun(t, "exec", "kept", "blue", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, `lab "kept" is in 2 kept sandboxes: name one of them (`) {
+		t.Errorf("exec of a lab two sandboxes have: %+v", r)
+	}
+	for _, l := range labs {
+		ns := map[bool]string{true: "blue", false: "lxchost"}[nsrun(t, "exec", l.Sandbox+":kept", "blue", "--", "true").code == 0]
+		if r := nsrun(t, "exec", "--sandbox-id", l.Sandbox, "kept", ns, "--", "sh", "-c", "exit 2"); r.code != 2 {
+			t.Errorf("exec --sandbox-id %s kept %s -- exit 2: %+v", l.Sandbox, ns, r)
+		}
+		if r := nsrun(t, "inspect", "--sandbox-id", l.Sandbox, "kept"); r.code != 0 || !strings.Contains(r.stdout, ns) {
+			t.Errorf("inspect --sandbox-id %s kept: %+v", l.Sandbox, r)
+		}
+	}
+	if r := nsrun(t, "down", labs[0].Sandbox+":kept", "--sandbox-id", labs[1].Sandbox, "kept"); r.code != 0 || strings.Count(r.stdout, `removed lab "kept"`) != 2 {
+		t.Errorf("down ID:kept --sandbox-id ID kept: %+v", r)
 	}
 	waitNoHolders(t, "/run/nsrun/.sandbox")
 

@@ -9,7 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/sandbox"
@@ -21,64 +24,134 @@ import (
 // it in the kept sandboxes when the machine has no lab of that name, and
 // run themselves there (see sandbox.Hold).
 
-// keptSandboxWith returns the kept sandbox that holds lab name, if the
-// machine has no lab of that name and one sandbox has.
-func keptSandboxWith(name string) (sandbox.Kept, bool, error) {
-	if sandbox.Inside() || store.ValidName(name) != nil {
-		return sandbox.Kept{}, false, nil
+// A lab in a kept sandbox is named LAB when no other sandbox (nor the
+// machine) has a lab of that name, else ID:LAB, with the sandbox's id as
+// `nsrun ls` shows it, or LAB with --sandbox-id ID.
+
+// sandboxIDFlag adds --sandbox-id to a command that takes a lab's name.
+func sandboxIDFlag(fs *pflag.FlagSet) *string {
+	return fs.String("sandbox-id", "", "the lab is in the kept sandbox `ID` (as nsrun ls shows it); the same as naming the lab ID:LAB")
+}
+
+// labArg returns how a command's argument name names a lab, with the
+// command's --sandbox-id, if it has one: ID:LAB.
+func labArg(fs *pflag.FlagSet, name string) string {
+	if f := fs.Lookup("sandbox-id"); f != nil {
+		return addressed(f.Value.String(), name)
 	}
-	if _, err := os.Stat(filepath.Join(store.StateDir, name)); err == nil {
-		return sandbox.Kept{}, false, nil
+	return name
+}
+
+// addressed returns how a lab is named with the --sandbox-id id: ID:LAB.
+func addressed(id, name string) string {
+	if id == "" || strings.Contains(name, ":") {
+		return name
+	}
+	return id + ":" + name
+}
+
+// keptSandboxWith returns the kept sandbox that holds lab name and the
+// lab's name in it: the one name's ID: prefix names, or else the one that
+// has a lab of that name, if the machine has none.
+func keptSandboxWith(name string) (s sandbox.Kept, lab string, ok bool, err error) {
+	id, lab, explicit := strings.Cut(name, ":")
+	if !explicit {
+		id, lab = "", name
+	}
+	if sandbox.Inside() || store.ValidName(lab) != nil {
+		return sandbox.Kept{}, "", false, nil
+	}
+	if _, err := os.Stat(filepath.Join(store.StateDir, lab)); err == nil && !explicit {
+		return sandbox.Kept{}, "", false, nil
 	}
 	sandboxes, err := sandbox.ListKept(sandbox.HoldDir(store.StateDir))
 	if err != nil {
-		return sandbox.Kept{}, false, err
+		return sandbox.Kept{}, "", false, err
 	}
 	var found []sandbox.Kept
+	known := false
 	for _, s := range sandboxes {
+		if explicit && s.ID() != id {
+			continue
+		}
+		known = true
 		labs, err := s.Labs()
 		if untrusted(err) {
-			return sandbox.Kept{}, false, err
+			return sandbox.Kept{}, "", false, err
 		}
 		if err != nil {
 			continue // its holder is gone, say
 		}
-		for _, l := range labs {
-			if l == name {
-				found = append(found, s)
-			}
+		if slices.Contains(labs, lab) {
+			found = append(found, s)
 		}
 	}
-	switch len(found) {
-	case 0:
-		return sandbox.Kept{}, false, nil
-	case 1:
-		return found[0], true, nil
+	switch {
+	case explicit && !known:
+		return sandbox.Kept{}, "", false, fmt.Errorf("no kept sandbox %s (nsrun ls lists them)", id)
+	case explicit && len(found) == 0:
+		return sandbox.Kept{}, "", false, fmt.Errorf("sandbox %s has no lab %q (nsrun ls lists them)", id, lab)
+	case len(found) == 0:
+		return sandbox.Kept{}, "", false, nil
+	case len(found) == 1:
+		return found[0], lab, true, nil
 	}
 	var ids []string
 	for _, s := range found {
-		ids = append(ids, s.ID())
+		ids = append(ids, s.ID()+":"+lab)
 	}
-	return sandbox.Kept{}, false, fmt.Errorf("lab %q is in %d kept sandboxes (%s): give one run a --name of its own", name, len(found), strings.Join(ids, ", "))
+	return sandbox.Kept{}, "", false, fmt.Errorf("lab %q is in %d kept sandboxes: name one of them (%s), or pass --sandbox-id", lab, len(found), strings.Join(ids, ", "))
 }
 
 // inKeptSandbox runs `nsrun args...` in the kept sandbox that holds lab
-// name, if one does (ok), and returns its exit code.
+// name, if one does (ok), and returns its exit code. In args, name is the
+// lab's name in the sandbox there, without --sandbox-id (see forSandbox).
 func inKeptSandbox(name string, args []string, stdout, stderr io.Writer) (code int, ok bool) {
-	s, ok, err := keptSandboxWith(name)
+	return inKeptSandboxOr(engine.ExitUsage, engine.ExitFailed, name, args, stdout, stderr)
+}
+
+// inKeptSandboxOr is inKeptSandbox with the exit codes of its own
+// failures: to find the sandbox (usage), to run in it (failed).
+func inKeptSandboxOr(usage, failed int, name string, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	s, lab, ok, err := keptSandboxWith(name)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		return engine.ExitUsage, true
+		return usage, true
 	}
 	if !ok {
 		return 0, false
 	}
-	code, err = s.Run(args, os.Stdin, fileOr(stdout, os.Stdout), fileOr(stderr, os.Stderr))
+	code, err = s.Run(forSandbox(args, name, lab, args[0] == "exec"), os.Stdin, fileOr(stdout, os.Stdout), fileOr(stderr, os.Stderr))
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: sandbox %s: %v\n", s.ID(), err)
-		return engine.ExitFailed, true
+		return failed, true
 	}
 	return code, true
+}
+
+// forSandbox rewrites a command line for the sandbox that holds the lab:
+// its first argument naming the lab (ID:LAB, or LAB) names it as the
+// sandbox knows it, and --sandbox-id is dropped; with verbatim, what follows
+// the lab's name is kept as is (exec's namespace and command).
+func forSandbox(args []string, name, lab string, verbatim bool) []string {
+	out := make([]string, 0, len(args))
+	renamed := false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--", renamed && verbatim:
+			return append(out, args[i:]...)
+		case a == "--sandbox-id":
+			i++
+			continue
+		case strings.HasPrefix(a, "--sandbox-id="):
+			continue
+		case a == name && !renamed:
+			a, renamed = lab, true
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // untrusted reports whether err says a kept sandbox's directory or socket
