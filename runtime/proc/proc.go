@@ -27,6 +27,7 @@ func Pids() []int {
 // A Stat is what nsrun reads of /proc/PID/stat.
 type Stat struct {
 	State byte   // 'R', 'S', 'Z', ... (see proc(5))
+	Pgrp  int    // its process group
 	Start uint64 // start time, in clock ticks since boot: with the pid, it names the process
 }
 
@@ -58,7 +59,11 @@ func ParseStat(b []byte) (Stat, error) {
 	if err != nil {
 		return Stat{}, fmt.Errorf("stat: start time: %w", err)
 	}
-	return Stat{State: fields[0][0], Start: start}, nil
+	pgrp, err := strconv.Atoi(string(fields[2]))
+	if err != nil {
+		return Stat{}, fmt.Errorf("stat: process group: %w", err)
+	}
+	return Stat{State: fields[0][0], Pgrp: pgrp, Start: start}, nil
 }
 
 // Live reports whether pid exists and is not a zombie.

@@ -11,7 +11,7 @@ func TestParseStat(t *testing.T) {
 	// after the last ')'.
 	b := []byte("1234 (a) b (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 100 18446744073709551615\n")
 	s, err := ParseStat(b)
-	if err != nil || s.State != 'S' || s.Start != 987654 || s.Zombie() {
+	if err != nil || s.State != 'S' || s.Pgrp != 1234 || s.Start != 987654 || s.Zombie() {
 		t.Errorf("ParseStat = %+v, %v", s, err)
 	}
 	for _, bad := range []string{"", "1 (x) S 1 2", "1 x S", "1 (x) SS 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1"} {

@@ -52,7 +52,7 @@ func Stop(pid int, start uint64) error {
 func waitGroupGone(pgid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) || !groupLive(pgid) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -60,4 +60,17 @@ func waitGroupGone(pgid int, d time.Duration) bool {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// groupLive reports whether a process of group pgid is alive: the kernel
+// counts a zombie as a member, and an orphan's zombie waits for whoever
+// reaps orphans (init, which may take its time) — not for the group to
+// stop.
+func groupLive(pgid int) bool {
+	for _, pid := range Pids() {
+		if s, err := ReadStat(pid); err == nil && s.Pgrp == pgid && !s.Zombie() {
+			return true
+		}
+	}
+	return false
 }
