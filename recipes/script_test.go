@@ -20,12 +20,12 @@ import (
 	"github.com/nsrun/nsrun/runtime/sandbox"
 )
 
-// The plan as a script builds what a run builds: for every recipe, and the
-// benchmark's star, `nsrun plan --format sh` run in one fresh sandbox and
+// The plan as a script builds what a run builds: for every recipe, the
+// benchmark's star and a recipe of every kind of change, `nsrun plan --format sh` run in one fresh sandbox and
 // `nsrun run` in another leave the same kernel state, read in each by
 // iproute2 (ip -d -j), nft -j and sysctl: the namespaces, links (kind, MAC,
-// MTU, master, admin and operational state, a macvlan's mode, a port's
-// hairpin), addresses, routes, NAT and the sysctls the recipe sets. What
+// MTU, master, admin state, carrier and operational state, a macvlan's
+// mode, a port's hairpin), addresses, routes, NAT and the sysctls the recipe sets. What
 // the recipe's processes make (a daemon's routes, a DHCP lease's address
 // and route) is not in the script, and left out of both.
 func TestPlanScriptBuildsTheRunsLab(t *testing.T) {
@@ -38,7 +38,8 @@ func TestPlanScriptBuildsTheRunsLab(t *testing.T) {
 	for _, p := range paths {
 		all = append(all, recipe{strings.TrimSuffix(p, ".star"), p})
 	}
-	all = append(all, recipe{"bench_star", "../bench/star.star"})
+	all = append(all, recipe{"bench_star", "../bench/star.star"},
+		recipe{"every_change", "../cmd/nsrun/testdata/every_change.star"}) // one of every kind of change
 	for _, r := range all {
 		t.Run(r.name, func(t *testing.T) {
 			t.Parallel()
@@ -198,7 +199,7 @@ type nsState struct {
 type linkState struct {
 	Name, Kind, MAC, Master, Oper, Mode string
 	MTU                                 int
-	Up, Hairpin                         bool
+	Up, Carrier, Hairpin                bool
 }
 
 func readLabState(t *testing.T, out string) labState {
@@ -258,8 +259,16 @@ func (s *nsState) read(section, body, ns string, dynamic map[string][]string) er
 			if kind == "" {
 				kind = l.Type
 			}
-			s.Links = append(s.Links, linkState{Name: l.Name, Kind: kind, MAC: l.Address, Master: l.Master, Oper: l.Oper,
-				Mode: l.LinkInfo.Data.Mode, MTU: l.MTU, Up: slices.Contains(l.Flags, "UP"), Hairpin: l.LinkInfo.SlaveData.Hairpin})
+			carrier := slices.Contains(l.Flags, "LOWER_UP")
+			oper := l.Oper
+			if !carrier {
+				// Without a carrier, the state the kernel reports comes
+				// later, and from the order of events: UNKNOWN, DOWN,
+				// LOWERLAYERDOWN are one state here.
+				oper = "no carrier"
+			}
+			s.Links = append(s.Links, linkState{Name: l.Name, Kind: kind, MAC: l.Address, Master: l.Master, Oper: oper,
+				Mode: l.LinkInfo.Data.Mode, MTU: l.MTU, Up: slices.Contains(l.Flags, "UP"), Carrier: carrier, Hairpin: l.LinkInfo.SlaveData.Hairpin})
 		}
 		slices.SortFunc(s.Links, func(a, b linkState) int { return strings.Compare(a.Name, b.Name) })
 	case "addr":
