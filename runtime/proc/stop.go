@@ -52,7 +52,7 @@ func Stop(pid int, start uint64) error {
 func waitGroupGone(pgid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) || !groupLive(pgid) {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) || !GroupLive(pgid) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -62,11 +62,11 @@ func waitGroupGone(pgid int, d time.Duration) bool {
 	}
 }
 
-// groupLive reports whether a process of group pgid is alive: the kernel
+// GroupLive reports whether a process of group pgid is alive: the kernel
 // counts a zombie as a member, and an orphan's zombie waits for whoever
 // reaps orphans (init, which may take its time) — not for the group to
 // stop.
-func groupLive(pgid int) bool {
+func GroupLive(pgid int) bool {
 	for _, pid := range Pids() {
 		if s, err := ReadStat(pid); err == nil && s.Pgrp == pgid && !s.Zombie() {
 			return true
