@@ -71,6 +71,10 @@ func TestExec(t *testing.T) {
 	if r := nsrun(t, "exec", "ex", "ex1", "--", "sh", "-c", "exit 2"); r.code != 2 {
 		t.Errorf("a command's exit 2: %+v", r)
 	}
+	// 126: found, but not a program that can run (as a shell says).
+	if r := nsrun(t, "exec", "ex", "ex1", "--", "/tmp"); r.code != 126 || !strings.Contains(r.stderr, "is a directory") {
+		t.Errorf("exec of a directory: %+v, want exit 126", r)
+	}
 	if r := nsrun(t, "exec", "ex", "ex1", "--", "no-such-command"); r.code != 127 || !strings.Contains(r.stderr, "no-such-command") {
 		t.Errorf("a missing command: %+v", r)
 	}

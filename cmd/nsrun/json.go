@@ -56,8 +56,8 @@ type labJSON struct {
 	Changes int    `json:"changes"`
 	Started string `json:"started"` // RFC 3339; "" if unknown (unverified)
 	Recipe  string `json:"recipe"`
-	Sandbox string `json:"sandbox"`          // the id of the kept sandbox that holds it; "" on the machine
-	Holder  int    `json:"holder,omitempty"` // the pid of the process that holds its sandbox (kill it to end the sandbox)
+	Sandbox string `json:"sandbox"` // the id of the kept sandbox that holds it; "" on the machine
+	Holder  int    `json:"holder"`  // the pid of the process that holds its sandbox (kill it to end the sandbox); 0 on the machine
 }
 
 // runJSON renders a run's result.

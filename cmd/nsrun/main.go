@@ -142,7 +142,11 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 // cmdVersion prints the version nsrun was built as: its module version, or
 // the commit it was built from.
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
+	fs := newFlags("version", "", stderr)
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "nsrun version: takes no arguments")
 		return engine.ExitUsage
 	}

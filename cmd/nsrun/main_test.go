@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -160,6 +161,21 @@ func TestKeepOnError(t *testing.T) {
 	if r := nsrun(t, "down", "half"); r.code != 0 {
 		t.Errorf("down: %+v", r)
 	}
+	// In a kept sandbox, the failed lab keeps the sandbox.
+	if r := nsrun(t, "run", "--sandbox", "--keep", "--keep-on-error", path); r.code != 1 || !strings.Contains(r.stderr, "kept the failed lab") {
+		t.Fatalf("--sandbox --keep --keep-on-error: %+v", r)
+	}
+	var labs []struct {
+		Lab, State, Sandbox string
+		Holder              int
+	}
+	if r := nsrun(t, "ls", "--json"); json.Unmarshal([]byte(r.stdout), &labs) != nil || len(labs) != 1 || labs[0].Lab != "half" || labs[0].State != "kept" || labs[0].Holder == 0 {
+		t.Errorf("ls --json: the failed lab in its kept sandbox: %+v", r)
+	}
+	if r := nsrun(t, "down", "half"); r.code != 0 || !strings.Contains(r.stdout, `removed lab "half"`) {
+		t.Errorf("down of the failed lab in its sandbox: %+v", r)
+	}
+	waitNoHolders(t, "/run/nsrun/.sandbox")
 }
 
 func TestStaticErrors(t *testing.T) {
@@ -349,7 +365,7 @@ func TestGCLeavesOtherSandboxesAlone(t *testing.T) {
 // Rough edges a new user met: help once, on stdout; help of help;
 // --version; an empty --name; counts and signals worded right.
 func TestCLIEdges(t *testing.T) {
-	for _, args := range [][]string{{"down", "--help"}, {"run", "--help"}, {"help", "help"}, {"help", "--help"}} {
+	for _, args := range [][]string{{"down", "--help"}, {"run", "--help"}, {"help", "help"}, {"help", "--help"}, {"version", "--help"}, {"help", "version"}} {
 		if r := nsrun(t, args...); r.code != 0 || r.stdout == "" || r.stderr != "" {
 			t.Errorf("nsrun %v: %+v", args, r)
 		}

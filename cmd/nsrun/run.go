@@ -24,7 +24,7 @@ func newFlags(name, args string, stderr io.Writer) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: nsrun %s %s\n", name, args)
+		fmt.Fprintln(fs.Output(), strings.TrimSpace("Usage: nsrun "+name+" "+args))
 		if fs.HasFlags() {
 			fmt.Fprintf(fs.Output(), "\nFlags:\n%s", fs.FlagUsages())
 		}
@@ -187,9 +187,10 @@ func enterSandbox() error {
 const sandboxUsage = "run in a sandbox: a fresh network and mount namespace (and, without root, a user namespace) that the machine cannot see and that vanishes at exit"
 
 // holdIfKept makes a kept sandbox's inside its holder once the command has
-// succeeded with a lab in it; else it returns code.
+// left a lab in it (one that succeeded, or a failed one kept with
+// --keep-on-error), passing on code; else it returns code.
 func holdIfKept(kept bool, code int) int {
-	if kept && code == engine.ExitOK && sandbox.CanHold() {
+	if kept && sandbox.CanHold() && len(sandboxLabs()) > 0 {
 		sandbox.Hold(code, sandboxLabs)
 	}
 	return code

@@ -3,6 +3,7 @@ package nsexec
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,8 +30,18 @@ func MaybeHelper() {
 	os.Unsetenv(helperEnv)
 	if err := helper(name, os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "nsrun: exec in netns %q: %v\n", name, err)
-		os.Exit(127)
+		os.Exit(execFailed(err))
 	}
+}
+
+// execFailed is the exit code of a command that could not be run, as a
+// shell has it: 127 not found, 126 found but not runnable (a directory, no
+// permission).
+func execFailed(err error) int {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return 127
+	}
+	return 126
 }
 
 // Command returns a command that runs argv as `ip netns exec NAME argv...`
@@ -125,7 +136,12 @@ func helper(name string, argv []string) error {
 	if err != nil {
 		return err
 	}
-	return unix.Exec(path, argv, os.Environ())
+	err = unix.Exec(path, argv, os.Environ())
+	if errors.Is(err, unix.ENOEXEC) {
+		// A script without #!: the shell runs it, as execvp(3) does.
+		err = unix.Exec("/bin/sh", append([]string{"sh", path}, argv[1:]...), os.Environ())
+	}
+	return err
 }
 
 // LabEnv names the environment variable that carries the tag of the lab a
