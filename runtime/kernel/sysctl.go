@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nsrun/nsrun/runtime/nsexec"
 )
 
 // SysctlParts splits a key as sysctl(8) does: with a slash in it, slashes
@@ -34,7 +35,7 @@ func SysctlDevice(key string) string {
 }
 
 // NetnsSysctl looks, for a key, at a scratch network namespace, made for
-// the look on a thread of its own and gone with it, once per key: a key the
+// the look and gone after it, once per key: a key the
 // machine's namespace has and a new one lacks, or has read-only, is a
 // setting of the whole machine. A device's key is looked at as lo's. What
 // cannot be told (no privilege to make a namespace, a key no namespace has
@@ -57,28 +58,26 @@ func (k *Netlink) NetnsSysctl(key string) error {
 	if unix.Stat(path, &here) != nil {
 		return nil
 	}
-	done := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread ends with this goroutine, and the
-		// scratch namespace with it.
-		runtime.LockOSThread()
-		if unix.Unshare(unix.CLONE_NEWNET) != nil {
-			done <- nil
-			return
-		}
-		var st unix.Stat_t
-		switch err := unix.Stat(path, &st); {
-		case errors.Is(err, unix.ENOENT):
-			done <- fmt.Errorf("%s is a setting of the whole machine: a network namespace has none of its own: %w", key, fs.ErrPermission)
-		case err == nil && st.Mode&0o222 == 0:
-			done <- fmt.Errorf("%s is read-only in a network namespace: %w", key, fs.ErrPermission)
-		default:
-			done <- nil
-		}
-	}()
-	err = <-done
+	err = lookInScratch(key, path)
 	k.mu.Lock()
 	k.scopes[key] = err
 	k.mu.Unlock()
 	return err
+}
+
+// lookInScratch stats path in a scratch network namespace (see
+// nsexec.InScratch).
+func lookInScratch(key, path string) error {
+	var st unix.Stat_t
+	var serr error
+	if nsexec.InScratch(func() error { serr = unix.Stat(path, &st); return nil }) != nil {
+		return nil // no privilege to make one: the run finds it
+	}
+	switch {
+	case errors.Is(serr, unix.ENOENT):
+		return fmt.Errorf("%s is a setting of the whole machine: a network namespace has none of its own: %w", key, fs.ErrPermission)
+	case serr == nil && st.Mode&0o222 == 0:
+		return fmt.Errorf("%s is read-only in a network namespace: %w", key, fs.ErrPermission)
+	}
+	return nil
 }

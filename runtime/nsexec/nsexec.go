@@ -88,6 +88,18 @@ func threadNetns() string {
 	return fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 }
 
+// InScratch runs fn on a thread in a new network namespace of its own,
+// which nothing else sees and which is gone once fn returns (the thread goes
+// back where it was, as Do's does).
+func InScratch(fn func() error) error {
+	return onThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("unshare: %w", err)
+		}
+		return nil
+	}, fn)
+}
+
 // NewNamed creates a network namespace, runs inside on its thread (if not
 // nil) before anyone else can see it, then pins it at dir/name, as
 // `ip netns add` does, and returns its inode, which identifies it for as long
