@@ -16,7 +16,7 @@ type doc struct{ sig, text string }
 // docs documents the builtins (by name), the methods (by type.method) and
 // the value types. Keep it in step with README's API section.
 var docs = map[string]doc{
-	"netns":          {`netns(name, lo=True, ipv6=True, private=[], private_owner=None)`, "Creates a network namespace and, unless lo=False, brings its loopback up.\nipv6=False turns IPv6 off in it from the start (no link-local addresses, no DAD, RS or MLD floods: IPv4 labs at scale).\nEach private path is an empty directory of the node's own (owned by private_owner), seen by every process nsrun starts in it; the machine's files are not changed.\nEquivalent to: ip netns add NAME; [ip netns exec NAME sysctl -w net.ipv6.conf.{all,default}.disable_ipv6=1;] ip -n NAME link set lo up\nMethods: .name .link() .route() .sysctl() .write_file() .read_file() .links() .addrs() .routes() .neighbors()"},
+	"netns":          {`netns(name, lo=True, ipv6=True, private=[], private_owner=None)`, "Creates a network namespace and, unless lo=False, brings its loopback up.\nipv6=False turns IPv6 off in it from the start (no link-local addresses, no DAD, RS or MLD floods: IPv4 labs at scale).\nEach private path is an empty directory of the node's own (owned by private_owner), seen by every process nsrun starts in it; the machine's files are not changed.\nEquivalent to: ip netns add NAME; [ip netns exec NAME sysctl -w net.ipv6.conf.{all,default}.disable_ipv6=1;] ip -n NAME link set lo up\nMethods: .name .link() .route() .route_del() .sysctl() .write_file() .read_file() .links() .addrs() .routes() .neighbors()"},
 	"host":           {`host()`, "The namespace nsrun runs in (the sandbox's root under --sandbox); nsrun changes in it only what the lab created."},
 	"veth":           {`veth(name, peer, netns=host(), peer_netns=None, mac=None, peer_mac=None, mtu=None)`, "Creates a veth pair, each end directly in its namespace, and returns both links (a, b).\nEquivalent to: ip link add NAME type veth peer name PEER netns PEER_NETNS"},
 	"bridge":         {`bridge(name, netns=host(), mac=None, mtu=None)`, "Creates a bridge.\nEquivalent to: ip link add NAME type bridge"},
@@ -48,7 +48,8 @@ var docs = map[string]doc{
 
 	"netns.name":       {`ns.name`, `The namespace's name ("host" for host()).`},
 	"netns.link":       {`ns.link(name)`, "A link that already exists in the namespace, such as \"lo\".\nEquivalent to: ip -n NS link show NAME"},
-	"netns.route":      {`ns.route(dst, via=None, dev=None, metric=None)`, "Adds a route; dst is a CIDR or \"default\". In host(), dev= must be a lab link.\nEquivalent to: ip -n NS route add DST via VIA dev DEV"},
+	"netns.route":      {`ns.route(dst, via=None, dev=None, metric=None, replace=False)`, "Adds a route; dst is a CIDR or \"default\". In host(), dev= must be a lab link.\nreplace=True puts it in the place of the lab's route to dst with that metric, in one change (the rollback puts the old one back).\nEquivalent to: ip -n NS route add|replace DST via VIA dev DEV"},
+	"netns.route_del":  {`ns.route_del(dst, metric=None)`, "Removes the lab's route to dst (\"default\", or \"::/0\" for IPv6's); the rollback puts it back. Only a route the lab added.\nEquivalent to: ip -n NS route del DST"},
 	"netns.sysctl":     {`ns.sysctl(key, value)`, "Sets a sysctl in the namespace and returns the old value, restored on rollback.\nEquivalent to: ip netns exec NS sysctl -w KEY=VALUE"},
 	"netns.write_file": {`ns.write_file(path, content, mode=0o644, owner=None)`, "A file that every process nsrun starts in the namespace sees at path (as /etc/netns/NS/ does for /etc, without writing the machine's /etc); removed at teardown, put back on rollback."},
 	"netns.read_file":  {`ns.read_file(path)`, "What a process in the namespace reads at path: a file the lab wrote, one in a private directory (a daemon's output), or else the machine's."},
@@ -56,8 +57,9 @@ var docs = map[string]doc{
 	"netns.addrs":      {`ns.addrs()`, "The namespace's addresses, as the kernel has them now."},
 	"netns.routes":     {`ns.routes()`, "The namespace's routes, as the kernel has them now."},
 	"netns.neighbors":  {`ns.neighbors()`, "The ARP and NDP tables: [struct(ip, mac, dev, state)]."},
-	"link":             {`a link`, "Made by veth(), bridge(), macvlan(), ...; its methods return it, so they chain.\nAttributes: .name .netns .mac .kind .peer  Methods: .addr() .up() .down() .master() .nomaster() .set() .move()"},
+	"link":             {`a link`, "Made by veth(), bridge(), macvlan(), ...; its methods return it, so they chain.\nAttributes: .name .netns .mac .kind .peer  Methods: .addr() .addr_del() .up() .down() .master() .nomaster() .set() .move()"},
 	"link.addr":        {`link.addr(addr, ...)`, "Adds addresses, v4 and v6; a bare address is /32 or /128.\nEquivalent to: ip addr add ADDR dev LINK"},
+	"link.addr_del":    {`link.addr_del(addr, ...)`, "Removes addresses the lab gave the link; the rollback puts them back. Only the lab's own.\nEquivalent to: ip addr del ADDR dev LINK"},
 	"link.up":          {`link.up()`, "Equivalent to: ip link set LINK up"},
 	"link.down":        {`link.down()`, "Equivalent to: ip link set LINK down"},
 	"link.master":      {`link.master(bridge)`, "Enslaves the link to a bridge.\nEquivalent to: ip link set LINK master BRIDGE"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 
 	"github.com/nsrun/nsrun/runtime/engine"
@@ -57,6 +58,7 @@ func (l *Link) CompareSameType(op syntax.Token, y starlark.Value, _ int) (bool, 
 
 var linkMethods = map[string]*starlark.Builtin{
 	"addr":     starlark.NewBuiltin("addr", linkAddr),
+	"addr_del": starlark.NewBuiltin("addr_del", linkAddrDel),
 	"up":       starlark.NewBuiltin("up", linkUp),
 	"down":     starlark.NewBuiltin("down", linkDown),
 	"master":   starlark.NewBuiltin("master", linkMaster),
@@ -196,6 +198,44 @@ func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		step := journal.Step{Op: journal.OpAddr, NS: ns, Name: name, Addr: p}
 		w := says("%s: adding %s to %q in netns %q", fn, p, name, where).orExists("the address is already there")
 		if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrAdd(ns, name, p) }); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// link.addr_del(cidr, ...) removes addresses the lab gave the link (with
+// .addr() or dhcp_client); the rollback puts them back. An address the lab
+// did not add (the kernel's link-local one, one added by hand) is refused:
+// nsrun removes only what it made.
+//
+// Equivalent to: ip addr del $cidr dev $link
+func linkAddrDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if len(kwargs) > 0 {
+		return nil, fmt.Errorf("%s: unexpected keyword argument %s", b.Name(), kwargs[0][0])
+	}
+	if len(args) == 0 {
+		return nil, fmt.Errorf("%s: missing argument for cidr", b.Name())
+	}
+	addrs := make([]cidr, len(args))
+	for i, a := range args {
+		if err := addrs[i].Unpack(a); err != nil {
+			return nil, fmt.Errorf("%s: for parameter cidr: %v", b.Name(), err)
+		}
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
+	for _, a := range addrs {
+		p := prefix(a)
+		if !slices.Contains(rt.Addrs(ns, name), p) {
+			return nil, fmt.Errorf("%s: %s on %q in netns %q is not an address this lab added: nsrun removes only what a lab made", fn, p, name, where)
+		}
+		step := journal.Step{Op: journal.OpAddrDel, NS: ns, Name: name, Addr: p}
+		w := says("%s: removing %s from %q in netns %q", fn, p, name, where)
+		if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrDel(ns, name, p) }); err != nil {
 			return nil, err
 		}
 	}

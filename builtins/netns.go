@@ -50,9 +50,10 @@ func (n *Netns) CompareSameType(op syntax.Token, y starlark.Value, _ int) (bool,
 // netnsMethods are a namespace's methods: those that change it, and those
 // that observe it (inspect.go).
 var netnsMethods = map[string]*starlark.Builtin{
-	"link":   starlark.NewBuiltin("link", netnsLink),
-	"route":  starlark.NewBuiltin("route", netnsRoute),
-	"sysctl": starlark.NewBuiltin("sysctl", netnsSysctl),
+	"link":      starlark.NewBuiltin("link", netnsLink),
+	"route":     starlark.NewBuiltin("route", netnsRoute),
+	"route_del": starlark.NewBuiltin("route_del", netnsRouteDel),
+	"sysctl":    starlark.NewBuiltin("sysctl", netnsSysctl),
 
 	"write_file": starlark.NewBuiltin("write_file", netnsWriteFile),
 	"read_file":  starlark.NewBuiltin("read_file", netnsReadFile),

@@ -3,6 +3,7 @@ package builtins
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"go.starlark.net/starlark"
 
@@ -11,42 +12,36 @@ import (
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
-// ns.route(dst, via=, dev=, metric=) adds a route to the namespace's main
-// table: dst is a CIDR or "default". In host(), the route must go through a
-// link of the lab's own (dev=), so that the machine's routing is never
-// changed for traffic that is not the lab's.
+// ns.route(dst, via=, dev=, metric=, replace=False) adds a route to the
+// namespace's main table: dst is a CIDR or "default". With replace=True, it
+// takes the place of the lab's route to dst with that metric, in one change
+// (ip route replace), and the rollback puts the old one back; a route to dst
+// that is not the lab's is never replaced. In host(), the route must go
+// through a link of the lab's own (dev=), so that the machine's routing is
+// never changed for traffic that is not the lab's.
 //
-// Equivalent to: ip -n $ns route add $dst via $via dev $dev metric $metric
+// Equivalent to: ip -n $ns route add|replace $dst via $via dev $dev metric $metric
 func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	n := b.Receiver().(*Netns)
 	var dst string
 	var via ipAddr
 	var devV starlark.Value = starlark.None
 	var metric int
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "via?", &via, "dev?", &devV, "metric?", &metric); err != nil {
+	var replace bool
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "via?", &via, "dev?", &devV, "metric?", &metric, "replace?", &replace); err != nil {
 		return nil, err
 	}
 	r := kernel.Route{Via: netip.Addr(via), Metric: metric}
 	if metric < 0 {
 		return nil, fmt.Errorf("%s: for parameter metric: %d is negative", b.Name(), metric)
 	}
-	if dst == "default" {
-		r.Family = 4
-		if r.Via.Is6() {
-			r.Family = 6
-		}
-	} else {
-		p, err := parsePrefix(dst)
-		if err != nil {
-			return nil, fmt.Errorf("%s: for parameter dst: %v (or \"default\")", b.Name(), err)
-		}
-		if p != p.Masked() {
-			return nil, fmt.Errorf("%s: for parameter dst: %q has host bits set (did you mean %s?)", b.Name(), dst, p.Masked())
-		}
-		r.Dst, r.Family = p, 4
-		if p.Addr().Is6() {
-			r.Family = 6
-		}
+	family := 4
+	if r.Via.Is6() {
+		family = 6
+	}
+	var err error
+	if r.Dst, r.Family, err = routeDst(b, dst, family); err != nil {
+		return nil, err
 	}
 	if r.Via.IsValid() && (r.Via.Is6() != (r.Family == 6)) {
 		return nil, fmt.Errorf("%s: via %s and dst %s are of different address families", b.Name(), r.Via, dst)
@@ -82,8 +77,114 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := n.mutable(rt); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	w := says("%s: adding %s in netns %q", b.Name(), r, n.Name()).orExists("a route to that destination exists")
-	if err := now(thread, rt, journal.Step{Op: journal.OpRoute, NS: n.name, Route: &r}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.RouteAdd(n.name, r) }); err != nil {
+	step := journal.Step{Op: journal.OpRoute, NS: n.name, Route: &r}
+	work := func(k kernel.Kernel, _ *journal.Step) error { return k.RouteAdd(n.name, r) }
+	exists := "a route to that destination exists"
+	if replace {
+		exists += ", not the lab's (replace=True replaces only the lab's own)"
+		if old, ok := labRoute(rt, n.name, r.Key()); ok {
+			step.OldRoute = &old
+			work = func(k kernel.Kernel, _ *journal.Step) error { return k.RouteReplace(n.name, r) }
+		}
+	} else if _, ok := labRoute(rt, n.name, r.Key()); ok {
+		exists += " (the lab's: pass replace=True to replace it)"
+	}
+	w := says("%s: adding %s in netns %q", b.Name(), r, n.Name()).orExists(exists)
+	if step.OldRoute != nil {
+		w = says("%s: replacing %s by %s in netns %q", b.Name(), step.OldRoute, r, n.Name())
+	}
+	if err := now(thread, rt, step, w, work); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
+}
+
+// routeDst parses a route's destination: a CIDR, or "default" (of family).
+func routeDst(b *starlark.Builtin, dst string, family int) (netip.Prefix, int, error) {
+	if dst == "default" {
+		return netip.Prefix{}, family, nil
+	}
+	p, err := parsePrefix(dst)
+	if err != nil {
+		return netip.Prefix{}, 0, fmt.Errorf("%s: for parameter dst: %v (or \"default\")", b.Name(), err)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, 0, fmt.Errorf("%s: for parameter dst: %q has host bits set (did you mean %s?)", b.Name(), dst, p.Masked())
+	}
+	if p.Addr().Is6() {
+		return p, 6, nil
+	}
+	return p, 4, nil
+}
+
+// labRoute returns the lab's route in ns with that key.
+func labRoute(rt *engine.Runtime, ns string, key kernel.RouteKey) (kernel.Route, bool) {
+	for _, r := range rt.Routes(ns) {
+		if r.Key() == key {
+			return r, true
+		}
+	}
+	return kernel.Route{}, false
+}
+
+// ns.route_del(dst, metric=None) removes the lab's route to dst ("default"
+// for IPv4's default route, "::/0" for IPv6's): the one with that metric,
+// or, without one, the only route of the lab's to dst. The rollback puts it
+// back. A route the lab did not add (the kernel's for an address's subnet,
+// a daemon's) is refused.
+//
+// Equivalent to: ip -n $ns route del $dst [metric $metric]
+func netnsRouteDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	n := b.Receiver().(*Netns)
+	var dst string
+	var metricV starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "metric?", &metricV); err != nil {
+		return nil, err
+	}
+	p, family, err := routeDst(b, dst, 4)
+	if err != nil {
+		return nil, err
+	}
+	metric := -1
+	if metricV != starlark.None {
+		m, err := starlark.AsInt32(metricV)
+		if err != nil {
+			return nil, fmt.Errorf("%s: for parameter metric: got %s, want int", b.Name(), metricV.Type())
+		}
+		if m < 0 {
+			return nil, fmt.Errorf("%s: for parameter metric: %d is negative", b.Name(), m)
+		}
+		metric = m
+	}
+	rt, err := engine.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	if n.name != kernel.Host {
+		if err := n.mutable(rt); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+	}
+	want := kernel.Route{Dst: p, Family: family, Metric: max(metric, 0)}.Key()
+	var found []kernel.Route
+	for _, r := range rt.Routes(n.name) {
+		if k := r.Key(); k.Family == want.Family && k.Dst == want.Dst && (metric < 0 || k.Metric == want.Metric) {
+			found = append(found, r)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return nil, fmt.Errorf("%s: netns %q has no route of this lab's to %s: nsrun removes only the routes a lab added", b.Name(), n.Name(), dst)
+	case len(found) > 1:
+		var metrics []string
+		for _, r := range found {
+			metrics = append(metrics, fmt.Sprint(r.Key().Metric))
+		}
+		return nil, fmt.Errorf("%s: the lab has %d routes to %s in netns %q (metrics %s): pass metric=", b.Name(), len(found), dst, n.Name(), strings.Join(metrics, ", "))
+	}
+	r := found[0]
+	w := says("%s: removing %s in netns %q", b.Name(), r, n.Name())
+	if err := now(thread, rt, journal.Step{Op: journal.OpRouteDel, NS: n.name, Route: &r}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.RouteDel(n.name, r) }); err != nil {
 		return nil, err
 	}
 	return starlark.None, nil

@@ -223,6 +223,14 @@ func (rt *Runtime) Addrs(ns, name string) []netip.Prefix {
 	return rt.state.AddrsOf(model.LinkKey{NS: ns, Name: name})
 }
 
+// Routes returns the run's routes in ns as it has left them (added, not
+// removed or replaced since).
+func (rt *Runtime) Routes(ns string) []kernel.Route {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.state.Routes(ns)
+}
+
 // Memo returns the run's value for key, made by mk the first time it is
 // asked for: what builtins keep for the rest of a run (the DHCP servers a
 // plan started, say).
@@ -281,9 +289,12 @@ func (rt *Runtime) Rollback(mark int) (undone []journal.Step, failed []error) {
 	}
 	rt.StopProcesses()
 	r := undo.Rollback(rt.Journal, rt.k, rt.Tag(), mark)
-	for _, s := range r.Undone {
-		rt.disown(s)
-	}
+	// What the run owns is what its journal has left: replayed, so that
+	// an undone removal (an address, a route) is the run's again.
+	rt.mu.Lock()
+	steps := rt.Journal.Steps()
+	rt.state, rt.owned = model.Replay(steps, true), len(steps)
+	rt.mu.Unlock()
 	rt.Spared = r.Spared
 	return r.Undone, r.Errs
 }

@@ -41,8 +41,9 @@ type Step struct {
 	Mode     string        `json:"mode,omitempty"` // a macvlan's mode, a vlan's id
 	Addr     netip.Prefix  `json:"addr,omitzero"`
 	Route    *kernel.Route `json:"route,omitempty"`
-	Old      string        `json:"old,omitempty"` // the value before the change
-	New      string        `json:"new,omitempty"` // move: the namespace moved to; master: the master set; sysctl: the value set
+	OldRoute *kernel.Route `json:"old_route,omitempty"` // route: the lab's route it replaced (see OpRoute)
+	Old      string        `json:"old,omitempty"`       // the value before the change
+	New      string        `json:"new,omitempty"`       // move: the namespace moved to; master: the master set; sysctl: the value set
 	Pid      int           `json:"pid,omitempty"`
 	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
 	Path     string        `json:"path,omitempty"`  // private, file: where the lab keeps it (see nsexec.Node); proc: its log
@@ -59,12 +60,16 @@ const (
 	OpMove    = "move"    // link moved from NS to New
 	OpHairpin = "hairpin" // Old "on" or "off"
 	OpAddr    = "addr"
-	OpRoute   = "route"
-	OpSysctl  = "sysctl"
-	OpProc    = "proc"    // background process started
-	OpStop    = "stop"    // a background process (Pid, Start) the recipe stopped on purpose
-	OpPrivate = "private" // a node's private directory at Name, kept at Path
-	OpFile    = "file"    // a file a node shows at Name, kept at Path; Old: where its previous content was put
+	OpAddrDel = "addr_del" // an address the lab added, removed
+	// OpRoute adds Route; with OldRoute, it replaced that route of the
+	// lab's (same destination and metric) by Route.
+	OpRoute    = "route"
+	OpRouteDel = "route_del" // a route the lab added, removed
+	OpSysctl   = "sysctl"
+	OpProc     = "proc"    // background process started
+	OpStop     = "stop"    // a background process (Pid, Start) the recipe stopped on purpose
+	OpPrivate  = "private" // a node's private directory at Name, kept at Path
+	OpFile     = "file"    // a file a node shows at Name, kept at Path; Old: where its previous content was put
 )
 
 // String names the object for a person: `veth "veth0"`, `address 10.0.0.1/24 on "veth1" in netns "blue"`.
@@ -80,8 +85,15 @@ func (s Step) String() string {
 		return fmt.Sprintf("%s %q%s", s.Kind, s.Name, in)
 	case OpAddr:
 		return fmt.Sprintf("address %s on %q%s", s.Addr, s.Name, in)
+	case OpAddrDel:
+		return fmt.Sprintf("removal of address %s from %q%s", s.Addr, s.Name, in)
 	case OpRoute:
+		if s.OldRoute != nil {
+			return fmt.Sprintf("route %s%s (replacing %s)", s.Route, in, s.OldRoute)
+		}
 		return fmt.Sprintf("route %s%s", s.Route, in)
+	case OpRouteDel:
+		return fmt.Sprintf("removal of route %s%s", s.Route, in)
 	case OpSysctl:
 		return fmt.Sprintf("sysctl %s%s", s.Name, in)
 	case OpProc:
@@ -298,7 +310,7 @@ func (j *Journal) Done(seq int, intent, s Step) error {
 // needs.
 var confirmLater = map[string]bool{
 	OpUp: true, OpMaster: true, OpMTU: true, OpMAC: true, OpHairpin: true,
-	OpAddr: true, OpRoute: true, OpSysctl: true,
+	OpAddr: true, OpRoute: true, OpSysctl: true, OpAddrDel: true, OpRouteDel: true,
 }
 
 // Void records that change seq failed and was not made.

@@ -68,6 +68,9 @@ type Kernel interface {
 	AddrDel(ns, dev string, p netip.Prefix) error
 	RouteAdd(ns string, r Route) error
 	RouteDel(ns string, r Route) error
+	// RouteReplace puts r in the place of the route with its key (see
+	// RouteKey), in one change; with none there, it adds r.
+	RouteReplace(ns string, r Route) error
 
 	SysctlGet(ns, key string) (string, error)
 	SysctlSet(ns, key, value string) error
@@ -183,6 +186,34 @@ type Route struct {
 	// Proto is who the route is said to come from: 0 for nsrun itself
 	// (RouteProtocol), unix.RTPROT_DHCP for a lease's.
 	Proto int `json:",omitempty"`
+}
+
+// A RouteKey is what makes two routes one to the kernel: a table holds one
+// route per family, destination and metric.
+type RouteKey struct {
+	Family int
+	Dst    netip.Prefix // masked; invalid for a default route
+	Metric int          // as the kernel has it: IPv6's 0 is 1024
+}
+
+// Key returns the route's key.
+func (r Route) Key() RouteKey {
+	fam := r.Family
+	if fam == 0 {
+		fam = 4
+		if r.Dst.IsValid() && r.Dst.Addr().Is6() || r.Via.Is6() {
+			fam = 6
+		}
+	}
+	m := r.Metric
+	if fam == 6 && m == 0 {
+		m = 1024
+	}
+	var dst netip.Prefix
+	if r.Dst.IsValid() && r.Dst.Bits() > 0 {
+		dst = r.Dst.Masked()
+	}
+	return RouteKey{fam, dst, m}
 }
 
 // Protocol is the route's protocol as the kernel is told it.

@@ -715,6 +715,14 @@ func (k *Netlink) RouteAdd(ns string, r Route) error {
 	return h.RouteAdd(nr)
 }
 
+func (k *Netlink) RouteReplace(ns string, r Route) error {
+	h, nr, err := k.nlRoute(ns, r)
+	if err != nil {
+		return err
+	}
+	return h.RouteReplace(nr)
+}
+
 func (k *Netlink) RouteDel(ns string, r Route) error {
 	h, nr, err := k.nlRoute(ns, r)
 	if errors.Is(err, ErrNotFound) {

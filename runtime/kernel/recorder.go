@@ -39,13 +39,10 @@ type Recorder struct {
 }
 
 // recRoute is a route in the recorder's model: what makes two routes the
-// same to the kernel (family, destination, metric), and the device whose
-// going away takes it.
+// same to the kernel, and the device whose going away takes it.
 type recRoute struct {
-	family int
-	dst    netip.Prefix // masked; invalid for a default route
-	metric int
-	dev    string
+	RouteKey
+	dev string
 }
 
 // NewRecorder returns an empty recorder; the host namespace has lo.
@@ -464,9 +461,9 @@ func (r *Recorder) AddrAdd(ns, dev string, p netip.Prefix) error {
 // prefixRoute is the route the kernel adds for an address's subnet: metric
 // 0 for IPv4, 256 for IPv6.
 func prefixRoute(dev string, p netip.Prefix) recRoute {
-	rt := recRoute{family: 4, dst: p.Masked(), dev: dev}
+	rt := recRoute{RouteKey{Family: 4, Dst: p.Masked()}, dev}
 	if p.Addr().Is6() {
-		rt.family, rt.metric = 6, 256
+		rt.Family, rt.Metric = 6, 256
 	}
 	return rt
 }
@@ -478,25 +475,6 @@ func (r *Recorder) dropRoutes(ns, dev string) {
 	r.routes[ns] = slices.DeleteFunc(r.routes[ns], func(rt recRoute) bool { return rt.dev == dev })
 }
 
-// recRouteOf is how the kernel keys route rt: IPv6's metric 0 is 1024.
-func recRouteOf(rt Route) recRoute {
-	fam := rt.Family
-	if fam == 0 {
-		fam = 4
-		if rt.Dst.IsValid() && rt.Dst.Addr().Is6() || rt.Via.Is6() {
-			fam = 6
-		}
-	}
-	m := rt.Metric
-	if fam == 6 && m == 0 {
-		m = 1024
-	}
-	var dst netip.Prefix
-	if rt.Dst.IsValid() && rt.Dst.Bits() > 0 {
-		dst = rt.Dst.Masked()
-	}
-	return recRoute{family: fam, dst: dst, metric: m, dev: rt.Dev}
-}
 
 func (r *Recorder) AddrDel(ns, dev string, p netip.Prefix) error {
 	l, err := r.get(ns, dev)
@@ -524,16 +502,34 @@ func (r *Recorder) RouteAdd(ns string, rt Route) error {
 	if err := r.noIPv6(ns, rt.Family == 6); err != nil {
 		return err
 	}
-	key := recRouteOf(rt)
+	key := rt.Key()
 	for _, have := range r.routes[ns] {
-		if have.family == key.family && have.dst == key.dst && have.metric == key.metric {
+		if have.RouteKey == key {
 			return unix.EEXIST // as the kernel has it: one route per destination and metric
 		}
 	}
 	if err := r.change("%s route add %s", ipn(ns), routeArg(rt)); err != nil {
 		return err
 	}
-	r.addRoute(ns, key)
+	r.addRoute(ns, recRoute{key, rt.Dev})
+	return nil
+}
+
+func (r *Recorder) RouteReplace(ns string, rt Route) error {
+	if err := r.hasNS(ns); err != nil {
+		return err
+	}
+	if rt.Dev != "" {
+		if _, err := r.get(ns, rt.Dev); err != nil {
+			return err
+		}
+	}
+	if err := r.change("%s route replace %s", ipn(ns), routeArg(rt)); err != nil {
+		return err
+	}
+	key := rt.Key()
+	r.routes[ns] = slices.DeleteFunc(r.routes[ns], func(have recRoute) bool { return have.RouteKey == key })
+	r.addRoute(ns, recRoute{key, rt.Dev})
 	return nil
 }
 
@@ -541,10 +537,8 @@ func (r *Recorder) RouteDel(ns string, rt Route) error {
 	if r.hasNS(ns) != nil {
 		return nil
 	}
-	key := recRouteOf(rt)
-	r.routes[ns] = slices.DeleteFunc(r.routes[ns], func(have recRoute) bool {
-		return have.family == key.family && have.dst == key.dst && have.metric == key.metric
-	})
+	key := rt.Key()
+	r.routes[ns] = slices.DeleteFunc(r.routes[ns], func(have recRoute) bool { return have.RouteKey == key })
 	return r.change("%s route del %s", ipn(ns), routeArg(rt))
 }
 

@@ -34,7 +34,8 @@ type State struct {
 	Of map[int]*Link
 
 	netns       map[string]*Netns
-	at          map[LinkKey]*Link // where each link is now
+	routes      map[string][]kernel.Route // the lab's routes, by namespace, as they are now
+	at          map[LinkKey]*Link         // where each link is now
 	born        map[LinkKey]*Link // where each link made was made
 	order       []LinkKey         // where links were made or moved to, in order (see InOrder)
 	withIntents bool
@@ -93,7 +94,7 @@ func Replay(steps []journal.Step, intents bool) *State {
 // New returns an empty state, to which steps are applied in order
 // (see Replay).
 func New(intents bool) *State {
-	return &State{Of: map[int]*Link{}, netns: map[string]*Netns{}, at: map[LinkKey]*Link{}, born: map[LinkKey]*Link{}, withIntents: intents}
+	return &State{Of: map[int]*Link{}, netns: map[string]*Netns{}, routes: map[string][]kernel.Route{}, at: map[LinkKey]*Link{}, born: map[LinkKey]*Link{}, withIntents: intents}
 }
 
 // Apply applies step i.
@@ -129,7 +130,8 @@ func (st *State) Apply(i int, s journal.Step) {
 		from := l.At
 		delete(st.at, from)
 		l.At, l.Moved = LinkKey{s.New, s.Name}, i
-		l.Addrs, l.Master = nil, "" // a move takes neither along
+		l.Addrs, l.Master = nil, "" // a move takes neither along, nor the routes through it
+		st.routes[from.NS] = slices.DeleteFunc(st.routes[from.NS], func(r kernel.Route) bool { return r.Dev == from.Name })
 		st.place(l)
 		for _, c := range st.Links { // links stacked on it follow it
 			if c.ParentNS == from.NS && c.Parent == from.Name {
@@ -144,16 +146,33 @@ func (st *State) Apply(i int, s journal.Step) {
 		l := st.link(LinkKey{s.NS, s.Name})
 		l.Addrs = append(l.Addrs, s.Addr)
 		st.Of[i] = l
+	case journal.OpAddrDel:
+		l := st.link(LinkKey{s.NS, s.Name})
+		l.Addrs = slices.DeleteFunc(l.Addrs, func(p netip.Prefix) bool { return p == s.Addr })
+		st.Of[i] = l
 	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpHairpin:
 		st.Of[i] = st.link(LinkKey{s.NS, s.Name})
-	case journal.OpRoute:
-		if s.Route != nil && s.Route.Dev != "" {
+	case journal.OpRoute, journal.OpRouteDel:
+		if s.Route == nil {
+			return
+		}
+		if s.Route.Dev != "" {
 			if l, ok := st.at[LinkKey{s.NS, s.Route.Dev}]; ok {
 				st.Of[i] = l
 			}
 		}
+		key := s.Route.Key()
+		st.routes[s.NS] = slices.DeleteFunc(st.routes[s.NS], func(r kernel.Route) bool {
+			return r.Key() == key && (s.Op == journal.OpRouteDel || s.OldRoute != nil)
+		})
+		if s.Op == journal.OpRoute {
+			st.routes[s.NS] = append(st.routes[s.NS], *s.Route)
+		}
 	}
 }
+
+// Routes returns the lab's routes in namespace ns, as the steps left them.
+func (st *State) Routes(ns string) []kernel.Route { return slices.Clone(st.routes[ns]) }
 
 // Forget takes back what step s made (one undone, or queued and never
 // made): a namespace, or a link with its peer.

@@ -66,18 +66,27 @@ func (o *owner) check(s journal.Step) error {
 		return o.namespace(s.NS)
 	}
 	switch s.Op {
-	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpHairpin, journal.OpAddr:
+	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpHairpin, journal.OpAddr, journal.OpAddrDel:
 		return o.hostLink(s.Name)
 	case journal.OpMaster:
 		if err := o.hostLink(s.Name); err != nil || s.Old == "" {
 			return err
 		}
 		return o.hostLink(s.Old) // the bridge it goes back to
-	case journal.OpRoute:
-		if s.Route == nil || s.Route.Dev == "" {
-			return fmt.Errorf("%s is not on a link of the lab's: %w", s, kernel.ErrNotOurs)
+	case journal.OpRoute, journal.OpRouteDel:
+		routes := []*kernel.Route{s.Route}
+		if s.OldRoute != nil {
+			routes = append(routes, s.OldRoute)
 		}
-		return o.hostLink(s.Route.Dev)
+		for _, r := range routes {
+			if r == nil || r.Dev == "" {
+				return fmt.Errorf("%s is not on a link of the lab's: %w", s, kernel.ErrNotOurs)
+			}
+			if err := o.hostLink(r.Dev); err != nil {
+				return err
+			}
+		}
+		return nil
 	case journal.OpSysctl:
 		dev := kernel.SysctlDevice(s.Name)
 		if dev == "" {

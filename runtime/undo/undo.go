@@ -277,7 +277,7 @@ func moot(steps []journal.Step) mootness {
 					m.settle[end.At.NS] = append(m.settle[end.At.NS], kernel.NamedLink{Name: end.At.Name, Fingerprint: end.Fingerprint()})
 				}
 			}
-		case journal.OpMove, journal.OpUp, journal.OpMaster, journal.OpMTU, journal.OpMAC, journal.OpAddr, journal.OpHairpin:
+		case journal.OpMove, journal.OpUp, journal.OpMaster, journal.OpMTU, journal.OpMAC, journal.OpAddr, journal.OpAddrDel, journal.OpHairpin:
 			// Changes to a link that goes away go with it.
 			l := st.Of[i]
 			if by, ok := gone(s.NS); ok {
@@ -362,8 +362,15 @@ func undo(k kernel.Kernel, s journal.Step) error {
 		return ignoreGone(k.LinkSetHairpin(s.NS, s.Name, s.Old == "on"))
 	case journal.OpAddr:
 		return k.AddrDel(s.NS, s.Name, s.Addr)
+	case journal.OpAddrDel: // put back; there already (a removal that never happened) is done
+		return ignoreExists(ignoreGone(k.AddrAdd(s.NS, s.Name, s.Addr)))
 	case journal.OpRoute:
+		if s.OldRoute != nil { // the route it replaced comes back, in one change
+			return ignoreGone(k.RouteReplace(s.NS, *s.OldRoute))
+		}
 		return k.RouteDel(s.NS, *s.Route)
+	case journal.OpRouteDel:
+		return ignoreExists(ignoreGone(k.RouteAdd(s.NS, *s.Route)))
 	case journal.OpSysctl:
 		if s.New != "" {
 			// Restored only if it holds what the lab set: a value
@@ -399,6 +406,13 @@ func undo(k kernel.Kernel, s journal.Step) error {
 		return fn(k, s)
 	}
 	return fmt.Errorf("unknown journal operation %q", s.Op)
+}
+
+func ignoreExists(err error) error {
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	return err
 }
 
 func ignoreGone(err error) error {

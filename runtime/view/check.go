@@ -132,6 +132,25 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 			report(fmt.Sprintf("link %q%s", l.At.Name, inNetns(l.At.NS)), "is %s (the lab set it %s)", state[li.Up], state[up])
 		}
 	}
+	// An address or a route the recipe removed (or replaced) since it
+	// added it is not looked for: the last step about it says what it is.
+	type addrKey struct {
+		l *model.Link
+		p netip.Prefix
+	}
+	type routeKey struct {
+		ns  string
+		key kernel.RouteKey
+	}
+	lastAddr, lastRoute := map[addrKey]int{}, map[routeKey]int{}
+	for i, s := range steps {
+		switch {
+		case s.Op == journal.OpAddr || s.Op == journal.OpAddrDel:
+			lastAddr[addrKey{st.Of[i], s.Addr}] = i
+		case (s.Op == journal.OpRoute || s.Op == journal.OpRouteDel) && s.Route != nil:
+			lastRoute[routeKey{s.NS, s.Route.Key()}] = i
+		}
+	}
 	routes := map[string][]kernel.RouteInfo{}
 	for i, s := range steps {
 		if s.State == journal.StateIntent {
@@ -140,7 +159,7 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 		switch s.Op {
 		case journal.OpAddr:
 			l := st.Of[i]
-			if l.Moved > i || missing(s.NS) || linkGone[l] {
+			if l.Moved > i || missing(s.NS) || linkGone[l] || lastAddr[addrKey{l, s.Addr}] != i {
 				continue
 			}
 			n.Addrs++
@@ -148,7 +167,7 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 				report(s.String(), "%s", p)
 			}
 		case journal.OpRoute:
-			if s.Route == nil || missing(s.NS) {
+			if s.Route == nil || missing(s.NS) || lastRoute[routeKey{s.NS, s.Route.Key()}] != i {
 				continue
 			}
 			if l, ok := st.Of[i]; ok && l.Moved > i {
