@@ -475,7 +475,6 @@ func (r *Recorder) dropRoutes(ns, dev string) {
 	r.routes[ns] = slices.DeleteFunc(r.routes[ns], func(rt recRoute) bool { return rt.dev == dev })
 }
 
-
 func (r *Recorder) AddrDel(ns, dev string, p netip.Prefix) error {
 	l, err := r.get(ns, dev)
 	if err != nil {

@@ -36,8 +36,8 @@ type State struct {
 	netns       map[string]*Netns
 	routes      map[string][]kernel.Route // the lab's routes, by namespace, as they are now
 	at          map[LinkKey]*Link         // where each link is now
-	born        map[LinkKey]*Link // where each link made was made
-	order       []LinkKey         // where links were made or moved to, in order (see InOrder)
+	born        map[LinkKey]*Link         // where each link made was made
+	order       []LinkKey                 // where links were made or moved to, in order (see InOrder)
 	withIntents bool
 }
 
