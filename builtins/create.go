@@ -133,11 +133,11 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 		}
 		mac = info.MAC
 	}
-	a := &Link{state: &linkState{ns: ns, name: s.Name, kind: s.Kind, mac: mac}}
+	a := &Link{state: &linkState{ns: ns, name: s.Name, kind: s.Kind, mac: mac, made: true}}
 	if s.Kind != "veth" {
 		return a, nil, nil
 	}
-	p := &Link{state: &linkState{ns: peerNS, name: s.PeerName, kind: s.Kind, mac: s.PeerMAC.String(), peer: a, untagged: s.PeerUntagged}}
+	p := &Link{state: &linkState{ns: peerNS, name: s.PeerName, kind: s.Kind, mac: s.PeerMAC.String(), peer: a, untagged: s.PeerUntagged, made: true}}
 	a.state.peer = p
 	return a, p, nil
 }

@@ -32,6 +32,7 @@ type linkState struct {
 	hairpin  bool
 	peer     *Link
 	untagged bool // a veth peer born in a namespace of the lab's (see createLink)
+	made     bool // by this lab: gone from its model, it was deleted
 }
 
 var (
@@ -59,6 +60,7 @@ func (l *Link) CompareSameType(op syntax.Token, y starlark.Value, _ int) (bool, 
 var linkMethods = map[string]*starlark.Builtin{
 	"addr":     starlark.NewBuiltin("addr", linkAddr),
 	"addr_del": starlark.NewBuiltin("addr_del", linkAddrDel),
+	"delete":   starlark.NewBuiltin("delete", linkDelete),
 	"up":       starlark.NewBuiltin("up", linkUp),
 	"down":     starlark.NewBuiltin("down", linkDown),
 	"master":   starlark.NewBuiltin("master", linkMaster),
@@ -95,6 +97,9 @@ func (l *Link) ns() string { return l.state.ns.name }
 // mutable checks that the lab may change the link: nsrun never changes an
 // object it did not create.
 func (l *Link) mutable(rt *engine.Runtime) error {
+	if l.state.made && !rt.MadeLink(l.ns(), l.state.name) {
+		return fmt.Errorf("link %q in netns %q was deleted", l.state.name, l.state.ns.Name())
+	}
 	if rt.OwnsLink(l.ns(), l.state.name) {
 		return nil
 	}

@@ -2,6 +2,7 @@ package builtins_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -122,4 +123,130 @@ func TestRemovalsOnlyTheLabs(t *testing.T) {
 // eval runs src as the session's next input, and returns its error.
 func (s *session) eval(src string) (starlark.StringDict, error) {
 	return starlark.ExecFileOptions(engine.FileOptions, s.thread, "input.star", src, s.globals)
+}
+
+const deletionTopology = `
+a = netns("rm-a"); b = netns("rm-b")
+br = bridge("br0", netns=a).up()
+x, y = veth("x", "y", netns=a, peer_netns=b)
+x.master(br).up()
+br.addr("10.9.0.1/24")
+y.set(mtu=1400)
+y.addr("10.9.0.2/24", "fd09::2/64").up()
+b.route("10.1.0.0/16", via="10.9.0.1")
+p, q = veth("p", "q", netns=a, peer_netns=b)
+p.master(br).up()
+`
+
+// linksOf is a namespace's links as iproute2 shows them, by name: kind,
+// MAC, MTU, master, admin state; with its global addresses and routes.
+func linksOf(t *testing.T, ns string) string {
+	t.Helper()
+	var lines []string
+	for _, line := range strings.Split(nstest.Ip(t, ns, "-o", "-d", "link"), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		name := strings.Split(strings.TrimSuffix(f[1], ":"), "@")[0]
+		keep := []string{name, "down"}
+		if strings.Contains(","+strings.Trim(f[2], "<>")+",", ",UP,") {
+			keep[1] = "up"
+		}
+		for i, w := range f {
+			switch w {
+			case "mtu", "master", "link/ether":
+				keep = append(keep, w, f[i+1])
+			case "veth", "bridge":
+				keep = append(keep, w)
+			}
+		}
+		lines = append(lines, strings.Join(keep, " "))
+	}
+	slices.Sort(lines) // a link made again has another index
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func labView(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, ns := range []string{"rm-a", "rm-b"} {
+		b.WriteString(ns + ":\n" + linksOf(t, ns))
+		var addrs []string
+		for _, line := range strings.Split(nstest.Ip(t, ns, "-br", "addr", "show", "scope", "global"), "\n") {
+			if f := strings.Fields(line); len(f) > 2 {
+				addrs = append(addrs, strings.Split(f[0], "@")[0]+" "+strings.Join(f[2:], " "))
+			}
+		}
+		slices.Sort(addrs)
+		b.WriteString(strings.Join(addrs, "\n") + "\n")
+		b.WriteString(nstest.Ip(t, ns, "route"))
+	}
+	return b.String()
+}
+
+// An input that deletes a veth (both ends), a bridge with ports, and makes
+// a new link with a freed name, then fails, leaves the lab as it was: the
+// same links (MACs, MTU, masters, state), addresses and routes. A teardown
+// after deletions removes the rest.
+func TestDeleteRollsBack(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	s := newSession(t, k)
+	defer rollback(t, s.rt)
+	s.exec(deletionTopology)
+	before := labView(t)
+	mark := s.rt.Journal.Len()
+	s.exec(`
+y.delete()
+br.delete()
+x2, y2 = veth("x", "y", netns=a, peer_netns=b)
+`)
+	during := labView(t)
+	if strings.Contains(during, "br0") || strings.Contains(during, "1400") {
+		t.Errorf("the deleted bridge or veth is still there:\n%s", during)
+	}
+	if _, failed := s.rt.Rollback(mark); len(failed) > 0 {
+		t.Fatalf("rollback: %v", failed)
+	}
+	if after := labView(t); after != before {
+		t.Errorf("after the rollback:\n%s\nwant, as before:\n%s", after, before)
+	}
+	if _, err := s.eval(`y.up()`); err != nil {
+		t.Errorf("the link the rollback put back is the lab's again: %v", err)
+	}
+	// Deleted for good, then the lab taken down.
+	s.exec(`y.delete(); br.delete()`)
+	if _, err := s.eval(`x.up()`); err == nil || !strings.Contains(err.Error(), `link "x" in netns "rm-a" was deleted`) {
+		t.Errorf("a deleted link's method: %v", err)
+	}
+}
+
+// A link the lab did not make is refused (lo), and so is one made by
+// someone else in the place of the lab's (a decoy of its name): only the
+// lab's own go.
+func TestDeleteOnlyTheLabs(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	defer k.Close()
+	s := newSession(t, k)
+	defer rollback(t, s.rt)
+	s.exec(`m = netns("rm-m")` + "\n" + `v, w = veth("rm-v", "rm-w", peer_netns=m)`)
+	if _, err := s.eval(`m.link("lo").delete()`); err == nil || !strings.Contains(err.Error(), "was not created by this lab") {
+		t.Errorf("deleting lo: %v", err)
+	}
+	// Someone replaces the lab's host end with a link of their own.
+	for _, c := range [][]string{{"link", "del", "rm-v"}, {"link", "add", "rm-v", "type", "veth", "peer", "name", "rm-decoy"}} {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", c, err, out)
+		}
+	}
+	defer exec.Command("ip", "link", "del", "rm-v").Run()
+	if _, err := s.eval(`v.delete()`); err == nil {
+		t.Errorf("deleting a decoy of the lab's link's name: no error")
+	}
+	if out := nstest.Ip(t, "", "-br", "link", "show", "rm-v"); !strings.Contains(out, "rm-v") {
+		t.Errorf("the decoy is gone")
+	}
 }

@@ -223,6 +223,22 @@ func (rt *Runtime) Addrs(ns, name string) []netip.Prefix {
 	return rt.state.AddrsOf(model.LinkKey{NS: ns, Name: name})
 }
 
+// Link returns the link the run made that is at ns, name now (see
+// model.State).
+func (rt *Runtime) Link(ns, name string) (*model.Link, bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.state.MadeLink(ns, name)
+}
+
+// Stacked returns the links the run made on link name in ns (macvlans,
+// vlans) that are there still.
+func (rt *Runtime) Stacked(ns, name string) []*model.Link {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.state.Stacked(model.LinkKey{NS: ns, Name: name})
+}
+
 // Routes returns the run's routes in ns as it has left them (added, not
 // removed or replaced since).
 func (rt *Runtime) Routes(ns string) []kernel.Route {

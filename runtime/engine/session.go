@@ -155,7 +155,7 @@ func (s *Session) LinksIn(ns string) []string {
 		names["lo"] = true
 	}
 	for _, l := range st.Links {
-		if l.At.NS == ns {
+		if l.At.NS == ns && l.Removed < 0 {
 			names[l.At.Name] = true
 		}
 	}

@@ -42,11 +42,33 @@ type Step struct {
 	Addr     netip.Prefix  `json:"addr,omitzero"`
 	Route    *kernel.Route `json:"route,omitempty"`
 	OldRoute *kernel.Route `json:"old_route,omitempty"` // route: the lab's route it replaced (see OpRoute)
+	Was      *LinkWas      `json:"was,omitempty"`       // link_del: what the link was
 	Old      string        `json:"old,omitempty"`       // the value before the change
 	New      string        `json:"new,omitempty"`       // move: the namespace moved to; master: the master set; sysctl: the value set
 	Pid      int           `json:"pid,omitempty"`
 	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
 	Path     string        `json:"path,omitempty"`  // private, file: where the lab keeps it (see nsexec.Node); proc: its log
+}
+
+// LinkWas is what a link the lab removed was, for the removal's undo to
+// make it again as it was: the same name, kind, MACs, MTU, addresses,
+// master and state, its bridge's ports back in it, the lab's routes through
+// it back.
+type LinkWas struct {
+	Spec  kernel.LinkSpec `json:"spec"`            // how to make it again, where it was
+	Ends  []EndWas        `json:"ends"`            // each end's settings (a veth has two)
+	Ports []string        `json:"ports,omitempty"` // a bridge's ports, in its namespace
+}
+
+// EndWas is what one end of a removed link was.
+type EndWas struct {
+	NS     string         `json:"ns,omitempty"`
+	Name   string         `json:"name"`
+	MTU    int            `json:"mtu"`
+	Up     bool           `json:"up,omitempty"`
+	Master string         `json:"master,omitempty"`
+	Addrs  []netip.Prefix `json:"addrs,omitempty"`  // but IPv6 link-local ones, which the kernel makes again
+	Routes []kernel.Route `json:"routes,omitempty"` // the lab's routes through it
 }
 
 // The operations a step records.
@@ -65,6 +87,7 @@ const (
 	// lab's (same destination and metric) by Route.
 	OpRoute    = "route"
 	OpRouteDel = "route_del" // a route the lab added, removed
+	OpLinkDel  = "link_del"  // a link the lab made, removed (a veth: both ends); Was says what it was
 	OpSysctl   = "sysctl"
 	OpProc     = "proc"    // background process started
 	OpStop     = "stop"    // a background process (Pid, Start) the recipe stopped on purpose
@@ -94,6 +117,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("route %s%s", s.Route, in)
 	case OpRouteDel:
 		return fmt.Sprintf("removal of route %s%s", s.Route, in)
+	case OpLinkDel:
+		return fmt.Sprintf("removal of %s %q%s", s.Kind, s.Name, in)
 	case OpSysctl:
 		return fmt.Sprintf("sysctl %s%s", s.Name, in)
 	case OpProc:

@@ -11,7 +11,7 @@ import (
 // HostLinks reports whether the lab has links in the host namespace.
 func (st *State) HostLinks() bool {
 	for _, l := range st.Links {
-		if l.At.NS == kernel.Host {
+		if l.At.NS == kernel.Host && l.Removed < 0 {
 			return true
 		}
 	}
@@ -67,8 +67,9 @@ type Link struct {
 	Master                 string
 	Addrs                  []netip.Prefix // added since it was made or last moved
 
-	Made  int // the index of the step that made it; -1 for a link it did not make
-	Moved int // the index of its last move; -1 if none
+	Made    int // the index of the step that made it; -1 for a link it did not make
+	Moved   int // the index of its last move; -1 if none
+	Removed int // the index of the step that removed it; -1 if none
 	// Maybe holds where a move whose outcome is unknown (an intent) may
 	// have put it: such a move leaves the link where it was.
 	Maybe []LinkKey
@@ -109,11 +110,11 @@ func (st *State) Apply(i int, s journal.Step) {
 		st.netns[s.Name] = n
 	case journal.OpLink:
 		a := &Link{At: LinkKey{s.NS, s.Name}, Born: LinkKey{s.NS, s.Name}, Kind: s.Kind, Alias: s.Alias, MAC: s.MAC,
-			ParentNS: s.ParentNS, Parent: s.Parent, Mode: s.Mode, Made: i, Moved: -1}
+			ParentNS: s.ParentNS, Parent: s.Parent, Mode: s.Mode, Made: i, Moved: -1, Removed: -1}
 		st.made(a)
 		st.Of[i] = a
 		if s.PeerName != "" {
-			b := &Link{At: LinkKey{s.PeerNS, s.PeerName}, Born: LinkKey{s.PeerNS, s.PeerName}, Kind: s.Kind, Alias: s.Alias, Made: i, Moved: -1, Peer: a}
+			b := &Link{At: LinkKey{s.PeerNS, s.PeerName}, Born: LinkKey{s.PeerNS, s.PeerName}, Kind: s.Kind, Alias: s.Alias, Made: i, Moved: -1, Removed: -1, Peer: a}
 			if s.PeerMAC != "" { // born untagged: known by its MAC
 				b.Untagged, b.MAC = true, s.PeerMAC
 			}
@@ -150,6 +151,37 @@ func (st *State) Apply(i int, s journal.Step) {
 		l := st.link(LinkKey{s.NS, s.Name})
 		l.Addrs = slices.DeleteFunc(l.Addrs, func(p netip.Prefix) bool { return p == s.Addr })
 		st.Of[i] = l
+	case journal.OpLinkDel:
+		// Gone, with its peer: its names are free; its ports are no
+		// one's; the routes through it went with it.
+		l := st.link(LinkKey{s.NS, s.Name})
+		st.Of[i] = l
+		if s.State == journal.StateIntent {
+			return // it may be there still: the undo makes sure
+		}
+		if s.Was != nil { // the routes through it, by the kernel's choice of device too
+			for _, e := range s.Was.Ends {
+				for _, r := range e.Routes {
+					key := r.Key()
+					st.routes[e.NS] = slices.DeleteFunc(st.routes[e.NS], func(r kernel.Route) bool { return r.Key() == key })
+				}
+			}
+		}
+		for _, end := range []*Link{l, l.Peer} {
+			if end == nil {
+				continue
+			}
+			end.Removed = i
+			if st.at[end.At] == end {
+				delete(st.at, end.At)
+			}
+			st.routes[end.At.NS] = slices.DeleteFunc(st.routes[end.At.NS], func(r kernel.Route) bool { return r.Dev == end.At.Name })
+			for _, o := range st.Links {
+				if o.At.NS == end.At.NS && o.Master == end.At.Name {
+					o.Master = ""
+				}
+			}
+		}
 	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpHairpin:
 		st.Of[i] = st.link(LinkKey{s.NS, s.Name})
 	case journal.OpRoute, journal.OpRouteDel:
@@ -169,6 +201,18 @@ func (st *State) Apply(i int, s journal.Step) {
 			st.routes[s.NS] = append(st.routes[s.NS], *s.Route)
 		}
 	}
+}
+
+// Stacked returns the links the steps made on the link at k (macvlans,
+// vlans) that are there still.
+func (st *State) Stacked(k LinkKey) []*Link {
+	var out []*Link
+	for _, l := range st.Links {
+		if l.Removed < 0 && l.ParentNS == k.NS && l.Parent == k.Name {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // Routes returns the lab's routes in namespace ns, as the steps left them.
@@ -220,7 +264,7 @@ func (st *State) link(k LinkKey) *Link {
 	if l, ok := st.at[k]; ok {
 		return l
 	}
-	l := &Link{At: k, Made: -1, Moved: -1}
+	l := &Link{At: k, Made: -1, Moved: -1, Removed: -1}
 	st.at[k] = l
 	return l
 }
@@ -297,7 +341,7 @@ func (st *State) Segment(k LinkKey) []LinkKey {
 			queue = append(queue, LinkKey{l.ParentNS, l.Parent})
 		}
 		for _, o := range st.Links { // its ports, and what is stacked on it
-			if o.At.NS == k.NS && o.Master == k.Name || o.ParentNS == k.NS && o.Parent == k.Name {
+			if o.Removed < 0 && (o.At.NS == k.NS && o.Master == k.Name || o.ParentNS == k.NS && o.Parent == k.Name) {
 				queue = append(queue, o.At)
 			}
 		}

@@ -42,6 +42,20 @@ func (o *owner) check(s journal.Step) error {
 		return fmt.Errorf("no lab tag to check %s by: %w", s, kernel.ErrNotOurs)
 	}
 	switch s.Op {
+	case journal.OpLinkDel: // undone by making it again, where it was
+		if s.Was != nil && s.Was.Spec.Alias != o.tag {
+			return fmt.Errorf("%s is recorded with tag %q, not the lab's %q: %w", s, s.Was.Spec.Alias, o.tag, kernel.ErrNotOurs)
+		}
+		if s.Was != nil {
+			for _, e := range s.Was.Ends {
+				if e.NS != kernel.Host {
+					if err := o.namespace(e.NS); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
 	case journal.OpNetns, journal.OpLink:
 		if s.Alias != o.tag {
 			return fmt.Errorf("%s is recorded with tag %q, not the lab's %q: %w", s, s.Alias, o.tag, kernel.ErrNotOurs)

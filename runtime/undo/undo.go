@@ -67,6 +67,10 @@ func Steps(k kernel.Kernel, tag string, steps []journal.Step) (r Result) {
 	n := 0
 	for _, i := range order {
 		s := steps[i]
+		if m.void[i] {
+			r.Undone = append(r.Undone, s)
+			continue
+		}
 		if batched[i] {
 			if _, ok := m.by[i]; !ok {
 				r.Undone = append(r.Undone, s)
@@ -108,7 +112,8 @@ func Steps(k kernel.Kernel, tag string, steps []journal.Step) (r Result) {
 			r.Errs = append(r.Errs, fmt.Errorf("%s (%s): %w", s, s.Pos, err))
 		}
 	}
-	// A step covered by an undo that failed is kept too, for the retry.
+	// A step covered by an undo that failed is kept too, for the retry
+	// (one covered by a void step needs none).
 	for _, i := range covered {
 		if failedAt[m.by[i]] {
 			failedAt[i] = true
@@ -191,7 +196,7 @@ func deleteGroup(k kernel.Kernel, steps []journal.Step, m mootness) map[int]bool
 	var tag string
 	for i, s := range steps {
 		at, ok := m.at[i]
-		if s.Op != journal.OpLink || s.State == journal.StateIntent || !ok || at[0] != kernel.Host || at[1] != s.Name {
+		if s.Op != journal.OpLink || s.State == journal.StateIntent || !ok || m.void[i] || at[0] != kernel.Host || at[1] != s.Name {
 			continue
 		}
 		if tag != "" && s.Alias != tag {
@@ -216,6 +221,7 @@ func deleteGroup(k kernel.Kernel, steps []journal.Step, m mootness) map[int]bool
 }
 
 type mootness struct {
+	void   map[int]bool                  // steps whose effect a later step in the set took back: nothing to undo
 	by     map[int]int                   // step -> the step whose undo also undoes it
 	settle map[string][]kernel.NamedLink // links, by namespace, that die with a deleted one
 	at     map[int][2]string             // link creations: where the link is now (ns, name)
@@ -232,7 +238,7 @@ type place struct {
 // moot works out which steps a namespace deletion in the same set makes
 // unnecessary, following links as they move (see model.State).
 func moot(steps []journal.Step) mootness {
-	m := mootness{by: map[int]int{}, settle: map[string][]kernel.NamedLink{}, at: map[int][2]string{}, alt: map[int][]place{}}
+	m := mootness{void: map[int]bool{}, by: map[int]int{}, settle: map[string][]kernel.NamedLink{}, at: map[int][2]string{}, alt: map[int][]place{}}
 	st := model.Replay(steps, true)
 	deleted := map[string]int{} // namespace -> the step that created it
 	for _, n := range st.Netns {
@@ -251,7 +257,19 @@ func moot(steps []journal.Step) mootness {
 		}
 		return 0, false
 	}
+	// A link made and removed in the same set is gone: neither its making
+	// nor its removal is undone, nor anything done to it in between.
 	for i, s := range steps {
+		if s.Op == journal.OpLinkDel && s.State != journal.StateIntent {
+			if l := st.Of[i]; l != nil && l.Made >= 0 {
+				m.void[i], m.void[l.Made] = true, true
+			}
+		}
+	}
+	for i, s := range steps {
+		if m.void[i] {
+			continue
+		}
 		switch s.Op {
 		case journal.OpLink:
 			l := st.Of[i]
@@ -277,7 +295,7 @@ func moot(steps []journal.Step) mootness {
 					m.settle[end.At.NS] = append(m.settle[end.At.NS], kernel.NamedLink{Name: end.At.Name, Fingerprint: end.Fingerprint()})
 				}
 			}
-		case journal.OpMove, journal.OpUp, journal.OpMaster, journal.OpMTU, journal.OpMAC, journal.OpAddr, journal.OpAddrDel, journal.OpHairpin:
+		case journal.OpMove, journal.OpUp, journal.OpMaster, journal.OpMTU, journal.OpMAC, journal.OpAddr, journal.OpAddrDel, journal.OpHairpin, journal.OpLinkDel:
 			// Changes to a link that goes away go with it.
 			l := st.Of[i]
 			if by, ok := gone(s.NS); ok {
@@ -371,6 +389,8 @@ func undo(k kernel.Kernel, s journal.Step) error {
 		return k.RouteDel(s.NS, *s.Route)
 	case journal.OpRouteDel:
 		return ignoreExists(ignoreGone(k.RouteAdd(s.NS, *s.Route)))
+	case journal.OpLinkDel:
+		return restoreLink(k, s)
 	case journal.OpSysctl:
 		if s.New != "" {
 			// Restored only if it holds what the lab set: a value
@@ -406,6 +426,61 @@ func undo(k kernel.Kernel, s journal.Step) error {
 		return fn(k, s)
 	}
 	return fmt.Errorf("unknown journal operation %q", s.Op)
+}
+
+// restoreLink makes a link the lab removed again, as it was (see
+// journal.LinkWas). Every part is idempotent: a link of that name that
+// carries the lab's tag is the one made by an earlier try; one that does not
+// is someone else's, and left alone.
+func restoreLink(k kernel.Kernel, s journal.Step) error {
+	w := s.Was
+	if w == nil {
+		return nil // the removal never got as far as recording it: nothing was removed
+	}
+	if err := k.LinkAdd(w.Spec); errors.Is(err, os.ErrExist) {
+		info, gerr := k.LinkGet(w.Spec.NS, w.Spec.Name)
+		if gerr != nil || info.Alias != w.Spec.Alias {
+			return fmt.Errorf("%s: a link of that name is there, not the lab's: %w", s, kernel.ErrNotOurs)
+		}
+	} else if err != nil {
+		return err
+	}
+	for _, e := range w.Ends {
+		if e.MTU > 0 {
+			if err := k.LinkSetMTU(e.NS, e.Name, e.MTU); err != nil {
+				return err
+			}
+		}
+		for _, a := range e.Addrs {
+			if err := ignoreExists(k.AddrAdd(e.NS, e.Name, a)); err != nil {
+				return err
+			}
+		}
+		if e.Master != "" {
+			if err := ignoreGone(k.LinkSetMaster(e.NS, e.Name, e.Master)); err != nil {
+				return err
+			}
+		}
+		if e.Up {
+			if err := k.LinkSetUp(e.NS, e.Name, true); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range w.Ports {
+		if err := ignoreGone(k.LinkSetMaster(w.Spec.NS, p, w.Spec.Name)); err != nil {
+			return err
+		}
+	}
+	// Routes last: a route through a link needs it up, with its address.
+	for _, e := range w.Ends {
+		for _, r := range e.Routes {
+			if err := ignoreExists(k.RouteAdd(e.NS, r)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func ignoreExists(err error) error {

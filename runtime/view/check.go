@@ -77,6 +77,10 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 	seen := map[*model.Link]kernel.LinkInfo{} // as the kernel has each link, read once
 	for _, l := range st.Links {
 		ns, name := l.At.NS, l.At.Name
+		if l.Removed >= 0 { // on purpose: nothing of it is looked for
+			linkGone[l] = true
+			continue
+		}
 		if missing(ns) {
 			linkGone[l] = true
 			continue
@@ -149,6 +153,12 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 			lastAddr[addrKey{st.Of[i], s.Addr}] = i
 		case (s.Op == journal.OpRoute || s.Op == journal.OpRouteDel) && s.Route != nil:
 			lastRoute[routeKey{s.NS, s.Route.Key()}] = i
+		case s.Op == journal.OpLinkDel && s.Was != nil: // the routes that went with it
+			for _, e := range s.Was.Ends {
+				for _, r := range e.Routes {
+					lastRoute[routeKey{e.NS, r.Key()}] = i
+				}
+			}
 		}
 	}
 	routes := map[string][]kernel.RouteInfo{}
@@ -170,7 +180,7 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 			if s.Route == nil || missing(s.NS) || lastRoute[routeKey{s.NS, s.Route.Key()}] != i {
 				continue
 			}
-			if l, ok := st.Of[i]; ok && l.Moved > i {
+			if l, ok := st.Of[i]; ok && (l.Moved > i || l.Removed > i) {
 				continue
 			}
 			n.Routes++

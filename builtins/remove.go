@@ -1,0 +1,161 @@
+package builtins
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+
+	"go.starlark.net/starlark"
+
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// link.delete() removes a link the lab made (a veth: both ends) and
+// returns None. The rollback makes it again as it was: the same name, MACs,
+// MTU, addresses, master and state, a bridge's ports back in it, the lab's
+// routes through it back. Its names are free again. A link something of the
+// lab's is stacked on (a macvlan) is refused: delete that first.
+//
+// Equivalent to: ip -n $ns link del $link
+func linkDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
+		return nil, err
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	ns, name, where := l.ns(), l.state.name, l.state.ns.Name()
+	if !rt.MadeLink(ns, name) {
+		return nil, fmt.Errorf("%s: link %q in netns %q was not created by this lab; nsrun deletes only the links a lab made", b.Name(), name, where)
+	}
+	if on := rt.Stacked(ns, name); len(on) > 0 {
+		return nil, fmt.Errorf("%s: %s %q in netns %q is stacked on %q: delete it first", b.Name(), on[0].Kind, on[0].At.Name, kernel.NSArg(on[0].At.NS), name)
+	}
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	was, err := linkWas(rt, k, l)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %q in netns %q: %w", b.Name(), name, where, err)
+	}
+	step := journal.Step{Op: journal.OpLinkDel, NS: ns, Name: name, Kind: l.state.kind, Alias: was.Spec.Alias, MAC: l.state.mac, Was: was}
+	fp := kernel.Fingerprint{Alias: was.Spec.Alias}
+	if l.state.untagged {
+		fp = kernel.Fingerprint{MAC: l.state.mac}
+	}
+	w := says("%s: removing %q in netns %q", b.Name(), name, where)
+	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkDel(ns, name, fp) }); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
+}
+
+// linkWas reads what link l is now, as the kernel has it, for its removal's
+// undo to make it again.
+func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, error) {
+	ends := []*Link{l}
+	if p := l.state.peer; p != nil {
+		ends = append(ends, p)
+		if l.state.untagged { // made again as it was made: the untagged end as the peer
+			ends = []*Link{p, l}
+		}
+	}
+	w := &journal.LinkWas{}
+	obs, _ := kernel.As[kernel.Observer](k)
+	// Where the kernel has the lab's routes go: one added with a gateway
+	// only goes through the link the kernel chose.
+	devOf := map[[2]string]map[kernel.RouteKey]string{}
+	routesIn := func(ns string) (map[kernel.RouteKey]string, error) {
+		if m, ok := devOf[[2]string{ns}]; ok || obs == nil {
+			return m, nil
+		}
+		rs, err := obs.Routes(ns)
+		if err != nil {
+			return nil, err
+		}
+		m := map[kernel.RouteKey]string{}
+		for _, r := range rs {
+			if r.Proto == "nsrun" || r.Proto == "dhcp" {
+				m[kernel.Route{Dst: r.Dst, Family: r.Family, Metric: r.Metric}.Key()] = r.Dev
+			}
+		}
+		devOf[[2]string{ns}] = m
+		return m, nil
+	}
+	for _, e := range ends {
+		info, err := k.LinkGet(e.ns(), e.state.name)
+		if err != nil {
+			return nil, err
+		}
+		end := journal.EndWas{NS: e.ns(), Name: e.state.name, MTU: info.MTU, Up: info.Up, Master: info.Master}
+		if obs != nil {
+			addrs, err := obs.Addrs(e.ns())
+			if err != nil {
+				return nil, err
+			}
+			for _, a := range addrs {
+				if a.Dev == e.state.name && !(a.Prefix.Addr().Is6() && a.Prefix.Addr().IsLinkLocalUnicast()) {
+					end.Addrs = append(end.Addrs, a.Prefix)
+				}
+			}
+		}
+		devs, err := routesIn(e.ns())
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rt.Routes(e.ns()) {
+			if dev, ok := devs[r.Key()]; r.Dev == e.state.name || ok && dev == e.state.name {
+				end.Routes = append(end.Routes, r)
+			}
+		}
+		w.Ends = append(w.Ends, end)
+		if e == ends[0] {
+			w.Spec = kernel.LinkSpec{NS: e.ns(), Name: e.state.name, Kind: l.state.kind, MAC: hwOf(info.MAC), MTU: info.MTU, Alias: rt.Tag()}
+			if info.Kind == "bridge" {
+				lister, ok := kernel.As[kernel.LinkLister](k)
+				if ok {
+					links, err := lister.Links(e.ns())
+					if err != nil {
+						return nil, err
+					}
+					for _, p := range links {
+						if p.Master == e.state.name {
+							w.Ports = append(w.Ports, p.Name)
+						}
+					}
+				}
+			}
+		} else {
+			w.Spec.PeerNS, w.Spec.PeerName, w.Spec.PeerMAC, w.Spec.PeerUntagged = e.ns(), e.state.name, hwOf(info.MAC), e.state.untagged
+		}
+	}
+	if ml, ok := rt.Link(l.ns(), l.state.name); ok && ml.Parent != "" {
+		w.Spec.ParentNS, w.Spec.Parent, w.Spec.Mode = ml.ParentNS, ml.Parent, ml.Mode
+		if l.state.kind == "vlan" {
+			w.Spec.VlanID, _ = strconv.Atoi(ml.Mode)
+			w.Spec.Mode = ""
+		}
+		if l.state.kind == "vlan" || ml.Mode == "passthru" {
+			w.Spec.MAC = nil // the parent's, as when it was made
+		}
+	}
+	if w.Spec.NS == kernel.Host {
+		w.Spec.Group = kernel.GroupOf(w.Spec.Alias)
+	}
+	slices.Sort(w.Ports)
+	return w, nil
+}
+
+// hwOf parses a MAC the kernel reported.
+func hwOf(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		return nil
+	}
+	return m
+}
