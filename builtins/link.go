@@ -357,7 +357,7 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		}
 	}
 	if mac != nil {
-		step := journal.Step{Op: journal.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC}
+		step := journal.Step{Op: journal.OpMAC, NS: l.ns(), Name: l.state.name, Old: info.MAC, New: hw(mac).String()}
 		w := says("%s: setting the address of %q to %s", b.Name(), l.state.name, hw(mac))
 		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetMAC(l.ns(), l.state.name, hw(mac)) }); err != nil {
 			return nil, err

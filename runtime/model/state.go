@@ -182,7 +182,13 @@ func (st *State) Apply(i int, s journal.Step) {
 				}
 			}
 		}
-	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpHairpin:
+	case journal.OpMAC:
+		l := st.link(LinkKey{s.NS, s.Name})
+		st.Of[i] = l
+		if l.Untagged && s.New != "" && s.State != journal.StateIntent {
+			l.MAC = s.New // it is known by its MAC: the one it has now
+		}
+	case journal.OpUp, journal.OpMTU, journal.OpHairpin:
 		st.Of[i] = st.link(LinkKey{s.NS, s.Name})
 	case journal.OpRoute, journal.OpRouteDel:
 		if s.Route == nil {
