@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"slices"
+	"net/netip"
 	"strconv"
 
 	"github.com/nsrun/nsrun/runtime/engine"
@@ -165,30 +165,41 @@ func linkDown(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	return l, nil
 }
 
-// link.addr(cidr, ...) adds one or more addresses, IPv4 or IPv6; a bare
-// address is a host address (/32, /128).
-//
-// Equivalent to: ip addr add $cidr dev $link
-func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+// cidrArgs unpacks the addresses a link method is given: one or more, and
+// no keyword.
+func cidrArgs(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) ([]netip.Prefix, error) {
 	if len(kwargs) > 0 {
 		return nil, fmt.Errorf("%s: unexpected keyword argument %s", b.Name(), kwargs[0][0])
 	}
 	if len(args) == 0 {
 		return nil, fmt.Errorf("%s: missing argument for cidr", b.Name())
 	}
-	addrs := make([]cidr, len(args))
+	addrs := make([]netip.Prefix, len(args))
 	for i, a := range args {
-		if err := addrs[i].Unpack(a); err != nil {
+		var c cidr
+		if err := c.Unpack(a); err != nil {
 			return nil, fmt.Errorf("%s: for parameter cidr: %v", b.Name(), err)
 		}
+		addrs[i] = prefix(c)
+	}
+	return addrs, nil
+}
+
+// link.addr(cidr, ...) adds one or more addresses, IPv4 or IPv6; a bare
+// address is a host address (/32, /128).
+//
+// Equivalent to: ip addr add $cidr dev $link
+func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	addrs, err := cidrArgs(b, args, kwargs)
+	if err != nil {
+		return nil, err
 	}
 	l, rt, err := linkMethod(thread, b)
 	if err != nil {
 		return nil, err
 	}
 	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
-	for _, a := range addrs {
-		p := prefix(a)
+	for _, p := range addrs {
 		if ns == kernel.Host {
 			// The kernel adds a route to the address's prefix: it is
 			// held to the policy of the routes a recipe adds there.
@@ -203,44 +214,6 @@ func linkAddr(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		step := journal.Step{Op: journal.OpAddr, NS: ns, Name: name, Addr: p}
 		w := says("%s: adding %s to %q in netns %q", fn, p, name, where).orExists("the address is already there")
 		if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrAdd(ns, name, p) }); err != nil {
-			return nil, err
-		}
-	}
-	return l, nil
-}
-
-// link.addr_del(cidr, ...) removes addresses the lab gave the link (with
-// .addr() or dhcp_client); the rollback puts them back. An address the lab
-// did not add (the kernel's link-local one, one added by hand) is refused:
-// nsrun removes only what it made.
-//
-// Equivalent to: ip addr del $cidr dev $link
-func linkAddrDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	if len(kwargs) > 0 {
-		return nil, fmt.Errorf("%s: unexpected keyword argument %s", b.Name(), kwargs[0][0])
-	}
-	if len(args) == 0 {
-		return nil, fmt.Errorf("%s: missing argument for cidr", b.Name())
-	}
-	addrs := make([]cidr, len(args))
-	for i, a := range args {
-		if err := addrs[i].Unpack(a); err != nil {
-			return nil, fmt.Errorf("%s: for parameter cidr: %v", b.Name(), err)
-		}
-	}
-	l, rt, err := linkMethod(thread, b)
-	if err != nil {
-		return nil, err
-	}
-	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
-	for _, a := range addrs {
-		p := prefix(a)
-		if !slices.Contains(rt.Addrs(ns, name), p) {
-			return nil, fmt.Errorf("%s: %s on %q in netns %q is not an address this lab added: nsrun removes only what a lab made", fn, p, name, where)
-		}
-		step := journal.Step{Op: journal.OpAddrDel, NS: ns, Name: name, Addr: p}
-		w := says("%s: removing %s from %q in netns %q", fn, p, name, where)
-		if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrDel(ns, name, p) }); err != nil {
 			return nil, err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 
 	"go.starlark.net/starlark"
 
@@ -158,4 +159,96 @@ func hwOf(s string) net.HardwareAddr {
 		return nil
 	}
 	return m
+}
+
+// link.addr_del(cidr, ...) removes addresses the lab gave the link (with
+// .addr() or dhcp_client); the rollback puts them back. An address the lab
+// did not add (the kernel's link-local one, one added by hand) is refused:
+// nsrun removes only what it made.
+//
+// Equivalent to: ip addr del $cidr dev $link
+func linkAddrDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	addrs, err := cidrArgs(b, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	l, rt, err := linkMethod(thread, b)
+	if err != nil {
+		return nil, err
+	}
+	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
+	for _, p := range addrs {
+		if !slices.Contains(rt.Addrs(ns, name), p) {
+			return nil, fmt.Errorf("%s: %s on %q in netns %q is not an address this lab added: nsrun removes only what a lab made", fn, p, name, where)
+		}
+		step := journal.Step{Op: journal.OpAddrDel, NS: ns, Name: name, Addr: p}
+		w := says("%s: removing %s from %q in netns %q", fn, p, name, where)
+		if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrDel(ns, name, p) }); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// ns.route_del(dst, metric=None) removes the lab's route to dst ("default"
+// for IPv4's default route, "::/0" for IPv6's): the one with that metric,
+// or, without one, the only route of the lab's to dst. The rollback puts it
+// back. A route the lab did not add (the kernel's for an address's subnet,
+// a daemon's) is refused.
+//
+// Equivalent to: ip -n $ns route del $dst [metric $metric]
+func netnsRouteDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	n := b.Receiver().(*Netns)
+	var dst string
+	var metricV starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "metric?", &metricV); err != nil {
+		return nil, err
+	}
+	p, family, err := routeDst(b, dst, 4)
+	if err != nil {
+		return nil, err
+	}
+	metric := -1
+	if metricV != starlark.None {
+		m, err := starlark.AsInt32(metricV)
+		if err != nil {
+			return nil, fmt.Errorf("%s: for parameter metric: got %s, want int", b.Name(), metricV.Type())
+		}
+		if m < 0 {
+			return nil, fmt.Errorf("%s: for parameter metric: %d is negative", b.Name(), m)
+		}
+		metric = m
+	}
+	rt, err := engine.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	if n.name != kernel.Host {
+		if err := n.mutable(rt); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+	}
+	want := kernel.Route{Dst: p, Family: family, Metric: max(metric, 0)}.Key()
+	var found []kernel.Route
+	for _, r := range rt.Routes(n.name) {
+		if k := r.Key(); k.Family == want.Family && k.Dst == want.Dst && (metric < 0 || k.Metric == want.Metric) {
+			found = append(found, r)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return nil, fmt.Errorf("%s: netns %q has no route of this lab's to %s: nsrun removes only the routes a lab added", b.Name(), n.Name(), dst)
+	case len(found) > 1:
+		var metrics []string
+		for _, r := range found {
+			metrics = append(metrics, fmt.Sprint(r.Key().Metric))
+		}
+		return nil, fmt.Errorf("%s: the lab has %d routes to %s in netns %q (metrics %s): pass metric=", b.Name(), len(found), dst, n.Name(), strings.Join(metrics, ", "))
+	}
+	r := found[0]
+	w := says("%s: removing %s in netns %q", b.Name(), r, n.Name())
+	if err := now(thread, rt, journal.Step{Op: journal.OpRouteDel, NS: n.name, Route: &r}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.RouteDel(n.name, r) }); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
 }

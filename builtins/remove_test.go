@@ -27,24 +27,27 @@ a.route("10.2.0.0/16", via="10.9.0.2", metric=7)
 // time) and its routes.
 func seen(t *testing.T) string {
 	t.Helper()
-	var b strings.Builder
-	for _, line := range strings.Split(nstest.Ip(t, "rm-a", "-br", "addr", "show", "scope", "global"), "\n") {
-		if f := strings.Fields(line); len(f) > 1 {
-			b.WriteString(f[0] + " " + strings.Join(f[2:], " ") + "\n")
+	return globalAddrs(t, "rm-a") + nstest.Ip(t, "rm-a", "route") + nstest.Ip(t, "rm-a", "-6", "route", "show", "scope", "global")
+}
+
+// globalAddrs lists a namespace's global addresses by link, sorted.
+func globalAddrs(t *testing.T, ns string) string {
+	t.Helper()
+	var addrs []string
+	for _, line := range strings.Split(nstest.Ip(t, ns, "-br", "addr", "show", "scope", "global"), "\n") {
+		if f := strings.Fields(line); len(f) > 2 {
+			addrs = append(addrs, strings.Split(f[0], "@")[0]+" "+strings.Join(f[2:], " ")+"\n")
 		}
 	}
-	return b.String() + nstest.Ip(t, "rm-a", "route") + nstest.Ip(t, "rm-a", "-6", "route", "show", "scope", "global")
+	slices.Sort(addrs)
+	return strings.Join(addrs, "")
 }
 
 // An input that removes addresses and a route of the lab's and replaces
 // another, then fails, leaves the lab as it was before it (as the REPL rolls
 // back an input); what it removed is the lab's again, to remove later.
 func TestRemovalsRollBack(t *testing.T) {
-	nstest.Kernel(t)
-	k := kernel.NewNetlink(nstest.NetnsDir)
-	defer k.Close()
-	s := newSession(t, k)
-	defer rollback(t, s.rt)
+	s := kernelSession(t)
 	s.exec(removalTopology)
 	before := seen(t)
 	mark := s.rt.Journal.Len()
@@ -75,11 +78,7 @@ a.route_del("10.2.0.0/16")
 // address and subnet route, an address and a route added by hand (named
 // like the lab's would be). Each is refused before any change.
 func TestRemovalsOnlyTheLabs(t *testing.T) {
-	nstest.Kernel(t)
-	k := kernel.NewNetlink(nstest.NetnsDir)
-	defer k.Close()
-	s := newSession(t, k)
-	defer rollback(t, s.rt)
+	s := kernelSession(t)
 	s.exec(removalTopology)
 	for _, c := range [][]string{
 		{"addr", "add", "10.9.7.1/24", "dev", "x"},
@@ -118,6 +117,17 @@ func TestRemovalsOnlyTheLabs(t *testing.T) {
 	}
 	exec.Command("ip", "-n", "rm-a", "route", "del", "10.3.0.0/16").Run()
 	exec.Command("ip", "-n", "rm-a", "addr", "del", "10.9.7.1/24", "dev", "x").Run()
+}
+
+// kernelSession is a session on the real kernel whose lab the test's end
+// rolls back (and nstest checks it left nothing).
+func kernelSession(t *testing.T) *session {
+	t.Helper()
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	s := newSession(t, k)
+	t.Cleanup(func() { rollback(t, s.rt); k.Close() })
+	return s
 }
 
 // eval runs src as the session's next input, and returns its error.
@@ -171,15 +181,7 @@ func labView(t *testing.T) string {
 	t.Helper()
 	var b strings.Builder
 	for _, ns := range []string{"rm-a", "rm-b"} {
-		b.WriteString(ns + ":\n" + linksOf(t, ns))
-		var addrs []string
-		for _, line := range strings.Split(nstest.Ip(t, ns, "-br", "addr", "show", "scope", "global"), "\n") {
-			if f := strings.Fields(line); len(f) > 2 {
-				addrs = append(addrs, strings.Split(f[0], "@")[0]+" "+strings.Join(f[2:], " "))
-			}
-		}
-		slices.Sort(addrs)
-		b.WriteString(strings.Join(addrs, "\n") + "\n")
+		b.WriteString(ns + ":\n" + linksOf(t, ns) + globalAddrs(t, ns))
 		b.WriteString(nstest.Ip(t, ns, "route"))
 	}
 	return b.String()
@@ -190,11 +192,7 @@ func labView(t *testing.T) string {
 // same links (MACs, MTU, masters, state), addresses and routes. A teardown
 // after deletions removes the rest.
 func TestDeleteRollsBack(t *testing.T) {
-	nstest.Kernel(t)
-	k := kernel.NewNetlink(nstest.NetnsDir)
-	defer k.Close()
-	s := newSession(t, k)
-	defer rollback(t, s.rt)
+	s := kernelSession(t)
 	s.exec(deletionTopology)
 	before := labView(t)
 	mark := s.rt.Journal.Len()
@@ -227,11 +225,7 @@ x2, y2 = veth("x", "y", netns=a, peer_netns=b)
 // someone else in the place of the lab's (a decoy of its name): only the
 // lab's own go.
 func TestDeleteOnlyTheLabs(t *testing.T) {
-	nstest.Kernel(t)
-	k := kernel.NewNetlink(nstest.NetnsDir)
-	defer k.Close()
-	s := newSession(t, k)
-	defer rollback(t, s.rt)
+	s := kernelSession(t)
 	s.exec(`m = netns("rm-m")` + "\n" + `v, w = veth("rm-v", "rm-w", peer_netns=m)`)
 	if _, err := s.eval(`m.link("lo").delete()`); err == nil || !strings.Contains(err.Error(), "was not created by this lab") {
 		t.Errorf("deleting lo: %v", err)

@@ -3,7 +3,6 @@ package builtins
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"go.starlark.net/starlark"
 
@@ -125,69 +124,6 @@ func labRoute(rt *engine.Runtime, ns string, key kernel.RouteKey) (kernel.Route,
 		}
 	}
 	return kernel.Route{}, false
-}
-
-// ns.route_del(dst, metric=None) removes the lab's route to dst ("default"
-// for IPv4's default route, "::/0" for IPv6's): the one with that metric,
-// or, without one, the only route of the lab's to dst. The rollback puts it
-// back. A route the lab did not add (the kernel's for an address's subnet,
-// a daemon's) is refused.
-//
-// Equivalent to: ip -n $ns route del $dst [metric $metric]
-func netnsRouteDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	n := b.Receiver().(*Netns)
-	var dst string
-	var metricV starlark.Value = starlark.None
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "metric?", &metricV); err != nil {
-		return nil, err
-	}
-	p, family, err := routeDst(b, dst, 4)
-	if err != nil {
-		return nil, err
-	}
-	metric := -1
-	if metricV != starlark.None {
-		m, err := starlark.AsInt32(metricV)
-		if err != nil {
-			return nil, fmt.Errorf("%s: for parameter metric: got %s, want int", b.Name(), metricV.Type())
-		}
-		if m < 0 {
-			return nil, fmt.Errorf("%s: for parameter metric: %d is negative", b.Name(), m)
-		}
-		metric = m
-	}
-	rt, err := engine.FromThread(thread)
-	if err != nil {
-		return nil, err
-	}
-	if n.name != kernel.Host {
-		if err := n.mutable(rt); err != nil {
-			return nil, fmt.Errorf("%s: %w", b.Name(), err)
-		}
-	}
-	want := kernel.Route{Dst: p, Family: family, Metric: max(metric, 0)}.Key()
-	var found []kernel.Route
-	for _, r := range rt.Routes(n.name) {
-		if k := r.Key(); k.Family == want.Family && k.Dst == want.Dst && (metric < 0 || k.Metric == want.Metric) {
-			found = append(found, r)
-		}
-	}
-	switch {
-	case len(found) == 0:
-		return nil, fmt.Errorf("%s: netns %q has no route of this lab's to %s: nsrun removes only the routes a lab added", b.Name(), n.Name(), dst)
-	case len(found) > 1:
-		var metrics []string
-		for _, r := range found {
-			metrics = append(metrics, fmt.Sprint(r.Key().Metric))
-		}
-		return nil, fmt.Errorf("%s: the lab has %d routes to %s in netns %q (metrics %s): pass metric=", b.Name(), len(found), dst, n.Name(), strings.Join(metrics, ", "))
-	}
-	r := found[0]
-	w := says("%s: removing %s in netns %q", b.Name(), r, n.Name())
-	if err := now(thread, rt, journal.Step{Op: journal.OpRouteDel, NS: n.name, Route: &r}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.RouteDel(n.name, r) }); err != nil {
-		return nil, err
-	}
-	return starlark.None, nil
 }
 
 // hostRouteAllowed checks a route for the host namespace: it must go

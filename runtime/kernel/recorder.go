@@ -489,7 +489,9 @@ func (r *Recorder) AddrDel(ns, dev string, p netip.Prefix) error {
 	return nil
 }
 
-func (r *Recorder) RouteAdd(ns string, rt Route) error {
+// routable checks what the kernel would of a route to add: its namespace,
+// its device, IPv6 there.
+func (r *Recorder) routable(ns string, rt Route) error {
 	if err := r.hasNS(ns); err != nil {
 		return err
 	}
@@ -498,7 +500,11 @@ func (r *Recorder) RouteAdd(ns string, rt Route) error {
 			return err
 		}
 	}
-	if err := r.noIPv6(ns, rt.Family == 6); err != nil {
+	return r.noIPv6(ns, rt.Family == 6)
+}
+
+func (r *Recorder) RouteAdd(ns string, rt Route) error {
+	if err := r.routable(ns, rt); err != nil {
 		return err
 	}
 	key := rt.Key()
@@ -515,13 +521,8 @@ func (r *Recorder) RouteAdd(ns string, rt Route) error {
 }
 
 func (r *Recorder) RouteReplace(ns string, rt Route) error {
-	if err := r.hasNS(ns); err != nil {
+	if err := r.routable(ns, rt); err != nil {
 		return err
-	}
-	if rt.Dev != "" {
-		if _, err := r.get(ns, rt.Dev); err != nil {
-			return err
-		}
 	}
 	if err := r.change("%s route replace %s", ipn(ns), routeArg(rt)); err != nil {
 		return err
