@@ -3,6 +3,7 @@ package builtins
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,8 +34,14 @@ func linkDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if !rt.MadeLink(ns, name) {
 		return nil, fmt.Errorf("%s: link %q in netns %q was not created by this lab; nsrun deletes only the links a lab made", b.Name(), name, where)
 	}
-	if on := rt.Stacked(ns, name); len(on) > 0 {
-		return nil, fmt.Errorf("%s: %s %q in netns %q is stacked on %q: delete it first", b.Name(), on[0].Kind, on[0].At.Name, kernel.NSArg(on[0].At.NS), name)
+	ends := []*Link{l}
+	if l.state.peer != nil {
+		ends = append(ends, l.state.peer)
+	}
+	for _, e := range ends { // the kernel would delete them with it
+		if on := rt.Stacked(e.ns(), e.state.name); len(on) > 0 {
+			return nil, fmt.Errorf("%s: %s %q in netns %q is stacked on %q: delete it first", b.Name(), on[0].Kind, on[0].At.Name, kernel.NSArg(on[0].At.NS), e.state.name)
+		}
 	}
 	k, err := rt.Kernel()
 	if err != nil {
@@ -59,41 +66,30 @@ func linkDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 // linkWas reads what link l is now, as the kernel has it, for its removal's
 // undo to make it again.
 func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, error) {
-	ends := []*Link{l}
+	order := []*Link{l}
 	if p := l.state.peer; p != nil {
-		ends = append(ends, p)
+		order = append(order, p)
 		if l.state.untagged { // made again as it was made: the untagged end as the peer
-			ends = []*Link{p, l}
+			order = []*Link{p, l}
 		}
 	}
 	w := &journal.LinkWas{}
 	obs, _ := kernel.As[kernel.Observer](k)
-	// Where the kernel has the lab's routes go: one added with a gateway
-	// only goes through the link the kernel chose.
-	devOf := map[[2]string]map[kernel.RouteKey]string{}
-	routesIn := func(ns string) (map[kernel.RouteKey]string, error) {
-		if m, ok := devOf[[2]string{ns}]; ok || obs == nil {
-			return m, nil
-		}
-		rs, err := obs.Routes(ns)
-		if err != nil {
-			return nil, err
-		}
-		m := map[kernel.RouteKey]string{}
-		for _, r := range rs {
-			if r.Proto == "nsrun" || r.Proto == "dhcp" {
-				m[kernel.Route{Dst: r.Dst, Family: r.Family, Metric: r.Metric}.Key()] = r.Dev
-			}
-		}
-		devOf[[2]string{ns}] = m
-		return m, nil
-	}
-	for _, e := range ends {
+	devOf := map[string]map[kernel.RouteKey]string{}
+	for _, e := range order {
 		info, err := k.LinkGet(e.ns(), e.state.name)
 		if err != nil {
 			return nil, err
 		}
-		end := journal.EndWas{NS: e.ns(), Name: e.state.name, MTU: info.MTU, Up: info.Up, Master: info.Master}
+		end := journal.EndWas{NS: e.ns(), Name: e.state.name, MTU: info.MTU, Up: info.Up, Master: info.Master, Hairpin: e.state.hairpin}
+		for _, st := range rt.Journal.Steps() { // the lab's last setting of each of its keys
+			if st.Op == journal.OpSysctl && st.NS == e.ns() && kernel.SysctlDevice(st.Name) == e.state.name {
+				if end.Sysctls == nil {
+					end.Sysctls = map[string]string{}
+				}
+				end.Sysctls[st.Name] = st.New
+			}
+		}
 		if obs != nil {
 			addrs, err := obs.Addrs(e.ns())
 			if err != nil {
@@ -105,17 +101,23 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 				}
 			}
 		}
-		devs, err := routesIn(e.ns())
-		if err != nil {
-			return nil, err
+		devs, ok := devOf[e.ns()]
+		if !ok {
+			if devs, err = labRoutesInKernel(k, e.ns()); err != nil {
+				return nil, err
+			}
+			devOf[e.ns()] = devs
 		}
 		for _, r := range rt.Routes(e.ns()) {
-			if dev, ok := devs[r.Key()]; r.Dev == e.state.name || ok && dev == e.state.name {
+			// Those the kernel has through it (it drops a link's IPv4
+			// routes when the link goes down; one added with a gateway
+			// only goes through the link it chose).
+			if dev, ok := devs[r.Key()]; ok && dev == e.state.name {
 				end.Routes = append(end.Routes, r)
 			}
 		}
 		w.Ends = append(w.Ends, end)
-		if e == ends[0] {
+		if e == order[0] {
 			w.Spec = kernel.LinkSpec{NS: e.ns(), Name: e.state.name, Kind: l.state.kind, MAC: hwOf(info.MAC), MTU: info.MTU, Alias: rt.Tag()}
 			if info.Kind == "bridge" {
 				lister, ok := kernel.As[kernel.LinkLister](k)
@@ -152,6 +154,63 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 	return w, nil
 }
 
+// notPrimary refuses the removal of an IPv4 address whose subnet has
+// other addresses on the link: the kernel removes those with their primary
+// (unless promote_secondaries is set), and they are not this removal's.
+func notPrimary(rt *engine.Runtime, ns, dev string, p netip.Prefix) error {
+	if !p.Addr().Is4() {
+		return nil
+	}
+	k, err := rt.Kernel()
+	if err != nil {
+		return err
+	}
+	obs, ok := kernel.As[kernel.Observer](k)
+	if !ok {
+		return nil
+	}
+	addrs, err := obs.Addrs(ns)
+	if err != nil {
+		return err
+	}
+	primary := false
+	var others []string
+	for _, a := range addrs {
+		switch {
+		case a.Dev != dev || !a.Prefix.Addr().Is4() || a.Prefix.Masked() != p.Masked():
+		case a.Prefix == p:
+			primary = !a.Secondary
+		default:
+			others = append(others, a.Prefix.String())
+		}
+	}
+	if primary && len(others) > 0 {
+		return fmt.Errorf("it is the first address of its subnet there, and the kernel would remove %s with it: remove those first", strings.Join(others, ", "))
+	}
+	return nil
+}
+
+// labRoutesInKernel returns, by key, the device of each route of the lab's
+// (nsrun's protocol, or a lease's) that the kernel has in ns; nil from a
+// kernel that cannot list them.
+func labRoutesInKernel(k kernel.Kernel, ns string) (map[kernel.RouteKey]string, error) {
+	obs, ok := kernel.As[kernel.Observer](k)
+	if !ok {
+		return nil, nil
+	}
+	rs, err := obs.Routes(ns)
+	if err != nil {
+		return nil, err
+	}
+	m := map[kernel.RouteKey]string{}
+	for _, r := range rs {
+		if r.Proto == "nsrun" || r.Proto == "dhcp" {
+			m[kernel.Route{Dst: r.Dst, Family: r.Family, Metric: r.Metric}.Key()] = r.Dev
+		}
+	}
+	return m, nil
+}
+
 // hwOf parses a MAC the kernel reported.
 func hwOf(s string) net.HardwareAddr {
 	m, err := net.ParseMAC(s)
@@ -180,6 +239,9 @@ func linkAddrDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	for _, p := range addrs {
 		if !slices.Contains(rt.Addrs(ns, name), p) {
 			return nil, fmt.Errorf("%s: %s on %q in netns %q is not an address this lab added: nsrun removes only what a lab made", fn, p, name, where)
+		}
+		if err := notPrimary(rt, ns, name, p); err != nil {
+			return nil, fmt.Errorf("%s: %s on %q in netns %q: %w", fn, p, name, where, err)
 		}
 		step := journal.Step{Op: journal.OpAddrDel, NS: ns, Name: name, Addr: p}
 		w := says("%s: removing %s from %q in netns %q", fn, p, name, where)

@@ -1,6 +1,7 @@
 package builtins_test
 
 import (
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -140,6 +141,8 @@ a = netns("rm-a"); b = netns("rm-b")
 br = bridge("br0", netns=a).up()
 x, y = veth("x", "y", netns=a, peer_netns=b)
 x.master(br).up()
+x.set(hairpin=True)
+a.sysctl("net.ipv4.conf.x.forwarding", "1")
 br.addr("10.9.0.1/24")
 y.set(mtu=1400)
 y.addr("10.9.0.2/24", "fd09::2/64").up()
@@ -184,6 +187,9 @@ func labView(t *testing.T) string {
 		b.WriteString(ns + ":\n" + linksOf(t, ns) + globalAddrs(t, ns))
 		b.WriteString(nstest.Ip(t, ns, "route"))
 	}
+	hairpin, _ := exec.Command("bridge", "-n", "rm-a", "-d", "link", "show", "dev", "x").Output()
+	fwd, _ := exec.Command("ip", "netns", "exec", "rm-a", "sysctl", "-n", "net.ipv4.conf.x.forwarding").Output()
+	fmt.Fprintf(&b, "x: hairpin %t, forwarding %s", strings.Contains(string(hairpin), "hairpin on"), fwd)
 	return b.String()
 }
 
@@ -242,5 +248,65 @@ func TestDeleteOnlyTheLabs(t *testing.T) {
 	}
 	if out := nstest.Ip(t, "", "-br", "link", "show", "rm-v"); !strings.Contains(out, "rm-v") {
 		t.Errorf("the decoy is gone")
+	}
+}
+
+// What the kernel would take along is refused before any change: the
+// first IPv4 address of a subnet with others on the link (the kernel
+// removes them with it), and a veth whose far end carries a macvlan of the
+// lab's (deleted with it).
+func TestRemovalsThatWouldTakeMore(t *testing.T) {
+	s := kernelSession(t)
+	s.exec(removalTopology + `
+x.addr("10.9.5.2/24")
+m = macvlan("mv0", parent=y, netns=b)
+`)
+	n := s.rt.Journal.Len()
+	for _, c := range []struct{ src, want string }{
+		{`x.addr_del("10.9.5.1/24")`, "it is the first address of its subnet there, and the kernel would remove 10.9.5.2/24 with it"},
+		{`x.delete()`, `macvlan "mv0" in netns "rm-b" is stacked on "y": delete it first`},
+	} {
+		if _, err := s.eval(c.src); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.src, err, c.want)
+		}
+	}
+	if s.rt.Journal.Len() != n {
+		t.Errorf("refused removals were journaled: %v", s.rt.Journal.Since(n))
+	}
+	s.exec(`x.addr_del("10.9.5.2/24"); x.addr_del("10.9.5.1/24"); m.delete(); x.delete()`)
+}
+
+// The README's failover as one input on a lab made before it: a link goes
+// down (the kernel drops the routes through it), the route is replaced by
+// one through the other link, then the input fails. The rollback puts the
+// lab back as it was before the input; the replaced route, which the
+// kernel had dropped, is not put back by the replacement's undo, which
+// takes no place of anyone's.
+func TestReplaceAfterLinkDownRollsBack(t *testing.T) {
+	s := kernelSession(t)
+	s.exec(`
+a, b = netns("rm-a"), netns("rm-b")
+p1a, p1b = veth("p1a", "p1b", netns = a, peer_netns = b)
+p2a, p2b = veth("p2a", "p2b", netns = a, peer_netns = b)
+p1a.addr("10.1.0.1/24").up(); p1b.addr("10.1.0.2/24").up()
+p2a.addr("10.2.0.1/24").up(); p2b.addr("10.2.0.2/24").up()
+a.route("10.9.9.9/32", via = "10.2.0.2", metric = 10)
+`)
+	mark := s.rt.Journal.Len()
+	s.exec(`
+p2a.down()
+a.route("10.9.9.9/32", via = "10.1.0.2", metric = 10, replace = True)
+`)
+	if got := nstest.Ip(t, "rm-a", "route", "show", "10.9.9.9"); !strings.Contains(got, "via 10.1.0.2") {
+		t.Errorf("the route after the failover: %q", got)
+	}
+	if _, failed := s.rt.Rollback(mark); len(failed) > 0 {
+		t.Fatalf("rollback: %v", failed)
+	}
+	if got := nstest.Ip(t, "rm-a", "route", "show", "10.9.9.9"); strings.Contains(got, "10.1.0.2") {
+		t.Errorf("the failover's route is still there after the rollback: %q", got)
+	}
+	if got := nstest.Ip(t, "rm-a", "-br", "link", "show", "p2a"); !strings.Contains(got, "UP") {
+		t.Errorf("p2a after the rollback: %q", got)
 	}
 }

@@ -82,8 +82,21 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if replace {
 		exists += ", not the lab's (replace=True replaces only the lab's own)"
 		if old, ok := labRoute(rt, n.name, r.Key()); ok {
-			step.OldRoute = &old
-			work = func(k kernel.Kernel, _ *journal.Step) error { return k.RouteReplace(n.name, r) }
+			k, err := rt.Kernel()
+			if err != nil {
+				return nil, err
+			}
+			// Replaced only if the kernel has it still: it drops a link's
+			// IPv4 routes when the link goes down, and the route is then
+			// an addition (whose undo puts nothing back).
+			inKernel, err := labRoutesInKernel(k, n.name)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", b.Name(), err)
+			}
+			if _, there := inKernel[r.Key()]; there || inKernel == nil {
+				step.OldRoute = &old
+				work = func(k kernel.Kernel, _ *journal.Step) error { return k.RouteReplace(n.name, r) }
+			}
 		}
 	} else if _, ok := labRoute(rt, n.name, r.Key()); ok {
 		exists += " (the lab's: pass replace=True to replace it)"

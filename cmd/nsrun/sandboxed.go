@@ -132,7 +132,8 @@ func inKeptSandboxOr(usage, failed int, name string, args []string, stdout, stde
 // forSandbox rewrites a command line for the sandbox that holds the lab:
 // its first argument naming the lab (ID:LAB, or LAB) names it as the
 // sandbox knows it, and --sandbox-id is dropped; with verbatim, what follows
-// the lab's name is kept as is (exec's namespace and command).
+// the lab's name is kept as is (exec's namespace and command, which may
+// hold anything).
 func forSandbox(args []string, name, lab string, verbatim bool) []string {
 	out := make([]string, 0, len(args))
 	renamed := false
@@ -146,7 +147,7 @@ func forSandbox(args []string, name, lab string, verbatim bool) []string {
 			continue
 		case strings.HasPrefix(a, "--sandbox-id="):
 			continue
-		case a == name && !renamed:
+		case !renamed && (a == name || a == lab): // ID:LAB, or LAB with --sandbox-id
 			a, renamed = lab, true
 		}
 		out = append(out, a)

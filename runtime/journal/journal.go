@@ -62,13 +62,15 @@ type LinkWas struct {
 
 // EndWas is what one end of a removed link was.
 type EndWas struct {
-	NS     string         `json:"ns,omitempty"`
-	Name   string         `json:"name"`
-	MTU    int            `json:"mtu"`
-	Up     bool           `json:"up,omitempty"`
-	Master string         `json:"master,omitempty"`
-	Addrs  []netip.Prefix `json:"addrs,omitempty"`  // but IPv6 link-local ones, which the kernel makes again
-	Routes []kernel.Route `json:"routes,omitempty"` // the lab's routes through it
+	NS      string            `json:"ns,omitempty"`
+	Name    string            `json:"name"`
+	MTU     int               `json:"mtu"`
+	Up      bool              `json:"up,omitempty"`
+	Master  string            `json:"master,omitempty"`
+	Hairpin bool              `json:"hairpin,omitempty"`
+	Addrs   []netip.Prefix    `json:"addrs,omitempty"`   // but IPv6 link-local ones, which the kernel makes again
+	Routes  []kernel.Route    `json:"routes,omitempty"`  // the lab's routes through it
+	Sysctls map[string]string `json:"sysctls,omitempty"` // the lab's settings of its own (net.ipv4.conf.NAME.*)
 }
 
 // The operations a step records.

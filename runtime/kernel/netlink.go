@@ -39,7 +39,11 @@ type linkKey struct{ ns, name string }
 
 // NewNetlink returns the real kernel, with namespaces pinned in dir.
 func NewNetlink(dir string) *Netlink {
-	return &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, socks: map[string]*rtnl{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}, scopes: map[string]error{}}
+	k := &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, socks: map[string]*rtnl{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}, scopes: map[string]error{}}
+	// The host's descriptor is opened now, while every thread of the
+	// process is at home: /proc/self/ns/net follows the main thread.
+	k.fd(Host)
+	return k
 }
 
 // loIndex is lo's index in every network namespace.

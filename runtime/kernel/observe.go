@@ -27,6 +27,9 @@ type Addr struct {
 	Dev    string
 	Prefix netip.Prefix // the address with its prefix length: 10.0.0.1/24
 	Scope  string       // "global", "link", "host", ...
+	// Secondary: an IPv4 address of a subnet the link has another
+	// (primary) address in; removing the primary takes it along.
+	Secondary bool
 	// Tentative: an IPv6 address whose duplicate address detection is
 	// not done; it cannot be used yet.
 	Tentative bool
@@ -144,7 +147,8 @@ func (k *Netlink) Addrs(ns string) ([]Addr, error) {
 		}
 		ones, _ := a.Mask.Size()
 		out = append(out, Addr{Dev: names[a.LinkIndex], Prefix: netip.PrefixFrom(ip.Unmap(), ones), Scope: scopeName(a.Scope),
-			Tentative: a.Flags&unix.IFA_F_TENTATIVE != 0 && a.Flags&unix.IFA_F_DADFAILED == 0})
+			Tentative: a.Flags&unix.IFA_F_TENTATIVE != 0 && a.Flags&unix.IFA_F_DADFAILED == 0,
+			Secondary: a.Flags&unix.IFA_F_SECONDARY != 0})
 	}
 	sortAddrs(out)
 	return out, nil
@@ -346,7 +350,7 @@ func (r *Recorder) Addrs(ns string) ([]Addr, error) {
 		if key[0] != ns {
 			continue
 		}
-		for _, p := range l.addrs {
+		for i, p := range l.addrs {
 			scope := "global"
 			switch {
 			case p.Addr().IsLoopback():
@@ -354,22 +358,36 @@ func (r *Recorder) Addrs(ns string) ([]Addr, error) {
 			case p.Addr().IsLinkLocalUnicast():
 				scope = "link"
 			}
-			out = append(out, Addr{Dev: l.Name, Prefix: p, Scope: scope})
+			// As the kernel has it: the first IPv4 address of a subnet
+			// is its primary, the later ones secondaries.
+			secondary := p.Addr().Is4() && slices.ContainsFunc(l.addrs[:i], func(q netip.Prefix) bool { return q.Addr().Is4() && q.Masked() == p.Masked() })
+			out = append(out, Addr{Dev: l.Name, Prefix: p, Scope: scope, Secondary: secondary})
 		}
 	}
 	sortAddrs(out)
 	return out, nil
 }
 
-// Routes returns nothing: the model keeps no routing table.
-// Routes returns nothing for a namespace of the plan's; for the host, the
-// real kernel's routes if the recorder may read it (see Real), which are
-// the machine's: a plan adds its routes to no namespace it did not make.
+// Routes returns the model's routes of a namespace: those the plan added
+// and the kernel's for its addresses' subnets (not the local table's); for
+// the host, the real kernel's too if the recorder may read it (see Real).
 func (r *Recorder) Routes(ns string) ([]RouteInfo, error) {
-	if o, ok := r.Real.(Observer); ok && ns == Host {
-		return o.Routes(ns)
+	if err := r.hasNS(ns); err != nil {
+		return nil, err
 	}
-	return nil, r.hasNS(ns)
+	var out []RouteInfo
+	if o, ok := r.Real.(Observer); ok && ns == Host {
+		real, err := o.Routes(ns)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, real...)
+	}
+	for _, rt := range r.routes[ns] {
+		out = append(out, RouteInfo{Family: rt.Family, Dst: rt.Dst, Via: rt.via, Dev: rt.dev, Proto: rt.proto, Metric: rt.Metric, Type: "unicast"})
+	}
+	sortRoutes(out)
+	return out, nil
 }
 
 // Neighbors returns nothing: nothing is ever resolved in a plan.

@@ -62,13 +62,14 @@ func TestRecorderObserves(t *testing.T) {
 	}
 	addrs, err := r.Addrs("red")
 	must(err)
-	if got := fmt.Sprint(addrs); got != "[{v1 10.0.0.1/24 global false} {v1 127.0.0.2/8 host false} {v1 fd00::1/64 global false} {v1 fe80::1/64 link false}]" {
+	if got := fmt.Sprint(addrs); got != "[{v1 10.0.0.1/24 global false false} {v1 127.0.0.2/8 host false false} {v1 fd00::1/64 global false false} {v1 fe80::1/64 link false false}]" {
 		t.Errorf("addrs: %s", got)
 	}
 	if hosts, err := r.Addrs(Host); err != nil || len(hosts) != 0 {
 		t.Errorf("host addrs: %v, %v", hosts, err)
 	}
-	if rs, err := r.Routes("red"); err != nil || len(rs) != 0 {
+	// The kernel's routes to the addresses' subnets.
+	if rs, err := r.Routes("red"); err != nil || fmt.Sprint(rs) != "[{127.0.0.0/8 4 invalid IP v1 kernel 0 unicast} {10.0.0.0/24 4 invalid IP v1 kernel 0 unicast} {fd00::/64 6 invalid IP v1 kernel 256 unicast} {fe80::/64 6 invalid IP v1 kernel 256 unicast}]" {
 		t.Errorf("routes: %v, %v", rs, err)
 	}
 	if ns, err := r.Neighbors("red"); err != nil || len(ns) != 0 {

@@ -42,7 +42,9 @@ type Recorder struct {
 // same to the kernel, and the device whose going away takes it.
 type recRoute struct {
 	RouteKey
-	dev string
+	dev   string
+	via   netip.Addr
+	proto string // as Routes shows it: "kernel" for an address's subnet, "nsrun" or "dhcp"
 }
 
 // NewRecorder returns an empty recorder; the host namespace has lo.
@@ -461,7 +463,7 @@ func (r *Recorder) AddrAdd(ns, dev string, p netip.Prefix) error {
 // prefixRoute is the route the kernel adds for an address's subnet: metric
 // 0 for IPv4, 256 for IPv6.
 func prefixRoute(dev string, p netip.Prefix) recRoute {
-	rt := recRoute{RouteKey{Family: 4, Dst: p.Masked()}, dev}
+	rt := recRoute{RouteKey: RouteKey{Family: 4, Dst: p.Masked()}, dev: dev, proto: "kernel"}
 	if p.Addr().Is6() {
 		rt.Family, rt.Metric = 6, 256
 	}
@@ -516,8 +518,17 @@ func (r *Recorder) RouteAdd(ns string, rt Route) error {
 	if err := r.change("%s route add %s", ipn(ns), routeArg(rt)); err != nil {
 		return err
 	}
-	r.addRoute(ns, recRoute{key, rt.Dev})
+	r.addRoute(ns, recRouteOf(rt))
 	return nil
+}
+
+// recRouteOf is route rt in the model.
+func recRouteOf(rt Route) recRoute {
+	proto := "nsrun"
+	if rt.Protocol() == unix.RTPROT_DHCP {
+		proto = "dhcp"
+	}
+	return recRoute{RouteKey: rt.Key(), dev: rt.Dev, via: rt.Via, proto: proto}
 }
 
 func (r *Recorder) RouteReplace(ns string, rt Route) error {
@@ -529,7 +540,7 @@ func (r *Recorder) RouteReplace(ns string, rt Route) error {
 	}
 	key := rt.Key()
 	r.routes[ns] = slices.DeleteFunc(r.routes[ns], func(have recRoute) bool { return have.RouteKey == key })
-	r.addRoute(ns, recRoute{key, rt.Dev})
+	r.addRoute(ns, recRouteOf(rt))
 	return nil
 }
 

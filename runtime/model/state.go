@@ -317,39 +317,65 @@ func (st *State) InOrder() []*Link {
 }
 
 // Segment returns the links that share a layer-2 segment with the link at
-// k (k's own first), as the steps have them now: a veth's other end, a
-// port's bridge and the bridge's other ports, a macvlan's parent and its
-// siblings. It is what a broadcast from k may reach, such as a DHCP
-// request.
+// k (k's own first), as the steps have them now: what a broadcast from k
+// may reach, such as a DHCP request. It goes through a veth to its other
+// end, through a bridge to its ports, from a macvlan out through its
+// parent's wire (its peer, its bridge) and to its siblings when both are in
+// bridge mode, and from a wire into the link on its far end and the
+// macvlans on it. A vlan's tagged segment is not its parent's. Which way a
+// frame flows is not followed (a bridge does not send one back where it
+// came from): the segment may hold more than a broadcast reaches.
 func (st *State) Segment(k LinkKey) []LinkKey {
-	seen := map[LinkKey]bool{}
-	var out []LinkKey
-	queue := []LinkKey{k}
+	type visit struct {
+		k         LinkKey
+		fromChild bool // reached from a macvlan on it: only its wire is reached, not it
+	}
+	seen := map[visit]bool{}
+	in := map[LinkKey]bool{}
+	out := []LinkKey{k}
+	in[k] = true
+	queue := []visit{{k, false}}
+	add := func(v visit) {
+		if !seen[v] {
+			queue = append(queue, v)
+		}
+	}
 	for len(queue) > 0 {
-		k := queue[0]
+		v := queue[0]
 		queue = queue[1:]
-		if seen[k] {
+		if seen[v] {
 			continue
 		}
-		seen[k] = true
-		out = append(out, k)
-		l, ok := st.at[k]
+		seen[v] = true
+		if !v.fromChild && !in[v.k] {
+			in[v.k] = true
+			out = append(out, v.k)
+		}
+		l, ok := st.at[v.k]
 		if !ok {
 			continue
 		}
 		if l.Peer != nil {
-			queue = append(queue, l.Peer.At)
+			add(visit{l.Peer.At, false})
 		}
 		if l.Master != "" {
-			queue = append(queue, LinkKey{k.NS, l.Master})
+			add(visit{LinkKey{v.k.NS, l.Master}, false})
 		}
-		if l.Parent != "" {
-			queue = append(queue, LinkKey{l.ParentNS, l.Parent})
-		}
-		for _, o := range st.Links { // its ports, and what is stacked on it
-			if o.Removed < 0 && (o.At.NS == k.NS && o.Master == k.Name || o.ParentNS == k.NS && o.Parent == k.Name) {
-				queue = append(queue, o.At)
+		for _, o := range st.Links {
+			switch {
+			case o.Removed >= 0:
+			case l.Kind == "bridge" && o.At.NS == v.k.NS && o.Master == v.k.Name: // its ports
+				add(visit{o.At, false})
+			case !v.fromChild && o.Kind != "vlan" && o.ParentNS == v.k.NS && o.Parent == v.k.Name: // the macvlans on it
+				add(visit{o.At, false})
+			case l.Mode == "bridge" && o.Mode == "bridge" && o.ParentNS == l.ParentNS && o.Parent == l.Parent && o != l: // siblings
+				add(visit{o.At, false})
 			}
+		}
+		if l.Parent != "" && l.Kind != "vlan" {
+			parent := LinkKey{l.ParentNS, l.Parent}
+			p, ok := st.at[parent]
+			add(visit{parent, !ok || p.Kind != "bridge"})
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package proc
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 )
@@ -52,7 +53,7 @@ func Stop(pid int, start uint64) error {
 func waitGroupGone(pgid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) || !GroupLive(pgid) {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) || onlyZombies(pgid) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -62,15 +63,44 @@ func waitGroupGone(pgid int, d time.Duration) bool {
 	}
 }
 
-// GroupLive reports whether a process of group pgid is alive: the kernel
-// counts a zombie as a member, and an orphan's zombie waits for whoever
-// reaps orphans (init, which may take its time) — not for the group to
-// stop.
+// GroupLive reports whether a process of group pgid is alive: not a zombie,
+// or a zombie whose other threads still run. (The kernel counts a zombie as
+// a member, and an orphan's zombie waits for whoever reaps orphans — init,
+// which may take its time — not for the group to stop.)
 func GroupLive(pgid int) bool {
+	members, live := group(pgid)
+	return live > 0 || members == 0 && groupExists(pgid)
+}
+
+// onlyZombies reports whether the members of group pgid that /proc shows
+// are all zombies, and there is at least one: what /proc does not show (it
+// cannot be read, say) counts as alive.
+func onlyZombies(pgid int) bool {
+	members, live := group(pgid)
+	return members > 0 && live == 0
+}
+
+func groupExists(pgid int) bool {
+	return !errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH)
+}
+
+// group counts the processes of group pgid in /proc, and those alive.
+func group(pgid int) (members, live int) {
 	for _, pid := range Pids() {
-		if s, err := ReadStat(pid); err == nil && s.Pgrp == pgid && !s.Zombie() {
-			return true
+		s, err := ReadStat(pid)
+		if err != nil || s.Pgrp != pgid {
+			continue
+		}
+		members++
+		if !s.Zombie() || threads(pid) > 1 {
+			live++
 		}
 	}
-	return false
+	return members, live
+}
+
+// threads counts a process's threads (a zombie leader's may run on).
+func threads(pid int) int {
+	entries, _ := os.ReadDir(path(pid, "task"))
+	return len(entries)
 }

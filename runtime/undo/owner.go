@@ -46,12 +46,24 @@ func (o *owner) check(s journal.Step) error {
 		if s.Was != nil && s.Was.Spec.Alias != o.tag {
 			return fmt.Errorf("%s is recorded with tag %q, not the lab's %q: %w", s, s.Was.Spec.Alias, o.tag, kernel.ErrNotOurs)
 		}
-		if s.Was != nil {
-			for _, e := range s.Was.Ends {
-				if e.NS != kernel.Host {
-					if err := o.namespace(e.NS); err != nil {
-						return err
-					}
+		if s.Was == nil {
+			return nil
+		}
+		for _, e := range s.Was.Ends {
+			if e.NS != kernel.Host {
+				if err := o.namespace(e.NS); err != nil {
+					return err
+				}
+			} else if e.Master != "" {
+				if err := o.hostLink(e.Master); err != nil { // the bridge it goes back in
+					return err
+				}
+			}
+		}
+		if s.Was.Spec.NS == kernel.Host {
+			for _, p := range s.Was.Ports { // the ports it takes back
+				if err := o.hostLink(p); err != nil {
+					return err
 				}
 			}
 		}

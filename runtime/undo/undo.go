@@ -14,6 +14,7 @@ import (
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/model"
 	"github.com/nsrun/nsrun/runtime/proc"
+	"golang.org/x/sys/unix"
 )
 
 // Rollback undoes the steps after mark, those of the lab with tag, and
@@ -259,10 +260,23 @@ func moot(steps []journal.Step) mootness {
 	}
 	// A link made and removed in the same set is gone: neither its making
 	// nor its removal is undone, nor anything done to it in between.
+	// So is an address or a route added and removed: its addition is
+	// the latest before the removal.
 	for i, s := range steps {
-		if s.Op == journal.OpLinkDel && s.State != journal.StateIntent {
+		if s.State == journal.StateIntent {
+			continue
+		}
+		switch s.Op {
+		case journal.OpLinkDel:
 			if l := st.Of[i]; l != nil && l.Made >= 0 {
 				m.void[i], m.void[l.Made] = true, true
+			}
+		case journal.OpAddrDel, journal.OpRouteDel:
+			for j := i - 1; j >= 0; j-- {
+				if c := steps[j]; !m.void[j] && c.State != journal.StateIntent && adds(c, s, st.Of[j] == st.Of[i]) {
+					m.void[i], m.void[j] = true, true
+					break
+				}
 			}
 		}
 	}
@@ -329,6 +343,19 @@ func moot(steps []journal.Step) mootness {
 	return m
 }
 
+// adds reports whether step c added what removal d removes: the same
+// address on the same link, or a route to the same destination with the
+// same metric in the same namespace.
+func adds(c, d journal.Step, sameLink bool) bool {
+	switch d.Op {
+	case journal.OpAddrDel:
+		return c.Op == journal.OpAddr && sameLink && c.NS == d.NS && c.Name == d.Name && c.Addr == d.Addr
+	case journal.OpRouteDel:
+		return c.Op == journal.OpRoute && c.NS == d.NS && c.Route != nil && d.Route != nil && c.Route.Key() == d.Route.Key()
+	}
+	return false
+}
+
 // undoers holds the undo of operations that other packages journal.
 var undoers = map[string]func(kernel.Kernel, journal.Step) error{}
 
@@ -383,8 +410,8 @@ func undo(k kernel.Kernel, s journal.Step) error {
 	case journal.OpAddrDel: // put back; there already (a removal that never happened) is done
 		return ignoreExists(ignoreGone(k.AddrAdd(s.NS, s.Name, s.Addr)))
 	case journal.OpRoute:
-		if s.OldRoute != nil { // the route it replaced comes back, in one change
-			return ignoreGone(k.RouteReplace(s.NS, *s.OldRoute))
+		if s.OldRoute != nil {
+			return unreplace(k, s)
 		}
 		return k.RouteDel(s.NS, *s.Route)
 	case journal.OpRouteDel:
@@ -428,6 +455,33 @@ func undo(k kernel.Kernel, s journal.Step) error {
 	return fmt.Errorf("unknown journal operation %q", s.Op)
 }
 
+// unreplace puts back the route a replacement took the place of: in one
+// change while the lab's route holds the place; else (it went, with its
+// link) by an addition that takes no one else's place.
+func unreplace(k kernel.Kernel, s journal.Step) error {
+	holds := false
+	if obs, ok := kernel.As[kernel.Observer](k); ok {
+		routes, err := obs.Routes(s.NS)
+		if err != nil {
+			return ignoreGone(err)
+		}
+		key := s.Route.Key()
+		for _, r := range routes {
+			if (kernel.Route{Dst: r.Dst, Family: r.Family, Metric: r.Metric}).Key() == key && r.Proto == "nsrun" {
+				holds = true
+			}
+		}
+	}
+	if holds {
+		return ignoreGone(k.RouteReplace(s.NS, *s.OldRoute))
+	}
+	err := k.RouteAdd(s.NS, *s.OldRoute)
+	if errors.Is(err, os.ErrExist) || errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ENETDOWN) {
+		return nil // someone's route is there, or the old one cannot be (its link is down): nothing to put back
+	}
+	return ignoreGone(err)
+}
+
 // restoreLink makes a link the lab removed again, as it was (see
 // journal.LinkWas). Every part is idempotent: a link of that name that
 // carries the lab's tag is the one made by an earlier try; one that does not
@@ -438,9 +492,16 @@ func restoreLink(k kernel.Kernel, s journal.Step) error {
 		return nil // the removal never got as far as recording it: nothing was removed
 	}
 	if err := k.LinkAdd(w.Spec); errors.Is(err, os.ErrExist) {
+		// An earlier try made it (perhaps cut short before its tag: then
+		// it is known by the MAC it was given).
 		info, gerr := k.LinkGet(w.Spec.NS, w.Spec.Name)
-		if gerr != nil || info.Alias != w.Spec.Alias {
+		if gerr != nil || !(kernel.Fingerprint{Alias: w.Spec.Alias, MAC: w.Spec.MAC.String()}).Matches(info.Alias, info.MAC) {
 			return fmt.Errorf("%s: a link of that name is there, not the lab's: %w", s, kernel.ErrNotOurs)
+		}
+		if info.Alias == "" {
+			if err := k.LinkSetAlias(w.Spec.NS, w.Spec.Name, w.Spec.Alias); err != nil {
+				return err
+			}
 		}
 	} else if err != nil {
 		return err
@@ -458,6 +519,16 @@ func restoreLink(k kernel.Kernel, s journal.Step) error {
 		}
 		if e.Master != "" {
 			if err := ignoreGone(k.LinkSetMaster(e.NS, e.Name, e.Master)); err != nil {
+				return err
+			}
+			if e.Hairpin {
+				if err := k.LinkSetHairpin(e.NS, e.Name, true); err != nil {
+					return err
+				}
+			}
+		}
+		for _, key := range slices.Sorted(maps.Keys(e.Sysctls)) {
+			if err := k.SysctlSet(e.NS, key, e.Sysctls[key]); err != nil {
 				return err
 			}
 		}
