@@ -128,7 +128,7 @@ func writeScript(w io.Writer, recipe, lab string, log []string) {
 # it builds the namespaces, links, addresses, routes, sysctls and NAT that
 # nsrun run builds. Commands the recipe runs in its namespaces are comments.
 set -e
-`, lab, recipe)
+`, lab, strings.ReplaceAll(recipe, "\n", " ")) // a comment line, whatever the path holds
 	for _, line := range log {
 		if strings.HasPrefix(line, "# ") {
 			line = strings.ReplaceAll(line, "\n", "\n# ")
