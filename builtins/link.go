@@ -123,6 +123,15 @@ func (l *Link) setUp(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Ru
 	state := map[bool]string{true: "up", false: "down"}
 	ns, name := l.ns(), l.state.name
 	step := journal.Step{Op: journal.OpUp, NS: ns, Name: name, Old: state[l.state.up], New: state[up]}
+	if !up && l.state.up {
+		// The kernel drops the link's IPv6 addresses and the routes
+		// through it: what the undo puts back.
+		was, err := droppedByDown(rt, l)
+		if err != nil {
+			return fmt.Errorf("%s: %q in netns %q: %w", b.Name(), name, l.state.ns.Name(), err)
+		}
+		step.Was = was
+	}
 	w := says("%s: setting %q %s in netns %q", b.Name(), name, state[up], l.state.ns.Name())
 	if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetUp(ns, name, up) }); err != nil {
 		return err

@@ -154,6 +154,44 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 	return w, nil
 }
 
+// droppedByDown reads what the kernel drops when it takes link l down: its
+// IPv6 addresses (but the link-local ones, which come back by themselves)
+// and the lab's routes through it. Nil if nothing.
+func droppedByDown(rt *engine.Runtime, l *Link) (*journal.LinkWas, error) {
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	obs, ok := kernel.As[kernel.Observer](k)
+	if !ok {
+		return nil, nil
+	}
+	ns, name := l.ns(), l.state.name
+	end := journal.EndWas{NS: ns, Name: name}
+	addrs, err := obs.Addrs(ns)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		if a.Dev == name && a.Prefix.Addr().Is6() && !a.Prefix.Addr().IsLinkLocalUnicast() {
+			end.Addrs = append(end.Addrs, a.Prefix)
+		}
+	}
+	devs, err := labRoutesInKernel(k, ns)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rt.Routes(ns) {
+		if dev, ok := devs[r.Key()]; ok && dev == name {
+			end.Routes = append(end.Routes, r)
+		}
+	}
+	if len(end.Addrs) == 0 && len(end.Routes) == 0 {
+		return nil, nil
+	}
+	return &journal.LinkWas{Ends: []journal.EndWas{end}}, nil
+}
+
 // notPrimary refuses the removal of an IPv4 address whose subnet has
 // other addresses on the link: the kernel removes those with their primary
 // (unless promote_secondaries is set), and they are not this removal's.

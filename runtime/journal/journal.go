@@ -42,7 +42,7 @@ type Step struct {
 	Addr     netip.Prefix  `json:"addr,omitzero"`
 	Route    *kernel.Route `json:"route,omitempty"`
 	OldRoute *kernel.Route `json:"old_route,omitempty"` // route: the lab's route it replaced (see OpRoute)
-	Was      *LinkWas      `json:"was,omitempty"`       // link_del: what the link was
+	Was      *LinkWas      `json:"was,omitempty"`       // link_del: what the link was; up (down): what the kernel drops with it
 	Old      string        `json:"old,omitempty"`       // the value before the change
 	New      string        `json:"new,omitempty"`       // move: the namespace moved to; master: the master set; sysctl: the value set
 	Pid      int           `json:"pid,omitempty"`
@@ -77,7 +77,7 @@ type EndWas struct {
 const (
 	OpNetns   = "netns"  // netns created
 	OpLink    = "link"   // link created (a veth: both ends)
-	OpUp      = "up"     // link set up or down; Old and New "up" or "down"
+	OpUp      = "up"     // link set up or down; Old and New "up" or "down"; a link taken down has in Was what the kernel dropped
 	OpMaster  = "master" // master set or cleared; Old is the previous master
 	OpMTU     = "mtu"
 	OpMAC     = "mac"

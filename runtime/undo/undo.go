@@ -386,7 +386,10 @@ func undo(k kernel.Kernel, s journal.Step) error {
 		}
 		return k.LinkDel(s.NS, s.Name, fp)
 	case journal.OpUp:
-		return ignoreGone(k.LinkSetUp(s.NS, s.Name, s.Old == "up"))
+		if err := ignoreGone(k.LinkSetUp(s.NS, s.Name, s.Old == "up")); err != nil || s.Old != "up" || s.Was == nil {
+			return err
+		}
+		return putBack(k, s.Was.Ends)
 	case journal.OpMaster:
 		return ignoreGone(k.LinkSetMaster(s.NS, s.Name, s.Old))
 	case journal.OpMTU:
@@ -480,6 +483,31 @@ func unreplace(k kernel.Kernel, s journal.Step) error {
 		return nil // someone's route is there, or the old one cannot be (its link is down): nothing to put back
 	}
 	return ignoreGone(err)
+}
+
+// putBack gives links back the addresses and routes the kernel dropped
+// when they went down (see journal.Step.Was): those there already, or that
+// cannot be (a gateway gone), are left as they are.
+func putBack(k kernel.Kernel, ends []journal.EndWas) error {
+	for _, e := range ends {
+		for _, a := range e.Addrs {
+			if err := ignoreExists(ignoreGone(k.AddrAdd(e.NS, e.Name, a))); err != nil {
+				return err
+			}
+		}
+	}
+	for _, e := range ends {
+		for _, r := range e.Routes {
+			err := k.RouteAdd(e.NS, r)
+			if errors.Is(err, os.ErrExist) || errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ENETDOWN) {
+				continue
+			}
+			if err := ignoreGone(err); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // restoreLink makes a link the lab removed again, as it was (see
