@@ -1,6 +1,7 @@
 package builtins
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -75,7 +76,6 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 	}
 	w := &journal.LinkWas{}
 	obs, _ := kernel.As[kernel.Observer](k)
-	devOf := map[string]map[kernel.RouteKey]string{}
 	for _, e := range order {
 		info, err := k.LinkGet(e.ns(), e.state.name)
 		if err != nil {
@@ -101,20 +101,8 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 				}
 			}
 		}
-		devs, ok := devOf[e.ns()]
-		if !ok {
-			if devs, err = labRoutesInKernel(k, e.ns()); err != nil {
-				return nil, err
-			}
-			devOf[e.ns()] = devs
-		}
-		for _, r := range rt.Routes(e.ns()) {
-			// Those the kernel has through it (it drops a link's IPv4
-			// routes when the link goes down; one added with a gateway
-			// only goes through the link it chose).
-			if dev, ok := devs[r.Key()]; ok && dev == e.state.name {
-				end.Routes = append(end.Routes, r)
-			}
+		if end.Routes, err = labRoutesThrough(rt, k, e.ns(), e.state.name); err != nil {
+			return nil, err
 		}
 		w.Ends = append(w.Ends, end)
 		if e == order[0] {
@@ -127,9 +115,15 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 						return nil, err
 					}
 					for _, p := range links {
-						if p.Master == e.state.name {
-							w.Ports = append(w.Ports, p.Name)
+						if p.Master != e.state.name {
+							continue
 						}
+						if !rt.OwnsLink(e.ns(), p.Name) {
+							// Deleting the bridge would release it, and
+							// the undo take it again: not the lab's to touch.
+							return nil, fmt.Errorf("bridge %q has a port that is not the lab's, %q", e.state.name, p.Name)
+						}
+						w.Ports = append(w.Ports, p.Name)
 					}
 				}
 			}
@@ -177,14 +171,8 @@ func droppedByDown(rt *engine.Runtime, l *Link) (*journal.LinkWas, error) {
 			end.Addrs = append(end.Addrs, a.Prefix)
 		}
 	}
-	devs, err := labRoutesInKernel(k, ns)
-	if err != nil {
+	if end.Routes, err = labRoutesThrough(rt, k, ns, name); err != nil {
 		return nil, err
-	}
-	for _, r := range rt.Routes(ns) {
-		if dev, ok := devs[r.Key()]; ok && dev == name {
-			end.Routes = append(end.Routes, r)
-		}
 	}
 	if len(end.Addrs) == 0 && len(end.Routes) == 0 {
 		return nil, nil
@@ -192,24 +180,20 @@ func droppedByDown(rt *engine.Runtime, l *Link) (*journal.LinkWas, error) {
 	return &journal.LinkWas{Ends: []journal.EndWas{end}}, nil
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // notPrimary refuses the removal of an IPv4 address whose subnet has
-// other addresses on the link: the kernel removes those with their primary
-// (unless promote_secondaries is set), and they are not this removal's.
-func notPrimary(rt *engine.Runtime, ns, dev string, p netip.Prefix) error {
+// other addresses on the link (in addrs, the kernel's) that this removal
+// does not take too: the kernel removes those with their primary (unless
+// promote_secondaries is set).
+func notPrimary(addrs []kernel.Addr, dev string, p netip.Prefix, removing []netip.Prefix) error {
 	if !p.Addr().Is4() {
 		return nil
-	}
-	k, err := rt.Kernel()
-	if err != nil {
-		return err
-	}
-	obs, ok := kernel.As[kernel.Observer](k)
-	if !ok {
-		return nil
-	}
-	addrs, err := obs.Addrs(ns)
-	if err != nil {
-		return err
 	}
 	primary := false
 	var others []string
@@ -218,7 +202,7 @@ func notPrimary(rt *engine.Runtime, ns, dev string, p netip.Prefix) error {
 		case a.Dev != dev || !a.Prefix.Addr().Is4() || a.Prefix.Masked() != p.Masked():
 		case a.Prefix == p:
 			primary = !a.Secondary
-		default:
+		case !slices.Contains(removing, a.Prefix):
 			others = append(others, a.Prefix.String())
 		}
 	}
@@ -226,6 +210,23 @@ func notPrimary(rt *engine.Runtime, ns, dev string, p netip.Prefix) error {
 		return fmt.Errorf("it is the first address of its subnet there, and the kernel would remove %s with it: remove those first", strings.Join(others, ", "))
 	}
 	return nil
+}
+
+// labRoutesThrough returns the lab's routes in ns that the kernel has
+// through link name: it drops a link's routes when the link goes down, and
+// one added with a gateway only goes through the link it chose.
+func labRoutesThrough(rt *engine.Runtime, k kernel.Kernel, ns, name string) ([]kernel.Route, error) {
+	devs, err := labRoutesInKernel(k, ns)
+	if err != nil {
+		return nil, err
+	}
+	var out []kernel.Route
+	for _, r := range rt.Routes(ns) {
+		if dev, ok := devs[r.Key()]; ok && dev == name {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // labRoutesInKernel returns, by key, the device of each route of the lab's
@@ -274,11 +275,29 @@ func linkAddrDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, err
 	}
 	fn, ns, name, where := b.Name(), l.ns(), l.state.name, l.state.ns.Name()
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	var have []kernel.Addr // as the kernel has them, read once
+	if obs, ok := kernel.As[kernel.Observer](k); ok {
+		if have, err = obs.Addrs(ns); err != nil {
+			return nil, fmt.Errorf("%s: %w", fn, err)
+		}
+	}
+	// A subnet's secondaries go before its primary, so that the undo, newest
+	// first, adds the primary first, as it was.
+	secondary := func(p netip.Prefix) bool {
+		return slices.ContainsFunc(have, func(a kernel.Addr) bool { return a.Dev == name && a.Prefix == p && a.Secondary })
+	}
+	slices.SortStableFunc(addrs, func(a, b netip.Prefix) int {
+		return cmp.Compare(b2i(!secondary(a)), b2i(!secondary(b)))
+	})
 	for _, p := range addrs {
 		if !slices.Contains(rt.Addrs(ns, name), p) {
 			return nil, fmt.Errorf("%s: %s on %q in netns %q is not an address this lab added: nsrun removes only what a lab made", fn, p, name, where)
 		}
-		if err := notPrimary(rt, ns, name, p); err != nil {
+		if err := notPrimary(have, name, p, addrs); err != nil {
 			return nil, fmt.Errorf("%s: %s on %q in netns %q: %w", fn, p, name, where, err)
 		}
 		step := journal.Step{Op: journal.OpAddrDel, NS: ns, Name: name, Addr: p}

@@ -249,6 +249,21 @@ func TestDeleteOnlyTheLabs(t *testing.T) {
 	if out := nstest.Ip(t, "", "-br", "link", "show", "rm-v"); !strings.Contains(out, "rm-v") {
 		t.Errorf("the decoy is gone")
 	}
+	// A bridge of the lab's in the host with a port of someone else's:
+	// deleting it would release that port, and the undo take it.
+	s.exec(`hb = bridge("rm-hb")`)
+	for _, c := range [][]string{{"link", "add", "rm-fp", "type", "veth", "peer", "name", "rm-fq"}, {"link", "set", "rm-fp", "master", "rm-hb"}} {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", c, err, out)
+		}
+	}
+	defer exec.Command("ip", "link", "del", "rm-fp").Run()
+	if _, err := s.eval(`hb.delete()`); err == nil || !strings.Contains(err.Error(), `bridge "rm-hb" has a port that is not the lab's, "rm-fp"`) {
+		t.Errorf("deleting a host bridge with a foreign port: %v", err)
+	}
+	if out := nstest.Ip(t, "", "-o", "link", "show", "rm-fp"); !strings.Contains(out, "master rm-hb") {
+		t.Errorf("the foreign port: %s", out)
+	}
 }
 
 // What the kernel would take along is refused before any change: the
@@ -273,7 +288,21 @@ m = macvlan("mv0", parent=y, netns=b)
 	if s.rt.Journal.Len() != n {
 		t.Errorf("refused removals were journaled: %v", s.rt.Journal.Since(n))
 	}
-	s.exec(`x.addr_del("10.9.5.2/24"); x.addr_del("10.9.5.1/24"); m.delete(); x.delete()`)
+	// Both in one removal: taken together, and put back with the
+	// primary first, as it was.
+	before := globalAddrs(t, "rm-a")
+	mark := s.rt.Journal.Len()
+	s.exec(`x.addr_del("10.9.5.1/24", "10.9.5.2/24")`)
+	if got := globalAddrs(t, "rm-a"); strings.Contains(got, "10.9.5.") {
+		t.Errorf("after the removal of both: %s", got)
+	}
+	if _, failed := s.rt.Rollback(mark); len(failed) > 0 {
+		t.Fatalf("rollback: %v", failed)
+	}
+	if after := globalAddrs(t, "rm-a"); after != before {
+		t.Errorf("after the rollback: %s, want %s", after, before)
+	}
+	s.exec(`m.delete(); x.delete()`)
 }
 
 // The README's failover as one input on a lab made before it: a link goes

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"os"
-	"os/exec"
 
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/view"
@@ -102,15 +99,11 @@ func runIn(name, ns string, argv, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
 		return ExitOwn
 	}
+	// A command that cannot run is the helper's exit (126, 127); an error
+	// here is nsrun's own, starting it.
 	code, err := view.RunIn(lab, k, netns, argv, env, view.Stdio{In: os.Stdin, Out: stdout, Err: stderr})
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
-		switch {
-		case errors.Is(err, exec.ErrNotFound), errors.Is(err, iofs.ErrNotExist):
-			return 127
-		case errors.Is(err, iofs.ErrPermission):
-			return 126
-		}
 		return ExitOwn
 	}
 	return code
