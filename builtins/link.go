@@ -313,7 +313,7 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 			return nil, fmt.Errorf("%s: hairpin: %q is not a bridge port", b.Name(), l.state.name)
 		}
 		old := map[bool]string{true: "on", false: "off"}[l.state.hairpin]
-		step := journal.Step{Op: journal.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old}
+		step := journal.Step{Op: journal.OpHairpin, NS: l.ns(), Name: l.state.name, Old: old, New: map[bool]string{true: "on", false: "off"}[bool(on)]}
 		w := says("%s: setting hairpin on %q", b.Name(), l.state.name)
 		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetHairpin(l.ns(), l.state.name, bool(on)) }); err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
@@ -38,7 +39,11 @@ var natModule = &starlarkstruct.Module{
 // rules it added, and the table if it made it.
 const (
 	opNftTable = "nftable" // Name: table, Kind: family
-	opNftRule  = "nftrule" // Name: table, Kind: family, Alias: the rules' comment
+	opNftRule  = "nftrule" // Name: table, Kind: family, Alias: the rules' comment, NAT: the rule
+	// Their removals (ns.delete() of a namespace with NAT), undone by
+	// adding them again.
+	opNftRuleDel  = "nftrule_del"
+	opNftTableDel = "nftable_del"
 )
 
 // The runtime undoes the nat operations in any journal it replays (down and
@@ -59,6 +64,81 @@ func init() {
 		}
 		return nk.NATRuleDel(s.NS, s.Kind, s.Name, s.Alias)
 	})
+	undo.Register(opNftTableDel, func(k kernel.Kernel, s journal.Step) error {
+		nk, ok := k.(kernel.NAT)
+		if !ok {
+			return fmt.Errorf("this kernel cannot program nftables")
+		}
+		if err := nk.NATTable(s.NS, s.Kind, s.Name); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		return nil
+	})
+	undo.Register(opNftRuleDel, func(k kernel.Kernel, s journal.Step) error {
+		nk, ok := k.(kernel.NAT)
+		if !ok {
+			return fmt.Errorf("this kernel cannot program nftables")
+		}
+		if s.NAT == nil {
+			return nil // the removal never got as far as recording it
+		}
+		// Idempotent: a copy an earlier try added goes first.
+		if err := nk.NATRuleDel(s.NS, s.Kind, s.Name, s.Alias); err != nil {
+			return err
+		}
+		return nk.NATRule(s.NS, s.Kind, s.Name, *s.NAT)
+	})
+}
+
+// removeNAT removes the lab's NAT in namespace ns, each change undoable:
+// its rules, newest first (their undo adds them back in their order), then
+// its tables.
+func removeNAT(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, ns string) error {
+	var rules, tables []journal.Step
+	for _, s := range rt.Journal.Steps() {
+		if s.NS != ns {
+			continue
+		}
+		switch s.Op {
+		case opNftRule:
+			rules = append(rules, s)
+		case opNftTable:
+			tables = append(tables, s)
+		case opNftRuleDel:
+			rules = slices.DeleteFunc(rules, func(r journal.Step) bool { return r.Alias == s.Alias && r.Name == s.Name })
+		case opNftTableDel:
+			tables = slices.DeleteFunc(tables, func(t journal.Step) bool { return t.Name == s.Name && t.Kind == s.Kind })
+			rules = slices.DeleteFunc(rules, func(r journal.Step) bool { return r.Name == s.Name && r.Kind == s.Kind })
+		}
+	}
+	k, err := rt.Kernel()
+	if err != nil {
+		return err
+	}
+	nk, ok := k.(kernel.NAT)
+	if !ok && len(tables) > 0 {
+		return fmt.Errorf("%s: this kernel cannot program nftables", b.Name())
+	}
+	for _, r := range slices.Backward(rules) {
+		if r.NAT == nil {
+			return fmt.Errorf("%s: NAT rule %q in netns %q was recorded by an older nsrun, without what its removal's undo needs", b.Name(), r.Alias, kernel.NSArg(ns))
+		}
+	}
+	for _, r := range slices.Backward(rules) {
+		step := journal.Step{Op: opNftRuleDel, NS: ns, Name: r.Name, Kind: r.Kind, Alias: r.Alias, NAT: r.NAT}
+		w := says("%s: removing NAT rule %q in netns %q", b.Name(), r.NAT, kernel.NSArg(ns))
+		if err := now(thread, rt, step, w, func(kernel.Kernel, *journal.Step) error { return nk.NATRuleDel(ns, r.Kind, r.Name, r.Alias) }); err != nil {
+			return err
+		}
+	}
+	for _, t := range slices.Backward(tables) {
+		step := journal.Step{Op: opNftTableDel, NS: ns, Name: t.Name, Kind: t.Kind}
+		w := says("%s: removing nftables table %s %s in netns %q", b.Name(), t.Kind, t.Name, kernel.NSArg(ns))
+		if err := now(thread, rt, step, w, func(kernel.Kernel, *journal.Step) error { return nk.NATDelTable(ns, t.Kind, t.Name) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // nat.masquerade(netns, out, src=None) rewrites the source of traffic from
@@ -194,7 +274,7 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	// The comment tags the rule for its undo; the journal's length makes it
 	// unique within the run and the same on every run of the recipe.
 	r.Comment = fmt.Sprintf("%s #%d", rt.Tag(), rt.Journal.Len())
-	step := journal.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment}
+	step := journal.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment, NAT: &r}
 	if err := now(thread, rt, step, says("%s: in netns %q", b.Name(), ns.Name()), func(kernel.Kernel, *journal.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
 		return nil, err
 	}
@@ -204,12 +284,19 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 // natHasTable reports whether the run has made the lab's table in ns: the
 // journal holds its step until it is rolled back.
 func natHasTable(rt *engine.Runtime, ns, family, table string) bool {
+	has := false
 	for _, s := range rt.Journal.Steps() {
-		if s.Op == opNftTable && s.NS == ns && s.Name == table && s.Kind == family {
-			return true
+		switch {
+		case s.Op == journal.OpNetns && s.Name == ns: // made again: empty
+			has = false
+		case s.NS != ns || s.Name != table || s.Kind != family:
+		case s.Op == opNftTable:
+			has = true
+		case s.Op == opNftTableDel:
+			has = false
 		}
 	}
-	return false
+	return has
 }
 
 // natFamily is the table family of a rule's addresses: ip or ip6, never both.

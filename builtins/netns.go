@@ -50,6 +50,7 @@ func (n *Netns) CompareSameType(op syntax.Token, y starlark.Value, _ int) (bool,
 // netnsMethods are a namespace's methods: those that change it, and those
 // that observe it (inspect.go).
 var netnsMethods = map[string]*starlark.Builtin{
+	"delete":    starlark.NewBuiltin("delete", netnsDelete),
 	"link":      starlark.NewBuiltin("link", netnsLink),
 	"route":     starlark.NewBuiltin("route", netnsRoute),
 	"route_del": starlark.NewBuiltin("route_del", netnsRouteDel),

@@ -14,6 +14,8 @@ import (
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/model"
+	"github.com/nsrun/nsrun/runtime/proc"
 )
 
 // link.delete() removes a link the lab made (a veth: both ends) and
@@ -31,9 +33,17 @@ func linkDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, err
 	}
+	if err := deleteLink(thread, b, rt, l); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
+}
+
+// deleteLink removes link l, as link.delete() does.
+func deleteLink(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, l *Link) error {
 	ns, name, where := l.ns(), l.state.name, l.state.ns.Name()
 	if !rt.MadeLink(ns, name) {
-		return nil, fmt.Errorf("%s: link %q in netns %q was not created by this lab; nsrun deletes only the links a lab made", b.Name(), name, where)
+		return fmt.Errorf("%s: link %q in netns %q was not created by this lab; nsrun deletes only the links a lab made", b.Name(), name, where)
 	}
 	ends := []*Link{l}
 	if l.state.peer != nil {
@@ -41,16 +51,16 @@ func linkDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	for _, e := range ends { // the kernel would delete them with it
 		if on := rt.Stacked(e.ns(), e.state.name); len(on) > 0 {
-			return nil, fmt.Errorf("%s: %s %q in netns %q is stacked on %q: delete it first", b.Name(), on[0].Kind, on[0].At.Name, kernel.NSArg(on[0].At.NS), e.state.name)
+			return fmt.Errorf("%s: %s %q in netns %q is stacked on %q: delete it first", b.Name(), on[0].Kind, on[0].At.Name, kernel.NSArg(on[0].At.NS), e.state.name)
 		}
 	}
 	k, err := rt.Kernel()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	was, err := linkWas(rt, k, l)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %q in netns %q: %w", b.Name(), name, where, err)
+		return fmt.Errorf("%s: %q in netns %q: %w", b.Name(), name, where, err)
 	}
 	step := journal.Step{Op: journal.OpLinkDel, NS: ns, Name: name, Kind: l.state.kind, Alias: was.Spec.Alias, MAC: l.state.mac, Was: was}
 	fp := kernel.Fingerprint{Alias: was.Spec.Alias}
@@ -59,9 +69,9 @@ func linkDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	w := says("%s: removing %q in netns %q", b.Name(), name, where)
 	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkDel(ns, name, fp) }); err != nil {
-		return nil, err
+		return err
 	}
-	return starlark.None, nil
+	return nil
 }
 
 // linkWas reads what link l is now, as the kernel has it, for its removal's
@@ -370,4 +380,148 @@ func netnsRouteDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 		return nil, err
 	}
 	return starlark.None, nil
+}
+
+// ns.delete() removes a namespace the lab made and returns None: first its
+// links (each as link.delete() removes it, with the veth ends and the links
+// stacked on them elsewhere), then the lab's NAT in it, then the namespace.
+// The rollback makes it again as it was, under its name and tag: lo, the
+// lab's sysctls of it, its links, NAT and routes. Its name is free again.
+// A namespace the lab's processes run in is refused: stop them first; so is
+// one with links the lab did not make (an exec_in's), which nsrun could not
+// put back.
+//
+// Equivalent to: ip netns del $ns
+func netnsDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	n := b.Receiver().(*Netns)
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs); err != nil {
+		return nil, err
+	}
+	rt, err := engine.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	fn, ns := b.Name(), n.name
+	if ns == kernel.Host {
+		return nil, fmt.Errorf("%s: host() is the machine's namespace: nsrun deletes only the namespaces a lab made", fn)
+	}
+	if !rt.OwnsNetns(ns) {
+		return nil, fmt.Errorf("%s: netns %q was not created by this lab; nsrun deletes only the namespaces a lab made", fn, ns)
+	}
+	steps := rt.Journal.Steps()
+	var made journal.Step // the step that made it, the latest of its name
+	for _, s := range steps {
+		if s.Op == journal.OpNetns && s.Name == ns {
+			made = s
+		}
+		if s.Op == journal.OpProc && s.NS == ns && proc.Running(s.Pid, s.Start) {
+			return nil, fmt.Errorf("%s: process %d (%s) of the lab runs in netns %q: stop it first", fn, s.Pid, s.Name, ns)
+		}
+	}
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	// Its links, and the lab's elsewhere that go with them: stacked ones
+	// first (the kernel would take them with their parent), then bridge
+	// ports (a bridge's undo takes its ports back), then the rest.
+	var doomed []*Link
+	byKey := map[model.LinkKey]*Link{}
+	linkOf := func(ml model.Link) *Link {
+		if l, ok := byKey[ml.At]; ok {
+			return l
+		}
+		l := &Link{state: &linkState{ns: &Netns{name: ml.At.NS}, name: ml.At.Name, kind: ml.Kind, mac: ml.MAC, untagged: ml.Untagged, made: true, master: ml.Master}}
+		l.state.hairpin = hairpinOf(steps, ml.At)
+		byKey[ml.At] = l
+		return l
+	}
+	links := rt.Links()
+	at := map[model.LinkKey]model.Link{}
+	for _, ml := range links {
+		at[ml.At] = ml
+	}
+	for _, ml := range links {
+		in := ml.At.NS == ns || ml.ParentNS == ns || (ml.Peer != nil && ml.Peer.At.NS == ns)
+		if !in {
+			continue
+		}
+		l := linkOf(ml)
+		if ml.Peer != nil {
+			if p, ok := at[ml.Peer.At]; ok {
+				l.state.peer = linkOf(p)
+				l.state.peer.state.peer = l
+			}
+		}
+		doomed = append(doomed, l)
+	}
+	rank := func(l *Link) int {
+		ml := at[model.LinkKey{NS: l.ns(), Name: l.state.name}]
+		switch {
+		case ml.Parent != "":
+			return 0
+		case ml.Master != "":
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(doomed, func(a, b *Link) int { return cmp.Compare(rank(a), rank(b)) })
+	if lister, ok := kernel.As[kernel.LinkLister](k); ok {
+		have, err := lister.Links(ns)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", fn, err)
+		}
+		for _, info := range have {
+			if _, ok := byKey[model.LinkKey{NS: ns, Name: info.Name}]; !ok && info.Name != "lo" {
+				return nil, fmt.Errorf("%s: netns %q has link %q, which the lab did not make (an exec_in's?): nsrun could not put it back; delete it first", fn, ns, info.Name)
+			}
+		}
+	}
+	for _, l := range doomed {
+		if !rt.MadeLink(l.ns(), l.state.name) {
+			continue // gone with its peer
+		}
+		if err := deleteLink(thread, b, rt, l); err != nil {
+			return nil, err
+		}
+	}
+	if err := removeNAT(thread, b, rt, ns); err != nil {
+		return nil, err
+	}
+	lo, err := k.LinkGet(ns, "lo")
+	if err != nil {
+		return nil, fmt.Errorf("%s: netns %q: %w", fn, ns, err)
+	}
+	end := journal.EndWas{NS: ns, Name: "lo", Up: lo.Up, Routes: rt.Routes(ns)}
+	for _, s := range rt.Journal.Steps() { // the lab's last setting of each of its keys
+		if dev := kernel.SysctlDevice(s.Name); s.Op == journal.OpSysctl && s.NS == ns && (dev == "" || dev == "lo") { // a link's own came back with it
+			if end.Sysctls == nil {
+				end.Sysctls = map[string]string{}
+			}
+			end.Sysctls[s.Name] = s.New
+		}
+	}
+	mode := ""
+	if v, err := k.SysctlGet(ns, "net.ipv6.conf.all.disable_ipv6"); err == nil && v == "1" {
+		mode = "noipv6"
+	}
+	id := kernel.NetnsID{Ino: made.Ino, Mnt: made.Mnt, Pin: made.Pin}
+	step := journal.Step{Op: journal.OpNetnsDel, Name: ns, Alias: rt.Tag(), Mode: mode, Was: &journal.LinkWas{Ends: []journal.EndWas{end}}}
+	w := says("%s: removing netns %q", fn, ns)
+	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.NetnsDel(ns, rt.Tag(), id) }); err != nil {
+		return nil, err
+	}
+	return starlark.None, nil
+}
+
+// hairpinOf reports whether the lab's last hairpin setting of the link at
+// k turned it on.
+func hairpinOf(steps []journal.Step, k model.LinkKey) bool {
+	on := false
+	for _, s := range steps {
+		if s.Op == journal.OpHairpin && s.NS == k.NS && s.Name == k.Name {
+			on = s.New == "on"
+		}
+	}
+	return on
 }

@@ -337,3 +337,55 @@ a.route("10.9.9.9/32", via = "10.1.0.2", metric = 10, replace = True)
 		t.Errorf("after the rollback:\n%s\nwant, as before:\n%s", after, before)
 	}
 }
+
+// An input that deletes a namespace of the lab's (its links, their veth
+// ends elsewhere, its NAT), makes another of its name, then fails, leaves
+// the lab as it was; the namespace put back is the lab's again, and a
+// teardown after a deletion for good removes the rest. The host, and a
+// namespace a process of the lab's runs in, are refused.
+func TestNetnsDeleteRollsBack(t *testing.T) {
+	s := kernelSession(t)
+	s.exec(deletionTopology + `
+nat.masquerade(a, out=br, src="10.9.0.0/24")
+a.sysctl("net.ipv4.ip_forward", "1")
+hv, hw = veth("rm-hv", "rm-hw", peer_netns=a)
+hw.up()
+`)
+	view := func() string {
+		nft, _ := exec.Command("ip", "netns", "exec", "rm-a", "nft", "list", "ruleset").Output()
+		fwd, _ := exec.Command("ip", "netns", "exec", "rm-a", "sysctl", "-n", "net.ipv4.ip_forward").Output()
+		host := strings.Fields(nstest.Ip(t, "", "-br", "link", "show", "rm-hv")) // its peer's index aside
+		return labView(t) + string(nft) + "forward " + string(fwd) + strings.Join(host[1:], " ")
+	}
+	before := view()
+	mark := s.rt.Journal.Len()
+	s.exec(`
+a.delete()
+a2 = netns("rm-a")
+`)
+	if got := nstest.Ip(t, "rm-a", "-br", "link"); strings.Contains(got, "br0") || strings.Contains(got, "hw") {
+		t.Errorf("the deleted namespace's links are in the new one:\n%s", got)
+	}
+	if got := nstest.Ip(t, "rm-b", "-br", "link"); strings.Contains(got, "y") || strings.Contains(got, "q") {
+		t.Errorf("the far ends of the deleted namespace's veths are there:\n%s", got)
+	}
+	if _, failed := s.rt.Rollback(mark); len(failed) > 0 {
+		t.Fatalf("rollback: %v", failed)
+	}
+	if after := view(); after != before {
+		t.Errorf("after the rollback:\n%s\nwant, as before:\n%s", after, before)
+	}
+	if _, err := s.eval(`br.addr("10.9.1.1/24")`); err != nil {
+		t.Errorf("the namespace the rollback put back is the lab's again: %v", err)
+	}
+	if _, err := s.eval(`host().delete()`); err == nil || !strings.Contains(err.Error(), "host() is the machine's namespace") {
+		t.Errorf("deleting the host: %v", err)
+	}
+	s.exec(`sleeper = spawn_in(b, ["sleep", "100"])`)
+	if _, err := s.eval(`b.delete()`); err == nil || !strings.Contains(err.Error(), `runs in netns "rm-b": stop it first`) {
+		t.Errorf("deleting a namespace a process runs in: %v", err)
+	}
+	s.exec(`sleeper.stop()`)
+	// The teardown (the test's end) knows the namespace put back by its
+	// new inode, and nstest finds nothing left.
+}

@@ -231,6 +231,18 @@ func (rt *Runtime) Link(ns, name string) (*model.Link, bool) {
 	return rt.state.MadeLink(ns, name)
 }
 
+// Links returns the links the run made that it has still, as they are now
+// (see model.State.InOrder), each a copy.
+func (rt *Runtime) Links() []model.Link {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var out []model.Link
+	for _, l := range rt.state.InOrder() {
+		out = append(out, *l)
+	}
+	return out
+}
+
 // Stacked returns the links the run made on link name in ns (macvlans,
 // vlans) that are there still.
 func (rt *Runtime) Stacked(ns, name string) []*model.Link {

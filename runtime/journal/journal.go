@@ -48,6 +48,9 @@ type Step struct {
 	Pid      int           `json:"pid,omitempty"`
 	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
 	Path     string        `json:"path,omitempty"`  // private, file: where the lab keeps it (see nsexec.Node); proc: its log
+	// NAT is a NAT rule the lab added, or removed: what its removal's
+	// undo adds again.
+	NAT *kernel.NATRule `json:"nat,omitempty"`
 }
 
 // LinkWas is what a link the lab removed was, for the removal's undo to
@@ -90,6 +93,11 @@ const (
 	OpRoute    = "route"
 	OpRouteDel = "route_del" // a route the lab added, removed
 	OpLinkDel  = "link_del"  // a link the lab made, removed (a veth: both ends); Was says what it was
+	// OpNetnsDel removes a namespace the lab made (Name, Alias its tag),
+	// once its links are removed; Was.Ends[0] is its lo, with the lab's
+	// sysctls of the namespace and its routes through no link of the
+	// lab's; Mode "noipv6" if IPv6 was off in it.
+	OpNetnsDel = "netns_del"
 	OpSysctl   = "sysctl"
 	OpProc     = "proc"    // background process started
 	OpStop     = "stop"    // a background process (Pid, Start) the recipe stopped on purpose
@@ -121,6 +129,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("removal of route %s%s", s.Route, in)
 	case OpLinkDel:
 		return fmt.Sprintf("removal of %s %q%s", s.Kind, s.Name, in)
+	case OpNetnsDel:
+		return fmt.Sprintf("removal of netns %q", s.Name)
 	case OpSysctl:
 		return fmt.Sprintf("sysctl %s%s", s.Name, in)
 	case OpProc:
@@ -408,6 +418,21 @@ func (j *Journal) Truncate(mark int, kept []Step) error {
 		return nil
 	}
 	return j.rewrite()
+}
+
+// Renew gives the latest netns step before mark that made namespace name
+// the identity of the namespace an undo made again in its place (see
+// undo.Result.Renewed): teardown then knows the one that is there. The file
+// is rewritten by the Truncate that follows.
+func (j *Journal) Renew(mark int, name string, id kernel.NetnsID) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i := min(mark, len(j.steps)) - 1; i >= 0; i-- {
+		if s := &j.steps[i]; s.Op == OpNetns && s.Name == name {
+			s.Ino, s.Mnt, s.Pin = id.Ino, id.Mnt, id.Pin
+			return
+		}
+	}
 }
 
 // rewrite replaces the file with the steps kept, atomically: a crash

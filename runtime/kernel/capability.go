@@ -37,6 +37,12 @@ type NetnsPrechecker interface {
 	PrecheckNetns(names []string, inos, mnts []uint64, tags []string)
 }
 
+// A NetnsIdentifier reads what identifies a namespace pinned under a name
+// (see Netlink.NetnsIdentity).
+type NetnsIdentifier interface {
+	NetnsIdentity(name string) (NetnsID, error)
+}
+
 // A SysctlScoper tells, before any change, whether a network namespace
 // has a sysctl of its own that it may change (see Netlink.NetnsSysctl): an
 // error wrapping fs.ErrPermission if it does not, nil if it does or if

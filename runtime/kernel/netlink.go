@@ -328,6 +328,17 @@ func (k *Netlink) NetnsNames() ([]string, error) {
 // NetnsInode returns the inode of the namespace pinned as name.
 func (k *Netlink) NetnsInode(name string) (uint64, error) { return nsexec.Inode(k.path(name)) }
 
+// NetnsIdentity returns what identifies the namespace pinned as name: its
+// inode and its pin's mount (the pin file's own inode is hidden under the
+// mount, and left 0).
+func (k *Netlink) NetnsIdentity(name string) (NetnsID, error) {
+	ino, err := nsexec.Inode(k.path(name))
+	if err != nil {
+		return NetnsID{}, err
+	}
+	return NetnsID{Ino: ino, Mnt: nsexec.MountID(k.path(name))}, nil
+}
+
 // NetnsTag returns the tag of namespace name (its lo's alias).
 func (k *Netlink) NetnsTag(name string) (string, error) { return k.loAlias(name) }
 

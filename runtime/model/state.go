@@ -108,6 +108,22 @@ func (st *State) Apply(i int, s journal.Step) {
 		n := &Netns{Name: s.Name, Step: i}
 		st.Netns = append(st.Netns, n)
 		st.netns[s.Name] = n
+	case journal.OpNetnsDel:
+		// Gone, with what was left in it (its links went before it):
+		// its name is free.
+		if s.State == journal.StateIntent {
+			return // it may be there still: the undo makes sure
+		}
+		if n, ok := st.netns[s.Name]; ok {
+			delete(st.netns, s.Name)
+			st.Netns = slices.DeleteFunc(st.Netns, func(m *Netns) bool { return m == n })
+		}
+		delete(st.routes, s.Name)
+		for k, l := range st.at {
+			if k.NS == s.Name && l.Made < 0 {
+				delete(st.at, k)
+			}
+		}
 	case journal.OpLink:
 		a := &Link{At: LinkKey{s.NS, s.Name}, Born: LinkKey{s.NS, s.Name}, Kind: s.Kind, Alias: s.Alias, MAC: s.MAC,
 			ParentNS: s.ParentNS, Parent: s.Parent, Mode: s.Mode, Made: i, Moved: -1, Removed: -1}

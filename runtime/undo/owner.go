@@ -68,7 +68,7 @@ func (o *owner) check(s journal.Step) error {
 			}
 		}
 		return nil
-	case journal.OpNetns, journal.OpLink:
+	case journal.OpNetns, journal.OpNetnsDel, journal.OpLink:
 		if s.Alias != o.tag {
 			return fmt.Errorf("%s is recorded with tag %q, not the lab's %q: %w", s, s.Alias, o.tag, kernel.ErrNotOurs)
 		}

@@ -23,6 +23,9 @@ import (
 // try again.
 func Rollback(j *journal.Journal, k kernel.Kernel, tag string, mark int) Result {
 	r := Steps(k, tag, j.Since(mark))
+	for _, name := range slices.Sorted(maps.Keys(r.Renewed)) {
+		j.Renew(mark, name, r.Renewed[name])
+	}
 	if err := j.Truncate(mark, r.Failed); err != nil {
 		r.Errs = append(r.Errs, fmt.Errorf("rewriting the journal: %w", err))
 	}
@@ -38,6 +41,10 @@ type Result struct {
 	// not the lab's (someone made one of that name since): the lab's own
 	// is gone, and the stranger is left alone.
 	Spared []error
+	// Renewed holds, by name, the namespaces an undone removal made
+	// again: the steps before the undone ones that made them must know
+	// them by their new identity (see journal.Journal.Renew).
+	Renewed map[string]kernel.NetnsID
 }
 
 // Undo reverses steps of the lab with tag, newest first, as cheaply as the
@@ -96,7 +103,16 @@ func Steps(k kernel.Kernel, tag string, steps []journal.Step) (r Result) {
 		n++
 		fault.At(fault.Undo, n)
 		err := own.check(s)
-		if err == nil {
+		if err == nil && s.Op == journal.OpNetnsDel {
+			var id *kernel.NetnsID
+			if id, err = remakeNetns(k, s); id != nil {
+				if r.Renewed == nil {
+					r.Renewed = map[string]kernel.NetnsID{}
+				}
+				r.Renewed[s.Name] = *id
+			}
+			delete(own.netns, s.Name) // checked again, as it is now
+		} else if err == nil {
 			err = undo(k, s)
 		}
 		switch {
@@ -247,14 +263,20 @@ func moot(steps []journal.Step) mootness {
 	}
 	gone := func(ns string) (int, bool) { i, ok := deleted[ns]; return i, ok }
 	m.gone = gone
+	// A step in a namespace that was removed and made again under its
+	// name before the one the undo deletes was in the earlier one.
+	goneAfter := func(ns string, i int) (int, bool) {
+		by, ok := gone(ns)
+		return by, ok && by < i
+	}
 	// A link dies with a namespace it or its veth peer ends up in: the
 	// step that created that namespace covers it.
-	dies := func(l *model.Link) (int, bool) {
-		if i, ok := gone(l.At.NS); ok {
-			return i, true
+	dies := func(l *model.Link, i int) (int, bool) {
+		if by, ok := goneAfter(l.At.NS, i); ok {
+			return by, true
 		}
 		if l.Peer != nil {
-			return gone(l.Peer.At.NS)
+			return goneAfter(l.Peer.At.NS, i)
 		}
 		return 0, false
 	}
@@ -270,6 +292,20 @@ func moot(steps []journal.Step) mootness {
 		case journal.OpLinkDel:
 			if l := st.Of[i]; l != nil && l.Made >= 0 {
 				m.void[i], m.void[l.Made] = true, true
+			}
+		case journal.OpNetnsDel:
+			// A namespace made and removed in the set is gone, with
+			// everything done in it in between.
+			for j := i - 1; j >= 0; j-- {
+				if c := steps[j]; c.Op == journal.OpNetns && c.Name == s.Name && c.State != journal.StateIntent && !m.void[j] {
+					m.void[i], m.void[j] = true, true
+					for k := j + 1; k < i; k++ {
+						if steps[k].NS == s.Name && steps[k].Op != journal.OpProc {
+							m.void[k] = true
+						}
+					}
+					break
+				}
 			}
 		case journal.OpAddrDel, journal.OpRouteDel:
 			for j := i - 1; j >= 0; j-- {
@@ -299,7 +335,7 @@ func moot(steps []journal.Step) mootness {
 					m.alt[i] = append(m.alt[i], place{k.NS, k.Name, end.Fingerprint()})
 				}
 			}
-			by, ok := dies(l)
+			by, ok := dies(l, i)
 			if !ok {
 				continue
 			}
@@ -312,19 +348,19 @@ func moot(steps []journal.Step) mootness {
 		case journal.OpMove, journal.OpUp, journal.OpMaster, journal.OpMTU, journal.OpMAC, journal.OpAddr, journal.OpAddrDel, journal.OpHairpin, journal.OpLinkDel:
 			// Changes to a link that goes away go with it.
 			l := st.Of[i]
-			if by, ok := gone(s.NS); ok {
+			if by, ok := goneAfter(s.NS, i); ok {
 				m.by[i] = by
-			} else if by, ok := dies(l); ok {
+			} else if by, ok := dies(l, i); ok {
 				m.by[i] = by
 			} else if l.Made >= 0 {
 				m.by[i] = l.Made
 			}
-		case journal.OpNetns, journal.OpProc, journal.OpStop, journal.OpPrivate, journal.OpFile:
+		case journal.OpNetns, journal.OpNetnsDel, journal.OpProc, journal.OpStop, journal.OpPrivate, journal.OpFile:
 			// Never moot: a process outlives its namespace's deletion
 			// (it holds the namespace alive), and a node's files are not
 			// in the namespace.
 		default: // routes, sysctls, and ops registered by other packages
-			if by, ok := gone(s.NS); ok {
+			if by, ok := goneAfter(s.NS, i); ok {
 				m.by[i] = by
 			}
 		}
@@ -580,6 +616,55 @@ func restoreLink(k kernel.Kernel, s journal.Step) error {
 		}
 	}
 	return nil
+}
+
+// remakeNetns makes a namespace the lab removed again, under its name and
+// tag, with lo as it was, the lab's sysctls of it and its routes through
+// no link (see journal.OpNetnsDel); its links come back with the undo of
+// their own removals, which come after it. It returns the identity of the
+// namespace there now, nil if the removal never happened. A namespace of
+// that name that is not the lab's is left alone.
+func remakeNetns(k kernel.Kernel, s journal.Step) (*kernel.NetnsID, error) {
+	if s.Was == nil || len(s.Was.Ends) == 0 {
+		return nil, nil // the removal never got as far as recording it: nothing was removed
+	}
+	lo := s.Was.Ends[0]
+	there, err := k.NetnsExists(s.Name)
+	if err != nil {
+		return nil, err
+	}
+	var id *kernel.NetnsID
+	if there {
+		// The removal never happened, or an earlier try made it again.
+		info, err := k.LinkGet(s.Name, "lo")
+		if err != nil || info.Alias != s.Alias {
+			return nil, fmt.Errorf("%s: a namespace of that name is there, not the lab's: %w", s, kernel.ErrNotOurs)
+		}
+		if ider, ok := kernel.As[kernel.NetnsIdentifier](k); ok {
+			got, err := ider.NetnsIdentity(s.Name)
+			if err != nil {
+				return nil, err
+			}
+			id = &got
+		}
+	} else {
+		got, err := k.NetnsAdd(kernel.NetnsSpec{Name: s.Name, Tag: s.Alias, LoUp: lo.Up, NoIPv6: s.Mode == "noipv6"})
+		if err != nil {
+			return nil, err
+		}
+		id = &got
+	}
+	for _, key := range slices.Sorted(maps.Keys(lo.Sysctls)) {
+		if err := k.SysctlSet(s.Name, key, lo.Sysctls[key]); err != nil {
+			return id, err
+		}
+	}
+	for _, r := range lo.Routes {
+		if err := ignoreExists(k.RouteAdd(s.Name, r)); err != nil {
+			return id, err
+		}
+	}
+	return id, nil
 }
 
 func ignoreExists(err error) error {

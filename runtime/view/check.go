@@ -58,10 +58,22 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 	gone := map[string]bool{} // namespaces that are missing or not the lab's
 	missing := func(ns string) bool { return ns != kernel.Host && gone[ns] }
 
+	removed := map[string]int{} // namespaces the lab removed: the index of the last removal
+	for i, s := range steps {
+		if s.State != journal.StateIntent && s.Op == journal.OpNetnsDel {
+			removed[s.Name] = i
+		}
+	}
+	// stale reports whether step i was in namespace ns before the lab
+	// removed it: it went with it.
+	stale := func(i int, ns string) bool { del, ok := removed[ns]; return ok && ns != kernel.Host && i < del }
 	stopped := map[[2]uint64]bool{} // processes the recipe stopped, by pid and start
-	for _, s := range steps {
+	for i, s := range steps {
 		if s.Op == journal.OpStop {
 			stopped[[2]uint64{uint64(s.Pid), s.Start}] = true
+		}
+		if s.Op == journal.OpNetns && stale(i, s.Name) {
+			continue // removed on purpose: nothing of it is looked for
 		}
 		if s.State != journal.StateIntent && s.Op == journal.OpNetns {
 			n.Netns++
@@ -109,7 +121,7 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 	// a move takes a link down).
 	admin := map[*model.Link]bool{}
 	for i, s := range steps {
-		if s.Op != journal.OpUp || s.New == "" || s.State == journal.StateIntent {
+		if s.Op != journal.OpUp || s.New == "" || s.State == journal.StateIntent || stale(i, s.NS) {
 			continue
 		}
 		if l, ok := st.Of[i]; ok && l.Moved < i {
@@ -169,7 +181,7 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 		switch s.Op {
 		case journal.OpAddr:
 			l := st.Of[i]
-			if l.Moved > i || missing(s.NS) || linkGone[l] || lastAddr[addrKey{l, s.Addr}] != i {
+			if l.Moved > i || missing(s.NS) || stale(i, s.NS) || linkGone[l] || lastAddr[addrKey{l, s.Addr}] != i {
 				continue
 			}
 			n.Addrs++
@@ -177,7 +189,7 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 				report(s.String(), "%s", p)
 			}
 		case journal.OpRoute:
-			if s.Route == nil || missing(s.NS) || lastRoute[routeKey{s.NS, s.Route.Key()}] != i {
+			if s.Route == nil || missing(s.NS) || stale(i, s.NS) || lastRoute[routeKey{s.NS, s.Route.Key()}] != i {
 				continue
 			}
 			if l, ok := st.Of[i]; ok && (l.Moved > i || l.Removed > i) {
