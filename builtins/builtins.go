@@ -19,6 +19,8 @@ var universe = starlark.StringDict{
 	// Namespaces (netns.go)
 	"host":  starlark.NewBuiltin("host", host),
 	"netns": starlark.NewBuiltin("netns", netns),
+	"ns":    starlark.NewBuiltin("ns", nsLookup),
+	"link":  starlark.NewBuiltin("link", linkLookup),
 
 	// Links (veth.go, bridge.go, macvlan.go, kinds.go)
 	"bridge":  starlark.NewBuiltin("bridge", bridge),

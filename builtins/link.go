@@ -332,7 +332,7 @@ func linkSet(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	if m != 0 {
-		step := journal.Step{Op: journal.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU)}
+		step := journal.Step{Op: journal.OpMTU, NS: l.ns(), Name: l.state.name, Old: strconv.Itoa(info.MTU), New: strconv.Itoa(int(m))}
 		w := says("%s: setting the MTU of %q to %d", b.Name(), l.state.name, m)
 		if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkSetMTU(l.ns(), l.state.name, int(m)) }); err != nil {
 			return nil, err

@@ -111,34 +111,54 @@ func removeNAT(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime,
 			rules = slices.DeleteFunc(rules, func(r journal.Step) bool { return r.Name == s.Name && r.Kind == s.Kind })
 		}
 	}
-	k, err := rt.Kernel()
-	if err != nil {
-		return err
-	}
-	nk, ok := k.(kernel.NAT)
-	if !ok && len(tables) > 0 {
-		return fmt.Errorf("%s: this kernel cannot program nftables", b.Name())
-	}
 	for _, r := range slices.Backward(rules) {
 		if r.NAT == nil {
 			return fmt.Errorf("%s: NAT rule %q in netns %q was recorded by an older nsrun, without what its removal's undo needs", b.Name(), r.Alias, kernel.NSArg(ns))
 		}
 	}
 	for _, r := range slices.Backward(rules) {
-		step := journal.Step{Op: opNftRuleDel, NS: ns, Name: r.Name, Kind: r.Kind, Alias: r.Alias, NAT: r.NAT}
-		w := says("%s: removing NAT rule %q in netns %q", b.Name(), r.NAT, kernel.NSArg(ns))
-		if err := now(thread, rt, step, w, func(kernel.Kernel, *journal.Step) error { return nk.NATRuleDel(ns, r.Kind, r.Name, r.Alias) }); err != nil {
+		if err := natRemove(thread, b, rt, r); err != nil {
 			return err
 		}
 	}
 	for _, t := range slices.Backward(tables) {
-		step := journal.Step{Op: opNftTableDel, NS: ns, Name: t.Name, Kind: t.Kind}
-		w := says("%s: removing nftables table %s %s in netns %q", b.Name(), t.Kind, t.Name, kernel.NSArg(ns))
-		if err := now(thread, rt, step, w, func(kernel.Kernel, *journal.Step) error { return nk.NATDelTable(ns, t.Kind, t.Name) }); err != nil {
+		if err := natTableRemove(thread, b, rt, t); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// natRemove removes the lab's NAT rule r (its step), undoably.
+func natRemove(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, r journal.Step) error {
+	k, err := rt.Acting()
+	if err != nil {
+		return err
+	}
+	nk, ok := k.(kernel.NAT)
+	if !ok {
+		return fmt.Errorf("%s: this kernel cannot program nftables", b.Name())
+	}
+	ns := r.NS
+	step := journal.Step{Op: opNftRuleDel, NS: ns, Name: r.Name, Kind: r.Kind, Alias: r.Alias, NAT: r.NAT}
+	w := says("%s: removing NAT rule %q in netns %q", b.Name(), r.NAT, kernel.NSArg(ns))
+	return now(thread, rt, step, w, func(kernel.Kernel, *journal.Step) error { return nk.NATRuleDel(ns, r.Kind, r.Name, r.Alias) })
+}
+
+// natTableRemove removes the lab's NAT table t (its step), undoably.
+func natTableRemove(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, t journal.Step) error {
+	k, err := rt.Acting()
+	if err != nil {
+		return err
+	}
+	nk, ok := k.(kernel.NAT)
+	if !ok {
+		return fmt.Errorf("%s: this kernel cannot program nftables", b.Name())
+	}
+	ns := t.NS
+	step := journal.Step{Op: opNftTableDel, NS: ns, Name: t.Name, Kind: t.Kind}
+	w := says("%s: removing nftables table %s %s in netns %q", b.Name(), t.Kind, t.Name, kernel.NSArg(ns))
+	return now(thread, rt, step, w, func(kernel.Kernel, *journal.Step) error { return nk.NATDelTable(ns, t.Kind, t.Name) })
 }
 
 // nat.masquerade(netns, out, src=None) rewrites the source of traffic from
@@ -254,7 +274,7 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	if err := ns.mutable(rt); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	k, err := rt.Kernel()
+	k, err := rt.Acting()
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +293,7 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	}
 	// The comment tags the rule for its undo; the journal's length makes it
 	// unique within the run and the same on every run of the recipe.
-	r.Comment = fmt.Sprintf("%s #%d", rt.Tag(), rt.Journal.Len())
+	r.Comment = fmt.Sprintf("%s #%d", rt.Tag(), len(rt.Steps()))
 	step := journal.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment, NAT: &r}
 	if err := now(thread, rt, step, says("%s: in netns %q", b.Name(), ns.Name()), func(kernel.Kernel, *journal.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
 		return nil, err
@@ -285,7 +305,7 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 // journal holds its step until it is rolled back.
 func natHasTable(rt *engine.Runtime, ns, family, table string) bool {
 	has := false
-	for _, s := range rt.Journal.Steps() {
+	for _, s := range rt.Steps() {
 		switch {
 		case s.Op == journal.OpNetns && s.Name == ns: // made again: empty
 			has = false

@@ -176,7 +176,7 @@ func netnsWriteFile(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 		return nil, err
 	}
 	ns, p := n.name, string(path)
-	s := journal.Step{Op: journal.OpFile, NS: ns, Name: p, New: fmt.Sprintf("%#o", mode)}
+	s := journal.Step{Op: journal.OpFile, NS: ns, Name: p, New: fmt.Sprintf("%#o", mode), Sum: engine.Sum(content, who.name)}
 	err = rt.Later(thread, s, func(k kernel.Kernel, s *journal.Step) error {
 		node, err := nodeOf(k, rt, ns, fmt.Sprintf("netns %s: write %s (%d bytes)", ns, p, len(content)))
 		if node == "" {

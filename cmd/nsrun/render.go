@@ -158,7 +158,11 @@ func printRecovered(w io.Writer, rs ...store.Result) {
 			fmt.Fprintf(w, "nsrun: %v\n", r.Err)
 			continue
 		}
-		fmt.Fprintf(w, "nsrun: recovered lab %q, left by a run that died (pid %d): undid %s\n", r.Lab, r.Pid, words.Plural(len(r.Undone), "change"))
+		if r.Reverted {
+			fmt.Fprintf(w, "nsrun: lab %q is up as it was before an apply that died: undid %s\n", r.Lab, words.Plural(len(r.Undone), "change"))
+		} else {
+			fmt.Fprintf(w, "nsrun: recovered lab %q, left by a run that died (pid %d): undid %s\n", r.Lab, r.Pid, words.Plural(len(r.Undone), "change"))
+		}
 		for _, err := range r.Failed {
 			fmt.Fprintf(w, "  could not undo: %v\n", err)
 		}

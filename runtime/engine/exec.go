@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
 	"fmt"
 	"io"
 	"os"
@@ -146,11 +149,18 @@ func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string, o Sp
 		o.Name = filepath.Base(argv[0])
 	}
 	sp := &Spawned{Name: o.Name}
-	step := journal.Step{Op: journal.OpProc, NS: ns, Name: o.Name}
+	step := journal.Step{Op: journal.OpProc, NS: ns, Name: o.Name, Sum: Sum(append(append(slices.Clone(argv), "\x00env"), append(o.Env, "\x00cwd", o.Cwd)...)...)}
 	if rt.Dir != "" {
 		step.Path = rt.LogPath(ns, o.Name)
 	}
-	err := rt.Change(thread, step, func(k kernel.Kernel, s *journal.Step) error {
+	if a, ok := rt.adopt(step); ok { // the lab has it running: the same command, environment and directory
+		sp.Pid, sp.Log = a.Pid, a.Path
+		return sp, nil
+	}
+	if err := rt.Sync(); err != nil {
+		return nil, err
+	}
+	err := rt.change(thread, step, func(k kernel.Kernel, s *journal.Step) error {
 		cmd := rt.command(ns, argv)
 		cmd.Env = append(cmd.Env, o.Env...)
 		if o.Cwd != "" {
@@ -184,6 +194,15 @@ func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string, o Sp
 		return nil
 	})
 	return sp, err
+}
+
+// Sum hashes words, for Step.Sum.
+func Sum(words ...string) string {
+	h := sha256.New()
+	for _, w := range words {
+		fmt.Fprintf(h, "%d:%s", len(w), w)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // LogPath is where the log of the background process name in ns goes.

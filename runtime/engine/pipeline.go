@@ -69,6 +69,9 @@ func (rt *Runtime) Later(thread *starlark.Thread, s journal.Step, work Work) err
 	if p == nil {
 		return rt.Change(thread, s, work)
 	}
+	if _, ok := rt.adopt(s); ok {
+		return nil
+	}
 	var stack starlark.CallStack
 	if thread != nil {
 		s.Pos, stack = callerPos(thread), thread.CallStack()

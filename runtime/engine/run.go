@@ -362,8 +362,14 @@ func pinned(k kernel.Kernel, steps []journal.Step) error {
 	if !ok {
 		return nil
 	}
-	for _, s := range steps {
-		if s.Op != journal.OpNetns {
+	removed := map[string]int{} // the last removal of each namespace the lab removed
+	for i, s := range steps {
+		if s.Op == journal.OpNetnsDel {
+			removed[s.Name] = i
+		}
+	}
+	for i, s := range steps {
+		if del, ok := removed[s.Name]; s.Op != journal.OpNetns || ok && i < del {
 			continue
 		}
 		ino, err := nsexec.Inode(p.Path(s.Name))

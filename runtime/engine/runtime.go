@@ -8,12 +8,14 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/nsrun/nsrun/runtime/fault"
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/model"
+	"github.com/nsrun/nsrun/runtime/proc"
 	"github.com/nsrun/nsrun/runtime/store"
 	"github.com/nsrun/nsrun/runtime/undo"
 	"go.starlark.net/starlark"
@@ -56,6 +58,14 @@ type Runtime struct {
 	// changed since it last waited for them to be operational (see
 	// Operational).
 	unsettled, tentative map[string]bool
+
+	// An apply's run on a lab that is up (see Adopt): the lab's steps
+	// each change the recipe asks for may be, by identity, oldest first;
+	// how many changes the recipe has asked for; how many of them the
+	// lab has passed already (see InPast).
+	adoptable   map[string][]journal.Step
+	ownedSteps  []journal.Step // in an apply: those adopted and made
+	asked, past int
 }
 
 // New returns a runtime for lab on kernel k.
@@ -70,13 +80,99 @@ func New(lab string, k kernel.Kernel, j *journal.Journal) *Runtime {
 // Kernel returns the run's kernel to look at the network or act on it
 // outside a change, once the changes queued before are made (see Later); or
 // the error of the one that failed: the lab is not what the recipe made it,
-// and nothing more must happen in it.
+// and nothing more must happen in it. In the past of an apply (see InPast)
+// it is one that answers checks as a plan does.
 func (rt *Runtime) Kernel() (kernel.Kernel, error) {
+	if err := rt.Sync(); err != nil {
+		return nil, err
+	}
+	if rt.InPast() {
+		return pastKernel{rt.k}, nil
+	}
+	return rt.k, nil
+}
+
+// Acting returns the kernel that makes changes, as Kernel does, but never
+// the past's (see InPast): for a builtin that acts through a capability of
+// the kernel's (NAT) rather than looks.
+func (rt *Runtime) Acting() (kernel.Kernel, error) {
 	if err := rt.Sync(); err != nil {
 		return nil, err
 	}
 	return rt.k, nil
 }
+
+// Steps returns the steps the run has: the journal's, or in an apply the
+// ones it made or adopted (see Adopt), as a fresh run would have them.
+func (rt *Runtime) Steps() []journal.Step {
+	rt.mu.Lock()
+	if rt.adoptable != nil {
+		defer rt.mu.Unlock()
+		return slices.Clone(rt.ownedSteps)
+	}
+	rt.mu.Unlock()
+	return rt.Journal.Steps()
+}
+
+// Adopt makes the run one of an apply: each change the recipe asks for
+// that the lab has already made (a step of steps with its identity, see
+// model.Identity) is taken as made, with no kernel call and no record, in
+// the order the lab made them; the run's model starts empty, as a fresh
+// run's. past is the number of changes the recipe asks for up to the last
+// one the lab has (see InPast).
+func (rt *Runtime) Adopt(steps []journal.Step, live []bool, past int) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.adoptable = map[string][]journal.Step{}
+	for i, s := range steps {
+		if live[i] {
+			id := model.Identity(s)
+			rt.adoptable[id] = append(rt.adoptable[id], s)
+		}
+	}
+	rt.state, rt.owned, rt.asked, rt.past = model.New(true), 0, 0, past
+}
+
+// InPast reports whether the recipe of an apply is before the last change
+// the lab has made already: what it observes there, the lab has passed
+// (a ping that failed before a link was up), so its checks are answered as
+// a plan answers them, and fail() only notes.
+func (rt *Runtime) InPast() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.asked < rt.past
+}
+
+// adopt counts a change the recipe asks for and, in an apply, takes the
+// lab's step with its identity as made, if there is one: the run owns it,
+// as it was made.
+func (rt *Runtime) adopt(s journal.Step) (journal.Step, bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.adoptable == nil {
+		return s, false
+	}
+	rt.asked++
+	id := model.Identity(s)
+	have := rt.adoptable[id]
+	if len(have) == 0 {
+		return s, false
+	}
+	a := have[0]
+	rt.adoptable[id] = have[1:]
+	rt.ownedSteps = append(rt.ownedSteps, a)
+	rt.state.Apply(rt.owned, a)
+	rt.owned++
+	return a, true
+}
+
+// pastKernel is the kernel of an apply's past (see InPast): it acts and
+// reads as the real one does, but is not one to send probes through or
+// wait on (it is a kernel.Planner), so checks are answered as in a plan.
+type pastKernel struct{ kernel.Kernel }
+
+func (pastKernel) Observe()      {}
+func (pastKernel) Note(_ string) {}
 
 const threadKey = "nsrun.runtime"
 
@@ -106,6 +202,14 @@ func (rt *Runtime) Change(thread *starlark.Thread, s journal.Step, fn Work) erro
 	if err := rt.Sync(); err != nil {
 		return err
 	}
+	if _, ok := rt.adopt(s); ok {
+		return nil
+	}
+	return rt.change(thread, s, fn)
+}
+
+// change is Change, for a change the lab does not have.
+func (rt *Runtime) change(thread *starlark.Thread, s journal.Step, fn Work) error {
 	if thread != nil {
 		s.Pos = callerPos(thread)
 	}
@@ -152,6 +256,9 @@ func (rt *Runtime) own(s journal.Step) {
 	rt.state.Apply(rt.owned, s)
 	rt.owned++
 	rt.touched(s)
+	if rt.adoptable != nil {
+		rt.ownedSteps = append(rt.ownedSteps, s)
+	}
 }
 
 // disown forgets what the run owned through step s: one undone, or one
@@ -315,7 +422,11 @@ func (rt *Runtime) Rollback(mark int) (undone []journal.Step, failed []error) {
 		// included, is in the lab's namespaces or carries its tag.
 		store.KillLab(rt.processTag(), store.LabNetns(rt.Journal.Steps()))
 	}
-	rt.StopProcesses()
+	for _, s := range rt.Journal.Since(mark) { // those started since: the others keep running
+		if s.Op == journal.OpProc {
+			proc.Stop(s.Pid, s.Start)
+		}
+	}
 	r := undo.Rollback(rt.Journal, rt.k, rt.Tag(), mark)
 	// What the run owns is what its journal has left: replayed, so that
 	// an undone removal (an address, a route) is the run's again.

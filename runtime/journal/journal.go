@@ -51,6 +51,10 @@ type Step struct {
 	// NAT is a NAT rule the lab added, or removed: what its removal's
 	// undo adds again.
 	NAT *kernel.NATRule `json:"nat,omitempty"`
+	// Sum is what else makes the object what it is, hashed: a process's
+	// command, environment and directory; a file's content (see
+	// model.Identity).
+	Sum string `json:"sum,omitempty"`
 }
 
 // LinkWas is what a link the lab removed was, for the removal's undo to
@@ -184,6 +188,31 @@ func Open(path string) (*Journal, error) {
 		return nil, err
 	}
 	return &Journal{path: path, file: f}, nil
+}
+
+// Reopen returns a journal that goes on with the steps of the file at
+// path, all done (an intent there is refused: a change whose outcome is
+// unknown must be undone first); the file is written again with them,
+// numbered from 1.
+func Reopen(path string) (*Journal, error) {
+	steps, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range steps {
+		if s.State == StateIntent {
+			return nil, fmt.Errorf("%s (%s) may or may not have been made", s, s.Pos)
+		}
+	}
+	if err := WriteSteps(path, steps); err != nil {
+		return nil, err
+	}
+	j, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	j.steps, j.seq = steps, len(steps)
+	return j, nil
 }
 
 // Read reads a journal file: the steps done and, marked

@@ -279,3 +279,7 @@ func (c *claimer) NATDelTable(ns, family, table string) error {
 	}
 	return errNoNAT
 }
+
+// Release gives up lab's claims of names. Call it with the state locked,
+// or for names no other lab can have claimed since.
+func Release(stateDir, lab string, names []string) { release(stateDir, lab, names) }

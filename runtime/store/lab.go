@@ -44,6 +44,10 @@ const (
 	LabRunning = "running" // a run is making it; if that run is dead, recovery removes it
 	LabUp      = "up"      // the run succeeded and left it up, until `nsrun down`
 	LabKept    = "kept"    // the run failed, and --keep-on-error left it up
+	// LabApplying: an apply is changing it, from its journal's step Mark
+	// on; if that apply is dead, recovery undoes those steps and the lab
+	// is up again as it was.
+	LabApplying = "applying"
 	// A rollback or down could not undo everything; what is left is
 	// recorded for `nsrun down` to try again.
 	LabIncomplete = "incomplete"
@@ -66,6 +70,10 @@ type Info struct {
 	// once the lab is up, a shorter journal is one cut by someone.
 	JournalSize int64 `json:"journal_size,omitempty"`
 	Steps       int   `json:"-"`
+	Mark        int   `json:"mark,omitempty"` // applying: the steps the lab had before the apply
+	// Applied holds the names an apply claimed (among Claims), released
+	// if it is undone.
+	Applied []string `json:"applied,omitempty"`
 }
 
 var labName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
@@ -92,6 +100,9 @@ type Lab struct {
 }
 
 func (l *Lab) journalPath() string { return filepath.Join(l.Dir, "journal") }
+
+// JournalPath is where the lab's journal is.
+func (l *Lab) JournalPath() string { return l.journalPath() }
 
 // Tag is the alias every object of the lab carries (see Runtime.Tag).
 func (l *Lab) Tag() string { return TagPrefix + l.Info.Name }

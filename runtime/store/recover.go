@@ -11,6 +11,7 @@ import (
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/proc"
+	"github.com/nsrun/nsrun/runtime/undo"
 )
 
 // Recover finishes the rollback of every lab whose run died (its lock is
@@ -45,6 +46,11 @@ func Recover(stateDir string, k kernel.Kernel) (recovered []Result) {
 		}
 		// Read the record again now that the lock is ours: the run may
 		// have finished (and left its lab up) since it was first read.
+		if err := l.reload(); err == nil && l.verify() == nil && l.Info.State == LabApplying {
+			recovered = append(recovered, l.Revert(k))
+			l.Unlock()
+			continue
+		}
 		if err := l.reload(); err != nil || l.verify() != nil || l.Info.State != LabRunning {
 			l.Unlock() // up, kept or incomplete: for `nsrun down`
 			continue
@@ -137,4 +143,40 @@ func ProcessesOf(tag string, netns map[uint64]bool) []int {
 		}
 	}
 	return pids
+}
+
+// Revert undoes what an apply that died did to a lab (the journal's steps
+// from Info.Mark on, newest first), and records it up again as it was: its
+// processes that the apply did not start keep running.
+func (l *Lab) Revert(k kernel.Kernel) Result {
+	r := Result{Lab: l.Info.Name, State: l.Info.State, Pid: l.Info.Pid, Reverted: true}
+	steps, err := journal.Read(l.journalPath())
+	if err != nil {
+		r.Failed = []error{err}
+		return r
+	}
+	mark := min(l.Info.Mark, len(steps))
+	u := undo.Steps(k, l.Tag(), steps[mark:])
+	r.Undone, r.Left, r.Spared = u.Undone, u.Failed, u.Spared
+	r.Failed = append(r.Failed, u.Errs...)
+	kept := steps[:mark:mark]
+	for i := range kept {
+		if kept[i].Op == journal.OpNetns {
+			if id, ok := u.Renewed[kept[i].Name]; ok {
+				kept[i].Ino, kept[i].Mnt, kept[i].Pin = id.Ino, id.Mnt, id.Pin
+			}
+		}
+	}
+	if err := journal.WriteSteps(l.journalPath(), append(kept, u.Failed...)); err != nil {
+		r.Failed = append(r.Failed, err)
+	}
+	Release(filepath.Dir(l.Dir), l.Info.Name, l.Info.Applied)
+	l.Info.Claims = slices.DeleteFunc(l.Info.Claims, func(c string) bool { return slices.Contains(l.Info.Applied, c) })
+	l.Info.Mark, l.Info.Applied = 0, nil
+	if len(r.Failed) > 0 {
+		l.Settle(&r, LabIncomplete)
+		return r
+	}
+	l.Settle(&r, LabUp)
+	return r
 }

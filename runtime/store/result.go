@@ -28,6 +28,9 @@ type Result struct {
 	// not say so: the next nsrun command will take it for a dead run's.
 	RecordErr error
 	Err       error // why the run, or the input, failed; nil if it succeeded
+	// Reverted: Recover undid an apply that died, and the lab is up
+	// again as it was before it.
+	Reverted bool
 }
 
 // LabRemoved is a Result's State once the lab's record is removed: its

@@ -1,0 +1,75 @@
+package builtins
+
+import (
+	"fmt"
+
+	"go.starlark.net/starlark"
+
+	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// Removals holds the builtins an apply's removals call besides a recipe's
+// (see engine.Apply): they name what they remove as the lab's journal
+// does, and change only what the lab made.
+var Removals = starlark.StringDict{
+	"stop_process":  starlark.NewBuiltin("stop_process", stopProcess),
+	"nat_rule_del":  starlark.NewBuiltin("nat_rule_del", natRuleDel),
+	"nat_table_del": starlark.NewBuiltin("nat_table_del", natTableDel),
+}
+
+// stop_process(pid) stops a process the lab started, for good.
+func stopProcess(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var pid int
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "pid", &pid); err != nil {
+		return nil, err
+	}
+	rt, err := engine.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Stopped(thread, pid); err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+	}
+	return starlark.None, nil
+}
+
+// nat_rule_del(ns, table, family, comment) removes the lab's NAT rule
+// with comment; its undo adds it again.
+func natRuleDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ns, table, family, comment string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "ns", &ns, "table", &table, "family", &family, "comment", &comment); err != nil {
+		return nil, err
+	}
+	rt, err := engine.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	var rule *journal.Step
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == opNftRule && s.NS == ns && s.Name == table && s.Kind == family && s.Alias == comment {
+			rule = &s
+		}
+	}
+	if rule == nil || rule.NAT == nil {
+		return nil, fmt.Errorf("%s: the lab has no NAT rule %q in netns %q that it can put back", b.Name(), comment, kernel.NSArg(ns))
+	}
+	return starlark.None, natRemove(thread, b, rt, *rule)
+}
+
+// nat_table_del(ns, table, family) removes the lab's (empty) NAT table.
+func natTableDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var ns, table, family string
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "ns", &ns, "table", &table, "family", &family); err != nil {
+		return nil, err
+	}
+	rt, err := engine.FromThread(thread)
+	if err != nil {
+		return nil, err
+	}
+	if !natHasTable(rt, ns, family, table) {
+		return nil, fmt.Errorf("%s: the lab has no table %s %s in netns %q", b.Name(), family, table, kernel.NSArg(ns))
+	}
+	return starlark.None, natTableRemove(thread, b, rt, journal.Step{NS: ns, Name: table, Kind: family})
+}

@@ -1,0 +1,434 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"go.starlark.net/starlark"
+
+	"github.com/nsrun/nsrun/runtime/fault"
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/model"
+	"github.com/nsrun/nsrun/runtime/proc"
+	"github.com/nsrun/nsrun/runtime/store"
+	"github.com/nsrun/nsrun/runtime/words"
+)
+
+// ApplyOptions say how to apply a recipe to a lab that is up.
+type ApplyOptions struct {
+	RunOptions
+	DryRun bool
+	Diff   io.Writer // where a dry run prints the difference
+	// Removals are the builtins the removals call besides the recipe's
+	// (see builtins.Removals).
+	Removals starlark.StringDict
+}
+
+// A Diff is what an apply changes in a lab: the steps of the lab's that go
+// (by index in its journal) and those of the recipe's plan that it makes
+// (by index in the plan), the others being kept as they are.
+type Diff struct {
+	Lab, Plan   []journal.Step
+	Gone, Added []int
+	// Removals are the calls that remove what goes, in order (see
+	// removals).
+	Removals []string
+}
+
+// diff matches the plan's steps with the lab's live ones by identity, in
+// order: a plan's step with no match is added, a live step of the lab's
+// with none goes.
+func diff(lab, plan []journal.Step, live []bool) Diff {
+	d := Diff{Lab: lab, Plan: plan}
+	pool := map[string][]int{}
+	for i, s := range lab {
+		if live[i] {
+			id := model.Identity(s)
+			pool[id] = append(pool[id], i)
+		}
+	}
+	kept := map[int]bool{}
+	for i, s := range plan {
+		id := model.Identity(s)
+		if id == "" {
+			continue
+		}
+		if have := pool[id]; len(have) > 0 {
+			kept[have[0]], pool[id] = true, have[1:]
+			continue
+		}
+		d.Added = append(d.Added, i)
+	}
+	for i := range lab {
+		if live[i] && !kept[i] {
+			d.Gone = append(d.Gone, i)
+		}
+	}
+	d.Removals = removals(lab, d.Gone)
+	return d
+}
+
+// past is the number of changes the plan asks for up to the last one the
+// lab has (live), which the run adopts (see Runtime.InPast).
+func past(lab, plan []journal.Step, live []bool) int {
+	pool := map[string]int{}
+	for i, s := range lab {
+		if live[i] {
+			pool[model.Identity(s)]++
+		}
+	}
+	n := 0
+	for i, s := range plan {
+		id := model.Identity(s)
+		if id != "" && pool[id] > 0 {
+			pool[id]--
+			n = i + 1
+		}
+	}
+	return n
+}
+
+// removals returns the calls that remove the lab's steps gone, as the
+// recipe's builtins (and builtins.Removals) make them, each undoable:
+// processes first, then the rest newest first, namespaces last. What goes
+// with something removed (a link's addresses with it, what is in a
+// namespace with it) is left to it. A setting the recipe no longer makes
+// stays as it is; one it makes otherwise is made anew.
+func removals(lab []journal.Step, gone []int) []string {
+	st := model.Replay(lab, true)
+	goneNS := map[string]bool{}
+	goneLink := map[*model.Link]bool{}
+	for _, i := range gone {
+		switch s := lab[i]; s.Op {
+		case journal.OpNetns:
+			goneNS[s.Name] = true
+		case journal.OpLink, journal.OpMove: // a link moved elsewhere is made again
+			if l := st.Of[i]; l != nil && l.Removed < 0 {
+				goneLink[l] = true
+			}
+		}
+	}
+	dies := func(l *model.Link) bool {
+		return goneNS[l.At.NS] || l.Peer != nil && goneNS[l.Peer.At.NS]
+	}
+	var procs, rest, netns []string
+	q := func(s string) string { return fmt.Sprintf("%q", s) }
+	for _, i := range slices.Backward(gone) {
+		s := lab[i]
+		switch s.Op {
+		case journal.OpProc:
+			if proc.Running(s.Pid, s.Start) {
+				procs = append(procs, fmt.Sprintf("stop_process(%d)", s.Pid))
+			}
+		case journal.OpNetns:
+			netns = append(netns, fmt.Sprintf("ns(%s).delete()", q(s.Name)))
+		case journal.OpLink, journal.OpMove:
+			l := st.Of[i]
+			if l == nil || !goneLink[l] || dies(l) {
+				continue
+			}
+			delete(goneLink, l) // once
+			if l.Peer != nil {
+				delete(goneLink, l.Peer)
+			}
+			rest = append(rest, fmt.Sprintf("link(%s, %s).delete()", q(kernel.NSArg(l.At.NS)), q(l.At.Name)))
+		case journal.OpAddr:
+			l := st.Of[i]
+			if l == nil || l.Removed >= 0 || goneLink[l] || dies(l) || l.At != (model.LinkKey{NS: s.NS, Name: s.Name}) || !slices.Contains(l.Addrs, s.Addr) {
+				continue
+			}
+			rest = append(rest, fmt.Sprintf("link(%s, %s).addr_del(%s)", q(kernel.NSArg(s.NS)), q(s.Name), q(s.Addr.String())))
+		case journal.OpRoute:
+			if s.Route == nil || goneNS[s.NS] || !slices.ContainsFunc(st.Routes(s.NS), func(r kernel.Route) bool { return r.Key() == s.Route.Key() }) {
+				continue
+			}
+			if l := st.Of[i]; l != nil && (goneLink[l] || l.Removed >= 0) {
+				continue
+			}
+			rest = append(rest, fmt.Sprintf("ns(%s).route_del(%s, metric=%d)", q(kernel.NSArg(s.NS)), q(routeDst(*s.Route)), s.Route.Key().Metric))
+		case "nftrule":
+			if !goneNS[s.NS] {
+				rest = append(rest, fmt.Sprintf("nat_rule_del(%s, %s, %s, %s)", q(s.NS), q(s.Name), q(s.Kind), q(s.Alias)))
+			}
+		case "nftable":
+			if !goneNS[s.NS] {
+				rest = append(rest, fmt.Sprintf("nat_table_del(%s, %s, %s)", q(s.NS), q(s.Name), q(s.Kind)))
+			}
+		}
+	}
+	return slices.Concat(procs, rest, netns)
+}
+
+// routeDst is how route_del names a route's destination.
+func routeDst(r kernel.Route) string {
+	if r.Dst.IsValid() && r.Dst.Bits() > 0 {
+		return r.Dst.String()
+	}
+	if r.Family == 6 || r.Dst.IsValid() && r.Dst.Addr().Is6() || r.Via.IsValid() && r.Via.Is6() {
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0).String()
+	}
+	return "default"
+}
+
+// Print writes the diff as lines: "-" for what goes (the call that removes
+// it), "~" for a setting, route or address the recipe makes otherwise, "+"
+// for what is made (with the recipe's position), then a count.
+func (d Diff) Print(w io.Writer) {
+	key := func(s journal.Step) string {
+		switch s.Op {
+		case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpMaster, journal.OpHairpin, journal.OpSysctl:
+			return s.Op + "|" + s.NS + "|" + s.Name
+		case journal.OpRoute:
+			if s.Route != nil {
+				return fmt.Sprintf("route|%s|%v", s.NS, s.Route.Key())
+			}
+		}
+		return ""
+	}
+	was := map[string]journal.Step{}
+	for _, i := range d.Gone {
+		if k := key(d.Lab[i]); k != "" {
+			was[k] = d.Lab[i]
+		}
+	}
+	changed := map[string]bool{}
+	var plus, tilde []string
+	for _, i := range d.Added {
+		s := d.Plan[i]
+		if old, ok := was[key(s)]; ok && key(s) != "" {
+			changed[key(s)] = true
+			tilde = append(tilde, fmt.Sprintf("~ %s: %s -> %s (%s)", s, value(old), value(s), s.Pos))
+			continue
+		}
+		plus = append(plus, fmt.Sprintf("+ %s (%s)", s, s.Pos))
+	}
+	for _, r := range d.Removals {
+		fmt.Fprintf(w, "- %s\n", r)
+	}
+	for _, l := range slices.Concat(tilde, plus) {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintf(w, "%s to remove, %s to change, %s to add\n", words.Plural(len(d.Removals), "object"), words.Plural(len(tilde), "setting"), words.Plural(len(plus), "change"))
+}
+
+// value is what a setting or route step sets, for a "~" line.
+func value(s journal.Step) string {
+	if s.Op == journal.OpRoute && s.Route != nil {
+		return s.Route.String()
+	}
+	return s.New
+}
+
+// Apply changes the lab that is up to what the recipe makes, as a
+// transaction: it plans the recipe, removes what the lab has that the plan
+// does not (each removal journaled and undoable), then runs the recipe on
+// the lab, where each change the lab has already is taken as made (see
+// Runtime.Adopt) and the others are made. Unchanged objects are not
+// touched. If anything fails, the recipe's checks included, every change
+// since the apply began is undone: the lab is as it was, and up. A lab
+// that is not up is run (see Run). A dry run prints the difference and
+// changes nothing.
+func Apply(ctx context.Context, o ApplyOptions) store.Result {
+	if o.Lab == "" {
+		o.Lab = LabName(o.Recipe)
+	}
+	r := store.Result{Lab: o.Lab, Stage: StageInput}
+	if r.Err = store.ValidName(o.Lab); r.Err != nil {
+		return r
+	}
+	src, err := o.Interp.ReadRecipe(ctx, o.Recipe)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	r.Stage = StageSyntax
+	if _, _, err := starlark.SourceProgramOptions(FileOptions, o.Recipe, src, o.Interp.Predeclared.Has); err != nil {
+		r.Err = err
+		return r
+	}
+	if !o.DryRun {
+		rep := reporter(o.Reporter)
+		for _, rec := range store.Recover(o.StateDir, o.Kernel) {
+			rep.Recovered(rec)
+		}
+	}
+	lab, err := store.Open(o.StateDir, o.Lab)
+	if err != nil {
+		if o.DryRun {
+			r.Err = fmt.Errorf("%w: apply would run the recipe (see `nsrun plan`)", err)
+			return r
+		}
+		return Run(ctx, o.RunOptions)
+	}
+	if !o.DryRun {
+		if err := lab.TryLock(); err != nil {
+			r.Err = err
+			return r
+		}
+		defer lab.Unlock()
+	}
+	if lab.Info.State != store.LabUp {
+		r.Err = fmt.Errorf("lab %q is %s: apply changes only a lab that is up (see `nsrun down`)", o.Lab, lab.Info.State)
+		return r
+	}
+	r.Pid, r.State = lab.Info.Pid, lab.Info.State
+	r.Stage = StagePlan
+	_, plan, err := Plan(ctx, o.RunOptions)
+	o.Interp.Reset()
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	_, steps, err := lab.State()
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	d := diff(steps, plan.Journal.Steps(), model.Live(steps))
+	if o.DryRun {
+		d.Print(o.Diff)
+		return r
+	}
+	r.Stage = StageClaim
+	fresh, err := claimMore(o.StateDir, lab, planClaims(plan))
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	j, err := journal.Reopen(lab.JournalPath())
+	if err != nil {
+		store.Release(o.StateDir, o.Lab, fresh)
+		r.Err = fmt.Errorf("lab %q: reading its journal: %w", o.Lab, err)
+		return r
+	}
+	defer j.Close()
+	mark := j.Len()
+	lab.Info.Mark, lab.Info.Applied = mark, fresh
+	if err := lab.SetState(store.LabApplying); err != nil {
+		store.Release(o.StateDir, o.Lab, fresh)
+		r.Err = fmt.Errorf("recording the lab: %w", err)
+		return r
+	}
+	rt := New(o.Lab, store.NewClaimer(o.Kernel, o.StateDir, lab), j)
+	rt.ID, rt.Dir, rt.Argv, rt.Ctx = lab.Info.ID, lab.Dir, o.Args, ctx
+	rt.Faults = o.Faults
+	if rt.Faults == nil {
+		rt.Faults = fault.Process
+	}
+	rt.Planned = !plan.k.(*kernel.Recorder).Observed
+	if o.Verbose {
+		rt.Log = o.Stderr
+	}
+	rt.state, rt.owned = model.Replay(steps, true), len(steps)
+	out := o.Stdout
+	if o.Quiet {
+		out = io.Discard
+	}
+	r.Stage = StageRun
+	err = o.remove(ctx, rt, d.Removals, out)
+	if err == nil {
+		now := j.Steps()
+		live := model.Live(now)
+		rt.Adopt(now, live, past(now, d.Plan, live))
+		if rt.Log == nil {
+			rt.Pipeline()
+		}
+		run := o.RunOptions
+		run.Interp = pastInterp(o.Interp, rt)
+		_, err = run.exec(ctx, rt, out)
+		o.Interp.Reset()
+	}
+	err = rt.EndPipeline(err)
+	if ferr := j.Flush(); ferr != nil && err == nil {
+		err = errJournal(ferr)
+	}
+	if err == nil {
+		err = pinned(o.Kernel, j.Steps())
+	}
+	reporter(o.Reporter).Ended(err)
+	defer rt.Close()
+	r.Made, r.Err = j.Steps()[mark:], err
+	lab.Info.Mark, lab.Info.Applied = 0, nil
+	if err == nil {
+		lab.Settle(&r, store.LabUp)
+		return r
+	}
+	r.Undone, r.Failed = rt.Rollback(mark)
+	r.Spared, r.Left = rt.Spared, j.Steps()[mark:]
+	if unlock, lerr := store.LockState(o.StateDir); lerr == nil {
+		store.Release(o.StateDir, o.Lab, fresh)
+		unlock()
+	}
+	lab.Info.Claims = slices.DeleteFunc(lab.Info.Claims, func(c string) bool { return slices.Contains(fresh, c) })
+	if len(r.Failed) > 0 {
+		lab.Settle(&r, store.LabIncomplete)
+	} else {
+		lab.Settle(&r, store.LabUp)
+	}
+	return r
+}
+
+// claimMore claims, for lab, the names of claims it does not hold yet,
+// all or none, and returns them.
+func claimMore(stateDir string, lab *store.Lab, claims []string) ([]string, error) {
+	var fresh []string
+	for _, c := range claims {
+		if !slices.Contains(lab.Info.Claims, c) {
+			fresh = append(fresh, c)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	unlock, err := store.LockState(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := store.Claim(stateDir, lab.Info.Name, fresh); err != nil {
+		return nil, err
+	}
+	lab.Info.Claims = append(lab.Info.Claims, fresh...)
+	return fresh, nil
+}
+
+// remove makes the removals of an apply, each a call of the builtins.
+func (o *ApplyOptions) remove(ctx context.Context, rt *Runtime, calls []string, out io.Writer) error {
+	if len(calls) == 0 {
+		return nil
+	}
+	thread, done := o.thread(ctx, "apply", rt, out)
+	predeclared := maps.Clone(o.Interp.Predeclared)
+	maps.Copy(predeclared, o.Removals)
+	_, err := starlark.ExecFileOptions(FileOptions, thread, "<apply>", strings.Join(calls, "\n")+"\n", predeclared)
+	if derr := done(); derr != nil && err == nil {
+		err = derr
+	}
+	var evalErr *starlark.EvalError
+	if errors.As(err, &evalErr) {
+		return fmt.Errorf("removing what the recipe no longer makes: %s", evalErr.Msg)
+	}
+	return err
+}
+
+// pastInterp is in with a fail() that, in the past of an apply (see
+// Runtime.InPast), only notes: the check is of a moment the lab has
+// passed.
+func pastInterp(in *Interp, rt *Runtime) *Interp {
+	p := &Interp{Predeclared: maps.Clone(in.Predeclared), Std: in.Std, Path: in.Path, sources: in.sources}
+	fail := starlark.Universe["fail"]
+	p.Predeclared["fail"] = starlark.NewBuiltin("fail", func(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		if !rt.InPast() {
+			return starlark.Call(thread, fail, args, kwargs)
+		}
+		return starlark.None, nil
+	})
+	return p
+}

@@ -1,0 +1,148 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+)
+
+// Identity is what a step asks of the kernel, as a string: two steps with
+// the same identity, one a plan's and one a lab's, make the same object or
+// setting. It leaves out what a run learns as it goes (inodes, pids, what
+// a setting was before) and where in the recipe the step comes from; a NAT
+// rule is known by what it does, not by its comment. Removals have none
+// (""): nothing of a lab is ever taken as one.
+func Identity(s journal.Step) string {
+	switch s.Op {
+	case journal.OpLinkDel, journal.OpAddrDel, journal.OpRouteDel, journal.OpNetnsDel, journal.OpStop:
+		return ""
+	}
+	if strings.HasSuffix(s.Op, "_del") {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%s|%s", s.Op, s.NS, s.Name, s.Kind)
+	switch s.Op {
+	case journal.OpNetns:
+		fmt.Fprintf(&b, "|%s", s.Alias)
+	case journal.OpLink:
+		fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|%s|%s|%s", s.Alias, s.MAC, s.PeerNS, s.PeerName, s.PeerMAC, s.ParentNS, s.Parent, s.Mode)
+	case journal.OpAddr:
+		fmt.Fprintf(&b, "|%s", s.Addr)
+	case journal.OpRoute:
+		r, _ := json.Marshal(s.Route)
+		fmt.Fprintf(&b, "|%s|%t", r, s.OldRoute != nil)
+	default: // settings, sysctls, moves, processes, files, other packages' ops
+		fmt.Fprintf(&b, "|%s|%s", s.New, s.Sum)
+	}
+	if s.NAT != nil {
+		r := *s.NAT
+		r.Comment = ""
+		j, _ := json.Marshal(r)
+		fmt.Fprintf(&b, "|%s", j)
+	} else if s.Op != journal.OpNetns && s.Op != journal.OpLink {
+		fmt.Fprintf(&b, "|%s", s.Alias)
+	}
+	return b.String()
+}
+
+// Live reports, for each of a lab's steps, whether what it made is still
+// the lab's as the step made it: not removed since (a link, an address, a
+// route, a namespace, a process, a NAT rule or table), nor taken by the
+// kernel with something removed (a link's settings and addresses with it,
+// a port's membership with its bridge, the routes through a link with it,
+// what was in a namespace with it). A step whose effect a later step only
+// changed (a setting set again, a link moved) is live: it is part of how
+// the lab came to be.
+func Live(steps []journal.Step) []bool {
+	live := make([]bool, len(steps))
+	st := New(true)
+	for i, s := range steps {
+		st.Apply(i, s)
+		if s.State == journal.StateIntent {
+			continue
+		}
+		live[i] = Identity(s) != ""
+		kill := func(match func(j int, c journal.Step) bool, latest bool) {
+			for j := i - 1; j >= 0; j-- {
+				if live[j] && match(j, steps[j]) {
+					live[j] = false
+					if latest {
+						return
+					}
+				}
+			}
+		}
+		switch s.Op {
+		case journal.OpLinkDel:
+			l := st.Of[i]
+			if l == nil {
+				continue
+			}
+			routes := map[string]bool{}
+			if s.Was != nil {
+				for _, e := range s.Was.Ends {
+					for _, r := range e.Routes {
+						routes[e.NS+"|"+keyString(r.Key())] = true
+					}
+				}
+			}
+			ends := map[*Link]bool{l: true}
+			if l.Peer != nil {
+				ends[l.Peer] = true
+			}
+			kill(func(j int, c journal.Step) bool {
+				switch {
+				case ends[st.Of[j]]:
+					return true
+				case c.Op == journal.OpMaster && c.New == l.At.Name && c.NS == l.At.NS:
+					return true // a port of the bridge: released with it
+				case c.Op == journal.OpRoute && c.Route != nil && routes[c.NS+"|"+keyString(c.Route.Key())]:
+					return true
+				}
+				return false
+			}, false)
+		case journal.OpAddrDel:
+			l := st.Of[i]
+			kill(func(j int, c journal.Step) bool {
+				return c.Op == journal.OpAddr && st.Of[j] == l && c.Addr == s.Addr
+			}, true)
+		case journal.OpRouteDel:
+			kill(func(j int, c journal.Step) bool {
+				return c.Op == journal.OpRoute && c.NS == s.NS && c.Route != nil && s.Route != nil && c.Route.Key() == s.Route.Key()
+			}, true)
+		case journal.OpRoute:
+			if s.OldRoute != nil { // it took the place of the lab's route
+				kill(func(j int, c journal.Step) bool {
+					return c.Op == journal.OpRoute && c.NS == s.NS && c.Route != nil && c.Route.Key() == s.Route.Key()
+				}, true)
+			}
+		case journal.OpNetnsDel:
+			made := -1
+			for j := i - 1; j >= 0; j-- {
+				if steps[j].Op == journal.OpNetns && steps[j].Name == s.Name {
+					made = j
+					break
+				}
+			}
+			kill(func(j int, c journal.Step) bool {
+				return j >= made && (j == made || c.NS == s.Name)
+			}, false)
+		case journal.OpStop:
+			kill(func(j int, c journal.Step) bool { return c.Op == journal.OpProc && c.Pid == s.Pid && c.Start == s.Start }, true)
+		default:
+			if strings.HasSuffix(s.Op, "_del") { // another package's removal: the object of its name and kind
+				op := strings.TrimSuffix(s.Op, "_del")
+				kill(func(j int, c journal.Step) bool {
+					return c.Op == op && c.NS == s.NS && c.Name == s.Name && c.Kind == s.Kind && (s.Alias == "" || c.Alias == s.Alias)
+				}, s.Alias != "")
+			}
+		}
+	}
+	return live
+}
+
+func keyString(k kernel.RouteKey) string { return fmt.Sprint(k) }
