@@ -132,7 +132,9 @@ func Live(steps []journal.Step) []bool {
 				return j >= made && (j == made || c.NS == s.Name)
 			}, false)
 		case journal.OpStop:
-			kill(func(j int, c journal.Step) bool { return c.Op == journal.OpProc && c.Pid == s.Pid && c.Start == s.Start }, true)
+			kill(func(j int, c journal.Step) bool {
+				return c.Op == journal.OpProc && c.Pid == s.Pid && c.Start == s.Start
+			}, true)
 		default:
 			if strings.HasSuffix(s.Op, "_del") { // another package's removal: the object of its name and kind
 				op := strings.TrimSuffix(s.Op, "_del")
