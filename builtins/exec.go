@@ -159,7 +159,7 @@ func spawnIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		return nil, err
 	}
 	what := fmt.Sprintf("%s (%s) in netns %q", quoteArgv(argv), o.Name, ns.Name())
-	for _, s := range rt.Journal.Steps() {
+	for _, s := range rt.Steps() {
 		if s.Op == journal.OpProc && s.NS == ns.name && s.Name == o.Name && proc.Running(s.Pid, s.Start) {
 			return nil, fmt.Errorf("%s: a process named %q already runs in netns %q (give it another name=)", b.Name(), o.Name, ns.Name())
 		}

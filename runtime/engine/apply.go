@@ -72,6 +72,43 @@ func diff(lab, plan []journal.Step, live []bool) Diff {
 		}
 	}
 	d.Removals = removals(lab, d.Gone)
+	// A setting the plan no longer makes at all is put back as it was
+	// before the lab first set it.
+	setting := func(s journal.Step) string { return s.Op + "|" + s.NS + "|" + s.Name }
+	planned := map[string]bool{}
+	for _, s := range plan {
+		planned[setting(s)] = true
+	}
+	first := map[string]journal.Step{}
+	var keys []string
+	for _, i := range d.Gone {
+		s := lab[i]
+		switch s.Op {
+		case journal.OpMTU, journal.OpUp, journal.OpSysctl:
+		default:
+			continue
+		}
+		if k := setting(s); !planned[k] {
+			if _, ok := first[k]; !ok {
+				first[k] = s
+				keys = append(keys, k)
+			}
+		}
+	}
+	st := model.Replay(lab, true)
+	var unsets []string
+	for _, k := range keys {
+		s := first[k]
+		goes := slices.Contains(d.Removals, fmt.Sprintf("ns(%q).delete()", s.NS))
+		if s.Op != journal.OpSysctl {
+			_, made := st.MadeLink(s.NS, s.Name)
+			goes = goes || !made && !st.HasNetns(s.NS) || slices.Contains(d.Removals, fmt.Sprintf("link(%q, %q).delete()", kernel.NSArg(s.NS), s.Name))
+		}
+		if !goes {
+			unsets = append(unsets, fmt.Sprintf("unset(%q, %q, %q, %q)", s.Op, s.NS, s.Name, s.Old))
+		}
+	}
+	d.Removals = append(unsets, d.Removals...)
 	return d
 }
 

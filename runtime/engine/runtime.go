@@ -174,6 +174,48 @@ type pastKernel struct{ kernel.Kernel }
 func (pastKernel) Observe()      {}
 func (pastKernel) Note(_ string) {}
 
+// The past's observations are of the lab as it is (fail() there only
+// notes what a check finds).
+
+func (p pastKernel) observer() (kernel.Observer, error) {
+	if o, ok := kernel.As[kernel.Observer](p.Kernel); ok {
+		return o, nil
+	}
+	return nil, fmt.Errorf("the run's kernel cannot be observed")
+}
+
+func (p pastKernel) Links(ns string) ([]kernel.LinkInfo, error) {
+	o, err := p.observer()
+	if err != nil {
+		return nil, err
+	}
+	return o.Links(ns)
+}
+
+func (p pastKernel) Addrs(ns string) ([]kernel.Addr, error) {
+	o, err := p.observer()
+	if err != nil {
+		return nil, err
+	}
+	return o.Addrs(ns)
+}
+
+func (p pastKernel) Routes(ns string) ([]kernel.RouteInfo, error) {
+	o, err := p.observer()
+	if err != nil {
+		return nil, err
+	}
+	return o.Routes(ns)
+}
+
+func (p pastKernel) Neighbors(ns string) ([]kernel.Neighbor, error) {
+	o, err := p.observer()
+	if err != nil {
+		return nil, err
+	}
+	return o.Neighbors(ns)
+}
+
 const threadKey = "nsrun.runtime"
 
 // Attach makes rt the runtime of thread's builtins.

@@ -16,6 +16,9 @@ import (
 // rule is known by what it does, not by its comment. Removals have none
 // (""): nothing of a lab is ever taken as one.
 func Identity(s journal.Step) string {
+	if s.Kind == Revert {
+		return ""
+	}
 	switch s.Op {
 	case journal.OpLinkDel, journal.OpAddrDel, journal.OpRouteDel, journal.OpNetnsDel, journal.OpStop:
 		return ""
@@ -49,6 +52,10 @@ func Identity(s journal.Step) string {
 	return b.String()
 }
 
+// Revert is the Kind of an apply's step that puts a setting back as it
+// was before the lab first set it (see Live).
+const Revert = "revert"
+
 // Live reports, for each of a lab's steps, whether what it made is still
 // the lab's as the step made it: not removed since (a link, an address, a
 // route, a namespace, a process, a NAT rule or table), nor taken by the
@@ -75,6 +82,10 @@ func Live(steps []journal.Step) []bool {
 					}
 				}
 			}
+		}
+		if s.Kind == Revert { // the lab's settings of the key are over
+			kill(func(j int, c journal.Step) bool { return c.Op == s.Op && c.NS == s.NS && c.Name == s.Name }, false)
+			continue
 		}
 		switch s.Op {
 		case journal.OpLinkDel:
