@@ -85,9 +85,6 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 		if err := e.ns.mutable(rt); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
-		if err := free(rt, e.ns, e.name); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
-		}
 	}
 	// A vlan shares its parent's MAC; a passthru macvlan takes its parent's
 	// (setting one would change the parent's).
@@ -114,6 +111,13 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 		step.ParentNS, step.Parent, step.Mode = s.ParentNS, s.Parent, s.Mode
 		if s.Kind == "vlan" {
 			step.Mode = fmt.Sprint(s.VlanID)
+		}
+	}
+	if !rt.WouldAdopt(step) { // else the lab has it: it is this link
+		for _, e := range ends {
+			if err := free(rt, e.ns, e.name); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
+			}
 		}
 	}
 	w := says("%s: creating %q in netns %q", b.Name(), s.Name, ns.Name()).

@@ -87,19 +87,22 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 		argv := append([]string{dhcp.Command}, cfg.Args()...)
-		sp, err := rt.Spawn(thread, ns.name, argv, engine.SpawnOptions{Name: "dhcp_server"})
+		sp, err := rt.Spawn(thread, ns.name, argv, serverOpts(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 		}
 		plannedServers(rt)[model.LinkKey{NS: ns.name, Name: l.state.name}] = srv
 		return &Proc{sp: sp, argv: argv}, nil
 	}
+	if sp, ok := rt.Running(ns.name, serverOpts(cfg)); ok { // an apply's: serving already
+		return &Proc{sp: sp, argv: append([]string{dhcp.Command}, cfg.Args()...)}, nil
+	}
 	var argv []string
 	var sp *engine.Spawned
 	_, err = dhcp.Start(rt.Ctx, cfg, rt.Dir, func(a []string) (int, error) {
 		argv = a
 		var err error
-		sp, err = rt.Spawn(thread, ns.name, a, engine.SpawnOptions{Name: "dhcp_server"})
+		sp, err = rt.Spawn(thread, ns.name, a, serverOpts(cfg))
 		return sp.Pid, err
 	})
 	if err != nil {
@@ -107,6 +110,12 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 	}
 	return &Proc{sp: sp, argv: argv}, nil
+}
+
+// serverOpts names a DHCP server's process by what it serves (its command
+// holds a socket of the run's).
+func serverOpts(cfg dhcp.Config) engine.SpawnOptions {
+	return engine.SpawnOptions{Name: "dhcp_server", Sum: engine.Sum(append([]string{dhcp.Command}, cfg.Args()...)...)}
 }
 
 // dhcp_client(link, timeout="5s", default_route=True) obtains a DHCPv4 lease
@@ -145,7 +154,13 @@ func dhcpClient(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if info, err := rk.LinkGet(l.ns(), l.state.name); err == nil && !info.Up {
 		return nil, fmt.Errorf("%s: link %q in netns %q is down; bring it up first (.up())", b.Name(), l.state.name, l.state.ns.Name())
 	}
-	lease, planned, err := obtain(rt, rk, l, time.Duration(timeout))
+	// An apply's client asks the server even where the lab has the lease
+	// (see engine.Runtime.InPast): what it got is the server's to say.
+	ak, err := rt.Acting()
+	if err != nil {
+		return nil, err
+	}
+	lease, planned, err := obtain(rt, ak, l, time.Duration(timeout))
 	if err != nil {
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
 	}
@@ -193,7 +208,7 @@ func plannedServers(rt *engine.Runtime) map[model.LinkKey]*dhcp.Server {
 // starts the process that keeps it.
 func keepLease(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, l *Link, lease dhcp.Lease, planned, defaultRoute bool) error {
 	w := says("%s: adding the leased %s to %q in netns %q", b.Name(), lease.Addr, l.state.name, l.state.ns.Name()).orExists("the address is already there")
-	if err := now(thread, rt, journal.Step{Op: journal.OpAddr, NS: l.ns(), Name: l.state.name, Addr: lease.Addr}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
+	if err := now(thread, rt, journal.Step{Op: journal.OpAddr, NS: l.ns(), Name: l.state.name, Kind: model.Leased, Addr: lease.Addr}, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrAdd(l.ns(), l.state.name, lease.Addr) }); err != nil {
 		return err
 	}
 	if lease.Router.IsValid() && defaultRoute && l.ns() == kernel.Host {
@@ -222,7 +237,10 @@ func keepLease(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime,
 			return fmt.Errorf("%s: %w", b.Name(), err)
 		}
 	}
-	if _, err := rt.Spawn(thread, l.ns(), argv, engine.SpawnOptions{Name: "dhcp_client-" + l.state.name}); err != nil {
+	// The keeper is known by the lease it keeps: its command holds what
+	// only the run knows (its state file, the lease's times).
+	o := engine.SpawnOptions{Name: "dhcp_client-" + l.state.name, Sum: engine.Sum("dhcp_client", l.state.name, lease.Addr.String(), lease.Router.String(), lease.Server.String())}
+	if _, err := rt.Spawn(thread, l.ns(), argv, o); err != nil {
 		return fmt.Errorf("%s: keeping the lease on %q in netns %q: %w", b.Name(), l.state.name, l.state.ns.Name(), err)
 	}
 	return nil

@@ -374,14 +374,16 @@ func linkMove(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if err != nil {
 		return nil, err
 	}
-	switch _, err := k.LinkGet(to.name, l.state.name); {
-	case err == nil:
-		return nil, fmt.Errorf("%s: a link named %q already exists in netns %q", b.Name(), l.state.name, to.Name())
-	case !errors.Is(err, kernel.ErrNotFound):
-		return nil, fmt.Errorf("%s: looking for a link named %q in netns %q: %w", b.Name(), l.state.name, to.Name(), err)
-	}
 	from := l.ns()
 	step := journal.Step{Op: journal.OpMove, NS: from, Name: l.state.name, New: to.name}
+	if !rt.WouldAdopt(step) {
+		switch _, err := k.LinkGet(to.name, l.state.name); {
+		case err == nil:
+			return nil, fmt.Errorf("%s: a link named %q already exists in netns %q", b.Name(), l.state.name, to.Name())
+		case !errors.Is(err, kernel.ErrNotFound):
+			return nil, fmt.Errorf("%s: looking for a link named %q in netns %q: %w", b.Name(), l.state.name, to.Name(), err)
+		}
+	}
 	tag := l.state.untagged && (to.name == kernel.Host || !rt.OwnsNetns(to.name))
 	w := says("%s: moving %q to netns %q", b.Name(), l.state.name, to.Name())
 	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error {

@@ -266,6 +266,10 @@ func (s *nsState) read(section, body, ns string, dynamic map[string][]string) er
 				// later, and from the order of events: UNKNOWN, DOWN,
 				// LOWERLAYERDOWN are one state here.
 				oper = "no carrier"
+			} else if oper == "UNKNOWN" {
+				// With one, the kernel's link watch says UP within a
+				// second (lo never does): the same state, seen sooner.
+				oper = "UP"
 			}
 			s.Links = append(s.Links, linkState{Name: l.Name, Kind: kind, MAC: l.Address, Master: l.Master, Oper: oper,
 				Mode: l.LinkInfo.Data.Mode, MTU: l.MTU, Up: slices.Contains(l.Flags, "UP"), Carrier: carrier, Hairpin: l.LinkInfo.SlaveData.Hairpin})

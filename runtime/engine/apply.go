@@ -66,8 +66,10 @@ func diff(lab, plan []journal.Step, live []bool) Diff {
 		}
 		d.Added = append(d.Added, i)
 	}
-	for i := range lab {
-		if live[i] && !kept[i] {
+	for i, s := range lab {
+		// A lease the run no longer takes goes after it (see
+		// Runtime.EndAdopt): the plan may not know the server's answer.
+		if live[i] && !kept[i] && !model.IsLeased(s) {
 			d.Gone = append(d.Gone, i)
 		}
 	}
@@ -317,7 +319,9 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	}
 	r.Pid, r.State = lab.Info.Pid, lab.Info.State
 	r.Stage = StagePlan
-	_, plan, err := Plan(ctx, o.RunOptions)
+	planOpts := o.RunOptions
+	planOpts.Stdout = io.Discard // the recipe's output is the apply's, not its plan's
+	_, plan, err := Plan(ctx, planOpts)
 	o.Interp.Reset()
 	if err != nil {
 		r.Err = err
@@ -381,6 +385,11 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		run.Interp = pastInterp(o.Interp, rt)
 		_, err = run.exec(ctx, rt, out)
 		o.Interp.Reset()
+		// What the lab has that the run did not take (a lease the recipe
+		// no longer asks for, or another server's answer) goes too.
+		if left := rt.EndAdopt(); err == nil && len(left) > 0 {
+			err = o.remove(ctx, rt, removals(j.Steps(), left), out)
+		}
 	}
 	err = rt.EndPipeline(err)
 	if ferr := j.Flush(); ferr != nil && err == nil {

@@ -130,6 +130,11 @@ type SpawnOptions struct {
 	Name string   // what ls, inspect, check, logs and messages call it; "": argv[0]'s base name
 	Env  []string // added to its environment
 	Cwd  string   // where it starts, as the node shows it; "": where nsrun runs
+	// Sum is what makes the process the one it is, for an apply (see
+	// journal.Step.Sum); "": its command, environment and directory. A
+	// builtin whose command holds what only a run knows (a lease, a
+	// socket's path) names what it asks instead.
+	Sum string
 }
 
 // A Spawned is a background process the run started.
@@ -145,14 +150,8 @@ type Spawned struct {
 // the lab's directory, journals it, and returns it. It is stopped at
 // teardown and on rollback.
 func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string, o SpawnOptions) (*Spawned, error) {
-	if o.Name == "" {
-		o.Name = filepath.Base(argv[0])
-	}
+	step := rt.procStep(ns, argv, &o)
 	sp := &Spawned{Name: o.Name}
-	step := journal.Step{Op: journal.OpProc, NS: ns, Name: o.Name, Sum: Sum(append(append(slices.Clone(argv), "\x00env"), append(o.Env, "\x00cwd", o.Cwd)...)...)}
-	if rt.Dir != "" {
-		step.Path = rt.LogPath(ns, o.Name)
-	}
 	if a, ok := rt.adopt(step); ok { // the lab has it running: the same command, environment and directory
 		sp.Pid, sp.Log = a.Pid, a.Path
 		return sp, nil
@@ -194,6 +193,39 @@ func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string, o Sp
 		return nil
 	})
 	return sp, err
+}
+
+// procStep is the step of starting argv in ns (before it starts).
+func (rt *Runtime) procStep(ns string, argv []string, o *SpawnOptions) journal.Step {
+	if o.Name == "" {
+		o.Name = filepath.Base(argv[0])
+	}
+	if o.Sum == "" {
+		o.Sum = Sum(append(append(slices.Clone(argv), "\x00env"), append(o.Env, "\x00cwd", o.Cwd)...)...)
+	}
+	step := journal.Step{Op: journal.OpProc, NS: ns, Name: o.Name, Sum: o.Sum}
+	if rt.Dir != "" {
+		step.Path = rt.LogPath(ns, o.Name)
+	}
+	return step
+}
+
+// Running returns, in an apply, the lab's process that Spawn of o.Name
+// and o.Sum in ns would take as running (see Adopt), taking it: a builtin
+// that starts a process its own way (and waits for it) asks first.
+func (rt *Runtime) Running(ns string, o SpawnOptions) (*Spawned, bool) {
+	if o.Sum == "" {
+		return nil, false
+	}
+	step := rt.procStep(ns, nil, &o)
+	if !rt.WouldAdopt(step) { // Spawn counts the ask
+		return nil, false
+	}
+	a, ok := rt.adopt(step)
+	if !ok {
+		return nil, false
+	}
+	return &Spawned{Pid: a.Pid, Name: o.Name, Log: a.Path}, true
 }
 
 // Sum hashes words, for Step.Sum.

@@ -63,8 +63,9 @@ type Runtime struct {
 	// each change the recipe asks for may be, by identity, oldest first;
 	// how many changes the recipe has asked for; how many of them the
 	// lab has passed already (see InPast).
-	adoptable   map[string][]journal.Step
-	ownedSteps  []journal.Step // in an apply: those adopted and made
+	adoptable   map[string][]int // in an apply: the lab's steps not yet adopted, by identity
+	adoptFrom   []journal.Step   // the lab's steps
+	ownedSteps  []journal.Step   // in an apply: those adopted and made
 	asked, past int
 }
 
@@ -123,14 +124,34 @@ func (rt *Runtime) Steps() []journal.Step {
 func (rt *Runtime) Adopt(steps []journal.Step, live []bool, past int) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	rt.adoptable = map[string][]journal.Step{}
+	rt.adoptable, rt.adoptFrom = map[string][]int{}, steps
 	for i, s := range steps {
 		if live[i] {
 			id := model.Identity(s)
-			rt.adoptable[id] = append(rt.adoptable[id], s)
+			rt.adoptable[id] = append(rt.adoptable[id], i)
 		}
 	}
 	rt.state, rt.owned, rt.asked, rt.past = model.New(true), 0, 0, past
+}
+
+// EndAdopt ends an apply's adoption (see Adopt): the run owns the lab's
+// journal whole again, as at the apply's start, and it returns the steps
+// of the lab's it did not take, by index in the journal, oldest first.
+func (rt *Runtime) EndAdopt() []int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.adoptable == nil {
+		return nil
+	}
+	var left []int
+	for _, have := range rt.adoptable {
+		left = append(left, have...)
+	}
+	slices.Sort(left)
+	rt.adoptable, rt.adoptFrom, rt.ownedSteps = nil, nil, nil
+	steps := rt.Journal.Steps()
+	rt.state, rt.owned = model.Replay(steps, true), len(steps)
+	return left
 }
 
 // InPast reports whether the recipe of an apply is before the last change
@@ -158,12 +179,21 @@ func (rt *Runtime) adopt(s journal.Step) (journal.Step, bool) {
 	if len(have) == 0 {
 		return s, false
 	}
-	a := have[0]
+	a := rt.adoptFrom[have[0]]
 	rt.adoptable[id] = have[1:]
 	rt.ownedSteps = append(rt.ownedSteps, a)
 	rt.state.Apply(rt.owned, a)
 	rt.owned++
 	return a, true
+}
+
+// WouldAdopt reports whether the change s would be taken as made (see
+// Adopt): a builtin's checks of the kernel before the change are of a
+// lab the change has already been made in, and are skipped.
+func (rt *Runtime) WouldAdopt(s journal.Step) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.adoptable != nil && len(rt.adoptable[model.Identity(s)]) > 0
 }
 
 // pastKernel is the kernel of an apply's past (see InPast): it acts and

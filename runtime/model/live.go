@@ -7,6 +7,7 @@ import (
 
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"golang.org/x/sys/unix"
 )
 
 // Identity is what a step asks of the kernel, as a string: two steps with
@@ -50,6 +51,26 @@ func Identity(s journal.Step) string {
 		fmt.Fprintf(&b, "|%s", s.Alias)
 	}
 	return b.String()
+}
+
+// Leased is the Kind of an address step a DHCP lease gave.
+const Leased = "dhcp"
+
+// IsLeased reports whether s is a DHCP client's: a leased address, its
+// default route (proto dhcp), the process keeping the lease. What a lease
+// makes is the answer of a server, known only when the run asks it (a
+// plan may not know it): an apply makes it again as a run does, and
+// removes only what the run no longer takes.
+func IsLeased(s journal.Step) bool {
+	switch s.Op {
+	case journal.OpAddr:
+		return s.Kind == Leased
+	case journal.OpRoute:
+		return s.Route != nil && s.Route.Proto == unix.RTPROT_DHCP
+	case journal.OpProc:
+		return strings.HasPrefix(s.Name, "dhcp_client-")
+	}
+	return false
 }
 
 // Revert is the Kind of an apply's step that puts a setting back as it
