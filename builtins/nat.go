@@ -48,23 +48,25 @@ const (
 
 // The runtime undoes the nat operations in any journal it replays (down and
 // recover too, where no recipe runs): their undo is registered at start-up,
-// as undo.Register asks; it is the runtime's table, not the recipe's.
+// as undo.Register asks; it is the runtime's table, not the recipe's. Each
+// finds the lab's table and rules by their names and comments, so an
+// intent is undone too (an apply killed midway leaves the namespace up).
 func init() {
-	undo.Register(opNftTable, func(k kernel.Kernel, s journal.Step) error {
+	undo.RegisterTagged(opNftTable, func(k kernel.Kernel, s journal.Step) error {
 		nk, ok := k.(kernel.NAT)
 		if !ok {
 			return fmt.Errorf("this kernel cannot program nftables")
 		}
 		return nk.NATDelTable(s.NS, s.Kind, s.Name)
 	})
-	undo.Register(opNftRule, func(k kernel.Kernel, s journal.Step) error {
+	undo.RegisterTagged(opNftRule, func(k kernel.Kernel, s journal.Step) error {
 		nk, ok := k.(kernel.NAT)
 		if !ok {
 			return fmt.Errorf("this kernel cannot program nftables")
 		}
 		return nk.NATRuleDel(s.NS, s.Kind, s.Name, s.Alias)
 	})
-	undo.Register(opNftTableDel, func(k kernel.Kernel, s journal.Step) error {
+	undo.RegisterTagged(opNftTableDel, func(k kernel.Kernel, s journal.Step) error {
 		nk, ok := k.(kernel.NAT)
 		if !ok {
 			return fmt.Errorf("this kernel cannot program nftables")
@@ -74,7 +76,7 @@ func init() {
 		}
 		return nil
 	})
-	undo.Register(opNftRuleDel, func(k kernel.Kernel, s journal.Step) error {
+	undo.RegisterTagged(opNftRuleDel, func(k kernel.Kernel, s journal.Step) error {
 		nk, ok := k.(kernel.NAT)
 		if !ok {
 			return fmt.Errorf("this kernel cannot program nftables")

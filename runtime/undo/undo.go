@@ -87,7 +87,7 @@ func Steps(k kernel.Kernel, tag string, steps []journal.Step) (r Result) {
 			}
 			continue
 		}
-		if _, foreign := undoers[s.Op]; foreign && s.State == journal.StateIntent {
+		if _, foreign := undoers[s.Op]; foreign && s.State == journal.StateIntent && !tagged[s.Op] {
 			// Another package's op whose outcome is unknown: its
 			// undo cannot prove the object is the lab's. (Those ops
 			// live in the lab's namespaces, which go anyway.)
@@ -404,6 +404,19 @@ func Register(op string, fn func(kernel.Kernel, journal.Step) error) {
 		panic("runtime: duplicate undo for " + op)
 	}
 	undoers[op] = fn
+}
+
+// tagged are the other packages' operations whose undo knows the lab's
+// object by itself (see RegisterTagged).
+var tagged = map[string]bool{}
+
+// RegisterTagged is Register for an operation whose undo finds the object
+// by the lab's own mark (a NAT table named after the lab, a rule with its
+// comment), or puts back what the step records: it undoes the step's
+// intent too, a change that may have been made before nsrun died.
+func RegisterTagged(op string, fn func(kernel.Kernel, journal.Step) error) {
+	Register(op, fn)
+	tagged[op] = true
 }
 
 // undo reverses one step. Every undo is idempotent: what is already gone
