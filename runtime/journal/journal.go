@@ -192,10 +192,9 @@ func Open(path string) (*Journal, error) {
 
 // Reopen returns a journal that goes on with the steps of the file at
 // path, all done (an intent there is refused: a change whose outcome is
-// unknown must be undone first); the file is written again with them,
-// numbered from 1.
+// unknown must be undone first), numbering its records after the file's.
 func Reopen(path string) (*Journal, error) {
-	steps, err := Read(path)
+	steps, last, err := read(path)
 	if err != nil {
 		return nil, err
 	}
@@ -204,14 +203,11 @@ func Reopen(path string) (*Journal, error) {
 			return nil, fmt.Errorf("%s (%s) may or may not have been made", s, s.Pos)
 		}
 	}
-	if err := WriteSteps(path, steps); err != nil {
-		return nil, err
-	}
 	j, err := Open(path)
 	if err != nil {
 		return nil, err
 	}
-	j.steps, j.seq = steps, len(steps)
+	j.steps, j.seq = steps, last
 	return j, nil
 }
 
@@ -223,9 +219,15 @@ func Reopen(path string) (*Journal, error) {
 // record that cannot be read (garbage, from a disk or a person) is skipped:
 // the steps of the others are returned, with a *Damaged error.
 func Read(path string) ([]Step, error) {
+	steps, _, err := read(path)
+	return steps, err
+}
+
+// read is Read, and returns the highest record number in the file too.
+func read(path string) (_ []Step, last int, _ error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	var steps []Step
@@ -238,13 +240,14 @@ func Read(path string) ([]Step, error) {
 			break // a line without its newline is torn
 		}
 		if err != nil {
-			return live(steps), err
+			return live(steps), last, err
 		}
 		var s Step
 		if err := json.Unmarshal(line, &s); err != nil {
 			bad = append(bad, n)
 			continue
 		}
+		last = max(last, s.Seq)
 		i, seen := at[s.Seq]
 		switch {
 		case s.Op == "" && s.State == "" && s.Seq != 0 && seen: // {"seq":N}: done, as intended
@@ -261,9 +264,9 @@ func Read(path string) ([]Step, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return live(steps), &Damaged{Path: path, Records: bad}
+		return live(steps), last, &Damaged{Path: path, Records: bad}
 	}
-	return live(steps), nil
+	return live(steps), last, nil
 }
 
 // A Damaged is a journal with records that cannot be read.
