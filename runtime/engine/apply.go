@@ -57,14 +57,13 @@ func diff(lab, plan []journal.Step, live []bool) Diff {
 	kept := map[int]bool{}
 	for i, s := range plan {
 		id := model.Identity(s)
-		if id == "" {
-			continue
-		}
-		if have := pool[id]; len(have) > 0 {
+		if have := pool[id]; id != "" && len(have) > 0 {
 			kept[have[0]], pool[id] = true, have[1:]
 			continue
 		}
-		d.Added = append(d.Added, i)
+		if id != "" || s.Kind != model.Revert { // a removal the recipe makes is made again
+			d.Added = append(d.Added, i)
+		}
 	}
 	for i, s := range lab {
 		// A lease the run no longer takes goes after it (see
@@ -318,6 +317,11 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		return r
 	}
 	r.Pid, r.State = lab.Info.Pid, lab.Info.State
+	if o.Timeout > 0 { // the plan, the removals and the run
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, o.Timeout, fmt.Errorf("timed out after %s (--timeout)", o.Timeout))
+		defer cancel()
+	}
 	r.Stage = StagePlan
 	planOpts := o.RunOptions
 	planOpts.Stdout = io.Discard // the recipe's output is the apply's, not its plan's
@@ -327,29 +331,29 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		r.Err = err
 		return r
 	}
-	_, steps, err := lab.State()
-	if err != nil {
-		r.Err = err
-		return r
-	}
-	d := diff(steps, plan.Journal.Steps(), model.Live(steps))
 	if o.DryRun {
-		d.Print(o.Diff)
+		_, steps, err := lab.State()
+		if err != nil {
+			r.Err = err
+			return r
+		}
+		diff(steps, plan.Journal.Steps(), model.Live(steps)).Print(o.Diff)
 		return r
 	}
+	j, err := journal.Reopen(lab.JournalPath())
+	if err != nil {
+		r.Err = fmt.Errorf("lab %q: reading its journal: %w", o.Lab, err)
+		return r
+	}
+	defer j.Close()
+	steps := j.Steps()
+	d := diff(steps, plan.Journal.Steps(), model.Live(steps))
 	r.Stage = StageClaim
 	fresh, err := claimMore(o.StateDir, lab, planClaims(plan))
 	if err != nil {
 		r.Err = err
 		return r
 	}
-	j, err := journal.Reopen(lab.JournalPath())
-	if err != nil {
-		store.Release(o.StateDir, o.Lab, fresh)
-		r.Err = fmt.Errorf("lab %q: reading its journal: %w", o.Lab, err)
-		return r
-	}
-	defer j.Close()
 	mark := j.Len()
 	lab.Info.Mark, lab.Info.Applied = mark, fresh
 	if err := lab.SetState(store.LabApplying); err != nil {
@@ -392,6 +396,9 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		}
 	}
 	err = rt.EndPipeline(err)
+	if cause := context.Cause(ctx); err == nil && cause != nil {
+		err = cause // a transaction: stopped before it is recorded done, it is undone
+	}
 	if ferr := j.Flush(); ferr != nil && err == nil {
 		err = errJournal(ferr)
 	}
@@ -401,6 +408,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	reporter(o.Reporter).Ended(err)
 	defer rt.Close()
 	r.Made, r.Err = j.Steps()[mark:], err
+	fresh = lab.Info.Applied // and those the run claimed as it went
 	lab.Info.Mark, lab.Info.Applied = 0, nil
 	if err == nil {
 		lab.Settle(&r, store.LabUp)

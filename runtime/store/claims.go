@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -186,12 +187,40 @@ func (c *claimer) need(kind, name string, exists func() error) error {
 		return err
 	}
 	c.lab.Info.Claims = append(c.lab.Info.Claims, n)
+	applying := c.lab.Info.State == LabApplying // the change's own, released if it is undone
+	if applying {
+		c.lab.Info.Applied = append(c.lab.Info.Applied, n)
+	}
 	if err := c.lab.save(); err != nil {
 		c.lab.Info.Claims = c.lab.Info.Claims[:len(c.lab.Info.Claims)-1]
+		if applying {
+			c.lab.Info.Applied = c.lab.Info.Applied[:len(c.lab.Info.Applied)-1]
+		}
 		release(c.stateDir, c.lab.Info.Name, []string{n})
 		return fmt.Errorf("recording the claim on %s %q: %w", kindWord(kind), name, err)
 	}
 	c.claimed[n] = true
+	return nil
+}
+
+// Drop gives up the lab's claims names (an undone change's), as Release
+// does, and forgets them.
+func (c *claimer) Drop(names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	unlock, err := LockState(c.stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	Release(c.stateDir, c.lab.Info.Name, names)
+	c.lab.Info.Claims = slices.DeleteFunc(c.lab.Info.Claims, func(n string) bool { return slices.Contains(names, n) })
+	for _, n := range names {
+		delete(c.claimed, n)
+	}
 	return nil
 }
 
