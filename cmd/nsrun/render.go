@@ -159,7 +159,7 @@ func printRecovered(w io.Writer, rs ...store.Result) {
 			continue
 		}
 		if r.Reverted {
-			fmt.Fprintf(w, "nsrun: lab %q is up as it was before an apply that died: undid %s\n", r.Lab, words.Plural(len(r.Undone), "change"))
+			fmt.Fprintf(w, "nsrun: lab %q is up as it was before the change that died (an apply, a session's input): undid %s\n", r.Lab, words.Plural(len(r.Undone), "change"))
 		} else {
 			fmt.Fprintf(w, "nsrun: recovered lab %q, left by a run that died (pid %d): undid %s\n", r.Lab, r.Pid, words.Plural(len(r.Undone), "change"))
 		}

@@ -25,7 +25,7 @@ import (
 )
 
 func init() {
-	register(command{"repl", "[flags] [RECIPE [ARGS...]]", "an interactive session on a lab; each input is rolled back if it fails", cmdRepl})
+	register(command{"repl", "[flags] [RECIPE [ARGS...] | LAB]", "an interactive session on a lab (a new one, or one that is up); each input is rolled back if it fails", cmdRepl})
 }
 
 func cmdRepl(args []string, stdout, stderr io.Writer) int {
@@ -39,11 +39,15 @@ func cmdRepl(args []string, stdout, stderr io.Writer) int {
 	maxSteps := fs.Uint64("max-steps", engine.DefaultMaxSteps, "stop an input, and roll it back, after this many Starlark steps")
 	maxMemory := fs.Uint64("max-memory", engine.DefaultMaxMemory>>20, "stop an input, and roll it back, once nsrun holds more than this many MiB of memory")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: nsrun repl [flags] [RECIPE [ARGS...]]
+		fmt.Fprintf(fs.Output(), `Usage: nsrun repl [flags] [RECIPE [ARGS...] | LAB]
 
 An interactive Starlark session on one lab (shown by nsrun ls while it runs).
 With a RECIPE, the recipe runs first and its globals are in scope; if it
 fails, it is rolled back and the session starts without them.
+
+With LAB, a lab that is up (see nsrun ls), the session is on it: its
+namespaces and links are found by name, ns("ns1") and link("ns1",
+"veth1"), and each input changes it as a transaction; Ctrl-D leaves it up.
 
 Each input is a transaction: if it fails (an error, fail(), Ctrl-C), what it
 created is rolled back and the globals it assigned are dropped; earlier
@@ -76,10 +80,17 @@ Flags:
 			return engine.ExitUsage
 		}
 	}
-	var recipe string
+	var recipe, lab string
 	var argv []string
 	if fs.NArg() > 0 {
 		recipe, argv = fs.Arg(0), fs.Args()[1:]
+	}
+	if recipe != "" && isLab(recipe) {
+		if len(argv) > 0 || *name != "" {
+			fmt.Fprintf(stderr, "nsrun repl: %s is a lab that is up: it takes no arguments or --name\n", recipe)
+			return engine.ExitUsage
+		}
+		lab, recipe = recipe, ""
 	}
 	k := kernel.NewNetlink(store.NetnsDir)
 	defer k.Close()
@@ -90,11 +101,16 @@ Flags:
 	r := &repl{out: stdout, stderr: stderr}
 	stop := r.catchSignals()
 	defer stop()
-	s, err := engine.OpenSession(engine.RunOptions{
+	o := engine.RunOptions{
 		Recipe: recipe, Args: argv, Lab: *name, StateDir: store.StateDir, Kernel: k,
 		Interp: interp, Stdout: stdout, Stderr: stderr, Reporter: &reporter{stderr: stderr},
 		Verbose: *verbose, MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
-	})
+	}
+	open := engine.OpenSession
+	if lab != "" {
+		o.Lab, open = lab, engine.AttachSession
+	}
+	s, err := open(o)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
 		return engine.ExitUsage
@@ -128,7 +144,7 @@ Flags:
 	}
 	in.Close()
 	res := s.Close(*keep)
-	if *keep {
+	if *keep || s.Attached() {
 		printRecordErr(stderr, res)
 		fmt.Fprintf(stderr, "nsrun: lab %q is up (%s); remove it with `nsrun down %s`\n", res.Lab, words.Plural(len(res.Made), "change"), res.Lab)
 	} else {
@@ -137,6 +153,19 @@ Flags:
 	stop()
 	code = codeOf(res)
 	return holdIfKept(inside && *keep, code)
+}
+
+// isLab reports whether arg names a lab on record rather than a recipe: no
+// file of that name, and no ".star" ending.
+func isLab(arg string) bool {
+	if strings.HasSuffix(arg, ".star") || strings.ContainsRune(arg, '/') {
+		return false
+	}
+	if _, err := os.Stat(arg); err == nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(store.StateDir, arg, "lab.json"))
+	return err == nil
 }
 
 // repl is the loop's state: the input being run, and whether a signal

@@ -234,3 +234,79 @@ func TestReplStdin(t *testing.T) {
 		t.Errorf("help repl: %+v", r)
 	}
 }
+
+// `nsrun repl LAB` opens a session on a lab that is up: its objects are
+// found by name, each input changes it as a transaction (a failed one
+// leaves it as it was), Ctrl-D leaves it up; a session killed midway is
+// undone back to its input's start by the next nsrun, the lab still up.
+func TestReplOnALabThatIsUp(t *testing.T) {
+	nstest.Kernel(t)
+	recoverAfter(t)
+	v1 := write(t, "ru.star", `a = netns("ru-a"); b = netns("ru-b")
+x, y = veth("ru-x", "eth0", netns=a, peer_netns=b)
+x.addr("10.74.0.1/24").up(); y.addr("10.74.0.2/24").up()
+c = netns("ru-c")
+`)
+	if r := nsrun(t, "-q", v1); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	defer nsrun(t, "down", "ru")
+	time.Sleep(settle)
+	before := nstest.LabSnapshot(t)
+	cmd := exec.Command(nsrunBin, "repl", "ru")
+	cmd.Stdin = strings.NewReader(`link("ru-a", "ru-x").delete(); ns("ru-c").delete(); fail("no")
+link(ns("ru-b"), "eth0").addr("10.74.0.3/24")
+print(ns("ru-b").addrs())
+`)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "10.74.0.3/24") || !strings.Contains(errb.String(), "Error in fail: no") ||
+		!strings.Contains(errb.String(), `lab "ru" is up`) {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	}
+	want := strings.Replace(before, "eth0    inet 10.74.0.2/24 brd 10.74.0.255 scope global eth0\\       \n",
+		"eth0    inet 10.74.0.2/24 brd 10.74.0.255 scope global eth0\\       \neth0    inet 10.74.0.3/24 brd 10.74.0.255 scope global secondary eth0\\       \n", 1)
+	if want == before {
+		t.Fatalf("the snapshot has no 10.74.0.2 as the test expects:\n%s", before)
+	}
+	if after := labAfter(t, want); after != want {
+		t.Errorf("after the session:\n%s\nwant:\n%s", after, want)
+	}
+	if r := nsrun(t, "check", "ru"); r.code != 0 {
+		t.Errorf("check: %+v", r)
+	}
+
+	// Killed in the middle of an input.
+	before = nstest.LabSnapshot(t)
+	cmd = exec.Command(nsrunBin, "repl", "ru")
+	cmd.Stdin = strings.NewReader(`netns("ru-k"); link("ru-a", "ru-x").set(mtu=1300); exec_in(host(), ["sleep", "2"])` + "\n")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(hang)
+	for !strings.Contains(nstest.Ip(t, "ru-a", "link", "show", "ru-x"), "mtu 1300") {
+		if time.Now().After(deadline) {
+			t.Fatal("the session's input did not get to its change")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if r := nsrun(t, "recover"); r.code != 0 || !strings.Contains(r.stdout+r.stderr, `lab "ru" is up as it was`) {
+		t.Errorf("recover: %+v", r)
+	}
+	// The command the input ran is not nsrun's to stop once nsrun is
+	// killed: it ends by itself.
+	after := labAfter(t, before)
+	for ; after != before && time.Now().Before(deadline); after = labAfter(t, before) {
+	}
+	if after != before {
+		t.Errorf("after the recovery:\n%s\nwant:\n%s", after, before)
+	}
+	if r := nsrun(t, "ls"); !strings.Contains(r.stdout, "ru ") || !strings.Contains(r.stdout, " up ") {
+		t.Errorf("ls: %+v", r)
+	}
+}

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"os"
 	"sort"
 
 	"github.com/nsrun/nsrun/runtime/journal"
@@ -33,6 +35,69 @@ type Session struct {
 	o       RunOptions
 	journal *journal.Journal
 	lr      *labRun
+	// attached: the session is on a lab that was up before it (see
+	// AttachSession), which it leaves up.
+	attached bool
+	claims   interface{ Drop([]string) error }
+}
+
+// AttachSession opens a session on the lab o.Lab, which is up: its
+// namespaces and links are the session's to change (found by name with
+// ns() and link()), each input a transaction on it, as an apply is (a
+// session that dies midway is undone back to the input's start by the next
+// nsrun); Close leaves the lab up. The session holds the lab's lock.
+func AttachSession(o RunOptions) (*Session, error) {
+	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	rep := reporter(o.Reporter)
+	for _, rec := range store.Recover(o.StateDir, o.Kernel) {
+		rep.Recovered(rec)
+	}
+	lab, err := store.Open(o.StateDir, o.Lab)
+	if err != nil {
+		return nil, err
+	}
+	if err := lab.TryLock(); err != nil {
+		return nil, err
+	}
+	if lab.Info.State != store.LabUp {
+		lab.Unlock()
+		return nil, fmt.Errorf("lab %q is %s: a session opens only on a lab that is up (see `nsrun down`)", o.Lab, lab.Info.State)
+	}
+	j, err := journal.Reopen(lab.JournalPath())
+	if err != nil {
+		lab.Unlock()
+		return nil, fmt.Errorf("lab %q: reading its journal: %w", o.Lab, err)
+	}
+	claims := store.NewClaimer(o.Kernel, o.StateDir, lab)
+	rt := New(o.Lab, claims, j)
+	rt.ID, rt.Dir, rt.Argv = lab.Info.ID, lab.Dir, o.Args
+	if o.Verbose {
+		rt.Log = o.Stderr
+	}
+	steps := j.Steps()
+	rt.state, rt.owned = model.Replay(steps, true), len(steps)
+	s := &Session{o: o, Lab: lab, RT: rt, journal: j, attached: true, claims: claims}
+	s.lr = &labRun{o: &s.o, lab: lab, journal: j, rt: rt}
+	s.Globals = maps.Clone(o.Interp.Predeclared)
+	return s, nil
+}
+
+// Attached reports whether the session is on a lab that was up before it.
+func (s *Session) Attached() bool { return s.attached }
+
+// begin starts an input at mark: on an attached lab, the lab is recorded
+// as changing from mark, for recovery to undo if the session dies.
+func (s *Session) begin(mark int) error {
+	if !s.attached {
+		return nil
+	}
+	s.Lab.Info.Mark, s.Lab.Info.Applied = mark, nil
+	if err := s.Lab.SetState(store.LabApplying); err != nil {
+		return fmt.Errorf("recording the lab: %w", err)
+	}
+	return nil
 }
 
 // OpenSession records the session's lab as Run does (with the same
@@ -68,6 +133,9 @@ func (s *Session) Predeclared() starlark.StringDict { return s.o.Interp.Predecla
 // it fails, its changes are rolled back: the result says what happened.
 func (s *Session) RunRecipe(ctx context.Context) store.Result {
 	mark := s.journal.Len()
+	if err := s.begin(mark); err != nil {
+		return store.Result{Lab: s.o.Lab, State: s.Lab.Info.State, Err: err}
+	}
 	s.RT.Ctx = ctx
 	globals, err := s.o.exec(ctx, s.RT, s.o.Stdout)
 	r := s.end(mark, err)
@@ -84,6 +152,9 @@ func (s *Session) RunRecipe(ctx context.Context) store.Result {
 // input made, and, if it failed, why and what was rolled back.
 func (s *Session) Eval(ctx context.Context, f *syntax.File) (starlark.Value, store.Result) {
 	mark := s.journal.Len()
+	if err := s.begin(mark); err != nil {
+		return nil, store.Result{Lab: s.o.Lab, State: s.Lab.Info.State, Err: err}
+	}
 	s.RT.Ctx = ctx
 	thread, done := s.o.thread(ctx, "repl", s.RT, s.o.Stdout)
 	globals := maps.Clone(s.Globals)
@@ -111,6 +182,15 @@ func (s *Session) end(mark int, err error) store.Result {
 	r := store.Result{Lab: s.o.Lab, State: s.Lab.Info.State, Made: s.journal.Steps()[mark:], Err: err}
 	if err != nil {
 		s.lr.rollback(&r, mark, false)
+	}
+	if s.attached && r.State == store.LabApplying { // the input is over
+		if r.Err != nil { // the names it claimed are free again
+			if err := s.claims.Drop(s.Lab.Info.Applied); err != nil {
+				r.Spared = append(r.Spared, fmt.Errorf("releasing the input's names: %w", err))
+			}
+		}
+		s.Lab.Info.Mark, s.Lab.Info.Applied = 0, nil
+		s.Lab.Settle(&r, store.LabUp)
 	}
 	return r
 }
@@ -178,7 +258,7 @@ func (s *Session) Close(keep bool) store.Result {
 	defer s.Lab.Unlock()
 	defer s.journal.Close()
 	r := store.Result{Lab: s.o.Lab, Made: s.journal.Steps()}
-	if keep {
+	if keep || s.attached {
 		s.Lab.Settle(&r, store.LabUp)
 		return r
 	}
