@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Fault injection, for the test harness only. NSRUN_FAULT holds one or more
@@ -70,6 +71,9 @@ func init() {
 		sig, when, _ := strings.Cut(action, "-")
 		if points[when] == at {
 			syscall.Kill(os.Getpid(), signals[sig])
+			// The signal is the process's once Go's handler has passed
+			// it on: it struck at this point, not some changes later.
+			time.Sleep(signalled)
 		}
 		return nil
 	}
@@ -79,3 +83,7 @@ var (
 	signals = map[string]syscall.Signal{"kill": syscall.SIGKILL, "int": syscall.SIGINT, "term": syscall.SIGTERM, "hup": syscall.SIGHUP}
 	points  = map[string]Point{"before": Before, "made": Made, "after": After}
 )
+
+// signalled is how long a signal sent to the process itself takes to
+// reach the goroutine that catches it, at most.
+const signalled = 20 * time.Millisecond

@@ -206,3 +206,47 @@ func Ip(t testing.TB, ns string, args ...string) string {
 	}
 	return out.String()
 }
+
+// LabSnapshot is Snapshot with what is inside every named namespace: its
+// links (with their details, not their indexes: a link made again is the
+// same link), addresses (not their lifetimes), routes, nftables rules and
+// forwarding. Two labs with the same snapshot are the same to a user.
+func LabSnapshot(t testing.TB) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(indexes.ReplaceAllString(Snapshot(t), ""))
+	entries, _ := os.ReadDir(NetnsDir)
+	for _, e := range entries {
+		ns := e.Name()
+		fmt.Fprintf(&b, "netns %s:\n", ns)
+		fmt.Fprintf(&b, "links: %s\n", sortLines(indexes.ReplaceAllString(StripTimers(Ip(t, ns, "-d", "-o", "link")), "")))
+		fmt.Fprintf(&b, "addrs: %s\n", sortLines(lifetimes.ReplaceAllString(indexes.ReplaceAllString(Ip(t, ns, "-o", "addr"), ""), "")))
+		fmt.Fprintf(&b, "routes: %s\n", sortLines(Ip(t, ns, "route")+Ip(t, ns, "-6", "route")))
+		if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "ruleset").Output(); err == nil {
+			fmt.Fprintf(&b, "nftables: %s\n", out)
+		}
+		for _, key := range []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv6/conf/all/disable_ipv6"} {
+			out, _ := exec.Command("ip", "netns", "exec", ns, "cat", "/proc/sys/net/"+key).Output()
+			fmt.Fprintf(&b, "%s=%s", key, out)
+		}
+	}
+	return b.String()
+}
+
+// sortLines sorts the lines of s: the kernel lists links, addresses and
+// routes in the order they were made, and a link made again is listed last.
+func sortLines(s string) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+var (
+	// indexes are what tells a link made again from the one it replaces:
+	// its index, its peer's, the ids of the namespaces it sees, its number
+	// as a bridge's port.
+	indexes = regexp.MustCompile(`(?m)^\d+: |@if\d+|link-netnsid \d+ ?|\bif\d+\b|(port_id|port_no) 0x[0-9a-f]+ |designated_port \d+ `)
+	// lifetimes tick by themselves (a DHCP lease's address), and an IPv6
+	// address is tentative for a moment.
+	lifetimes = regexp.MustCompile(`(valid|preferred)_lft \S+ ?|tentative `)
+)

@@ -241,6 +241,12 @@ func faultShard(t *testing.T, bin string, i, n int) {
 			run(recipe, k, faultActions[(i+k)%len(faultActions)], at[k-1])
 		}
 	}
+	points += applyPoints(t, bin, mine, inject, func(what string) {
+		if d := decoys(); d != "" {
+			touched++
+			t.Errorf("%s: a decoy changed:\n%s", what, d)
+		}
+	})
 	summary := fmt.Sprintf("fault injection: %d points, %d leftovers, %d foreign objects touched", points, leftovers, touched)
 	t.Log(summary)
 	if path := os.Getenv("NSRUN_FAULT_SUMMARY"); path != "" {

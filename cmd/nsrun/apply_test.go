@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nsrun/nsrun/runtime/nstest"
+)
+
+// applyV1 is the lab the apply tests change.
+const applyV1 = `
+a = netns("apr-a"); b = netns("apr-b"); c = netns("apr-c")
+x, y = veth("apr-x", "eth0", netns=a, peer_netns=b)
+x.addr("10.71.0.1/24", "10.71.1.1/24").up(); y.addr("10.71.0.2/24").up()
+p, q = veth("apr-p", "eth0", netns=a, peer_netns=c)
+p.addr("10.72.0.1/24").up(); q.addr("10.72.0.2/24").up()
+b.route("10.73.0.0/16", via="10.71.0.1")
+`
+
+// writeIn writes src as dir/name and returns its path: two versions of a
+// recipe in two directories have the same lab.
+func writeIn(t *testing.T, dir, name, src string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// settle is how long the kernel takes to show a link's carrier as it is
+// (its link watch runs up to a second late).
+const settle = 1500 * time.Millisecond
+
+// labAfter is the lab's snapshot once it has settled, if it differs from
+// before at first.
+func labAfter(t *testing.T, before string) string {
+	t.Helper()
+	after := nstest.LabSnapshot(t)
+	if after != before {
+		time.Sleep(settle)
+		after = nstest.LabSnapshot(t)
+	}
+	return after
+}
+
+// An apply that removes a link, an address, a route and a namespace of the
+// lab's (by leaving them out, and with the delete builtins), then fails,
+// leaves the lab as it was; so does one the recipe's check fails after
+// all its changes. A dry run changes nothing, and says the same twice.
+func TestApplyFailsBack(t *testing.T) {
+	nstest.Kernel(t)
+	recoverAfter(t)
+	dir := t.TempDir()
+	v1 := writeIn(t, filepath.Join(dir, "v1"), "apr.star", applyV1)
+	if r := nsrun(t, "-q", v1); r.code != 0 {
+		t.Fatalf("v1: %+v", r)
+	}
+	defer nsrun(t, "down", "apr")
+	time.Sleep(settle)
+	before := nstest.LabSnapshot(t)
+	for _, v2 := range []string{
+		// Left out: the namespace apr-c with its link; an address
+		// removed, a route replaced, then a failure.
+		`
+a = netns("apr-a"); b = netns("apr-b")
+x, y = veth("apr-x", "eth0", netns=a, peer_netns=b)
+x.addr("10.71.0.1/24").up(); y.addr("10.71.0.2/24").up()
+b.route("10.73.0.0/16", via="10.71.0.1")
+b.route("10.73.0.0/16", via="10.71.0.3", replace=True)
+if not ping(b, "10.71.0.99", count=1).ok:  # a plan assumes it passes
+    fail("no reply from 10.71.0.99")
+`,
+		// The delete builtins, from the recipe; then a check fails.
+		applyV1 + `
+link("apr-a", "apr-x").addr_del("10.71.1.1/24")
+ns("apr-b").route_del("10.73.0.0/16")
+link("apr-a", "apr-p").delete()
+ns("apr-c").delete()
+d = netns("apr-d")
+reach(d, "10.71.0.1")
+`,
+	} {
+		path := writeIn(t, filepath.Join(dir, "v2"), "apr.star", v2)
+		for _, dry := range []bool{true, false} {
+			args := []string{"apply", path}
+			if dry {
+				args = []string{"apply", "--dry-run", path}
+			}
+			r := nsrun(t, args...)
+			switch {
+			case dry && r.code != 0:
+				t.Errorf("apply --dry-run: %+v", r)
+			case !dry && (r.code != 1 || !strings.Contains(r.stderr, `lab "apr" is as it was before the apply`)):
+				t.Errorf("apply of a failing recipe: %+v", r)
+			}
+			if dry {
+				if again := nsrun(t, args...); again.stdout != r.stdout {
+					t.Errorf("a second dry run says otherwise:\n%s\nthe first:\n%s", again.stdout, r.stdout)
+				}
+			}
+			if after := labAfter(t, before); after != before {
+				t.Errorf("apply (dry run %t) of\n%s\nchanged the lab:\n%s\nwant:\n%s", dry, v2, after, before)
+			}
+		}
+	}
+	if r := nsrun(t, "check", "apr"); r.code != 0 {
+		t.Errorf("check: %+v", r)
+	}
+}
+
+// What apply refuses, each with a clear error and nothing changed: a lab a
+// running nsrun holds, a recipe whose names are another lab's, a removal
+// of another lab's object or of the machine's.
+func TestApplyRefusals(t *testing.T) {
+	nstest.Kernel(t)
+	recoverAfter(t)
+	dir := t.TempDir()
+	v1 := writeIn(t, filepath.Join(dir, "v1"), "apr.star", applyV1)
+	other := write(t, "apr_other.star", `o = netns("apr-o")`+"\n"+`veth("apr-ov", "eth0", peer_netns=o)`+"\n")
+	for _, r := range []string{v1, other} {
+		if res := nsrun(t, "-q", r); res.code != 0 {
+			t.Fatalf("%s: %+v", r, res)
+		}
+	}
+	defer nsrun(t, "down", "apr", "apr_other")
+	time.Sleep(settle)
+	before := nstest.LabSnapshot(t)
+	for _, c := range []struct{ src, want string }{
+		{applyV1 + `o = netns("apr-o")` + "\n", `netns "apr-o" is taken by lab "apr_other"`},
+		{applyV1 + `veth("apr-ov", "eth1", peer_netns=b)` + "\n", `link name (host namespace) "apr-ov" is taken by lab "apr_other"`},
+		{applyV1 + `ns("apr-o").delete()` + "\n", `the lab has no namespace "apr-o"`},
+		{applyV1 + `link("host", "apr-ov").delete()` + "\n", `the lab has no link "apr-ov" in netns "host"`},
+		{applyV1 + `link("host", "lo").delete()` + "\n", `the lab has no link "lo" in netns "host"`},
+		{applyV1 + `host().delete()` + "\n", "host() is the machine's namespace"},
+	} {
+		path := writeIn(t, filepath.Join(dir, "v2"), "apr.star", c.src)
+		r := nsrun(t, "apply", path)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("apply of\n%s\n%+v, want an error naming %q", c.src, r, c.want)
+		}
+		if after := labAfter(t, before); after != before {
+			t.Errorf("apply of\n%s\nchanged the machine:\n%s\nwant:\n%s", c.src, after, before)
+		}
+	}
+
+	// Held: a run of the lab's name is still going.
+	held := writeIn(t, filepath.Join(dir, "held"), "apr_held.star", "n = netns(\"apr-h\")\n"+`exec_in(n, ["sleep", "2"])`+"\n")
+	ctx, cancel := context.WithTimeout(context.Background(), concLimit)
+	defer cancel()
+	run := startNsrun(t, ctx, "-q", held)
+	time.Sleep(500 * time.Millisecond)
+	r := nsrun(t, "apply", "--name", "apr_held", v1)
+	if r.code != 2 || !strings.Contains(r.stderr, `lab "apr_held" is in use by a running nsrun`) {
+		t.Errorf("apply of a lab being made: %+v", r)
+	}
+	if res, err := run.wait(); err != nil || res.code != 0 {
+		t.Errorf("the run that held it: %+v, %v", res, err)
+	}
+	if r := nsrun(t, "down", "apr_held"); r.code != 0 {
+		t.Errorf("down: %+v", r)
+	}
+}
