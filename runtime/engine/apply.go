@@ -72,7 +72,8 @@ func diff(lab, plan []journal.Step, live []bool) Diff {
 			d.Gone = append(d.Gone, i)
 		}
 	}
-	d.Removals = removals(lab, d.Gone)
+	var linkGoes func(ns, name string) bool
+	d.Removals, linkGoes = removals(lab, d.Gone)
 	// A setting the plan no longer makes at all is put back as it was
 	// before the lab first set it.
 	setting := func(s journal.Step) string { return s.Op + "|" + s.NS + "|" + s.Name }
@@ -103,7 +104,7 @@ func diff(lab, plan []journal.Step, live []bool) Diff {
 		goes := slices.Contains(d.Removals, fmt.Sprintf("ns(%q).delete()", s.NS))
 		if s.Op != journal.OpSysctl {
 			_, made := st.MadeLink(s.NS, s.Name)
-			goes = goes || !made && !st.HasNetns(s.NS) || slices.Contains(d.Removals, fmt.Sprintf("link(%q, %q).delete()", kernel.NSArg(s.NS), s.Name))
+			goes = goes || !made && !st.HasNetns(s.NS) || linkGoes(s.NS, s.Name)
 		}
 		if !goes {
 			unsets = append(unsets, fmt.Sprintf("unset(%q, %q, %q, %q)", s.Op, s.NS, s.Name, s.Old))
@@ -139,7 +140,7 @@ func past(lab, plan []journal.Step, live []bool) int {
 // with something removed (a link's addresses with it, what is in a
 // namespace with it) is left to it. A setting the recipe no longer makes
 // stays as it is; one it makes otherwise is made anew.
-func removals(lab []journal.Step, gone []int) []string {
+func removals(lab []journal.Step, gone []int) (calls []string, goes func(ns, name string) bool) {
 	st := model.Replay(lab, true)
 	goneNS := map[string]bool{}
 	goneLink := map[*model.Link]bool{}
@@ -150,11 +151,19 @@ func removals(lab []journal.Step, gone []int) []string {
 		case journal.OpLink, journal.OpMove: // a link moved elsewhere is made again
 			if l := st.Of[i]; l != nil && l.Removed < 0 {
 				goneLink[l] = true
+				if l.Peer != nil { // a veth goes whole
+					goneLink[l.Peer] = true
+				}
 			}
 		}
 	}
 	dies := func(l *model.Link) bool {
 		return goneNS[l.At.NS] || l.Peer != nil && goneNS[l.Peer.At.NS]
+	}
+	deleted := maps.Clone(goneLink)
+	goes = func(ns, name string) bool { // a link of the lab's
+		l, made := st.MadeLink(ns, name)
+		return made && (deleted[l] || dies(l))
 	}
 	var procs, rest, netns []string
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
@@ -201,7 +210,7 @@ func removals(lab []journal.Step, gone []int) []string {
 			}
 		}
 	}
-	return slices.Concat(procs, rest, netns)
+	return slices.Concat(procs, rest, netns), goes
 }
 
 // routeDst is how route_del names a route's destination.
@@ -392,7 +401,8 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		// What the lab has that the run did not take (a lease the recipe
 		// no longer asks for, or another server's answer) goes too.
 		if left := rt.EndAdopt(); err == nil && len(left) > 0 {
-			err = o.remove(ctx, rt, removals(j.Steps(), left), out)
+			calls, _ := removals(j.Steps(), left)
+			err = o.remove(ctx, rt, calls, out)
 		}
 	}
 	err = rt.EndPipeline(err)

@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/nsrun/nsrun/runtime/journal"
@@ -134,6 +135,32 @@ func Live(steps []journal.Step) []bool {
 					return true // a port of the bridge: released with it
 				case c.Op == journal.OpRoute && c.Route != nil && routes[c.NS+"|"+keyString(c.Route.Key())]:
 					return true
+				}
+				return false
+			}, false)
+		case journal.OpUp:
+			// Taken down, the link lost what the kernel dropped with it
+			// (its IPv6 addresses, the routes through it): up again,
+			// the link does not get them back.
+			if s.New != "down" || s.Was == nil {
+				continue
+			}
+			l := st.Of[i]
+			routes, addrs := map[string]bool{}, map[netip.Prefix]bool{}
+			for _, e := range s.Was.Ends {
+				for _, r := range e.Routes {
+					routes[e.NS+"|"+keyString(r.Key())] = true
+				}
+				for _, a := range e.Addrs {
+					addrs[a] = true
+				}
+			}
+			kill(func(j int, c journal.Step) bool {
+				switch c.Op {
+				case journal.OpRoute:
+					return c.Route != nil && routes[c.NS+"|"+keyString(c.Route.Key())]
+				case journal.OpAddr:
+					return l != nil && st.Of[j] == l && addrs[c.Addr]
 				}
 				return false
 			}, false)

@@ -205,7 +205,18 @@ func (st *State) Apply(i int, s journal.Step) {
 			l.MAC = s.New // it is known by its MAC: the one it has now
 		}
 	case journal.OpUp, journal.OpMTU, journal.OpHairpin:
-		st.Of[i] = st.link(LinkKey{s.NS, s.Name})
+		l := st.link(LinkKey{s.NS, s.Name})
+		st.Of[i] = l
+		if s.Op == journal.OpUp && s.New == "down" && s.Was != nil && s.State != journal.StateIntent {
+			// What the kernel dropped with the link (see journal.OpUp).
+			for _, e := range s.Was.Ends {
+				for _, r := range e.Routes {
+					key := r.Key()
+					st.routes[e.NS] = slices.DeleteFunc(st.routes[e.NS], func(r kernel.Route) bool { return r.Key() == key })
+				}
+				l.Addrs = slices.DeleteFunc(l.Addrs, func(a netip.Prefix) bool { return slices.Contains(e.Addrs, a) })
+			}
+		}
 	case journal.OpRoute, journal.OpRouteDel:
 		if s.Route == nil {
 			return

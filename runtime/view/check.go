@@ -171,6 +171,15 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 					lastRoute[routeKey{e.NS, r.Key()}] = i
 				}
 			}
+		case s.Op == journal.OpUp && s.New == "down" && s.Was != nil: // what the kernel dropped with it
+			for _, e := range s.Was.Ends {
+				for _, r := range e.Routes {
+					lastRoute[routeKey{e.NS, r.Key()}] = i
+				}
+				for _, a := range e.Addrs {
+					lastAddr[addrKey{st.Of[i], a}] = i
+				}
+			}
 		}
 	}
 	routes := map[string][]kernel.RouteInfo{}
