@@ -389,3 +389,27 @@ a2 = netns("rm-a")
 	// The teardown (the test's end) knows the namespace put back by its
 	// new inode, and nstest finds nothing left.
 }
+
+// A namespace someone made in the place of the lab's (deleted by hand, made
+// again under its name) is not the lab's to delete: ns.delete() refuses it,
+// and it is left as it is.
+func TestNetnsDeleteOnlyTheLabs(t *testing.T) {
+	s := kernelSession(t)
+	s.exec(`d = netns("rm-decoy")`)
+	for _, c := range [][]string{{"netns", "del", "rm-decoy"}, {"netns", "add", "rm-decoy"}} {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", c, err, out)
+		}
+	}
+	defer exec.Command("ip", "netns", "del", "rm-decoy").Run()
+	mark := s.rt.Journal.Len()
+	if _, err := s.eval(`d.delete()`); err == nil || !strings.Contains(err.Error(), "not created by this lab") {
+		t.Errorf("deleting a decoy of the lab's namespace: %v", err)
+	}
+	if _, failed := s.rt.Rollback(mark); len(failed) > 0 {
+		t.Fatalf("rollback: %v", failed)
+	}
+	if out, err := exec.Command("ip", "netns", "list").Output(); err != nil || !strings.Contains(string(out), "rm-decoy") {
+		t.Errorf("the decoy is gone: %s %v", out, err)
+	}
+}
