@@ -168,3 +168,44 @@ func TestApplyRefusals(t *testing.T) {
 		t.Errorf("down: %+v", r)
 	}
 }
+
+// A process whose command an apply changes is stopped and started anew; if
+// the apply then fails, the old one runs again (with a pid of its own,
+// which the lab's record knows), as it was started.
+func TestApplyRestartsWhatItStopped(t *testing.T) {
+	nstest.Kernel(t)
+	recoverAfter(t)
+	dir := t.TempDir()
+	src := func(cmd, end string) string {
+		return `a = netns("aps-a")` + "\n" + `spawn_in(a, ["sleep", "` + cmd + `"], name="sleeper")` + "\n" + end
+	}
+	v1 := writeIn(t, filepath.Join(dir, "v1"), "aps.star", src("1001", ""))
+	if r := nsrun(t, "-q", v1); r.code != 0 {
+		t.Fatalf("v1: %+v", r)
+	}
+	defer nsrun(t, "down", "aps")
+	running := func() string { return nstest.Processes("NSRUN_LAB=aps/") }
+	if !strings.Contains(running(), "sleep 1001") {
+		t.Fatalf("v1's process: %s", running())
+	}
+	v2 := writeIn(t, filepath.Join(dir, "v2"), "aps.star", src("1002", `if not ping(a, "10.79.0.1", count=1).ok:
+    fail("no reply")
+`))
+	if r := nsrun(t, "apply", v2); r.code != 1 || !strings.Contains(r.stderr, "is as it was before the apply") {
+		t.Errorf("apply: %+v", r)
+	}
+	if got := running(); !strings.Contains(got, "sleep 1001") || strings.Contains(got, "sleep 1002") {
+		t.Errorf("after the apply failed, the lab's processes: %s", got)
+	}
+	if r := nsrun(t, "check", "aps"); r.code != 0 {
+		t.Errorf("check: %+v", r)
+	}
+	// Applied for good, the new command runs instead.
+	v3 := writeIn(t, filepath.Join(dir, "v3"), "aps.star", src("1003", ""))
+	if r := nsrun(t, "apply", "-q", v3); r.code != 0 {
+		t.Errorf("apply: %+v", r)
+	}
+	if got := running(); !strings.Contains(got, "sleep 1003") || strings.Contains(got, "sleep 1001") {
+		t.Errorf("after the apply, the lab's processes: %s", got)
+	}
+}

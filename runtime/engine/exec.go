@@ -160,39 +160,77 @@ func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string, o Sp
 		return nil, err
 	}
 	err := rt.change(thread, step, func(k kernel.Kernel, s *journal.Step) error {
-		cmd := rt.command(ns, argv)
-		cmd.Env = append(cmd.Env, o.Env...)
-		if o.Cwd != "" {
-			cmd.Env = append(cmd.Env, nsexec.CwdEnv+"="+o.Cwd)
-		}
-		if _, planning := kernel.As[kernel.Planner](k); !planning {
-			log, err := openLog(s.Path)
-			if err != nil {
-				return err
-			}
-			defer log.Close() // the child has its own
-			cmd.Stdout, cmd.Stderr = log, log
-		}
-		if err := k.Start(ns, cmd); err != nil {
-			return err
-		}
-		if cmd.Process == nil { // a recording kernel starts nothing
-			return nil
-		}
-		pid := cmd.Process.Pid
-		start, err := proc.StartTime(pid)
-		if err != nil {
-			syscall.Kill(-pid, syscall.SIGKILL)
-			cmd.Wait()
-			return fmt.Errorf("reading the start time of %d: %w", pid, err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }() // reaped, so a stopped process leaves no zombie
-		s.Pid, s.Start = pid, start
-		sp.Pid, sp.Log, sp.Exited = pid, s.Path, exited
-		return nil
+		exited, err := rt.start(k, s)
+		sp.Pid, sp.Log, sp.Exited = s.Pid, s.Path, exited
+		return err
 	})
 	return sp, err
+}
+
+// start starts the process of step s (see procStep), its output going to
+// s.Path, and fills in its pid and start time. A recording kernel starts
+// nothing (and exited is nil).
+func (rt *Runtime) start(k kernel.Kernel, s *journal.Step) (exited <-chan error, err error) {
+	cmd := rt.command(s.NS, s.Argv)
+	cmd.Env = append(cmd.Env, s.Env...)
+	if s.Cwd != "" {
+		cmd.Env = append(cmd.Env, nsexec.CwdEnv+"="+s.Cwd)
+	}
+	if _, planning := kernel.As[kernel.Planner](k); !planning {
+		log, err := openLog(s.Path)
+		if err != nil {
+			return nil, err
+		}
+		defer log.Close() // the child has its own
+		cmd.Stdout, cmd.Stderr = log, log
+	}
+	if err := k.Start(s.NS, cmd); err != nil {
+		return nil, err
+	}
+	if cmd.Process == nil {
+		return nil, nil
+	}
+	pid := cmd.Process.Pid
+	start, err := proc.StartTime(pid)
+	if err != nil {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		cmd.Wait()
+		return nil, fmt.Errorf("reading the start time of %d: %w", pid, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }() // reaped, so a stopped process leaves no zombie
+	s.Pid, s.Start = pid, start
+	return done, nil
+}
+
+// restart starts again, as they were started, the lab's processes whose
+// stops (since mark) a rollback undid, and gives their steps in the
+// journal the new pids: an apply that stopped a process and then failed
+// leaves it running, as before.
+func (rt *Runtime) restart(stops []journal.Step) []error {
+	var errs []error
+	for _, stop := range slices.Backward(stops) {
+		steps := rt.Journal.Steps()
+		i := slices.IndexFunc(steps, func(s journal.Step) bool {
+			return s.Op == journal.OpProc && s.Pid == stop.Pid && s.Start == stop.Start
+		})
+		if i < 0 || proc.Running(stop.Pid, stop.Start) {
+			continue
+		}
+		s := steps[i]
+		if len(s.Argv) == 0 {
+			errs = append(errs, fmt.Errorf("%s (%s): not started again: recorded by an older nsrun, without its command", s, s.Pos))
+			continue
+		}
+		if _, err := rt.start(rt.k, &s); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): starting it again: %w", s, s.Pos, err))
+			continue
+		}
+		if err := rt.Journal.Update(i, s); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): recording it: %w", s, s.Pos, err))
+		}
+	}
+	return errs
 }
 
 // procStep is the step of starting argv in ns (before it starts).
@@ -203,7 +241,7 @@ func (rt *Runtime) procStep(ns string, argv []string, o *SpawnOptions) journal.S
 	if o.Sum == "" {
 		o.Sum = Sum(append(append(slices.Clone(argv), "\x00env"), append(o.Env, "\x00cwd", o.Cwd)...)...)
 	}
-	step := journal.Step{Op: journal.OpProc, NS: ns, Name: o.Name, Sum: o.Sum}
+	step := journal.Step{Op: journal.OpProc, NS: ns, Name: o.Name, Sum: o.Sum, Argv: argv, Env: o.Env, Cwd: o.Cwd}
 	if rt.Dir != "" {
 		step.Path = rt.LogPath(ns, o.Name)
 	}
@@ -298,15 +336,6 @@ func (rt *Runtime) Node(ns string) (nsexec.Node, error) {
 		return "", fmt.Errorf("host() shows the machine's own files")
 	}
 	return nsexec.NodeOf(rt.Dir, ns), nil
-}
-
-// StopProcesses stops every background process of the run still running.
-func (rt *Runtime) StopProcesses() {
-	for _, s := range rt.Journal.Steps() {
-		if s.Op == journal.OpProc {
-			proc.Stop(s.Pid, s.Start)
-		}
-	}
 }
 
 // StopProcess stops one background process of the run.

@@ -494,12 +494,19 @@ func (rt *Runtime) Rollback(mark int) (undone []journal.Step, failed []error) {
 		// included, is in the lab's namespaces or carries its tag.
 		store.KillLab(rt.processTag(), store.LabNetns(rt.Journal.Steps()))
 	}
+	var stops []journal.Step
 	for _, s := range rt.Journal.Since(mark) { // those started since: the others keep running
-		if s.Op == journal.OpProc {
+		switch s.Op {
+		case journal.OpProc:
 			proc.Stop(s.Pid, s.Start)
+		case journal.OpStop:
+			stops = append(stops, s)
 		}
 	}
 	r := undo.Rollback(rt.Journal, rt.k, rt.Tag(), mark)
+	if mark > 0 && len(r.Errs) == 0 { // the lab is as it was: its processes run again
+		r.Errs = rt.restart(stops)
+	}
 	// What the run owns is what its journal has left: replayed, so that
 	// an undone removal (an address, a route) is the run's again.
 	rt.mu.Lock()

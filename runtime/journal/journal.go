@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -48,6 +49,11 @@ type Step struct {
 	Pid      int           `json:"pid,omitempty"`
 	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
 	Path     string        `json:"path,omitempty"`  // private, file: where the lab keeps it (see nsexec.Node); proc: its log
+	// A process's command, the environment the recipe gave it (not the
+	// rest of nsrun's) and its directory, to start it again.
+	Argv []string `json:"argv,omitempty"`
+	Env  []string `json:"env,omitempty"`
+	Cwd  string   `json:"cwd,omitempty"`
 	// NAT is a NAT rule the lab added, or removed: what its removal's
 	// undo adds again.
 	NAT *kernel.NATRule `json:"nat,omitempty"`
@@ -364,11 +370,14 @@ func (j *Journal) Done(seq int, intent, s Step) error {
 		return nil
 	}
 	intent.Seq, intent.State = seq, ""
-	if s == intent {
+	if same(s, intent) {
 		return j.write(Step{Seq: seq}, confirmLater[s.Op])
 	}
 	return j.write(s, false)
 }
+
+// same reports whether a and b are the same step.
+func same(a, b Step) bool { return reflect.DeepEqual(a, b) }
 
 // confirmLater holds the operations whose undo does not depend on whether
 // the change is known made: restoring an old state, or removing what may not
@@ -446,6 +455,20 @@ func (j *Journal) Truncate(mark int, kept []Step) error {
 	j.mu.Lock()
 	j.steps = append(j.steps[:mark], kept...)
 	j.mu.Unlock()
+	if j.file == nil {
+		return nil
+	}
+	return j.rewrite()
+}
+
+// Update replaces step i with s, and rewrites the file.
+func (j *Journal) Update(i int, s Step) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if i < 0 || i >= len(j.steps) {
+		return fmt.Errorf("no step %d", i)
+	}
+	j.steps[i] = s
 	if j.file == nil {
 		return nil
 	}
