@@ -2,6 +2,7 @@ package builtins
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -39,6 +40,12 @@ func linkDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	return starlark.None, nil
 }
 
+// notTaken is the work of a removal an apply takes as the lab's (see
+// engine.Runtime.WouldAdopt): never done.
+func notTaken(kernel.Kernel, *journal.Step) error {
+	return errors.New("internal error: the lab's removal was not taken as made")
+}
+
 // deleteLink removes link l, as link.delete() does.
 func deleteLink(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, l *Link) error {
 	ns, name, where := l.ns(), l.state.name, l.state.ns.Name()
@@ -54,6 +61,10 @@ func deleteLink(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime
 			return fmt.Errorf("%s: %s %q in netns %q is stacked on %q: delete it first", b.Name(), on[0].Kind, on[0].At.Name, kernel.NSArg(on[0].At.NS), e.state.name)
 		}
 	}
+	w := says("%s: removing %q in netns %q", b.Name(), name, where)
+	if probe := (journal.Step{Op: journal.OpLinkDel, NS: ns, Name: name, Kind: l.state.kind}); rt.WouldAdopt(probe) {
+		return now(thread, rt, probe, w, notTaken) // an apply's: the lab removed it already
+	}
 	k, err := rt.Kernel()
 	if err != nil {
 		return err
@@ -67,7 +78,6 @@ func deleteLink(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime
 	if l.state.untagged {
 		fp = kernel.Fingerprint{MAC: l.state.mac}
 	}
-	w := says("%s: removing %q in netns %q", b.Name(), name, where)
 	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.LinkDel(ns, name, fp) }); err != nil {
 		return err
 	}
@@ -422,6 +432,9 @@ func netnsDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err != nil {
 		return nil, err
 	}
+	// In an apply whose lab removed it already, its removal is taken as
+	// made, each part as the lab made it, and the kernel is not asked.
+	adopting := rt.WouldAdopt(journal.Step{Op: journal.OpNetnsDel, Name: ns})
 	// Its links, and the lab's elsewhere that go with them: stacked ones
 	// first (the kernel would take them with their parent), then bridge
 	// ports (a bridge's undo takes its ports back), then the rest.
@@ -466,7 +479,7 @@ func netnsDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return 2
 	}
 	slices.SortStableFunc(doomed, func(a, b *Link) int { return cmp.Compare(rank(a), rank(b)) })
-	if lister, ok := kernel.As[kernel.LinkLister](k); ok {
+	if lister, ok := kernel.As[kernel.LinkLister](k); ok && !adopting {
 		have, err := lister.Links(ns)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", fn, err)
@@ -488,6 +501,10 @@ func netnsDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if err := removeNAT(thread, b, rt, ns); err != nil {
 		return nil, err
 	}
+	w := says("%s: removing netns %q", fn, ns)
+	if adopting {
+		return starlark.None, now(thread, rt, journal.Step{Op: journal.OpNetnsDel, Name: ns}, w, notTaken)
+	}
 	lo, err := k.LinkGet(ns, "lo")
 	if err != nil {
 		return nil, fmt.Errorf("%s: netns %q: %w", fn, ns, err)
@@ -507,7 +524,6 @@ func netnsDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	}
 	id := kernel.NetnsID{Ino: made.Ino, Mnt: made.Mnt, Pin: made.Pin}
 	step := journal.Step{Op: journal.OpNetnsDel, Name: ns, Alias: rt.Tag(), Mode: mode, Was: &journal.LinkWas{Ends: []journal.EndWas{end}}}
-	w := says("%s: removing netns %q", fn, ns)
 	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.NetnsDel(ns, rt.Tag(), id) }); err != nil {
 		return nil, err
 	}

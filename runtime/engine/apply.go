@@ -42,26 +42,24 @@ type Diff struct {
 	Removals []string
 }
 
-// diff matches the plan's steps with the lab's live ones by identity, in
+// diff matches the plan's steps with the lab's by key (see model.Key), in
 // order: a plan's step with no match is added, a live step of the lab's
 // with none goes.
-func diff(lab, plan []journal.Step, live []bool) Diff {
+func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool) Diff {
 	d := Diff{Lab: lab, Plan: plan}
 	pool := map[string][]int{}
-	for i, s := range lab {
-		if live[i] {
-			id := model.Identity(s)
-			pool[id] = append(pool[id], i)
+	for i, k := range labKeys {
+		if k != "" {
+			pool[k] = append(pool[k], i)
 		}
 	}
 	kept := map[int]bool{}
-	for i, s := range plan {
-		id := model.Identity(s)
-		if have := pool[id]; id != "" && len(have) > 0 {
-			kept[have[0]], pool[id] = true, have[1:]
+	for i, k := range planKeys {
+		if have := pool[k]; k != "" && len(have) > 0 {
+			kept[have[0]], pool[k] = true, have[1:]
 			continue
 		}
-		if id != "" || s.Kind != model.Revert { // a removal the recipe makes is made again
+		if plan[i].Kind != model.Revert {
 			d.Added = append(d.Added, i)
 		}
 	}
@@ -115,19 +113,16 @@ func diff(lab, plan []journal.Step, live []bool) Diff {
 }
 
 // past is the number of changes the plan asks for up to the last one the
-// lab has (live), which the run adopts (see Runtime.InPast).
-func past(lab, plan []journal.Step, live []bool) int {
+// lab has, which the run adopts (see Runtime.InPast).
+func past(labKeys, planKeys []string) int {
 	pool := map[string]int{}
-	for i, s := range lab {
-		if live[i] {
-			pool[model.Identity(s)]++
-		}
+	for _, k := range labKeys {
+		pool[k]++
 	}
 	n := 0
-	for i, s := range plan {
-		id := model.Identity(s)
-		if id != "" && pool[id] > 0 {
-			pool[id]--
+	for i, k := range planKeys {
+		if k != "" && pool[k] > 0 {
+			pool[k]--
 			n = i + 1
 		}
 	}
@@ -346,7 +341,8 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 			r.Err = err
 			return r
 		}
-		diff(steps, plan.Journal.Steps(), model.Live(steps)).Print(o.Diff)
+		planSteps := plan.Journal.Steps()
+		diff(steps, planSteps, model.Keys(steps), model.Keys(planSteps), model.Live(steps)).Print(o.Diff)
 		return r
 	}
 	j, err := journal.Reopen(lab.JournalPath())
@@ -355,8 +351,9 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		return r
 	}
 	defer j.Close()
-	steps := j.Steps()
-	d := diff(steps, plan.Journal.Steps(), model.Live(steps))
+	steps, planSteps := j.Steps(), plan.Journal.Steps()
+	labKeys, planKeys, labLive := model.Keys(steps), model.Keys(planSteps), model.Live(steps)
+	d := diff(steps, planSteps, labKeys, planKeys, labLive)
 	r.Stage = StageClaim
 	fresh, err := claimMore(o.StateDir, lab, planClaims(plan))
 	if err != nil {
@@ -388,9 +385,17 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	r.Stage = StageRun
 	err = o.remove(ctx, rt, d.Removals, out)
 	if err == nil {
+		// What the lab had before the apply may be taken, but what the
+		// removals took.
 		now := j.Steps()
-		live := model.Live(now)
-		rt.Adopt(now, live, past(now, d.Plan, live))
+		nowLive := model.Live(now)
+		keys := make([]string, len(now))
+		for i := range mark {
+			if !labLive[i] || nowLive[i] {
+				keys[i] = labKeys[i]
+			}
+		}
+		rt.Adopt(now, keys, planKeys, past(keys, planKeys))
 		if rt.Log == nil {
 			rt.Pipeline()
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/nsrun/nsrun/runtime/fault"
@@ -63,9 +64,11 @@ type Runtime struct {
 	// each change the recipe asks for may be, by identity, oldest first;
 	// how many changes the recipe has asked for; how many of them the
 	// lab has passed already (see InPast).
-	adoptable   map[string][]int // in an apply: the lab's steps not yet adopted, by identity
-	adoptFrom   []journal.Step   // the lab's steps
-	ownedSteps  []journal.Step   // in an apply: those adopted and made
+	adoptable   map[string][]int    // in an apply: the lab's steps not yet adopted, by identity
+	adoptFrom   []journal.Step      // the lab's steps
+	planned     map[string][]string // the plan's keys of each identity, in order
+	asks        map[string]int      // how many changes of each identity the recipe asked for
+	ownedSteps  []journal.Step      // in an apply: those adopted and made
 	asked, past int
 }
 
@@ -116,27 +119,47 @@ func (rt *Runtime) Steps() []journal.Step {
 }
 
 // Adopt makes the run one of an apply: each change the recipe asks for
-// that the lab has already made (a step of steps with its identity, see
-// model.Identity) is taken as made, with no kernel call and no record, in
-// the order the lab made them; the run's model starts empty, as a fresh
-// run's. past is the number of changes the recipe asks for up to the last
-// one the lab has (see InPast).
-func (rt *Runtime) Adopt(steps []journal.Step, live []bool, past int) {
+// that the lab has already made (a step of steps with its key, see
+// model.Key) is taken as made, with no kernel call and no record, in the
+// order the lab made them; the run's model starts empty, as a fresh run's.
+// keys are the lab's steps' keys ("": not to be taken), planned the plan's
+// in its order: the nth change with an identity the recipe asks for is
+// matched as the plan's nth of it was (one the plan undoes later with a
+// change the lab undid). past is the number of changes the recipe asks for
+// up to the last one the lab has (see InPast).
+func (rt *Runtime) Adopt(steps []journal.Step, keys, planned []string, past int) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.adoptable, rt.adoptFrom = map[string][]int{}, steps
-	for i, s := range steps {
-		if live[i] {
-			id := model.Identity(s)
-			rt.adoptable[id] = append(rt.adoptable[id], i)
+	for i, k := range keys {
+		if k != "" {
+			rt.adoptable[k] = append(rt.adoptable[k], i)
+		}
+	}
+	rt.planned, rt.asks = map[string][]string{}, map[string]int{}
+	for _, k := range planned {
+		if k != "" {
+			base := strings.TrimSuffix(k, model.UndoneKey)
+			rt.planned[base] = append(rt.planned[base], k)
 		}
 	}
 	rt.state, rt.owned, rt.asked, rt.past = model.New(true), 0, 0, past
 }
 
+// keyOf is the key the change s the recipe asks for is matched by: as the
+// plan's change of its identity at the same count was.
+func (rt *Runtime) keyOf(s journal.Step) string {
+	base := model.Key(s, true)
+	if seq, n := rt.planned[base], rt.asks[base]; n < len(seq) {
+		return seq[n]
+	}
+	return base
+}
+
 // EndAdopt ends an apply's adoption (see Adopt): the run owns the lab's
 // journal whole again, as at the apply's start, and it returns the steps
-// of the lab's it did not take, by index in the journal, oldest first.
+// of the lab's it did not take that are live still, by index in the
+// journal, oldest first.
 func (rt *Runtime) EndAdopt() []int {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -144,8 +167,10 @@ func (rt *Runtime) EndAdopt() []int {
 		return nil
 	}
 	var left []int
-	for _, have := range rt.adoptable {
-		left = append(left, have...)
+	for k, have := range rt.adoptable {
+		if len(have) > 0 && !strings.HasSuffix(k, model.UndoneKey) && model.Identity(rt.adoptFrom[have[0]]) != "" {
+			left = append(left, have...)
+		}
 	}
 	slices.Sort(left)
 	rt.adoptable, rt.adoptFrom, rt.ownedSteps = nil, nil, nil
@@ -165,8 +190,8 @@ func (rt *Runtime) InPast() bool {
 }
 
 // adopt counts a change the recipe asks for and, in an apply, takes the
-// lab's step with its identity as made, if there is one: the run owns it,
-// as it was made.
+// lab's step with its key as made, if there is one: the run owns it, as it
+// was made.
 func (rt *Runtime) adopt(s journal.Step) (journal.Step, bool) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -174,13 +199,14 @@ func (rt *Runtime) adopt(s journal.Step) (journal.Step, bool) {
 		return s, false
 	}
 	rt.asked++
-	id := model.Identity(s)
-	have := rt.adoptable[id]
+	key := rt.keyOf(s)
+	rt.asks[strings.TrimSuffix(key, model.UndoneKey)]++
+	have := rt.adoptable[key]
 	if len(have) == 0 {
 		return s, false
 	}
 	a := rt.adoptFrom[have[0]]
-	rt.adoptable[id] = have[1:]
+	rt.adoptable[key] = have[1:]
 	rt.ownedSteps = append(rt.ownedSteps, a)
 	rt.state.Apply(rt.owned, a)
 	rt.owned++
@@ -193,7 +219,7 @@ func (rt *Runtime) adopt(s journal.Step) (journal.Step, bool) {
 func (rt *Runtime) WouldAdopt(s journal.Step) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return rt.adoptable != nil && len(rt.adoptable[model.Identity(s)]) > 0
+	return rt.adoptable != nil && len(rt.adoptable[rt.keyOf(s)]) > 0
 }
 
 // pastKernel is the kernel of an apply's past (see InPast): it acts and

@@ -37,9 +37,9 @@ func Identity(s journal.Step) string {
 		fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|%s|%s|%s", s.Alias, s.MAC, s.PeerNS, s.PeerName, s.PeerMAC, s.ParentNS, s.Parent, s.Mode)
 	case journal.OpAddr:
 		fmt.Fprintf(&b, "|%s", s.Addr)
-	case journal.OpRoute:
+	case journal.OpRoute: // the route, whether or not it took another's place
 		r, _ := json.Marshal(s.Route)
-		fmt.Fprintf(&b, "|%s|%t", r, s.OldRoute != nil)
+		fmt.Fprintf(&b, "|%s", r)
 	default: // settings, sysctls, moves, processes, files, other packages' ops
 		fmt.Fprintf(&b, "|%s|%s", s.New, s.Sum)
 	}
@@ -52,6 +52,53 @@ func Identity(s journal.Step) string {
 		fmt.Fprintf(&b, "|%s", s.Alias)
 	}
 	return b.String()
+}
+
+// Key is what an apply matches a plan's step with a lab's by (see
+// engine.Runtime.Adopt): the step's identity, and whether what it made is
+// still there at the end (live: see Live). Two steps with one key make the
+// same change, one the lab's and one the plan's, with the same future: a
+// change the recipe makes and then undoes itself (an address added, then
+// removed) is the lab's already if the lab made and undid it too. A
+// removal's key is what it removes. A revert (an apply's) has none.
+func Key(s journal.Step, live bool) string {
+	if s.Kind == Revert {
+		return ""
+	}
+	if id := Identity(s); id != "" {
+		if !live {
+			return id + UndoneKey
+		}
+		return id
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%s|%s|%s", s.Op, s.NS, s.Name, s.Kind, s.Addr)
+	if s.Route != nil {
+		r, _ := json.Marshal(s.Route)
+		b.Write(r)
+	}
+	if s.NAT != nil {
+		r := *s.NAT
+		r.Comment = ""
+		j, _ := json.Marshal(r)
+		b.Write(j)
+	}
+	return b.String()
+}
+
+// UndoneKey ends the key of a step whose change was undone since.
+const UndoneKey = "|undone"
+
+// Keys returns the key of each step, as Live finds it.
+func Keys(steps []journal.Step) []string {
+	live := Live(steps)
+	keys := make([]string, len(steps))
+	for i, s := range steps {
+		if s.State != journal.StateIntent {
+			keys[i] = Key(s, live[i])
+		}
+	}
+	return keys
 }
 
 // Leased is the Kind of an address step a DHCP lease gave.
