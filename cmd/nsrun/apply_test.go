@@ -209,3 +209,29 @@ func TestApplyRestartsWhatItStopped(t *testing.T) {
 		t.Errorf("after the apply, the lab's processes: %s", got)
 	}
 }
+
+// Applied to its own lab, a recipe changes nothing, not even what it makes
+// and undoes itself (every_change.star adds and removes an address, makes,
+// moves and deletes a veth, replaces a route): no change is made, and the
+// lab, its processes included, is as it was.
+func TestApplyOwnRecipeChangesNothing(t *testing.T) {
+	nstest.Kernel(t)
+	recoverAfter(t)
+	recipe := "testdata/every_change.star"
+	if r := nsrun(t, "-q", recipe); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	defer nsrun(t, "down", "every_change")
+	time.Sleep(settle)
+	before := nstest.LabSnapshot(t)
+	if r := nsrun(t, "apply", "--dry-run", recipe); r.code != 0 || r.stdout != "0 objects to remove, 0 settings to change, 0 changes to add\n" {
+		t.Errorf("apply --dry-run: %+v", r)
+	}
+	r := nsrun(t, "apply", "-v", recipe)
+	if r.code != 0 || strings.Contains(r.stderr, "\n+ ") || strings.HasPrefix(r.stderr, "+ ") {
+		t.Errorf("apply -v: %+v", r)
+	}
+	if after := labAfter(t, before); after != before {
+		t.Errorf("the lab after the apply:\n%s\nwant:\n%s", after, before)
+	}
+}
