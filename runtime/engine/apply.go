@@ -387,8 +387,11 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	if err == nil {
 		// What the lab had before the apply may be taken, but what the
 		// removals took.
-		now := j.Steps()
-		nowLive := model.Live(now)
+		now, nowLive := steps, labLive
+		if j.Len() > mark { // the removals made changes
+			now = j.Steps()
+			nowLive = model.Live(now)
+		}
 		keys := make([]string, len(now))
 		for i := range mark {
 			if !labLive[i] || nowLive[i] {
@@ -422,7 +425,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	}
 	reporter(o.Reporter).Ended(err)
 	defer rt.Close()
-	r.Made, r.Err = j.Steps()[mark:], err
+	r.Made, r.Err = j.Since(mark), err
 	fresh = lab.Info.Applied // and those the run claimed as it went
 	lab.Info.Mark, lab.Info.Applied = 0, nil
 	if err == nil {
@@ -430,7 +433,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		return r
 	}
 	r.Undone, r.Failed = rt.Rollback(mark)
-	r.Spared, r.Left = rt.Spared, j.Steps()[mark:]
+	r.Spared, r.Left = rt.Spared, j.Since(mark)
 	if unlock, lerr := store.LockState(o.StateDir); lerr == nil {
 		store.Release(o.StateDir, o.Lab, fresh)
 		unlock()

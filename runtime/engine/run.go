@@ -329,7 +329,7 @@ func (o *RunOptions) preflight(ctx context.Context) (*Runtime, error) {
 func planClaims(plan *Runtime) []string {
 	seen := map[string]bool{}
 	add := func(kind, name string) { seen[store.ClaimName(kind, name)] = true }
-	for _, s := range plan.Journal.Steps() {
+	for s := range plan.Journal.All() {
 		switch {
 		case s.Op == journal.OpNetns:
 			add("netns", s.Name)

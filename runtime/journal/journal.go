@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/netip"
 	"os"
 	"reflect"
@@ -430,6 +431,21 @@ func (j *Journal) Steps() []Step {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return slices.Clone(j.steps)
+}
+
+// All yields the recorded steps, oldest first, with no copy of them: the
+// journal is not to change meanwhile (a plan's, once run).
+func (j *Journal) All() iter.Seq[Step] {
+	return func(yield func(Step) bool) {
+		j.mu.Lock()
+		steps := j.steps
+		j.mu.Unlock()
+		for _, s := range steps {
+			if !yield(s) {
+				return
+			}
+		}
+	}
 }
 
 // Close writes the records waiting and closes the journal file.
