@@ -301,7 +301,11 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 			rep.Recovered(rec)
 		}
 	}
-	lab, err := store.Open(o.StateDir, o.Lab)
+	open := store.Open
+	if o.DryRun { // it only reads
+		open = store.Peek
+	}
+	lab, err := open(o.StateDir, o.Lab)
 	if err != nil {
 		if o.DryRun {
 			r.Err = fmt.Errorf("%w: apply would run the recipe (see `nsrun plan`)", err)

@@ -250,6 +250,11 @@ func Open(stateDir, name string) (*Lab, error) {
 	return l, nil
 }
 
+// Peek opens the record of lab name to look at, not to act on: its seal is
+// not checked (the key is root's; `nsrun apply --dry-run` needs no root),
+// so nothing may be changed on its word.
+func Peek(stateDir, name string) (*Lab, error) { return openRecord(stateDir, name) }
+
 // openRecord reads the record of lab name, sealed or not.
 func openRecord(stateDir, name string) (*Lab, error) {
 	if err := ValidName(name); err != nil {
