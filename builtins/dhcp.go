@@ -70,7 +70,7 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := l.mutable(rt); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	k, err := rt.Kernel()
+	k, err := rt.Acting() // in an apply's past too: a server started is a real one
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func labLink(rt *engine.Runtime, k model.LinkKey) *Link {
 	if !ok {
 		return nil
 	}
-	steps := rt.Journal.Steps()
+	steps := rt.Steps()
 	mk := func(ml *model.Link) *Link {
 		l := &Link{state: &linkState{ns: &Netns{name: ml.At.NS}, name: ml.At.Name, kind: ml.Kind, mac: ml.MAC, untagged: ml.Untagged, made: true, master: ml.Master}}
 		l.state.hairpin = hairpinOf(steps, ml.At)

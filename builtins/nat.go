@@ -97,7 +97,7 @@ func init() {
 // its tables.
 func removeNAT(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime, ns string) error {
 	var rules, tables []journal.Step
-	for _, s := range rt.Journal.Steps() {
+	for _, s := range rt.Steps() {
 		if s.NS != ns {
 			continue
 		}
@@ -129,6 +129,18 @@ func removeNAT(thread *starlark.Thread, b *starlark.Builtin, rt *engine.Runtime,
 		}
 	}
 	return nil
+}
+
+// natCommentTaken reports whether a rule of the lab's in table carries
+// comment (added, and not removed since).
+func natCommentTaken(rt *engine.Runtime, ns, table, family, comment string) bool {
+	taken := false
+	for _, s := range rt.Journal.Steps() {
+		if s.NS == ns && s.Name == table && s.Kind == family && s.Alias == comment {
+			taken = s.Op == opNftRule || taken && s.Op != opNftRuleDel
+		}
+	}
+	return taken
 }
 
 // natRemove removes the lab's NAT rule r (its step), undoably.
@@ -297,6 +309,15 @@ func natApply(thread *starlark.Thread, b *starlark.Builtin, ns *Netns, in, out s
 	// unique within the run and the same on every run of the recipe.
 	r.Comment = fmt.Sprintf("%s #%d", rt.Tag(), len(rt.Steps()))
 	step := journal.Step{Op: opNftRule, NS: ns.name, Name: table, Kind: family, Alias: r.Comment, NAT: &r}
+	if !rt.WouldAdopt(step) {
+		// In an apply, the lab's rules were numbered by the run that
+		// made them: a new rule's number may be one of theirs.
+		base := r.Comment
+		for n := 2; natCommentTaken(rt, ns.name, table, family, r.Comment); n++ {
+			r.Comment = fmt.Sprintf("%s.%d", base, n)
+		}
+		step.Alias = r.Comment
+	}
 	if err := now(thread, rt, step, says("%s: in netns %q", b.Name(), ns.Name()), func(kernel.Kernel, *journal.Step) error { return nk.NATRule(ns.name, family, table, r) }); err != nil {
 		return nil, err
 	}

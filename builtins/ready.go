@@ -74,7 +74,8 @@ const readyPoll = 20 * time.Millisecond
 // with an error first, or timeout passed. A process that exits with status
 // 0 may have put itself in the background: the check goes on.
 func (r *readiness) wait(thread *starlark.Thread, rt *engine.Runtime, ns *Netns, sp *engine.Spawned, timeout time.Duration) error {
-	k, err := rt.Kernel()
+	k, err := rt.Acting() // in an apply's past too: the process is a real one
+
 	if err != nil {
 		return err
 	}

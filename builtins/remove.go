@@ -102,7 +102,7 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 			return nil, err
 		}
 		end := journal.EndWas{NS: e.ns(), Name: e.state.name, MTU: info.MTU, Up: info.Up, Master: info.Master, Hairpin: e.state.hairpin}
-		for _, st := range rt.Journal.Steps() { // the lab's last setting of each of its keys
+		for _, st := range rt.Steps() { // the lab's last setting of each of its keys
 			if st.Op == journal.OpSysctl && st.NS == e.ns() && kernel.SysctlDevice(st.Name) == e.state.name {
 				if end.Sysctls == nil {
 					end.Sysctls = map[string]string{}
@@ -418,7 +418,7 @@ func netnsDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	if !rt.OwnsNetns(ns) {
 		return nil, fmt.Errorf("%s: netns %q was not created by this lab; nsrun deletes only the namespaces a lab made", fn, ns)
 	}
-	steps := rt.Journal.Steps()
+	steps := rt.Steps()
 	var made journal.Step // the step that made it, the latest of its name
 	for _, s := range steps {
 		if s.Op == journal.OpNetns && s.Name == ns {
@@ -510,7 +510,7 @@ func netnsDelete(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, fmt.Errorf("%s: netns %q: %w", fn, ns, err)
 	}
 	end := journal.EndWas{NS: ns, Name: "lo", Up: lo.Up, Routes: rt.Routes(ns)}
-	for _, s := range rt.Journal.Steps() { // the lab's last setting of each of its keys
+	for _, s := range rt.Steps() { // the lab's last setting of each of its keys
 		if dev := kernel.SysctlDevice(s.Name); s.Op == journal.OpSysctl && s.NS == ns && (dev == "" || dev == "lo") { // a link's own came back with it
 			if end.Sysctls == nil {
 				end.Sysctls = map[string]string{}

@@ -112,6 +112,17 @@ func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool) Dif
 	return d
 }
 
+// running is keys without those of the lab's processes that are not
+// running (they ended, or crashed): the recipe's start of one is made again.
+func running(steps []journal.Step, keys []string) []string {
+	for i, s := range steps {
+		if s.Op == journal.OpProc && !proc.Running(s.Pid, s.Start) {
+			keys[i] = ""
+		}
+	}
+	return keys
+}
+
 // past is the number of changes the plan asks for up to the last one the
 // lab has, which the run adopts (see Runtime.InPast).
 func past(labKeys, planKeys []string) int {
@@ -346,7 +357,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 			return r
 		}
 		planSteps := plan.Journal.Steps()
-		diff(steps, planSteps, model.Keys(steps), model.Keys(planSteps), model.Live(steps)).Print(o.Diff)
+		diff(steps, planSteps, running(steps, model.Keys(steps)), model.Keys(planSteps), model.Live(steps)).Print(o.Diff)
 		return r
 	}
 	j, err := journal.Reopen(lab.JournalPath())
@@ -356,7 +367,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	}
 	defer j.Close()
 	steps, planSteps := j.Steps(), plan.Journal.Steps()
-	labKeys, planKeys, labLive := model.Keys(steps), model.Keys(planSteps), model.Live(steps)
+	labKeys, planKeys, labLive := running(steps, model.Keys(steps)), model.Keys(planSteps), model.Live(steps)
 	d := diff(steps, planSteps, labKeys, planKeys, labLive)
 	r.Stage = StageClaim
 	fresh, err := claimMore(o.StateDir, lab, planClaims(plan))
@@ -412,6 +423,9 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		o.Interp.Reset()
 		// What the lab has that the run did not take (a lease the recipe
 		// no longer asks for, or another server's answer) goes too.
+		if serr := rt.Sync(); err == nil { // what is queued is made first
+			err = serr
+		}
 		if left := rt.EndAdopt(); err == nil && len(left) > 0 {
 			calls, _ := removals(j.Steps(), left)
 			err = o.remove(ctx, rt, calls, out)

@@ -64,12 +64,15 @@ type Runtime struct {
 	// each change the recipe asks for may be, by identity, oldest first;
 	// how many changes the recipe has asked for; how many of them the
 	// lab has passed already (see InPast).
-	adoptable   map[string][]int    // in an apply: the lab's steps not yet adopted, by identity
-	adoptFrom   []journal.Step      // the lab's steps
-	planned     map[string][]string // the plan's keys of each identity, in order
-	asks        map[string]int      // how many changes of each identity the recipe asked for
-	ownedSteps  []journal.Step      // in an apply: those adopted and made
-	asked, past int
+	adoptable map[string][]int    // in an apply: the lab's steps not yet adopted, by identity
+	adoptFrom []journal.Step      // the lab's steps
+	planned   map[string][]string // the plan's keys of each identity, in order
+	asks      map[string]int      // how many changes of each identity the recipe asked for
+	// madeSettings are the settings (see model.SettingOf) the run made: a
+	// later one of the same is not the lab's any more.
+	madeSettings map[string]bool
+	ownedSteps   []journal.Step // in an apply: those adopted and made
+	asked, past  int
 }
 
 // New returns a runtime for lab on kernel k.
@@ -136,10 +139,10 @@ func (rt *Runtime) Adopt(steps []journal.Step, keys, planned []string, past int)
 			rt.adoptable[k] = append(rt.adoptable[k], i)
 		}
 	}
-	rt.planned, rt.asks = map[string][]string{}, map[string]int{}
+	rt.planned, rt.asks, rt.madeSettings = map[string][]string{}, map[string]int{}, map[string]bool{}
 	for _, k := range planned {
 		if k != "" {
-			base := strings.TrimSuffix(k, model.UndoneKey)
+			base := model.BaseKey(k)
 			rt.planned[base] = append(rt.planned[base], k)
 		}
 	}
@@ -168,7 +171,7 @@ func (rt *Runtime) EndAdopt() []int {
 	}
 	var left []int
 	for k, have := range rt.adoptable {
-		if len(have) > 0 && !strings.HasSuffix(k, model.UndoneKey) && model.Identity(rt.adoptFrom[have[0]]) != "" {
+		if len(have) > 0 && !strings.HasSuffix(k, model.UndoneKey) && !strings.HasSuffix(k, model.SupersededKey) && model.Identity(rt.adoptFrom[have[0]]) != "" {
 			left = append(left, have...)
 		}
 	}
@@ -200,9 +203,9 @@ func (rt *Runtime) adopt(s journal.Step) (journal.Step, bool) {
 	}
 	rt.asked++
 	key := rt.keyOf(s)
-	rt.asks[strings.TrimSuffix(key, model.UndoneKey)]++
+	rt.asks[model.BaseKey(key)]++
 	have := rt.adoptable[key]
-	if len(have) == 0 {
+	if len(have) == 0 || rt.madeSettings[model.SettingOf(s)] {
 		return s, false
 	}
 	a := rt.adoptFrom[have[0]]
@@ -219,7 +222,7 @@ func (rt *Runtime) adopt(s journal.Step) (journal.Step, bool) {
 func (rt *Runtime) WouldAdopt(s journal.Step) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return rt.adoptable != nil && len(rt.adoptable[rt.keyOf(s)]) > 0
+	return rt.adoptable != nil && len(rt.adoptable[rt.keyOf(s)]) > 0 && !rt.madeSettings[model.SettingOf(s)]
 }
 
 // pastKernel is the kernel of an apply's past (see InPast): it acts and
@@ -356,6 +359,9 @@ func (rt *Runtime) own(s journal.Step) {
 	rt.touched(s)
 	if rt.adoptable != nil {
 		rt.ownedSteps = append(rt.ownedSteps, s)
+		if model.IsSetting(s.Op) {
+			rt.madeSettings[model.SettingOf(s)] = true
+		}
 	}
 }
 

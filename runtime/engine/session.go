@@ -93,6 +93,9 @@ func (s *Session) begin(mark int) error {
 	if !s.attached {
 		return nil
 	}
+	if s.Lab.Info.State != store.LabUp { // an input's rollback failed
+		return fmt.Errorf("lab %q is %s: an earlier input could not be rolled back whole (see `nsrun check`, `nsrun down`)", s.o.Lab, s.Lab.Info.State)
+	}
 	s.Lab.Info.Mark, s.Lab.Info.Applied = mark, nil
 	if err := s.Lab.SetState(store.LabApplying); err != nil {
 		return fmt.Errorf("recording the lab: %w", err)
@@ -258,6 +261,10 @@ func (s *Session) Close(keep bool) store.Result {
 	defer s.Lab.Unlock()
 	defer s.journal.Close()
 	r := store.Result{Lab: s.o.Lab, Made: s.journal.Steps()}
+	if s.attached && s.Lab.Info.State != store.LabUp {
+		r.State = s.Lab.Info.State // left for `nsrun down`
+		return r
+	}
 	if keep || s.attached {
 		s.Lab.Settle(&r, store.LabUp)
 		return r

@@ -201,7 +201,7 @@ func Open(path string) (*Journal, error) {
 // path, all done (an intent there is refused: a change whose outcome is
 // unknown must be undone first), numbering its records after the file's.
 func Reopen(path string) (*Journal, error) {
-	steps, last, err := read(path)
+	steps, last, end, err := read(path)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +209,11 @@ func Reopen(path string) (*Journal, error) {
 		if s.State == StateIntent {
 			return nil, fmt.Errorf("%s (%s) may or may not have been made", s, s.Pos)
 		}
+	}
+	// A torn last line (a run killed while writing it) goes, so that the
+	// next record starts a line of its own.
+	if err := os.Truncate(path, end); err != nil {
+		return nil, err
 	}
 	j, err := Open(path)
 	if err != nil {
@@ -226,15 +231,16 @@ func Reopen(path string) (*Journal, error) {
 // record that cannot be read (garbage, from a disk or a person) is skipped:
 // the steps of the others are returned, with a *Damaged error.
 func Read(path string) ([]Step, error) {
-	steps, _, err := read(path)
+	steps, _, _, err := read(path)
 	return steps, err
 }
 
-// read is Read, and returns the highest record number in the file too.
-func read(path string) (_ []Step, last int, _ error) {
+// read is Read, and returns the highest record number in the file too,
+// and where its last whole line ends.
+func read(path string) (_ []Step, last int, end int64, _ error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	defer f.Close()
 	var steps []Step
@@ -247,8 +253,9 @@ func read(path string) (_ []Step, last int, _ error) {
 			break // a line without its newline is torn
 		}
 		if err != nil {
-			return live(steps), last, err
+			return live(steps), last, end, err
 		}
+		end += int64(len(line))
 		var s Step
 		if err := json.Unmarshal(line, &s); err != nil {
 			bad = append(bad, n)
@@ -271,9 +278,9 @@ func read(path string) (_ []Step, last int, _ error) {
 		}
 	}
 	if len(bad) > 0 {
-		return live(steps), last, &Damaged{Path: path, Records: bad}
+		return live(steps), last, end, &Damaged{Path: path, Records: bad}
 	}
-	return live(steps), last, nil
+	return live(steps), last, end, nil
 }
 
 // A Damaged is a journal with records that cannot be read.

@@ -86,16 +86,49 @@ func Key(s journal.Step, live bool) string {
 	return b.String()
 }
 
-// UndoneKey ends the key of a step whose change was undone since.
-const UndoneKey = "|undone"
+// UndoneKey ends the key of a step whose change was undone since, and
+// SupersededKey that of a setting set again since.
+const (
+	UndoneKey     = "|undone"
+	SupersededKey = "|then"
+)
 
-// Keys returns the key of each step, as Live finds it.
+// BaseKey is k without the ending of an undone or superseded step's.
+func BaseKey(k string) string {
+	return strings.TrimSuffix(strings.TrimSuffix(k, UndoneKey), SupersededKey)
+}
+
+// IsSetting reports whether op sets a value of a link or namespace that a
+// later step of the same op may set again.
+func IsSetting(op string) bool {
+	switch op {
+	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpMaster, journal.OpHairpin, journal.OpSysctl:
+		return true
+	}
+	return false
+}
+
+// SettingOf is what a setting step sets: its op, namespace and name.
+func SettingOf(s journal.Step) string { return s.Op + "|" + s.NS + "|" + s.Name }
+
+// Keys returns the key of each step, as Live finds it; a setting that a
+// later step sets again has the superseded key, so that only the lab's
+// last value of a setting is taken for the recipe's last.
 func Keys(steps []journal.Step) []string {
 	live := Live(steps)
 	keys := make([]string, len(steps))
-	for i, s := range steps {
-		if s.State != journal.StateIntent {
-			keys[i] = Key(s, live[i])
+	later := map[string]bool{}
+	for i := len(steps) - 1; i >= 0; i-- {
+		s := steps[i]
+		if s.State == journal.StateIntent {
+			continue
+		}
+		keys[i] = Key(s, live[i])
+		if IsSetting(s.Op) && keys[i] != "" {
+			if later[SettingOf(s)] && live[i] {
+				keys[i] += SupersededKey
+			}
+			later[SettingOf(s)] = true
 		}
 	}
 	return keys
