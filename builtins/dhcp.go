@@ -70,6 +70,10 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err := l.mutable(rt); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
+	// The server's command as a plan shows it; the process is known by it
+	// (the real one holds a socket of the run's too).
+	served := append([]string{dhcp.Command}, cfg.Args()...)
+	opts := engine.SpawnOptions{Name: "dhcp_server", Sum: engine.Sum(served...)}
 	k, err := rt.Acting() // in an apply's past too: a server started is a real one
 	if err != nil {
 		return nil, err
@@ -86,23 +90,22 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
-		argv := append([]string{dhcp.Command}, cfg.Args()...)
-		sp, err := rt.Spawn(thread, ns.name, argv, serverOpts(cfg))
+		sp, err := rt.Spawn(thread, ns.name, served, opts)
 		if err != nil {
 			return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 		}
 		plannedServers(rt)[model.LinkKey{NS: ns.name, Name: l.state.name}] = srv
-		return &Proc{sp: sp, argv: argv}, nil
+		return &Proc{sp: sp, argv: served}, nil
 	}
-	if sp, ok := rt.Running(ns.name, serverOpts(cfg)); ok { // an apply's: serving already
-		return &Proc{sp: sp, argv: append([]string{dhcp.Command}, cfg.Args()...)}, nil
+	if sp, ok := rt.Running(ns.name, opts); ok { // an apply's: serving already
+		return &Proc{sp: sp, argv: served}, nil
 	}
 	var argv []string
 	var sp *engine.Spawned
 	_, err = dhcp.Start(rt.Ctx, cfg, rt.Dir, func(a []string) (int, error) {
 		argv = a
 		var err error
-		sp, err = rt.Spawn(thread, ns.name, a, serverOpts(cfg))
+		sp, err = rt.Spawn(thread, ns.name, a, opts)
 		return sp.Pid, err
 	})
 	if err != nil {
@@ -110,12 +113,6 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 	}
 	return &Proc{sp: sp, argv: argv}, nil
-}
-
-// serverOpts names a DHCP server's process by what it serves (its command
-// holds a socket of the run's).
-func serverOpts(cfg dhcp.Config) engine.SpawnOptions {
-	return engine.SpawnOptions{Name: "dhcp_server", Sum: engine.Sum(append([]string{dhcp.Command}, cfg.Args()...)...)}
 }
 
 // dhcp_client(link, timeout="5s", default_route=True) obtains a DHCPv4 lease

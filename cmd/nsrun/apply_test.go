@@ -35,6 +35,16 @@ func writeIn(t *testing.T, dir, name, src string) string {
 	return path
 }
 
+// labUp runs recipe, whose lab is lab, and takes the lab down at the
+// test's end.
+func labUp(t *testing.T, recipe, lab string) {
+	t.Helper()
+	if r := nsrun(t, "-q", recipe); r.code != 0 {
+		t.Fatalf("%s: %+v", recipe, r)
+	}
+	t.Cleanup(func() { nsrun(t, "down", lab) })
+}
+
 // settle is how long the kernel takes to show a link's carrier as it is
 // (its link watch runs up to a second late).
 const settle = 1500 * time.Millisecond
@@ -60,10 +70,7 @@ func TestApplyFailsBack(t *testing.T) {
 	recoverAfter(t)
 	dir := t.TempDir()
 	v1 := writeIn(t, filepath.Join(dir, "v1"), "apr.star", applyV1)
-	if r := nsrun(t, "-q", v1); r.code != 0 {
-		t.Fatalf("v1: %+v", r)
-	}
-	defer nsrun(t, "down", "apr")
+	labUp(t, v1, "apr")
 	time.Sleep(settle)
 	before := nstest.LabSnapshot(t)
 	for _, v2 := range []string{
@@ -125,12 +132,8 @@ func TestApplyRefusals(t *testing.T) {
 	dir := t.TempDir()
 	v1 := writeIn(t, filepath.Join(dir, "v1"), "apr.star", applyV1)
 	other := write(t, "apr_other.star", `o = netns("apr-o")`+"\n"+`veth("apr-ov", "eth0", peer_netns=o)`+"\n")
-	for _, r := range []string{v1, other} {
-		if res := nsrun(t, "-q", r); res.code != 0 {
-			t.Fatalf("%s: %+v", r, res)
-		}
-	}
-	defer nsrun(t, "down", "apr", "apr_other")
+	labUp(t, v1, "apr")
+	labUp(t, other, "apr_other")
 	time.Sleep(settle)
 	before := nstest.LabSnapshot(t)
 	for _, c := range []struct{ src, want string }{
@@ -180,10 +183,7 @@ func TestApplyRestartsWhatItStopped(t *testing.T) {
 		return `a = netns("aps-a")` + "\n" + `spawn_in(a, ["sleep", "` + cmd + `"], name="sleeper")` + "\n" + end
 	}
 	v1 := writeIn(t, filepath.Join(dir, "v1"), "aps.star", src("1001", ""))
-	if r := nsrun(t, "-q", v1); r.code != 0 {
-		t.Fatalf("v1: %+v", r)
-	}
-	defer nsrun(t, "down", "aps")
+	labUp(t, v1, "aps")
 	running := func() string { return nstest.Processes("NSRUN_LAB=aps/") }
 	if !strings.Contains(running(), "sleep 1001") {
 		t.Fatalf("v1's process: %s", running())
@@ -218,10 +218,7 @@ func TestApplyOwnRecipeChangesNothing(t *testing.T) {
 	nstest.Kernel(t)
 	recoverAfter(t)
 	recipe := "testdata/every_change.star"
-	if r := nsrun(t, "-q", recipe); r.code != 0 {
-		t.Fatalf("run: %+v", r)
-	}
-	defer nsrun(t, "down", "every_change")
+	labUp(t, recipe, "every_change")
 	time.Sleep(settle)
 	before := nstest.LabSnapshot(t)
 	if r := nsrun(t, "apply", "--dry-run", recipe); r.code != 0 || r.stdout != "0 objects to remove, 0 settings to change, 0 changes to add\n" {

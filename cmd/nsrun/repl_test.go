@@ -247,10 +247,7 @@ x, y = veth("ru-x", "eth0", netns=a, peer_netns=b)
 x.addr("10.74.0.1/24").up(); y.addr("10.74.0.2/24").up()
 c = netns("ru-c")
 `)
-	if r := nsrun(t, "-q", v1); r.code != 0 {
-		t.Fatalf("run: %+v", r)
-	}
-	defer nsrun(t, "down", "ru")
+	labUp(t, v1, "ru")
 	time.Sleep(settle)
 	before := nstest.LabSnapshot(t)
 	cmd := exec.Command(nsrunBin, "repl", "ru")

@@ -74,10 +74,9 @@ func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool) Dif
 	d.Removals, linkGoes = removals(lab, d.Gone)
 	// A setting the plan no longer makes at all is put back as it was
 	// before the lab first set it.
-	setting := func(s journal.Step) string { return s.Op + "|" + s.NS + "|" + s.Name }
 	planned := map[string]bool{}
 	for _, s := range plan {
-		planned[setting(s)] = true
+		planned[model.SettingOf(s)] = true
 	}
 	first := map[string]journal.Step{}
 	var keys []string
@@ -88,7 +87,7 @@ func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool) Dif
 		default:
 			continue
 		}
-		if k := setting(s); !planned[k] {
+		if k := model.SettingOf(s); !planned[k] {
 			if _, ok := first[k]; !ok {
 				first[k] = s
 				keys = append(keys, k)
@@ -235,10 +234,10 @@ func routeDst(r kernel.Route) string {
 // for what is made (with the recipe's position), then a count.
 func (d Diff) Print(w io.Writer) {
 	key := func(s journal.Step) string {
-		switch s.Op {
-		case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpMaster, journal.OpHairpin, journal.OpSysctl:
-			return s.Op + "|" + s.NS + "|" + s.Name
-		case journal.OpRoute:
+		switch {
+		case model.IsSetting(s.Op):
+			return model.SettingOf(s)
+		case s.Op == journal.OpRoute:
 			if s.Route != nil {
 				return fmt.Sprintf("route|%s|%v", s.NS, s.Route.Key())
 			}
@@ -350,25 +349,26 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		r.Err = err
 		return r
 	}
+	var steps []journal.Step
+	var j *journal.Journal
 	if o.DryRun {
-		_, steps, err := lab.State()
-		if err != nil {
-			r.Err = err
-			return r
-		}
-		planSteps := plan.Journal.Steps()
-		diff(steps, planSteps, running(steps, model.Keys(steps)), model.Keys(planSteps), model.Live(steps)).Print(o.Diff)
-		return r
+		steps, err = journal.Read(lab.JournalPath())
+	} else if j, err = journal.Reopen(lab.JournalPath()); err == nil {
+		defer j.Close()
+		steps = j.Steps()
 	}
-	j, err := journal.Reopen(lab.JournalPath())
 	if err != nil {
 		r.Err = fmt.Errorf("lab %q: reading its journal: %w", o.Lab, err)
 		return r
 	}
-	defer j.Close()
-	steps, planSteps := j.Steps(), plan.Journal.Steps()
-	labKeys, planKeys, labLive := running(steps, model.Keys(steps)), model.Keys(planSteps), model.Live(steps)
+	planSteps := plan.Journal.Steps()
+	labLive := model.Live(steps)
+	labKeys, planKeys := running(steps, model.Keys(steps, labLive)), model.Keys(planSteps, model.Live(planSteps))
 	d := diff(steps, planSteps, labKeys, planKeys, labLive)
+	if o.DryRun {
+		d.Print(o.Diff)
+		return r
+	}
 	r.Stage = StageClaim
 	fresh, err := claimMore(o.StateDir, lab, planClaims(plan))
 	if err != nil {
@@ -382,7 +382,8 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		r.Err = fmt.Errorf("recording the lab: %w", err)
 		return r
 	}
-	rt := New(o.Lab, store.NewClaimer(o.Kernel, o.StateDir, lab), j)
+	claims := store.NewClaimer(o.Kernel, o.StateDir, lab)
+	rt := New(o.Lab, claims, j)
 	rt.ID, rt.Dir, rt.Argv, rt.Ctx = lab.Info.ID, lab.Dir, o.Args, ctx
 	rt.Faults = o.Faults
 	if rt.Faults == nil {
@@ -392,7 +393,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	if o.Verbose {
 		rt.Log = o.Stderr
 	}
-	rt.state, rt.owned = model.Replay(steps, true), len(steps)
+	rt.ownJournal()
 	out := o.Stdout
 	if o.Quiet {
 		out = io.Discard
@@ -452,11 +453,9 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	}
 	r.Undone, r.Failed = rt.Rollback(mark)
 	r.Spared, r.Left = rt.Spared, j.Since(mark)
-	if unlock, lerr := store.LockState(o.StateDir); lerr == nil {
-		store.Release(o.StateDir, o.Lab, fresh)
-		unlock()
+	if err := claims.Drop(fresh); err != nil { // kept, then, until down
+		r.Spared = append(r.Spared, fmt.Errorf("releasing the apply's names: %w", err))
 	}
-	lab.Info.Claims = slices.DeleteFunc(lab.Info.Claims, func(c string) bool { return slices.Contains(fresh, c) })
 	if len(r.Failed) > 0 {
 		lab.Settle(&r, store.LabIncomplete)
 	} else {

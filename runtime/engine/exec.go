@@ -171,10 +171,10 @@ func (rt *Runtime) Spawn(thread *starlark.Thread, ns string, argv []string, o Sp
 // s.Path, and fills in its pid and start time. A recording kernel starts
 // nothing (and exited is nil).
 func (rt *Runtime) start(k kernel.Kernel, s *journal.Step) (exited <-chan error, err error) {
-	cmd := rt.command(s.NS, s.Argv)
-	cmd.Env = append(cmd.Env, s.Env...)
-	if s.Cwd != "" {
-		cmd.Env = append(cmd.Env, nsexec.CwdEnv+"="+s.Cwd)
+	cmd := rt.command(s.NS, s.Cmd.Argv)
+	cmd.Env = append(cmd.Env, s.Cmd.Env...)
+	if s.Cmd.Cwd != "" {
+		cmd.Env = append(cmd.Env, nsexec.CwdEnv+"="+s.Cmd.Cwd)
 	}
 	if _, planning := kernel.As[kernel.Planner](k); !planning {
 		log, err := openLog(s.Path)
@@ -209,8 +209,8 @@ func (rt *Runtime) start(k kernel.Kernel, s *journal.Step) (exited <-chan error,
 // leaves it running, as before.
 func (rt *Runtime) restart(stops []journal.Step) []error {
 	var errs []error
+	steps := rt.Journal.Steps()
 	for _, stop := range slices.Backward(stops) {
-		steps := rt.Journal.Steps()
 		i := slices.IndexFunc(steps, func(s journal.Step) bool {
 			return s.Op == journal.OpProc && s.Pid == stop.Pid && s.Start == stop.Start
 		})
@@ -218,7 +218,7 @@ func (rt *Runtime) restart(stops []journal.Step) []error {
 			continue
 		}
 		s := steps[i]
-		if len(s.Argv) == 0 {
+		if s.Cmd == nil {
 			errs = append(errs, fmt.Errorf("%s (%s): not started again: recorded by an older nsrun, without its command", s, s.Pos))
 			continue
 		}
@@ -241,7 +241,7 @@ func (rt *Runtime) procStep(ns string, argv []string, o *SpawnOptions) journal.S
 	if o.Sum == "" {
 		o.Sum = Sum(append(append(slices.Clone(argv), "\x00env"), append(o.Env, "\x00cwd", o.Cwd)...)...)
 	}
-	step := journal.Step{Op: journal.OpProc, NS: ns, Name: o.Name, Sum: o.Sum, Argv: argv, Env: o.Env, Cwd: o.Cwd}
+	step := journal.Step{Op: journal.OpProc, NS: ns, Name: o.Name, Sum: o.Sum, Cmd: &journal.Command{Argv: argv, Env: o.Env, Cwd: o.Cwd}}
 	if rt.Dir != "" {
 		step.Path = rt.LogPath(ns, o.Name)
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/nsrun/nsrun/runtime/fault"
@@ -171,15 +170,22 @@ func (rt *Runtime) EndAdopt() []int {
 	}
 	var left []int
 	for k, have := range rt.adoptable {
-		if len(have) > 0 && !strings.HasSuffix(k, model.UndoneKey) && !strings.HasSuffix(k, model.SupersededKey) && model.Identity(rt.adoptFrom[have[0]]) != "" {
+		if len(have) > 0 && model.BaseKey(k) == k && model.Identity(rt.adoptFrom[have[0]]) != "" { // live still, not a removal
 			left = append(left, have...)
 		}
 	}
 	slices.Sort(left)
 	rt.adoptable, rt.adoptFrom, rt.ownedSteps = nil, nil, nil
+	rt.ownJournal()
+	return left
+}
+
+// ownJournal makes the run own what its journal has: a run on a lab that
+// is up (an apply's, a session's) goes on from it. Call it with rt.mu
+// held, or before the run begins.
+func (rt *Runtime) ownJournal() {
 	steps := rt.Journal.Steps()
 	rt.state, rt.owned = model.Replay(steps, true), len(steps)
-	return left
 }
 
 // InPast reports whether the recipe of an apply is before the last change
@@ -542,8 +548,7 @@ func (rt *Runtime) Rollback(mark int) (undone []journal.Step, failed []error) {
 	// What the run owns is what its journal has left: replayed, so that
 	// an undone removal (an address, a route) is the run's again.
 	rt.mu.Lock()
-	steps := rt.Journal.Steps()
-	rt.state, rt.owned = model.Replay(steps, true), len(steps)
+	rt.ownJournal()
 	rt.mu.Unlock()
 	rt.Spared = r.Spared
 	return r.Undone, r.Errs

@@ -76,8 +76,7 @@ func AttachSession(o RunOptions) (*Session, error) {
 	if o.Verbose {
 		rt.Log = o.Stderr
 	}
-	steps := j.Steps()
-	rt.state, rt.owned = model.Replay(steps, true), len(steps)
+	rt.ownJournal()
 	s := &Session{o: o, Lab: lab, RT: rt, journal: j, attached: true, claims: claims}
 	s.lr = &labRun{o: &s.o, lab: lab, journal: j, rt: rt}
 	s.Globals = maps.Clone(o.Interp.Predeclared)

@@ -9,7 +9,6 @@ import (
 	"iter"
 	"net/netip"
 	"os"
-	"reflect"
 	"slices"
 	"sync"
 
@@ -50,11 +49,8 @@ type Step struct {
 	Pid      int           `json:"pid,omitempty"`
 	Start    uint64        `json:"start,omitempty"` // process start time, from /proc
 	Path     string        `json:"path,omitempty"`  // private, file: where the lab keeps it (see nsexec.Node); proc: its log
-	// A process's command, the environment the recipe gave it (not the
-	// rest of nsrun's) and its directory, to start it again.
-	Argv []string `json:"argv,omitempty"`
-	Env  []string `json:"env,omitempty"`
-	Cwd  string   `json:"cwd,omitempty"`
+	// Cmd is a process's command, to start it again.
+	Cmd *Command `json:"cmd,omitempty"`
 	// NAT is a NAT rule the lab added, or removed: what its removal's
 	// undo adds again.
 	NAT *kernel.NATRule `json:"nat,omitempty"`
@@ -62,6 +58,15 @@ type Step struct {
 	// command, environment and directory; a file's content (see
 	// model.Identity).
 	Sum string `json:"sum,omitempty"`
+}
+
+// A Command is how a process of the lab's was started: its command, the
+// environment the recipe gave it (not the rest of nsrun's) and its
+// directory.
+type Command struct {
+	Argv []string `json:"argv"`
+	Env  []string `json:"env,omitempty"`
+	Cwd  string   `json:"cwd,omitempty"`
 }
 
 // LinkWas is what a link the lab removed was, for the removal's undo to
@@ -378,14 +383,11 @@ func (j *Journal) Done(seq int, intent, s Step) error {
 		return nil
 	}
 	intent.Seq, intent.State = seq, ""
-	if same(s, intent) {
+	if s == intent {
 		return j.write(Step{Seq: seq}, confirmLater[s.Op])
 	}
 	return j.write(s, false)
 }
-
-// same reports whether a and b are the same step.
-func same(a, b Step) bool { return reflect.DeepEqual(a, b) }
 
 // confirmLater holds the operations whose undo does not depend on whether
 // the change is known made: restoring an old state, or removing what may not

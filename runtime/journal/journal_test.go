@@ -96,7 +96,7 @@ func TestJournalConfirmations(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := read()
-	if len(s) != 3 || s[2].State != "" || !reflect.DeepEqual(s[2], j.Steps()[2]) {
+	if len(s) != 3 || s[2].State != "" || s[2] != j.Steps()[2] {
 		t.Fatalf("after Flush: got %+v, want %+v", s, j.Steps())
 	}
 	b, _ := os.ReadFile(path)

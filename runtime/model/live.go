@@ -111,11 +111,10 @@ func IsSetting(op string) bool {
 // SettingOf is what a setting step sets: its op, namespace and name.
 func SettingOf(s journal.Step) string { return s.Op + "|" + s.NS + "|" + s.Name }
 
-// Keys returns the key of each step, as Live finds it; a setting that a
-// later step sets again has the superseded key, so that only the lab's
+// Keys returns the key of each step, live as Live finds it; a setting that
+// a later step sets again has the superseded key, so that only the lab's
 // last value of a setting is taken for the recipe's last.
-func Keys(steps []journal.Step) []string {
-	live := Live(steps)
+func Keys(steps []journal.Step, live []bool) []string {
 	keys := make([]string, len(steps))
 	later := map[string]bool{}
 	for i := len(steps) - 1; i >= 0; i-- {
@@ -195,14 +194,7 @@ func Live(steps []journal.Step) []bool {
 			if l == nil {
 				continue
 			}
-			routes := map[string]bool{}
-			if s.Was != nil {
-				for _, e := range s.Was.Ends {
-					for _, r := range e.Routes {
-						routes[e.NS+"|"+keyString(r.Key())] = true
-					}
-				}
-			}
+			routes := wasRoutes(s.Was)
 			ends := map[*Link]bool{l: true}
 			if l.Peer != nil {
 				ends[l.Peer] = true
@@ -225,12 +217,8 @@ func Live(steps []journal.Step) []bool {
 			if s.New != "down" || s.Was == nil {
 				continue
 			}
-			l := st.Of[i]
-			routes, addrs := map[string]bool{}, map[netip.Prefix]bool{}
+			l, routes, addrs := st.Of[i], wasRoutes(s.Was), map[netip.Prefix]bool{}
 			for _, e := range s.Was.Ends {
-				for _, r := range e.Routes {
-					routes[e.NS+"|"+keyString(r.Key())] = true
-				}
 				for _, a := range e.Addrs {
 					addrs[a] = true
 				}
@@ -287,3 +275,17 @@ func Live(steps []journal.Step) []bool {
 }
 
 func keyString(k kernel.RouteKey) string { return fmt.Sprint(k) }
+
+// wasRoutes are the routes a link's removal or down recorded (see
+// journal.LinkWas), by namespace and key.
+func wasRoutes(was *journal.LinkWas) map[string]bool {
+	routes := map[string]bool{}
+	if was != nil {
+		for _, e := range was.Ends {
+			for _, r := range e.Routes {
+				routes[e.NS+"|"+keyString(r.Key())] = true
+			}
+		}
+	}
+	return routes
+}

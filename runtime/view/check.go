@@ -165,13 +165,8 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 			lastAddr[addrKey{st.Of[i], s.Addr}] = i
 		case (s.Op == journal.OpRoute || s.Op == journal.OpRouteDel) && s.Route != nil:
 			lastRoute[routeKey{s.NS, s.Route.Key()}] = i
-		case s.Op == journal.OpLinkDel && s.Was != nil: // the routes that went with it
-			for _, e := range s.Was.Ends {
-				for _, r := range e.Routes {
-					lastRoute[routeKey{e.NS, r.Key()}] = i
-				}
-			}
-		case s.Op == journal.OpUp && s.New == "down" && s.Was != nil: // what the kernel dropped with it
+		case (s.Op == journal.OpLinkDel || s.Op == journal.OpUp && s.New == "down") && s.Was != nil:
+			// What went with the link, or the kernel dropped with it.
 			for _, e := range s.Was.Ends {
 				for _, r := range e.Routes {
 					lastRoute[routeKey{e.NS, r.Key()}] = i
