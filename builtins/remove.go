@@ -111,12 +111,12 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 			}
 		}
 		if obs != nil {
-			addrs, err := obs.Addrs(e.ns())
+			addrs, err := kernel.LinkAddrs(obs, e.ns(), e.state.name)
 			if err != nil {
 				return nil, err
 			}
 			for _, a := range addrs {
-				if a.Dev == e.state.name && !(a.Prefix.Addr().Is6() && a.Prefix.Addr().IsLinkLocalUnicast()) {
+				if !(a.Prefix.Addr().Is6() && a.Prefix.Addr().IsLinkLocalUnicast()) {
 					end.Addrs = append(end.Addrs, a.Prefix)
 				}
 			}
@@ -236,12 +236,16 @@ func notPrimary(addrs []kernel.Addr, dev string, p netip.Prefix, removing []neti
 // through link name: it drops a link's routes when the link goes down, and
 // one added with a gateway only goes through the link it chose.
 func labRoutesThrough(rt *engine.Runtime, k kernel.Kernel, ns, name string) ([]kernel.Route, error) {
+	routes := rt.Routes(ns)
+	if len(routes) == 0 { // none to look for: no read of the kernel's table
+		return nil, nil
+	}
 	devs, err := labRoutesInKernel(k, ns)
 	if err != nil {
 		return nil, err
 	}
 	var out []kernel.Route
-	for _, r := range rt.Routes(ns) {
+	for _, r := range routes {
 		if dev, ok := devs[r.Key()]; ok && dev == name {
 			out = append(out, r)
 		}

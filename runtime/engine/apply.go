@@ -467,9 +467,13 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 // claimMore claims, for lab, the names of claims it does not hold yet,
 // all or none, and returns them.
 func claimMore(stateDir string, lab *store.Lab, claims []string) ([]string, error) {
+	held := make(map[string]bool, len(lab.Info.Claims))
+	for _, c := range lab.Info.Claims {
+		held[c] = true
+	}
 	var fresh []string
 	for _, c := range claims {
-		if !slices.Contains(lab.Info.Claims, c) {
+		if !held[c] {
 			fresh = append(fresh, c)
 		}
 	}

@@ -114,7 +114,7 @@ func (rt *Runtime) Steps() []journal.Step {
 	rt.mu.Lock()
 	if rt.adoptable != nil {
 		defer rt.mu.Unlock()
-		return slices.Clone(rt.ownedSteps)
+		return slices.Clip(rt.ownedSteps) // appended to only, as the journal's (see journal.Steps)
 	}
 	rt.mu.Unlock()
 	return rt.Journal.Steps()

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -262,7 +263,9 @@ func read(path string) (_ []Step, last int, end int64, _ error) {
 		}
 		end += int64(len(line))
 		var s Step
-		if err := json.Unmarshal(line, &s); err != nil {
+		if seq, ok := doneRecord(line); ok { // most lines: read without the JSON decoder
+			s.Seq = seq
+		} else if err := json.Unmarshal(line, &s); err != nil {
 			bad = append(bad, n)
 			continue
 		}
@@ -286,6 +289,27 @@ func read(path string) (_ []Step, last int, end int64, _ error) {
 		return live(steps), last, end, &Damaged{Path: path, Records: bad}
 	}
 	return live(steps), last, end, nil
+}
+
+// doneRecord reads a line `{"seq":N}` as write writes it, the record of a
+// change made as intended.
+func doneRecord(line []byte) (int, bool) {
+	const pre, post = `{"seq":`, "}\n"
+	b, ok := bytes.CutPrefix(line, []byte(pre))
+	if !ok {
+		return 0, false
+	}
+	if b, ok = bytes.CutSuffix(b, []byte(post)); !ok || len(b) == 0 || len(b) > 18 || b[0] == '0' {
+		return 0, false
+	}
+	seq := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		seq = seq*10 + int(c-'0')
+	}
+	return seq, true
 }
 
 // A Damaged is a journal with records that cannot be read.
@@ -435,11 +459,15 @@ func (j *Journal) Len() int {
 	return len(j.steps)
 }
 
-// Steps returns a copy of the recorded steps, oldest first.
+// Steps returns the recorded steps, oldest first, with no copy of them: a
+// step, once recorded, is never changed where it is (the few changes of
+// recorded steps, Truncate, Update and Renew, change a copy), and one
+// recorded later goes past the end of what was returned. The caller must
+// not change them either.
 func (j *Journal) Steps() []Step {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return slices.Clone(j.steps)
+	return slices.Clip(j.steps)
 }
 
 // All yields the recorded steps, oldest first, with no copy of them: the
@@ -478,7 +506,7 @@ func (j *Journal) Since(mark int) []Step {
 // not undo), and rewrites the file with them.
 func (j *Journal) Truncate(mark int, kept []Step) error {
 	j.mu.Lock()
-	j.steps = append(j.steps[:mark], kept...)
+	j.steps = append(slices.Clone(j.steps[:mark]), kept...) // not over what Steps returned
 	j.mu.Unlock()
 	if j.file == nil {
 		return nil
@@ -493,6 +521,7 @@ func (j *Journal) Update(i int, s Step) error {
 	if i < 0 || i >= len(j.steps) {
 		return fmt.Errorf("no step %d", i)
 	}
+	j.steps = slices.Clone(j.steps) // not over what Steps returned
 	j.steps[i] = s
 	if j.file == nil {
 		return nil
@@ -508,8 +537,10 @@ func (j *Journal) Renew(mark int, name string, id kernel.NetnsID) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for i := min(mark, len(j.steps)) - 1; i >= 0; i-- {
-		if s := &j.steps[i]; s.Op == OpNetns && s.Name == name {
+		if s := j.steps[i]; s.Op == OpNetns && s.Name == name {
 			s.Ino, s.Mnt, s.Pin = id.Ino, id.Mnt, id.Pin
+			j.steps = slices.Clone(j.steps) // not over what Steps returned
+			j.steps[i] = s
 			return
 		}
 	}

@@ -186,3 +186,25 @@ func TestIntentsNeverBegun(t *testing.T) {
 		t.Errorf("read %q, want %q", got, want)
 	}
 }
+
+// TestDoneRecord checks the reader's fast path takes exactly the lines write
+// writes for a change made as intended, and leaves anything else to the JSON
+// decoder.
+func TestDoneRecord(t *testing.T) {
+	for line, want := range map[string]int{
+		`{"seq":1}` + "\n":    1,
+		`{"seq":4096}` + "\n": 4096,
+	} {
+		if got, ok := doneRecord([]byte(line)); !ok || got != want {
+			t.Errorf("doneRecord(%q) = %d, %v; want %d, true", line, got, ok, want)
+		}
+	}
+	for _, line := range []string{
+		`{"seq":1}`, `{"seq":}` + "\n", `{"seq":01}` + "\n", `{"seq":-1}` + "\n",
+		`{"seq":1,"op":"netns"}` + "\n", `{"seq": 1}` + "\n", `{"seq":1234567890123456789}` + "\n",
+	} {
+		if _, ok := doneRecord([]byte(line)); ok {
+			t.Errorf("doneRecord(%q) took a line that is not a done record", line)
+		}
+	}
+}

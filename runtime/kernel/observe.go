@@ -139,6 +139,41 @@ func (k *Netlink) Addrs(ns string) ([]Addr, error) {
 	if err != nil {
 		return nil, err
 	}
+	return addrsOf(addrs, func(i int) string { return names[i] }), nil
+}
+
+// LinkAddrs lists the addresses of one link of ns: with one request for the
+// link and one dump of addresses from a kernel that can (Netlink), not a dump
+// of every link of the namespace as Addrs needs for the names of all.
+func LinkAddrs(obs Observer, ns, name string) ([]Addr, error) {
+	if k, ok := obs.(*Netlink); ok {
+		return k.linkAddrs(ns, name)
+	}
+	all, err := obs.Addrs(ns)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(a Addr) bool { return a.Dev != name }), nil
+}
+
+func (k *Netlink) linkAddrs(ns, name string) ([]Addr, error) {
+	h, err := k.h(ns)
+	if err != nil {
+		return nil, err
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("link %q in netns %q: %w", name, NSArg(ns), err)
+	}
+	addrs, err := dump("addresses", ns, func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, err
+	}
+	return addrsOf(addrs, func(int) string { return name }), nil
+}
+
+// addrsOf converts the kernel's addresses, naming their links with dev.
+func addrsOf(addrs []netlink.Addr, dev func(index int) string) []Addr {
 	out := make([]Addr, 0, len(addrs))
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
@@ -146,12 +181,12 @@ func (k *Netlink) Addrs(ns string) ([]Addr, error) {
 			continue
 		}
 		ones, _ := a.Mask.Size()
-		out = append(out, Addr{Dev: names[a.LinkIndex], Prefix: netip.PrefixFrom(ip.Unmap(), ones), Scope: scopeName(a.Scope),
+		out = append(out, Addr{Dev: dev(a.LinkIndex), Prefix: netip.PrefixFrom(ip.Unmap(), ones), Scope: scopeName(a.Scope),
 			Tentative: a.Flags&unix.IFA_F_TENTATIVE != 0 && a.Flags&unix.IFA_F_DADFAILED == 0,
 			Secondary: a.Flags&unix.IFA_F_SECONDARY != 0})
 	}
 	sortAddrs(out)
-	return out, nil
+	return out
 }
 
 func sortAddrs(out []Addr) {

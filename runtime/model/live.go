@@ -28,28 +28,37 @@ func Identity(s journal.Step) string {
 	if strings.HasSuffix(s.Op, "_del") {
 		return ""
 	}
+	// Built by hand, not with fmt: an apply keys every step of the lab's
+	// and of its plan.
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s", s.Op, s.NS, s.Name, s.Kind)
+	field := func(v ...string) {
+		for _, v := range v {
+			b.WriteByte('|')
+			b.WriteString(v)
+		}
+	}
+	b.WriteString(s.Op)
+	field(s.NS, s.Name, s.Kind)
 	switch s.Op {
 	case journal.OpNetns:
-		fmt.Fprintf(&b, "|%s", s.Alias)
+		field(s.Alias)
 	case journal.OpLink:
-		fmt.Fprintf(&b, "|%s|%s|%s|%s|%s|%s|%s|%s", s.Alias, s.MAC, s.PeerNS, s.PeerName, s.PeerMAC, s.ParentNS, s.Parent, s.Mode)
+		field(s.Alias, s.MAC, s.PeerNS, s.PeerName, s.PeerMAC, s.ParentNS, s.Parent, s.Mode)
 	case journal.OpAddr:
-		fmt.Fprintf(&b, "|%s", s.Addr)
+		field(s.Addr.String())
 	case journal.OpRoute: // the route, whether or not it took another's place
 		r, _ := json.Marshal(s.Route)
-		fmt.Fprintf(&b, "|%s", r)
+		field(string(r))
 	default: // settings, sysctls, moves, processes, files, other packages' ops
-		fmt.Fprintf(&b, "|%s|%s", s.New, s.Sum)
+		field(s.New, s.Sum)
 	}
 	if s.NAT != nil {
 		r := *s.NAT
 		r.Comment = ""
 		j, _ := json.Marshal(r)
-		fmt.Fprintf(&b, "|%s", j)
+		field(string(j))
 	} else if s.Op != journal.OpNetns && s.Op != journal.OpLink {
-		fmt.Fprintf(&b, "|%s", s.Alias)
+		field(s.Alias)
 	}
 	return b.String()
 }
