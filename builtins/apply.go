@@ -1,6 +1,7 @@
 package builtins
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -129,6 +130,19 @@ func unset(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		}
 		step.Old = old
 		work = func(k kernel.Kernel, _ *journal.Step) error { return k.SysctlSet(ns, name, value) }
+	case journal.OpShape:
+		sh, err := kernel.ParseShape(value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+		step.Old = shapeOf(rt, ns, name)
+		work = func(k kernel.Kernel, _ *journal.Step) error {
+			shaper, ok := kernel.As[kernel.Shaper](k)
+			if !ok {
+				return errors.New("this kernel cannot shape links")
+			}
+			return shaper.SetShape(ns, name, sh)
+		}
 	default:
 		return nil, fmt.Errorf("%s: %s is not a setting apply puts back", b.Name(), op)
 	}

@@ -22,13 +22,14 @@ var universe = starlark.StringDict{
 	"ns":    starlark.NewBuiltin("ns", nsLookup),
 	"link":  starlark.NewBuiltin("link", linkLookup),
 
-	// Links (veth.go, bridge.go, macvlan.go, kinds.go)
+	// Links (veth.go, bridge.go, macvlan.go, kinds.go, vxlan.go)
 	"bridge":  starlark.NewBuiltin("bridge", bridge),
 	"dummy":   starlark.NewBuiltin("dummy", dummy),
 	"macvlan": starlark.NewBuiltin("macvlan", macvlan),
 	"macvtap": starlark.NewBuiltin("macvtap", macvtap),
 	"veth":    starlark.NewBuiltin("veth", veth),
 	"vlan":    starlark.NewBuiltin("vlan", vlan),
+	"vxlan":   starlark.NewBuiltin("vxlan", vxlan),
 
 	// Commands in namespaces (exec.go)
 	"exec_in":  starlark.NewBuiltin("exec_in", execIn),

@@ -113,6 +113,9 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 			step.Mode = fmt.Sprint(s.VlanID)
 		}
 	}
+	if s.Kind == "vxlan" { // what makes it the vxlan it is
+		step.Mode = s.VxlanArgs()
+	}
 	if !rt.WouldAdopt(step) { // else the lab has it: it is this link
 		for _, e := range ends {
 			if err := free(rt, e.ns, e.name); err != nil {

@@ -165,6 +165,8 @@ func netnsRoutes(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 			"metric": starlark.MakeInt(r.Metric),
 			"family": starlark.MakeInt(r.Family),
 			"type":   starlark.String(r.Type),
+			"table":  starlark.MakeInt(int(kernel.Route{Table: r.Table}.TableOf())),
+			"src":    str(srcOf(r)),
 		})
 	}
 	return starlark.NewList(out), nil
@@ -200,4 +202,11 @@ func netnsNeighbors(thread *starlark.Thread, b *starlark.Builtin, args starlark.
 		})
 	}
 	return starlark.NewList(out), nil
+}
+
+func srcOf(r kernel.RouteInfo) string {
+	if r.Src.IsValid() {
+		return r.Src.String()
+	}
+	return ""
 }

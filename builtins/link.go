@@ -67,6 +67,9 @@ var linkMethods = map[string]*starlark.Builtin{
 	"nomaster": starlark.NewBuiltin("nomaster", linkNomaster),
 	"set":      starlark.NewBuiltin("set", linkSet),
 	"move":     starlark.NewBuiltin("move", linkMove),
+	"fdb":      starlark.NewBuiltin("fdb", linkFDB),
+	"fdb_del":  starlark.NewBuiltin("fdb_del", linkFDBDel),
+	"shape":    starlark.NewBuiltin("shape", linkShape),
 }
 
 func (l *Link) Attr(name string) (starlark.Value, error) {

@@ -190,40 +190,92 @@ func natMasquerade(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 	return natApply(thread, b, ns, starlark.None, out, r)
 }
 
-// nat.snat(netns, src, to, out=None) rewrites the source of traffic from src
-// to the fixed address to, for traffic leaving through out if given.
+// nat.snat(netns, src, to, out=None, proto=None, port=None) rewrites the
+// source of traffic from src to the fixed address to, for traffic leaving
+// through out if given, and only for proto ("tcp", "udp", "sctp") to
+// destination port port if given (a port alone is TCP's).
 //
-// Equivalent to: ip netns exec $netns nft add rule ip nsrun-$lab postrouting [oifname $out] ip saddr $src snat to $to
+// Equivalent to: ip netns exec $netns nft add rule ip nsrun-$lab postrouting [oifname $out] ip saddr $src
+// [meta l4proto $proto] [th dport $port] snat to $to
 func natSNAT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var ns *Netns
 	var src natPrefix
 	var to ipAddr
 	var out starlark.Value = starlark.None
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "src", &src, "to", &to, "out?", &out); err != nil {
+	var proto string
+	var port natPort
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "src", &src, "to", &to, "out?", &out, "proto?", &proto, "port?", &port); err != nil {
 		return nil, err
 	}
-	r := kernel.NATRule{Action: kernel.SNAT, Src: netip.Prefix(src), To: netip.Addr(to)}
+	r := kernel.NATRule{Action: kernel.SNAT, Src: netip.Prefix(src), To: netip.Addr(to), Port: uint16(port)}
+	if err := natProto(b, &r, proto); err != nil {
+		return nil, err
+	}
 	return natApply(thread, b, ns, starlark.None, out, r)
 }
 
-// nat.dnat(netns, dst, to, in_=None) rewrites the destination of traffic to
-// dst into to: for traffic arriving through in_ if given, otherwise for all
-// traffic, the namespace's own included.
+// nat.dnat(netns, dst, to, proto=None, port=None, to_port=None, in_=None)
+// rewrites the destination of traffic to dst into to: for traffic
+// arriving through in_ if given, otherwise for all traffic, the
+// namespace's own included. With port, only traffic of proto ("tcp",
+// "udp", "sctp"; TCP if not given) to that destination port is; to_port
+// rewrites its port too: port publishing, as Docker's -p 5000:80 and
+// Neutron's port forwarding do.
 //
-// Equivalent to: ip netns exec $netns nft add rule ip nsrun-$lab prerouting [iifname $in_] ip daddr $dst dnat to $to
-// (and, without in_, the same rule in the output chain)
+// Equivalent to: ip netns exec $netns nft add rule ip nsrun-$lab prerouting [iifname $in_] ip daddr $dst
+// [meta l4proto $proto th dport $port] dnat to $to[:$to_port] (and, without in_, the same rule in the output chain)
 func natDNAT(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var ns *Netns
 	var dst, to ipAddr
+	var proto string
+	var port, toPort natPort
 	var in starlark.Value = starlark.None
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "dst", &dst, "to", &to, "in_?", &in); err != nil {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "dst", &dst, "to", &to,
+		"proto?", &proto, "port?", &port, "to_port?", &toPort, "in_?", &in); err != nil {
 		return nil, err
 	}
 	if !netip.Addr(dst).IsValid() {
 		return nil, fmt.Errorf("%s: for parameter dst: an address is required", b.Name())
 	}
-	r := kernel.NATRule{Action: kernel.DNAT, Dst: hostPrefix(netip.Addr(dst)), To: netip.Addr(to)}
+	r := kernel.NATRule{Action: kernel.DNAT, Dst: hostPrefix(netip.Addr(dst)), To: netip.Addr(to), Port: uint16(port), ToPort: uint16(toPort)}
+	if err := natProto(b, &r, proto); err != nil {
+		return nil, err
+	}
 	return natApply(thread, b, ns, in, starlark.None, r)
+}
+
+// natProto sets a rule's protocol: proto, or TCP for a rule with a port
+// and no protocol, as Docker's port publishing has it.
+func natProto(b *starlark.Builtin, r *kernel.NATRule, proto string) error {
+	switch {
+	case proto == "" && (r.Port != 0 || r.ToPort != 0):
+		proto = "tcp"
+	case proto == "":
+		return nil
+	}
+	if _, ok := kernel.NATProtos[proto]; !ok {
+		return fmt.Errorf("%s: for parameter proto: %q is not a protocol with ports (tcp, udp, sctp)", b.Name(), proto)
+	}
+	r.Proto = proto
+	return nil
+}
+
+// natPort is a TCP, UDP or SCTP port: 1 to 65535.
+type natPort uint16
+
+func (p *natPort) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		return nil
+	}
+	i, err := starlark.AsInt32(v)
+	if err != nil {
+		return fmt.Errorf("got %s, want a port number", v.Type())
+	}
+	if i < 1 || i > 65535 {
+		return fmt.Errorf("%d is not a port (1 to 65535)", i)
+	}
+	*p = natPort(i)
+	return nil
 }
 
 // nat.floating(netns, floating, fixed) makes floating a 1:1 alias of fixed,

@@ -380,3 +380,34 @@ func nftConn(t *testing.T, ns string) *nftables.Conn {
 	}
 	return c
 }
+
+// Port publishing: a DNAT of one port to another reaches a listener on the
+// new port of the target (tcp_connect to the published port succeeds), and
+// no other port is forwarded; nft shows the rule as it would write it.
+func TestDNATByPort(t *testing.T) {
+	out, _ := onKernel(t, "publish.star", `
+c = netns("pp-c"); r = netns("pp-r"); s = netns("pp-s")
+c1, r1 = veth("c1", "r1", netns=c, peer_netns=r)
+r2, s1 = veth("r2", "s1", netns=r, peer_netns=s)
+c1.addr("10.2.0.2/24").up(); r1.addr("10.2.0.1/24").up()
+r2.addr("10.2.1.1/24").up(); s1.addr("10.2.1.2/24").up()
+r.sysctl("net.ipv4.ip_forward", "1")
+s.route("default", via="10.2.1.1")
+spawn_in(s, ["python3", "-c", "import socket,time\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 80)); s.listen(8)\nwhile True: s.accept()[0].close()"], name="web", ready="tcp:80")
+nat.dnat(r, dst="10.2.0.1", to="10.2.1.2", port=5000, to_port=80, in_=r1)
+for port in [5000, 5001, 80]:
+    res = tcp_connect(c, "10.2.0.1", port)
+    print(port, res.ok, res.error)
+`)
+	for _, want := range []string{"5000 True \n", "5001 False ", "80 False "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("tcp_connect through the published port: got\n%s\nwant a line %q", out, want)
+		}
+	}
+	if _, err := exec.LookPath("nft"); err == nil {
+		rules, err := exec.Command("ip", "netns", "exec", "pp-r", "nft", "list", "table", "ip", "nsrun-t").CombinedOutput()
+		if err != nil || !strings.Contains(string(rules), `iifname "r1" ip daddr 10.2.0.1 tcp dport 5000 dnat to 10.2.1.2:80`) {
+			t.Errorf("nft list table ip nsrun-t: %v\n%s", err, rules)
+		}
+	}
+}

@@ -54,6 +54,8 @@ var netnsMethods = map[string]*starlark.Builtin{
 	"link":      starlark.NewBuiltin("link", netnsLink),
 	"route":     starlark.NewBuiltin("route", netnsRoute),
 	"route_del": starlark.NewBuiltin("route_del", netnsRouteDel),
+	"rule":      starlark.NewBuiltin("rule", netnsRule),
+	"rule_del":  starlark.NewBuiltin("rule_del", netnsRuleDel),
 	"sysctl":    starlark.NewBuiltin("sysctl", netnsSysctl),
 
 	"write_file": starlark.NewBuiltin("write_file", netnsWriteFile),

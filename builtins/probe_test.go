@@ -156,7 +156,7 @@ print(ns1.addrs(), ns1.routes(), ns1.neighbors())
 capture(netns("ns1"), "v1", filter="arp", pcap="never.pcap") {"total": 0, "arp": 0, "ip": 0, "ip6": 0, "icmp": 0, "icmp6": 0, "tcp": 0, "udp": 0, "other": 0, "dropped": 0}
 {"ns1": {"host": False}, "host": {"ns1": True}}
 [("lo", "loopback", True, []), ("v1", "veth", True, ["10.0.0.1/24", "fd00::1/64"]), ("v2", "veth", False, [])]
-["10.0.0.1/24", "fd00::1/64"] [route_info(dev = "v1", dst = "10.0.0.0/24", family = 4, metric = 0, proto = "kernel", type = "unicast", via = None), route_info(dev = "v1", dst = "fd00::/64", family = 6, metric = 256, proto = "kernel", type = "unicast", via = None)] []
+["10.0.0.1/24", "fd00::1/64"] [route_info(dev = "v1", dst = "10.0.0.0/24", family = 4, metric = 0, proto = "kernel", src = "10.0.0.1", table = 254, type = "unicast", via = None), route_info(dev = "v1", dst = "fd00::/64", family = 6, metric = 256, proto = "kernel", src = None, table = 254, type = "unicast", via = None)] []
 `
 	if out != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)

@@ -102,6 +102,8 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 			return nil, err
 		}
 		end := journal.EndWas{NS: e.ns(), Name: e.state.name, MTU: info.MTU, Up: info.Up, Master: info.Master, Hairpin: e.state.hairpin}
+		end.Shape = shapeOf(rt, e.ns(), e.state.name)
+		end.FDB = fdbEntries(rt, e.ns(), e.state.name)
 		for _, st := range rt.Steps() { // the lab's last setting of each of its keys
 			if st.Op == journal.OpSysctl && st.NS == e.ns() && kernel.SysctlDevice(st.Name) == e.state.name {
 				if end.Sysctls == nil {
@@ -151,7 +153,12 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 			w.Spec.PeerNS, w.Spec.PeerName, w.Spec.PeerMAC, w.Spec.PeerUntagged = e.ns(), e.state.name, hwOf(info.MAC), e.state.untagged
 		}
 	}
-	if ml, ok := rt.Link(l.ns(), l.state.name); ok && ml.Parent != "" {
+	if ml, ok := rt.Link(l.ns(), l.state.name); ok && l.state.kind == "vxlan" {
+		w.Spec.Parent, w.Spec.ParentNS = ml.Parent, ml.ParentNS
+		if err := kernel.ParseVxlanArgs(ml.Mode, &w.Spec); err != nil {
+			return nil, err
+		}
+	} else if ok && ml.Parent != "" {
 		w.Spec.ParentNS, w.Spec.Parent, w.Spec.Mode = ml.ParentNS, ml.Parent, ml.Mode
 		if l.state.kind == "vlan" {
 			w.Spec.VlanID, _ = strconv.Atoi(ml.Mode)
@@ -195,6 +202,41 @@ func droppedByDown(rt *engine.Runtime, l *Link) (*journal.LinkWas, error) {
 		return nil, err
 	}
 	if len(end.Addrs) == 0 && len(end.Routes) == 0 {
+		return nil, nil
+	}
+	return &journal.LinkWas{Ends: []journal.EndWas{end}}, nil
+}
+
+// droppedByAddrDel is what the kernel drops with IPv4 address p of link l
+// (have: the namespace's addresses; removed: those this removal takes, p
+// the last of them): the lab's routes whose preferred source p is, and, if
+// the link is left with no IPv4 address, every IPv4 route of the lab's
+// through it. The undo puts them back after the address.
+func droppedByAddrDel(rt *engine.Runtime, k kernel.Kernel, l *Link, have []kernel.Addr, removed map[netip.Prefix]bool, p netip.Prefix) (*journal.LinkWas, error) {
+	if !p.Addr().Is4() {
+		return nil, nil
+	}
+	ns, name := l.ns(), l.state.name
+	last := !slices.ContainsFunc(have, func(a kernel.Addr) bool {
+		return a.Dev == name && a.Prefix.Addr().Is4() && !removed[a.Prefix]
+	})
+	end := journal.EndWas{NS: ns, Name: name}
+	var through []kernel.Route
+	if last {
+		var err error
+		if through, err = labRoutesThrough(rt, k, ns, name); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range rt.Routes(ns) {
+		if r.Family == 6 || r.Via.Is6() || r.Dst.IsValid() && r.Dst.Addr().Is6() {
+			continue
+		}
+		if r.Src == p.Addr() || slices.ContainsFunc(through, func(t kernel.Route) bool { return t.Key() == r.Key() }) {
+			end.Routes = append(end.Routes, r)
+		}
+	}
+	if len(end.Routes) == 0 {
 		return nil, nil
 	}
 	return &journal.LinkWas{Ends: []journal.EndWas{end}}, nil
@@ -268,7 +310,7 @@ func labRoutesInKernel(k kernel.Kernel, ns string) (map[kernel.RouteKey]string, 
 	m := map[kernel.RouteKey]string{}
 	for _, r := range rs {
 		if r.Proto == "nsrun" || r.Proto == "dhcp" {
-			m[kernel.Route{Dst: r.Dst, Family: r.Family, Metric: r.Metric}.Key()] = r.Dev
+			m[kernel.Route{Dst: r.Dst, Family: r.Family, Metric: r.Metric, Table: r.Table}.Key()] = r.Dev
 		}
 	}
 	return m, nil
@@ -317,6 +359,7 @@ func linkAddrDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	slices.SortStableFunc(addrs, func(a, b netip.Prefix) int {
 		return cmp.Compare(b2i(!secondary(a)), b2i(!secondary(b)))
 	})
+	removed := map[netip.Prefix]bool{}
 	for _, p := range addrs {
 		if !slices.Contains(rt.Addrs(ns, name), p) {
 			return nil, fmt.Errorf("%s: %s on %q in netns %q is not an address this lab added: nsrun removes only what a lab made", fn, p, name, where)
@@ -324,7 +367,12 @@ func linkAddrDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		if err := notPrimary(have, name, p, addrs); err != nil {
 			return nil, fmt.Errorf("%s: %s on %q in netns %q: %w", fn, p, name, where, err)
 		}
-		step := journal.Step{Op: journal.OpAddrDel, NS: ns, Name: name, Addr: p}
+		removed[p] = true
+		was, err := droppedByAddrDel(rt, k, l, have, removed, p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", fn, err)
+		}
+		step := journal.Step{Op: journal.OpAddrDel, NS: ns, Name: name, Addr: p, Was: was}
 		w := says("%s: removing %s from %q in netns %q", fn, p, name, where)
 		if err := later(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error { return k.AddrDel(ns, name, p) }); err != nil {
 			return nil, err
@@ -333,18 +381,20 @@ func linkAddrDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	return l, nil
 }
 
-// ns.route_del(dst, metric=None) removes the lab's route to dst ("default"
-// for IPv4's default route, "::/0" for IPv6's): the one with that metric,
-// or, without one, the only route of the lab's to dst. The rollback puts it
+// ns.route_del(dst, metric=None, table=None) removes the lab's route to
+// dst ("default" for IPv4's default route, "::/0" for IPv6's) in table
+// (main by default): the one with that metric, or, without one, the only
+// route of the lab's to dst there. The rollback puts it
 // back. A route the lab did not add (the kernel's for an address's subnet,
 // a daemon's) is refused.
 //
-// Equivalent to: ip -n $ns route del $dst [metric $metric]
+// Equivalent to: ip -n $ns route del $dst [metric $metric] [table $table]
 func netnsRouteDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	n := b.Receiver().(*Netns)
 	var dst string
 	var metricV starlark.Value = starlark.None
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "metric?", &metricV); err != nil {
+	var table routeTable
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "metric?", &metricV, "table?", &table); err != nil {
 		return nil, err
 	}
 	p, family, err := routeDst(b, dst, 4)
@@ -371,16 +421,20 @@ func netnsRouteDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 	}
-	want := kernel.Route{Dst: p, Family: family, Metric: max(metric, 0)}.Key()
+	want := kernel.Route{Dst: p, Family: family, Metric: max(metric, 0), Table: int(table)}.Key()
 	var found []kernel.Route
 	for _, r := range rt.Routes(n.name) {
-		if k := r.Key(); k.Family == want.Family && k.Dst == want.Dst && (metric < 0 || k.Metric == want.Metric) {
+		if k := r.Key(); k.Family == want.Family && k.Table == want.Table && k.Dst == want.Dst && (metric < 0 || k.Metric == want.Metric) {
 			found = append(found, r)
 		}
 	}
 	switch {
 	case len(found) == 0:
-		return nil, fmt.Errorf("%s: netns %q has no route of this lab's to %s: nsrun removes only the routes a lab added", b.Name(), n.Name(), dst)
+		in := ""
+		if table != 0 {
+			in = fmt.Sprintf(" in table %d", table)
+		}
+		return nil, fmt.Errorf("%s: netns %q has no route of this lab's to %s%s: nsrun removes only the routes a lab added", b.Name(), n.Name(), dst, in)
 	case len(found) > 1:
 		var metrics []string
 		for _, r := range found {

@@ -413,3 +413,33 @@ func TestNetnsDeleteOnlyTheLabs(t *testing.T) {
 		t.Errorf("the decoy is gone: %s %v", out, err)
 	}
 }
+
+// Removing a link's last IPv4 address takes the routes through it along,
+// in every table (the kernel flushes them): the removal records them, its
+// undo puts them back, and the lab no longer counts them as its own.
+func TestAddrDelTakesRoutes(t *testing.T) {
+	s := kernelSession(t)
+	s.exec(`
+a = netns("rm-a"); b = netns("rm-b")
+x, y = veth("x", "y", netns=a, peer_netns=b)
+x.addr("10.9.0.1/24").up(); y.addr("10.9.0.2/24").up()
+a.route("10.1.0.0/16", via="10.9.0.2")
+a.route("10.2.0.0/16", via="10.9.0.2", table=100)
+`)
+	routes := func() string { return nstest.Ip(t, "rm-a", "route", "show", "table", "all", "proto", "78") }
+	before := routes()
+	mark := s.rt.Journal.Len()
+	s.exec(`x.addr_del("10.9.0.1/24")`)
+	if got := routes(); got != "" {
+		t.Errorf("routes after the last address went: %q", got)
+	}
+	if got := s.rt.Routes("rm-a"); len(got) != 0 {
+		t.Errorf("the lab's routes after the last address went: %v", got)
+	}
+	if _, failed := s.rt.Rollback(mark); len(failed) > 0 {
+		t.Fatalf("rollback: %v", failed)
+	}
+	if after := routes(); after != before {
+		t.Errorf("after the rollback:\n%s\nwant:\n%s", after, before)
+	}
+}

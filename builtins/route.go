@@ -11,31 +11,49 @@ import (
 	"github.com/nsrun/nsrun/runtime/kernel"
 )
 
-// ns.route(dst, via=, dev=, metric=, replace=False) adds a route to the
-// namespace's main table: dst is a CIDR or "default". With replace=True, it
+// ns.route(dst, via=, dev=, metric=, table=, type="unicast", src=,
+// replace=False) adds a route to the namespace's main table, or to table
+// (a number, 1 to 4294967295 but the local table's 255): dst is a CIDR or
+// "default". A unicast route goes via= a gateway or out of dev=; a
+// blackhole route drops what it takes, an unreachable or prohibit one
+// drops it with an ICMP error (host unreachable, administratively
+// prohibited), and takes neither. src= is the source address the
+// namespace prefers for what the route sends. With replace=True, it
 // takes the place of the lab's route to dst with that metric, in one change
 // (ip route replace), and the rollback puts the old one back; a route to dst
 // that is not the lab's is never replaced. In host(), the route must go
 // through a link of the lab's own (dev=), so that the machine's routing is
 // never changed for traffic that is not the lab's.
 //
-// Equivalent to: ip -n $ns route add|replace $dst via $via dev $dev metric $metric
+// Equivalent to: ip -n $ns route add|replace [$type] $dst via $via dev $dev metric $metric table $table src $src
 func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	n := b.Receiver().(*Netns)
 	var dst string
-	var via ipAddr
+	var via, src ipAddr
 	var devV starlark.Value = starlark.None
 	var metric int
+	var table routeTable
+	typ := "unicast"
 	var replace bool
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "via?", &via, "dev?", &devV, "metric?", &metric, "replace?", &replace); err != nil {
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dst", &dst, "via?", &via, "dev?", &devV, "metric?", &metric,
+		"table?", &table, "type?", &typ, "src?", &src, "replace?", &replace); err != nil {
 		return nil, err
 	}
-	r := kernel.Route{Via: netip.Addr(via), Metric: metric}
+	r := kernel.Route{Via: netip.Addr(via), Metric: metric, Table: int(table), Src: netip.Addr(src)}
 	if metric < 0 {
 		return nil, fmt.Errorf("%s: for parameter metric: %d is negative", b.Name(), metric)
 	}
+	if _, ok := kernel.RouteTypes[typ]; !ok {
+		return nil, fmt.Errorf("%s: for parameter type: %q is not a route type (unicast, blackhole, unreachable, prohibit)", b.Name(), typ)
+	}
+	if typ != "unicast" {
+		r.Type = typ
+		if r.Via.IsValid() || devV != starlark.None {
+			return nil, fmt.Errorf("%s: a %s route takes neither via= nor dev=: it sends nothing on", b.Name(), typ)
+		}
+	}
 	family := 4
-	if r.Via.Is6() {
+	if r.Via.Is6() || r.Src.Is6() {
 		family = 6
 	}
 	var err error
@@ -44,6 +62,9 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	if r.Via.IsValid() && (r.Via.Is6() != (r.Family == 6)) {
 		return nil, fmt.Errorf("%s: via %s and dst %s are of different address families", b.Name(), r.Via, dst)
+	}
+	if r.Src.IsValid() && (r.Src.Is6() != (r.Family == 6)) {
+		return nil, fmt.Errorf("%s: src %s and dst %s are of different address families", b.Name(), r.Src, dst)
 	}
 	rt, err := engine.FromThread(thread)
 	if err != nil {
@@ -65,8 +86,8 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	default:
 		return nil, fmt.Errorf("%s: for parameter dev: got %s, want link or string", b.Name(), devV.Type())
 	}
-	if !r.Via.IsValid() && r.Dev == "" {
-		return nil, fmt.Errorf("%s: a route needs via= or dev=", b.Name())
+	if !r.Via.IsValid() && r.Dev == "" && r.Type == "" {
+		return nil, fmt.Errorf("%s: a route needs via= or dev= (or a type= that sends nothing on: blackhole, unreachable, prohibit)", b.Name())
 	}
 	if n.name == kernel.Host {
 		if err := hostRouteAllowed(rt, r); err != nil {
@@ -111,6 +132,32 @@ func netnsRoute(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	return starlark.None, nil
 }
 
+// A routeTable is a routing table's number, as a parameter: 0 (None) or
+// 254 is main; local's (255) is the kernel's own.
+type routeTable uint32
+
+func (t *routeTable) Unpack(v starlark.Value) error {
+	if v == starlark.None {
+		*t = 0
+		return nil
+	}
+	i, ok := v.(starlark.Int)
+	if !ok {
+		return fmt.Errorf("got %s, want int (a routing table's number)", v.Type())
+	}
+	n, ok := i.Int64()
+	switch {
+	case !ok || n < 1 || n > 1<<32-1:
+		return fmt.Errorf("%s is not a routing table (1 to 4294967295)", i)
+	case n == 255:
+		return fmt.Errorf("255 is the kernel's local table: a recipe's routes go in another")
+	case n == kernel.MainTable:
+		n = 0
+	}
+	*t = routeTable(n)
+	return nil
+}
+
 // routeDst parses a route's destination: a CIDR, or "default" (of family).
 func routeDst(b *starlark.Builtin, dst string, family int) (netip.Prefix, int, error) {
 	if dst == "default" {
@@ -145,6 +192,9 @@ func labRoute(rt *engine.Runtime, ns string, key kernel.RouteKey) (kernel.Route,
 // takes traffic that is not the lab's. A default route never qualifies.
 func hostRouteAllowed(rt *engine.Runtime, r kernel.Route) error {
 	const never = "nsrun never changes the machine's own routing"
+	if r.Type != "" {
+		return fmt.Errorf("a %s route in the host namespace would take the machine's traffic; %s", r.Type, never)
+	}
 	if r.Dev == "" || !rt.OwnsLink(kernel.Host, r.Dev) {
 		return fmt.Errorf("a route in the host namespace must use dev= a link this lab created; %s", never)
 	}

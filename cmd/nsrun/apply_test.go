@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -230,5 +231,81 @@ func TestApplyOwnRecipeChangesNothing(t *testing.T) {
 	}
 	if after := labAfter(t, before); after != before {
 		t.Errorf("the lab after the apply:\n%s\nwant:\n%s", after, before)
+	}
+}
+
+// An apply that changes a link's rate changes it in place (the link keeps
+// its index, tc shows the new rate), says so as a "~" line, and one that
+// drops the shaping takes it off; the other links, rules, routes and
+// forwarding entries of the lab stay as they were.
+func TestApplyChangesRateInPlace(t *testing.T) {
+	nstest.Kernel(t)
+	recoverAfter(t)
+	const lab = `
+a = netns("aps-a"); b = netns("aps-b")
+x, y = veth("x", "y", netns=a, peer_netns=b)
+x.addr("10.74.0.1/24").up(); y.addr("10.74.0.2/24").up()
+vx = vxlan("vx0", 9, netns=b, parent=y, learning=False)
+vx.fdb("00:00:00:00:00:00", dst="10.74.0.1")
+b.route("10.75.0.0/16", via="10.74.0.1", table=7)
+b.rule(dst="10.75.0.0/16", table=7)
+x.shape(rate=RATE)
+`
+	dir := t.TempDir()
+	v1 := writeIn(t, filepath.Join(dir, "v1"), "aps.star", strings.Replace(lab, "RATE", `"50mbit"`, 1))
+	v2 := writeIn(t, filepath.Join(dir, "v2"), "aps.star", strings.Replace(lab, "RATE", `"20mbit", burst="32kb"`, 1))
+	v3 := writeIn(t, filepath.Join(dir, "v3"), "aps.star", strings.Replace(lab, "x.shape(rate=RATE)\n", "", 1))
+	labUp(t, v1, "aps")
+	index := func() string { return strings.Fields(nstest.Ip(t, "aps-a", "-o", "link", "show", "x"))[0] }
+	qdisc := func() string {
+		out, err := exec.Command("tc", "-n", "aps-a", "qdisc", "show", "dev", "x").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	was := index()
+	others := func() string {
+		return nstest.Ip(t, "aps-b", "rule") + nstest.Ip(t, "aps-b", "route", "show", "table", "7") + nstest.Ip(t, "aps-b", "-d", "link", "show", "vx0")
+	}
+	before := others()
+	r := nsrun(t, "apply", "--dry-run", v2)
+	if r.code != 0 || !strings.Contains(r.stdout, `~ shape of "x" in netns "aps-a": tbf rate 50mbit burst 62500b latency 50ms -> tbf rate 20mbit burst 32768b latency 50ms`) ||
+		!strings.Contains(r.stdout, "0 objects to remove, 1 setting to change, 0 changes to add") {
+		t.Errorf("apply --dry-run: %+v", r)
+	}
+	if r := nsrun(t, "apply", v2); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	if q := qdisc(); !strings.Contains(q, "rate 20Mbit burst 32Kb") {
+		t.Errorf("tc after the apply: %s", q)
+	}
+	if index() != was {
+		t.Errorf("the link was made anew: index %s, was %s", index(), was)
+	}
+	if r := nsrun(t, "apply", v3); r.code != 0 {
+		t.Fatalf("apply without the shaping: %+v", r)
+	}
+	if q := qdisc(); strings.Contains(q, "tbf") || index() != was {
+		t.Errorf("tc after an apply without the shaping: %s (index %s, was %s)", q, index(), was)
+	}
+	if after := others(); after != before {
+		t.Errorf("the lab's other objects changed:\n%s\nwant:\n%s", after, before)
+	}
+
+	// check sees the shaping and the rule, and their loss.
+	if r := nsrun(t, "apply", v2); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	if r := nsrun(t, "check", "aps"); r.code != 0 || !strings.Contains(r.stdout+r.stderr, "1 rule)") {
+		t.Errorf("check: %+v", r)
+	}
+	dkExec(t, "tc", "-n", "aps-a", "qdisc", "del", "dev", "x", "root")
+	nstest.Ip(t, "aps-b", "rule", "del", "to", "10.75.0.0/16", "table", "7")
+	r = nsrun(t, "check", "aps")
+	for _, want := range []string{`shaping of "x" in netns "aps-a": is none, not tbf rate 20mbit burst 32768b latency 50ms`, `rule "from all to 10.75.0.0/16 lookup 7" in netns "aps-b": missing`} {
+		if r.code != 1 || !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("check after the shaping and the rule were removed by hand: %+v, want %q", r, want)
+		}
 	}
 }

@@ -19,6 +19,7 @@ const (
 	decoyPeer   = "dk1"
 	decoyBridge = "dkbr"
 	decoyNetns  = "dkns"
+	decoyVxlan  = "dkvx"          // VNI 42, the one the recipes' vxlans use
 	decoyLab    = "dk"            // the lab the decoys are named after: its NAT table is nsrun-dk
 	decoyDir    = nstest.DecoyDir // the machine's files: conf, and dir/file
 )
@@ -48,6 +49,7 @@ func plantDecoys(t *testing.T, withNft bool) {
 		os.RemoveAll(decoyDir)
 		exec.Command("ip", "link", "del", decoyVeth).Run()
 		exec.Command("ip", "link", "del", decoyBridge).Run()
+		exec.Command("ip", "link", "del", decoyVxlan).Run()
 		exec.Command("ip", "netns", "del", decoyNetns).Run()
 		if withNft {
 			exec.Command("nft", "delete", "table", "ip", "nsrun-"+decoyLab).Run()
@@ -62,9 +64,12 @@ func plantDecoys(t *testing.T, withNft bool) {
 		{"link", "set", decoyPeer, "master", decoyBridge, "up"},
 		{"netns", "add", decoyNetns},
 		{"-n", decoyNetns, "link", "set", "lo", "alias", "decoy netns"},
+		{"link", "add", decoyVxlan, "address", "02:00:de:c0:00:04", "type", "vxlan", "id", "42", "dstport", "4789", "nolearning"},
+		{"link", "set", decoyVxlan, "alias", "decoy vxlan"},
 	} {
 		nstest.Ip(t, "", args...)
 	}
+	dkExec(t, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", decoyVxlan, "dst", "10.9.0.99")
 	if err := os.MkdirAll(decoyDir+"/dir", 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +114,8 @@ func dkState(t *testing.T, withNft bool) string {
 		fmt.Fprintf(&b, "link %s: %s\n", l, nstest.Ip(t, "", "-d", "-j", "link", "show", l))
 	}
 	fmt.Fprintf(&b, "ports of %s: %s\n", decoyBridge, nstest.Ip(t, "", "-j", "link", "show", "master", decoyBridge))
+	fmt.Fprintf(&b, "link %s: %s\n", decoyVxlan, nstest.Ip(t, "", "-d", "-j", "link", "show", decoyVxlan))
+	fmt.Fprintf(&b, "fdb of %s: %s\n", decoyVxlan, dkExec(t, "bridge", "fdb", "show", "dev", decoyVxlan))
 	var st syscall.Stat_t
 	if err := syscall.Stat(nstest.NetnsDir+"/"+decoyNetns, &st); err != nil {
 		t.Fatal(err)
@@ -166,6 +173,11 @@ func TestDecoysSurvive(t *testing.T) {
 		{"veth after observing", "n = netns(\"dk-n\")\n" + observe + "veth(\"dk0\", \"dkx\", peer_netns = n)\n", 1, []string{`"dk0"`, "rolled back"}},
 		{"bridge after observing", "netns(\"dk-n\")\n" + observe + "bridge(\"dkbr\")\n", 1, []string{`"dkbr"`, "rolled back"}},
 		{"netns after observing", "netns(\"dk-n\")\n" + observe + "netns(\"dkns\")\n", 1, []string{`"dkns"`, "rolled back"}},
+		{"vxlan", "netns(\"dk-n\")\nvxlan(\"dkvx\", 43)\n", 2, []string{`"dkvx"`, "already exists", "nothing was changed"}},
+		// A vxlan of the decoy's VNI and port, in a namespace of the lab's:
+		// no collision, and its entries are its own.
+		{"vxlan of the same VNI", "n = netns(\"dk-n\")\nvx = vxlan(\"dkvx\", 42, netns = n, learning = False)\nvx.fdb(\"00:00:00:00:00:00\", dst = \"10.9.0.99\")\n", 0, nil},
+		{"vxlan of the same VNI, failed", "n = netns(\"dk-n\")\nvx = vxlan(\"dkvx\", 42, netns = n, learning = False)\nvx.fdb(\"00:00:00:00:00:00\", dst = \"10.9.0.99\")\n" + observe + "fail(\"after the vxlan\")\n", 1, []string{"rolled back"}},
 		{"nat in host", "n = netns(\"dk-n\")\na, b = veth(\"dkx\", \"dky\", peer_netns = n)\nnat.masquerade(host(), out = a, src = \"10.9.0.0/24\")\n", 2, []string{"nothing was changed"}},
 		// The decoys' names, in the lab's own namespace: no collision.
 		{"same names elsewhere", "n = netns(\"dk-n\")\na, b = veth(\"dk0\", \"dk1\", netns = n, peer_netns = n)\nbr = bridge(\"dkbr\", netns = n).up()\nb.master(br).up()\na.addr(\"10.9.0.1/24\").up()\n" + nat, 0, nil},

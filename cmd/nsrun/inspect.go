@@ -103,12 +103,22 @@ func printView(w io.Writer, v view.LabView) {
 			if l.Master != "" {
 				master = "master " + l.Master
 			}
-			fmt.Fprintf(tw, "    %s\t%s\t%s\tmtu %d\t%s\t%s\t%s\n", l.Name, l.Kind, l.MAC, l.MTU, state, master, strings.Join(l.Addrs, " "))
+			addrs := strings.Join(l.Addrs, " ")
+			if l.Shape != "" {
+				addrs = strings.TrimSpace(addrs + " [" + l.Shape + "]")
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\tmtu %d\t%s\t%s\t%s\n", l.Name, l.Kind, l.MAC, l.MTU, state, master, addrs)
 		}
 		tw.Flush()
 		fmt.Fprintln(w, "  routes:")
 		for _, r := range ns.Routes {
 			fmt.Fprintf(w, "    %s\n", routeLine(r))
+		}
+		if len(ns.Rules) > 0 {
+			fmt.Fprintln(w, "  rules:")
+			for _, r := range ns.Rules {
+				fmt.Fprintf(w, "    %s\n", r)
+			}
 		}
 		if len(ns.Neighbors) > 0 {
 			tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -161,7 +171,13 @@ func routeLine(r view.RouteView) string {
 	if r.Dev != "" {
 		s += " dev " + r.Dev
 	}
+	if r.Table != 0 {
+		s += fmt.Sprintf(" table %d", r.Table)
+	}
 	s += " proto " + r.Proto
+	if r.Src != "" {
+		s += " src " + r.Src
+	}
 	if r.Metric != 0 {
 		s += fmt.Sprintf(" metric %d", r.Metric)
 	}

@@ -83,7 +83,7 @@ func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool) Dif
 	for _, i := range d.Gone {
 		s := lab[i]
 		switch s.Op {
-		case journal.OpMTU, journal.OpUp, journal.OpSysctl:
+		case journal.OpMTU, journal.OpUp, journal.OpSysctl, journal.OpShape:
 		default:
 			continue
 		}
@@ -204,7 +204,29 @@ func removals(lab []journal.Step, gone []int) (calls []string, goes func(ns, nam
 			if l := st.Of[i]; l != nil && (goneLink[l] || l.Removed >= 0) {
 				continue
 			}
-			rest = append(rest, fmt.Sprintf("ns(%s).route_del(%s, metric=%d)", q(kernel.NSArg(s.NS)), q(routeDst(*s.Route)), s.Route.Key().Metric))
+			table := ""
+			if s.Route.Table != 0 {
+				table = fmt.Sprintf(", table=%d", s.Route.Table)
+			}
+			rest = append(rest, fmt.Sprintf("ns(%s).route_del(%s, metric=%d%s)", q(kernel.NSArg(s.NS)), q(routeDst(*s.Route)), s.Route.Key().Metric, table))
+		case journal.OpFDB:
+			l := st.Of[i]
+			e, err := kernel.ParseFDBEntry(s.New)
+			if l == nil || err != nil || l.Removed >= 0 || goneLink[l] || dies(l) {
+				continue
+			}
+			args := q(e.MAC.String())
+			if e.Dst.IsValid() {
+				args += fmt.Sprintf(", dst=%q", e.Dst)
+			}
+			if e.Master {
+				args += ", master=True"
+			}
+			rest = append(rest, fmt.Sprintf("link(%s, %s).fdb_del(%s)", q(kernel.NSArg(s.NS)), q(s.Name), args))
+		case "rule":
+			if s.Rule != nil && !goneNS[s.NS] {
+				rest = append(rest, fmt.Sprintf("ns(%s).rule_del(%s)", q(s.NS), ruleArgs(*s.Rule)))
+			}
 		case "nftrule":
 			if !goneNS[s.NS] {
 				rest = append(rest, fmt.Sprintf("nat_rule_del(%s, %s, %s, %s)", q(s.NS), q(s.Name), q(s.Kind), q(s.Alias)))
@@ -216,6 +238,27 @@ func removals(lab []journal.Step, gone []int) (calls []string, goes func(ns, nam
 		}
 	}
 	return slices.Concat(procs, rest, netns), goes
+}
+
+// ruleArgs are the arguments of ns.rule_del() that name rule r.
+func ruleArgs(r kernel.Rule) string {
+	args := []string{fmt.Sprintf("table=%d", r.Table)}
+	if r.Src.IsValid() {
+		args = append(args, fmt.Sprintf("src=%q", r.Src))
+	}
+	if r.Dst.IsValid() {
+		args = append(args, fmt.Sprintf("dst=%q", r.Dst))
+	}
+	if r.IIF != "" {
+		args = append(args, fmt.Sprintf("iif=%q", r.IIF))
+	}
+	if r.OIF != "" {
+		args = append(args, fmt.Sprintf("oif=%q", r.OIF))
+	}
+	if r.Priority != 0 {
+		args = append(args, fmt.Sprintf("priority=%d", r.Priority))
+	}
+	return strings.Join(args, ", ")
 }
 
 // routeDst is how route_del names a route's destination.
@@ -274,6 +317,9 @@ func (d Diff) Print(w io.Writer) {
 func value(s journal.Step) string {
 	if s.Op == journal.OpRoute && s.Route != nil {
 		return s.Route.String()
+	}
+	if s.Op == journal.OpShape && s.New == "" {
+		return "none"
 	}
 	return s.New
 }

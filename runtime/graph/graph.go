@@ -27,6 +27,8 @@ type Link struct {
 	// a vlan's id). Parent is "" when the source does not know it.
 	ParentNS, Parent, Mode string
 	Addrs                  []netip.Prefix
+	// Shape is how what it sends is shaped (see kernel.Shape), "" if not.
+	Shape string
 }
 
 // The kinds of nodes.
@@ -110,6 +112,16 @@ func Build(t Topology) *Graph {
 				hostUsed = true
 			}
 			edges = append(edges, Edge{From: endpoint(l), To: to, Label: label})
+		case l.Kind == "vxlan": // a tunnel: drawn where it is, with its VNI and VTEPs
+			label := "vxlan " + describe(l)
+			if l.Mode != "" {
+				label += " (" + l.Mode + ")"
+			}
+			if to := endpoint(l); to != nsID(l.NS) {
+				edges = append(edges, Edge{From: nsID(l.NS), To: to, Label: label})
+			} else {
+				extra[to] = append(extra[to], label)
+			}
 		case l.Parent != "":
 			label := l.Kind + " " + l.Mode
 			if l.Mode == "" {
@@ -167,12 +179,17 @@ func sortedKeys(m map[[2]string]*Link) [][2]string {
 	return keys
 }
 
-// describe names a link with its addresses: "veth1 10.0.0.1/24 fd00::1/64".
+// describe names a link with its addresses and shaping:
+// "veth1 10.0.0.1/24 fd00::1/64 [tbf rate 50mbit burst 62500b latency 50ms]".
 func describe(l *Link) string {
+	s := l.Name
 	if a := addrs(l); a != "" {
-		return l.Name + " " + a
+		s += " " + a
 	}
-	return l.Name
+	if l.Shape != "" {
+		s += " [" + l.Shape + "]"
+	}
+	return s
 }
 
 func addrs(l *Link) string {

@@ -20,8 +20,12 @@ func FromRecorder(rec *kernel.Recorder) (Topology, error) {
 		if err != nil {
 			return Topology{}, err
 		}
+		shapes, err := rec.Shapes(ns)
+		if err != nil {
+			return Topology{}, err
+		}
 		for _, li := range links {
-			l := Link{NS: ns, Name: li.Name, Kind: li.Kind, Master: li.Master}
+			l := Link{NS: ns, Name: li.Name, Kind: li.Kind, Master: li.Master, Shape: shapes[li.Name].String()}
 			l.PeerNS, l.PeerName, _ = rec.Peer(ns, li.Name)
 			l.ParentNS, l.Parent, l.Mode, _ = rec.Parent(ns, li.Name)
 			for _, a := range addrs {
@@ -46,7 +50,7 @@ func FromSteps(steps []journal.Step) Topology {
 		t.Namespaces = append(t.Namespaces, n.Name)
 	}
 	for _, l := range st.InOrder() {
-		g := Link{NS: l.At.NS, Name: l.At.Name, Kind: l.Kind, ParentNS: l.ParentNS, Parent: l.Parent, Mode: l.Mode, Master: l.Master, Addrs: l.Addrs}
+		g := Link{NS: l.At.NS, Name: l.At.Name, Kind: l.Kind, ParentNS: l.ParentNS, Parent: l.Parent, Mode: l.Mode, Master: l.Master, Addrs: l.Addrs, Shape: l.Shape}
 		if l.Peer != nil {
 			g.PeerNS, g.PeerName = l.Peer.At.NS, l.Peer.At.Name
 		}

@@ -55,6 +55,9 @@ type Step struct {
 	// NAT is a NAT rule the lab added, or removed: what its removal's
 	// undo adds again.
 	NAT *kernel.NATRule `json:"nat,omitempty"`
+	// Rule is a routing policy rule the lab added, or removed (see
+	// package builtins: ops "rule" and "rule_del").
+	Rule *kernel.Rule `json:"rule,omitempty"`
 	// Sum is what else makes the object what it is, hashed: a process's
 	// command, environment and directory; a file's content (see
 	// model.Identity).
@@ -91,6 +94,8 @@ type EndWas struct {
 	Addrs   []netip.Prefix    `json:"addrs,omitempty"`   // but IPv6 link-local ones, which the kernel makes again
 	Routes  []kernel.Route    `json:"routes,omitempty"`  // the lab's routes through it
 	Sysctls map[string]string `json:"sysctls,omitempty"` // the lab's settings of its own (net.ipv4.conf.NAME.*)
+	Shape   string            `json:"shape,omitempty"`   // the lab's shaping of it (see kernel.Shape)
+	FDB     []string          `json:"fdb,omitempty"`     // the lab's forwarding entries on it (see kernel.FDBEntry)
 }
 
 // The operations a step records.
@@ -116,10 +121,21 @@ const (
 	// lab's; Mode "noipv6" if IPv6 was off in it.
 	OpNetnsDel = "netns_del"
 	OpSysctl   = "sysctl"
-	OpProc     = "proc"    // background process started
-	OpStop     = "stop"    // a background process (Pid, Start) the recipe stopped on purpose
-	OpPrivate  = "private" // a node's private directory at Name, kept at Path
-	OpFile     = "file"    // a file a node shows at Name, kept at Path; Old: where its previous content was put
+	// OpRule adds Rule, a routing policy rule, its Name the rule's
+	// `ip rule` form; OpRuleDel removes the lab's.
+	OpRule    = "rule"
+	OpRuleDel = "rule_del"
+	// OpFDB adds a static forwarding entry to link Name, New the entry
+	// (see kernel.FDBEntry); OpFDBDel removes the lab's.
+	OpFDB    = "fdb"
+	OpFDBDel = "fdb_del"
+	// OpShape sets link Name's shaping, New (see kernel.Shape), "" none;
+	// Old is what it was.
+	OpShape   = "shape"
+	OpProc    = "proc"    // background process started
+	OpStop    = "stop"    // a background process (Pid, Start) the recipe stopped on purpose
+	OpPrivate = "private" // a node's private directory at Name, kept at Path
+	OpFile    = "file"    // a file a node shows at Name, kept at Path; Old: where its previous content was put
 )
 
 // String names the object for a person: `veth "veth0"`, `address 10.0.0.1/24 on "veth1" in netns "blue"`.
@@ -127,6 +143,12 @@ func (s Step) String() string {
 	in := ""
 	if s.NS != kernel.Host {
 		in = fmt.Sprintf(" in netns %q", s.NS)
+	}
+	if s.Rule != nil {
+		if s.Op == OpRuleDel {
+			return fmt.Sprintf("removal of rule %q%s", s.Rule, in)
+		}
+		return fmt.Sprintf("rule %q%s", s.Rule, in)
 	}
 	switch s.Op {
 	case OpNetns:

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -144,7 +146,16 @@ type LinkSpec struct {
 	ParentNS string
 	Mode     string // macvlan: private, vepa, bridge, passthru
 	VlanID   int
-	VNI      int
+
+	// A vxlan's: its VNI, the address it sends from (Local), the one it
+	// sends to (Remote: a VTEP, or a multicast group), its UDP port
+	// (0: 4789), and whether it learns where MACs are from what it
+	// receives. Parent, in NS, is the link it sends by.
+	VNI        int
+	Local      netip.Addr
+	Remote     netip.Addr
+	Port       int
+	NoLearning bool
 
 	STP bool
 }
@@ -175,8 +186,8 @@ type LinkInfo struct {
 	addrs  []netip.Prefix
 }
 
-// Route is a route in the main table. A zero Dst is the default route of
-// Family (4 or 6).
+// Route is a route of a namespace, in its main table unless Table says
+// otherwise. A zero Dst is the default route of Family (4 or 6).
 type Route struct {
 	Dst    netip.Prefix
 	Family int
@@ -186,12 +197,41 @@ type Route struct {
 	// Proto is who the route is said to come from: 0 for nsrun itself
 	// (RouteProtocol), unix.RTPROT_DHCP for a lease's.
 	Proto int `json:",omitempty"`
+	// Table is the routing table (1 to 2^32-1 but local's 255); 0 is
+	// main (254).
+	Table int `json:",omitempty"`
+	// Type is what the route does with a packet: "" (unicast) forwards
+	// it; "blackhole" drops it silently, "unreachable" and "prohibit"
+	// drop it with an ICMP error (host unreachable, administratively
+	// prohibited).
+	Type string `json:",omitempty"`
+	// Src is the source address the namespace prefers for packets the
+	// route sends (ip route ... src).
+	Src netip.Addr `json:",omitzero"`
+}
+
+// The types of route a recipe may ask for, by name (see Route.Type).
+var RouteTypes = map[string]uint8{
+	"unicast": unix.RTN_UNICAST, "blackhole": unix.RTN_BLACKHOLE,
+	"unreachable": unix.RTN_UNREACHABLE, "prohibit": unix.RTN_PROHIBIT,
+}
+
+// MainTable is the kernel's number of the main routing table.
+const MainTable = unix.RT_TABLE_MAIN
+
+// TableOf is the table a route is in, as the kernel numbers it.
+func (r Route) TableOf() int {
+	if r.Table == 0 {
+		return MainTable
+	}
+	return r.Table
 }
 
 // A RouteKey is what makes two routes one to the kernel: a table holds one
 // route per family, destination and metric.
 type RouteKey struct {
 	Family int
+	Table  int          // as the kernel numbers it: main is 254
 	Dst    netip.Prefix // masked; invalid for a default route
 	Metric int          // as the kernel has it: IPv6's 0 is 1024
 }
@@ -213,7 +253,7 @@ func (r Route) Key() RouteKey {
 	if r.Dst.IsValid() && r.Dst.Bits() > 0 {
 		dst = r.Dst.Masked()
 	}
-	return RouteKey{fam, dst, m}
+	return RouteKey{fam, r.TableOf(), dst, m}
 }
 
 // Protocol is the route's protocol as the kernel is told it.
@@ -239,6 +279,9 @@ func (r Route) String() string {
 	if r.Dst.IsValid() {
 		s = r.Dst.String()
 	}
+	if r.Type != "" && r.Type != "unicast" {
+		s = r.Type + " " + s
+	}
 	if r.Via.IsValid() {
 		s += " via " + r.Via.String()
 	}
@@ -247,6 +290,12 @@ func (r Route) String() string {
 	}
 	if r.Metric != 0 {
 		s += fmt.Sprintf(" metric %d", r.Metric)
+	}
+	if r.Table != 0 {
+		s += fmt.Sprintf(" table %d", r.Table)
+	}
+	if r.Src.IsValid() {
+		s += " src " + r.Src.String()
 	}
 	if r.Proto != 0 {
 		s += " proto " + r.ProtoArg()
@@ -277,3 +326,67 @@ const BridgePorts = 1023
 
 // ErrBridgeFull is the error of a port too many.
 var ErrBridgeFull = errors.New("a Linux bridge holds at most 1023 ports (the standard library's lan() spreads more hosts over several bridges)")
+
+// VxlanPort is the IANA port of VXLAN, a vxlan's by default.
+const VxlanPort = 4789
+
+// VxlanArgs renders a vxlan's settings as `ip link add ... type vxlan`
+// takes them (but its parent, dev): "id 42 remote 10.0.0.2 dstport 4789".
+// They are what makes a vxlan of the lab's the one it is (see
+// journal.Step.Mode); ParseVxlanArgs reads them back.
+func (s LinkSpec) VxlanArgs() string {
+	args := fmt.Sprintf("id %d", s.VNI)
+	if s.Remote.IsValid() {
+		if s.Remote.IsMulticast() {
+			args += " group " + s.Remote.String()
+		} else {
+			args += " remote " + s.Remote.String()
+		}
+	}
+	if s.Local.IsValid() {
+		args += " local " + s.Local.String()
+	}
+	port := s.Port
+	if port == 0 {
+		port = VxlanPort
+	}
+	args += fmt.Sprintf(" dstport %d", port)
+	if s.NoLearning {
+		args += " nolearning"
+	}
+	return args
+}
+
+// ParseVxlanArgs sets s's vxlan settings from args, as VxlanArgs renders
+// them.
+func ParseVxlanArgs(args string, s *LinkSpec) error {
+	f := strings.Fields(args)
+	for i := 0; i < len(f); i++ {
+		if f[i] == "nolearning" {
+			s.NoLearning = true
+			continue
+		}
+		if i+1 == len(f) {
+			return fmt.Errorf("vxlan settings %q: %s has no value", args, f[i])
+		}
+		v := f[i+1]
+		i++
+		var err error
+		switch f[i-1] {
+		case "id":
+			s.VNI, err = strconv.Atoi(v)
+		case "remote", "group":
+			s.Remote, err = netip.ParseAddr(v)
+		case "local":
+			s.Local, err = netip.ParseAddr(v)
+		case "dstport":
+			s.Port, err = strconv.Atoi(v)
+		default:
+			err = fmt.Errorf("unknown setting %q", f[i-1])
+		}
+		if err != nil {
+			return fmt.Errorf("vxlan settings %q: %w", args, err)
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -386,7 +387,21 @@ func (k *Netlink) linkAdd(s LinkSpec) error {
 	case "dummy":
 		l = &netlink.Dummy{LinkAttrs: attrs}
 	case "vxlan":
-		l = &netlink.Vxlan{LinkAttrs: attrs, VxlanId: s.VNI, Port: 4789}
+		v := &netlink.Vxlan{LinkAttrs: attrs, VxlanId: s.VNI, Port: cmp.Or(s.Port, VxlanPort), Learning: !s.NoLearning}
+		if s.Remote.IsValid() {
+			v.Group = s.Remote.AsSlice()
+		}
+		if s.Local.IsValid() {
+			v.SrcAddr = s.Local.AsSlice()
+		}
+		if s.Parent != "" {
+			parent, err := h.LinkByName(s.Parent)
+			if err != nil {
+				return fmt.Errorf("parent %q in netns %q: %w", s.Parent, NSArg(s.NS), notFound(err))
+			}
+			v.VtepDevIndex = parent.Attrs().Index
+		}
+		l = v
 	case "macvlan", "macvtap", "vlan":
 		// Created in the parent's namespace, where its index means
 		// something, and placed in s.NS by the same request.
@@ -696,7 +711,17 @@ func (k *Netlink) nlRoute(ns string, r Route) (*netlink.Handle, *netlink.Route, 
 	if err != nil {
 		return nil, nil, err
 	}
-	nr := &netlink.Route{Protocol: netlink.RouteProtocol(r.Protocol()), Priority: r.Metric, Family: unix.AF_INET}
+	nr := &netlink.Route{Protocol: netlink.RouteProtocol(r.Protocol()), Priority: r.Metric, Family: unix.AF_INET, Table: r.TableOf()}
+	if r.Type != "" {
+		t, ok := RouteTypes[r.Type]
+		if !ok {
+			return nil, nil, fmt.Errorf("no route type %q", r.Type)
+		}
+		nr.Type = int(t)
+	}
+	if r.Src.IsValid() {
+		nr.Src = r.Src.AsSlice()
+	}
 	if r.Family == 6 {
 		nr.Family = unix.AF_INET6
 	}
@@ -709,7 +734,7 @@ func (k *Netlink) nlRoute(ns string, r Route) (*netlink.Handle, *netlink.Route, 
 	}
 	if r.Via.IsValid() {
 		nr.Gw = r.Via.AsSlice()
-	} else {
+	} else if r.Dev != "" {
 		nr.Scope = netlink.SCOPE_LINK // as iproute2 does for a route without a gateway
 	}
 	if r.Dev != "" {

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -47,8 +48,18 @@ type NATRule struct {
 	Src, Dst netip.Prefix // ip saddr / ip daddr
 	In, Out  string       // iifname / oifname
 	To       netip.Addr   // snat to / dnat to
-	Comment  string       // identifies the rule for its undo
+	// Proto ("tcp", "udp", "sctp") and Port match the packet's transport
+	// protocol and destination port (meta l4proto, th dport); ToPort is a
+	// dnat's new destination port (dnat to To:ToPort).
+	Proto   string `json:",omitempty"`
+	Port    uint16 `json:",omitempty"`
+	ToPort  uint16 `json:",omitempty"`
+	Comment string // identifies the rule for its undo
 }
+
+// NATProtos are the transport protocols a NAT rule may match, by their
+// numbers.
+var NATProtos = map[string]byte{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "sctp": unix.IPPROTO_SCTP}
 
 // chains are the base chains a rule goes in.
 func (r NATRule) chains() []string {
@@ -80,9 +91,22 @@ func (r NATRule) String() string {
 	if r.Dst.IsValid() {
 		fmt.Fprintf(&b, "%s daddr %s ", fam, r.Dst)
 	}
+	if r.Proto != "" {
+		fmt.Fprintf(&b, "meta l4proto %s ", r.Proto)
+	}
+	if r.Port != 0 {
+		fmt.Fprintf(&b, "th dport %d ", r.Port)
+	}
 	b.WriteString(r.Action)
 	if r.To.IsValid() {
-		fmt.Fprintf(&b, " to %s", r.To)
+		switch {
+		case r.ToPort != 0 && r.To.Is6():
+			fmt.Fprintf(&b, " to [%s]:%d", r.To, r.ToPort)
+		case r.ToPort != 0:
+			fmt.Fprintf(&b, " to %s:%d", r.To, r.ToPort)
+		default:
+			fmt.Fprintf(&b, " to %s", r.To)
+		}
 	}
 	if r.Comment != "" {
 		fmt.Fprintf(&b, " comment %q", r.Comment)
@@ -210,6 +234,21 @@ func natExprs(fam nftables.TableFamily, r NATRule) ([]expr.Any, error) {
 		}
 		e = append(e, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: m.p.Masked().Addr().AsSlice()})
 	}
+	if r.Proto != "" {
+		p, ok := NATProtos[r.Proto]
+		if !ok {
+			return nil, fmt.Errorf("no transport protocol %q", r.Proto)
+		}
+		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}})
+	}
+	if r.Port != 0 {
+		if r.Proto == "" {
+			return nil, fmt.Errorf("a port needs its protocol")
+		}
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, r.Port)})
+	}
 	switch r.Action {
 	case Masquerade:
 		e = append(e, &expr.Masq{})
@@ -221,8 +260,16 @@ func natExprs(fam nftables.TableFamily, r NATRule) ([]expr.Any, error) {
 		if r.Action == DNAT {
 			typ = expr.NATTypeDestNAT
 		}
-		e = append(e, &expr.Immediate{Register: 1, Data: r.To.AsSlice()},
-			&expr.NAT{Type: typ, Family: natFam, RegAddrMin: 1, RegAddrMax: 1})
+		e = append(e, &expr.Immediate{Register: 1, Data: r.To.AsSlice()})
+		nat := &expr.NAT{Type: typ, Family: natFam, RegAddrMin: 1, RegAddrMax: 1}
+		if r.ToPort != 0 {
+			if r.Proto == "" {
+				return nil, fmt.Errorf("a port to translate to needs its protocol")
+			}
+			e = append(e, &expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, r.ToPort)})
+			nat.RegProtoMin, nat.RegProtoMax, nat.Specified = 2, 2, true
+		}
+		e = append(e, nat)
 	default:
 		return nil, fmt.Errorf("unknown nat action %q", r.Action)
 	}

@@ -35,16 +35,18 @@ type Addr struct {
 	Tentative bool
 }
 
-// RouteInfo is a route of the main table as `ip route` and `ip -6 route` show
-// it. A zero Dst is a default route.
+// RouteInfo is a route as `ip route show table all` shows it (but the
+// local table's). A zero Dst is a default route.
 type RouteInfo struct {
 	Dst    netip.Prefix
 	Family int // 4 or 6
+	Table  int // 0: main
 	Via    netip.Addr
 	Dev    string
 	Proto  string // "kernel", "static", "boot", "nsrun", ...
 	Metric int
 	Type   string // "unicast", "unreachable", "blackhole", "prohibit", ...
+	Src    netip.Addr
 }
 
 // Neighbor is an entry of the ARP (IPv4) or NDP (IPv6) table.
@@ -212,9 +214,10 @@ func scopeName(s int) string {
 	return fmt.Sprint(s)
 }
 
-// Routes lists the routes of the main table, IPv4 then IPv6.
+// Routes lists the routes of every table but local (main's first), IPv4
+// then IPv6.
 //
-// Equivalent to: ip -n $ns route show; ip -n $ns -6 route show
+// Equivalent to: ip -n $ns route show table all; ip -n $ns -6 route show table all
 func (k *Netlink) Routes(ns string) ([]RouteInfo, error) {
 	names, _, err := k.names(ns)
 	if err != nil {
@@ -223,12 +226,21 @@ func (k *Netlink) Routes(ns string) ([]RouteInfo, error) {
 	h, _ := k.h(ns)
 	var out []RouteInfo
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := dump("routes", ns, func() ([]netlink.Route, error) { return h.RouteList(nil, fam) })
+		routes, err := dump("routes", ns, func() ([]netlink.Route, error) {
+			return h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		})
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range routes {
-			ri := RouteInfo{Family: 4, Dev: names[r.LinkIndex], Proto: protoName(r.Protocol), Metric: r.Priority, Type: routeType(r.Type)}
+			if r.Table == unix.RT_TABLE_LOCAL {
+				continue
+			}
+			ri := RouteInfo{Family: 4, Table: tableInfo(r.Table), Dev: names[r.LinkIndex], Proto: protoName(r.Protocol), Metric: r.Priority, Type: routeType(r.Type)}
+			if r.Src != nil {
+				ri.Src, _ = netip.AddrFromSlice(r.Src)
+				ri.Src = ri.Src.Unmap()
+			}
 			if fam == netlink.FAMILY_V6 {
 				ri.Family = 6
 			}
@@ -256,9 +268,17 @@ func (k *Netlink) Routes(ns string) ([]RouteInfo, error) {
 	return out, nil
 }
 
+// tableInfo is a table as RouteInfo has it: main is 0.
+func tableInfo(t int) int {
+	if t == MainTable {
+		return 0
+	}
+	return t
+}
+
 func sortRoutes(out []RouteInfo) {
 	slices.SortFunc(out, func(a, b RouteInfo) int {
-		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Dst.Bits(), b.Dst.Bits()),
+		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Table, b.Table), cmp.Compare(a.Dst.Bits(), b.Dst.Bits()),
 			a.Dst.Addr().Compare(b.Dst.Addr()), cmp.Compare(a.Metric, b.Metric), cmp.Compare(a.Dev, b.Dev),
 			a.Via.Compare(b.Via))
 	})
@@ -419,7 +439,7 @@ func (r *Recorder) Routes(ns string) ([]RouteInfo, error) {
 		out = append(out, real...)
 	}
 	for _, rt := range r.routes[ns] {
-		out = append(out, RouteInfo{Family: rt.Family, Dst: rt.Dst, Via: rt.via, Dev: rt.dev, Proto: rt.proto, Metric: rt.Metric, Type: "unicast"})
+		out = append(out, RouteInfo{Family: rt.Family, Table: tableInfo(rt.Table), Dst: rt.Dst, Via: rt.via, Dev: rt.dev, Proto: rt.proto, Metric: rt.Metric, Type: rt.typ, Src: rt.src})
 	}
 	sortRoutes(out)
 	return out, nil

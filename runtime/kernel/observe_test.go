@@ -69,7 +69,7 @@ func TestRecorderObserves(t *testing.T) {
 		t.Errorf("host addrs: %v, %v", hosts, err)
 	}
 	// The kernel's routes to the addresses' subnets.
-	if rs, err := r.Routes("red"); err != nil || fmt.Sprint(rs) != "[{127.0.0.0/8 4 invalid IP v1 kernel 0 unicast} {10.0.0.0/24 4 invalid IP v1 kernel 0 unicast} {fd00::/64 6 invalid IP v1 kernel 256 unicast} {fe80::/64 6 invalid IP v1 kernel 256 unicast}]" {
+	if rs, err := r.Routes("red"); err != nil || fmt.Sprint(rs) != "[{127.0.0.0/8 4 0 invalid IP v1 kernel 0 unicast 127.0.0.2} {10.0.0.0/24 4 0 invalid IP v1 kernel 0 unicast 10.0.0.1} {fd00::/64 6 0 invalid IP v1 kernel 256 unicast invalid IP} {fe80::/64 6 0 invalid IP v1 kernel 256 unicast invalid IP}]" {
 		t.Errorf("routes: %v, %v", rs, err)
 	}
 	if ns, err := r.Neighbors("red"); err != nil || len(ns) != 0 {

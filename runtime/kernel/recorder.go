@@ -35,6 +35,8 @@ type Recorder struct {
 	links   map[[2]string]*LinkInfo
 	sysctl  map[[2]string]string
 	routes  map[string][]recRoute // by namespace; see RouteAdd
+	shapes  map[[2]string]Shape   // by namespace and link; see SetShape
+	rules   map[string][]Rule     // by namespace; see RuleAdd
 	nextIno uint64
 }
 
@@ -45,6 +47,8 @@ type recRoute struct {
 	dev   string
 	via   netip.Addr
 	proto string // as Routes shows it: "kernel" for an address's subnet, "nsrun" or "dhcp"
+	typ   string // as Routes shows it: "unicast", "blackhole", ...
+	src   netip.Addr
 }
 
 // NewRecorder returns an empty recorder; the host namespace has lo.
@@ -110,6 +114,7 @@ func (r *Recorder) NetnsDel(name, tag string, id NetnsID) error {
 	}
 	delete(r.netns, name)
 	delete(r.routes, name)
+	delete(r.rules, name)
 	for key := range r.links {
 		if key[0] == name {
 			r.dropLink(key)
@@ -170,7 +175,14 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 			cmd += fmt.Sprintf(" type %s mode %s", s.Kind, s.Mode)
 		}
 	case "vxlan":
-		cmd = fmt.Sprintf("%s link add %s%s type vxlan id %d dstport 4789", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.VNI)
+		dev := ""
+		if s.Parent != "" {
+			if _, ok := r.links[[2]string{s.NS, s.Parent}]; !ok {
+				return fmt.Errorf("parent %q in netns %q: %w", s.Parent, NSArg(s.NS), ErrNotFound)
+			}
+			dev = " dev " + s.Parent
+		}
+		cmd = fmt.Sprintf("%s link add %s%s type vxlan %s%s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.VxlanArgs(), dev)
 	default:
 		cmd = fmt.Sprintf("%s link add %s%s type %s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.Kind)
 	}
@@ -185,6 +197,17 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 	case "vlan":
 		l := r.links[[2]string{s.NS, s.Name}]
 		l.parent, l.mode = [2]string{s.ParentNS, s.Parent}, strconv.Itoa(s.VlanID)
+	case "vxlan":
+		// As the kernel makes it: room for its headers below its
+		// parent's MTU (without a parent, Ethernet's).
+		l := r.links[[2]string{s.NS, s.Name}]
+		if p, ok := r.links[[2]string{s.NS, s.Parent}]; ok && s.Parent != "" && s.MTU == 0 {
+			l.MTU = p.MTU - 50
+		}
+		if s.Parent != "" {
+			l.parent = [2]string{s.NS, s.Parent}
+		}
+		l.mode = s.VxlanArgs()
 	}
 	if s.Kind == "veth" {
 		r.links[[2]string{s.PeerNS, s.PeerName}] = &LinkInfo{NS: s.PeerNS, Name: s.PeerName, Kind: s.Kind, MAC: s.PeerMAC.String(), MTU: mtuOr(s.MTU), Alias: peerAlias(s), peer: [2]string{s.NS, s.Name}}
@@ -223,6 +246,8 @@ func mtuOr(mtu int) int {
 func (r *Recorder) dropLink(key [2]string) {
 	if l, ok := r.links[key]; ok {
 		delete(r.links, key)
+		delete(r.shapes, key)
+		delete(r.shapes, l.peer)
 		r.dropRoutes(key[0], key[1])
 		if l.peer != ([2]string{}) {
 			delete(r.links, l.peer)
@@ -461,11 +486,11 @@ func (r *Recorder) AddrAdd(ns, dev string, p netip.Prefix) error {
 }
 
 // prefixRoute is the route the kernel adds for an address's subnet: metric
-// 0 for IPv4, 256 for IPv6.
+// 0 and the address as its source for IPv4, metric 256 for IPv6.
 func prefixRoute(dev string, p netip.Prefix) recRoute {
-	rt := recRoute{RouteKey: RouteKey{Family: 4, Dst: p.Masked()}, dev: dev, proto: "kernel"}
+	rt := recRoute{RouteKey: RouteKey{Family: 4, Table: MainTable, Dst: p.Masked()}, dev: dev, proto: "kernel", typ: "unicast", src: p.Addr()}
 	if p.Addr().Is6() {
-		rt.Family, rt.Metric = 6, 256
+		rt.Family, rt.Metric, rt.src = 6, 256, netip.Addr{}
 	}
 	return rt
 }
@@ -528,7 +553,11 @@ func recRouteOf(rt Route) recRoute {
 	if rt.Protocol() == unix.RTPROT_DHCP {
 		proto = "dhcp"
 	}
-	return recRoute{RouteKey: rt.Key(), dev: rt.Dev, via: rt.Via, proto: proto}
+	typ := rt.Type
+	if typ == "" {
+		typ = "unicast"
+	}
+	return recRoute{RouteKey: rt.Key(), dev: rt.Dev, via: rt.Via, proto: proto, typ: typ, src: rt.Src}
 }
 
 func (r *Recorder) RouteReplace(ns string, rt Route) error {

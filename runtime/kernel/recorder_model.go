@@ -40,10 +40,10 @@ func (r *Recorder) NetnsTag(name string) (string, error) {
 // of the model, and its mode (a vlan's id).
 func (r *Recorder) Parent(ns, name string) (parentNS, parent, mode string, ok bool) {
 	l, found := r.links[[2]string{ns, name}]
-	if !found || l.parent == ([2]string{}) {
+	if !found {
 		return "", "", "", false
 	}
-	return l.parent[0], l.parent[1], l.mode, true
+	return l.parent[0], l.parent[1], l.mode, l.parent != [2]string{} // a vxlan has a mode without a parent
 }
 
 func (r *Recorder) Peer(ns, name string) (peerNS, peerName string, ok bool) {

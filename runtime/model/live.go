@@ -111,7 +111,7 @@ func BaseKey(k string) string {
 // later step of the same op may set again.
 func IsSetting(op string) bool {
 	switch op {
-	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpMaster, journal.OpHairpin, journal.OpSysctl:
+	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpMaster, journal.OpHairpin, journal.OpSysctl, journal.OpShape:
 		return true
 	}
 	return false
@@ -245,6 +245,17 @@ func Live(steps []journal.Step) []bool {
 			l := st.Of[i]
 			kill(func(j int, c journal.Step) bool {
 				return c.Op == journal.OpAddr && st.Of[j] == l && c.Addr == s.Addr
+			}, true)
+			if s.Was != nil { // the routes the kernel dropped with it
+				routes := wasRoutes(s.Was)
+				kill(func(j int, c journal.Step) bool {
+					return c.Op == journal.OpRoute && c.Route != nil && routes[c.NS+"|"+keyString(c.Route.Key())]
+				}, false)
+			}
+		case journal.OpFDBDel:
+			l := st.Of[i]
+			kill(func(j int, c journal.Step) bool {
+				return c.Op == journal.OpFDB && st.Of[j] == l && c.New == s.New
 			}, true)
 		case journal.OpRouteDel:
 			kill(func(j int, c journal.Step) bool {

@@ -66,6 +66,7 @@ type Link struct {
 	ParentNS, Parent, Mode string // a macvlan's, macvtap's or vlan's parent, and mode
 	Master                 string
 	Addrs                  []netip.Prefix // added since it was made or last moved
+	Shape                  string         // its shaping (see kernel.Shape), "" none
 
 	Made    int // the index of the step that made it; -1 for a link it did not make
 	Moved   int // the index of its last move; -1 if none
@@ -147,7 +148,7 @@ func (st *State) Apply(i int, s journal.Step) {
 		from := l.At
 		delete(st.at, from)
 		l.At, l.Moved = LinkKey{s.New, s.Name}, i
-		l.Addrs, l.Master = nil, "" // a move takes neither along, nor the routes through it
+		l.Addrs, l.Master, l.Shape = nil, "", "" // a move takes none along, nor the routes through it
 		st.routes[from.NS] = slices.DeleteFunc(st.routes[from.NS], func(r kernel.Route) bool { return r.Dev == from.Name })
 		st.place(l)
 		for _, c := range st.Links { // links stacked on it follow it
@@ -167,6 +168,14 @@ func (st *State) Apply(i int, s journal.Step) {
 		l := st.link(LinkKey{s.NS, s.Name})
 		l.Addrs = slices.DeleteFunc(l.Addrs, func(p netip.Prefix) bool { return p == s.Addr })
 		st.Of[i] = l
+		if s.Was != nil && s.State != journal.StateIntent { // the routes the kernel dropped with it
+			for _, e := range s.Was.Ends {
+				for _, r := range e.Routes {
+					key := r.Key()
+					st.routes[e.NS] = slices.DeleteFunc(st.routes[e.NS], func(r kernel.Route) bool { return r.Key() == key })
+				}
+			}
+		}
 	case journal.OpLinkDel:
 		// Gone, with its peer: its names are free; its ports are no
 		// one's; the routes through it went with it.
@@ -203,6 +212,12 @@ func (st *State) Apply(i int, s journal.Step) {
 		st.Of[i] = l
 		if l.Untagged && s.New != "" && s.State != journal.StateIntent {
 			l.MAC = s.New // it is known by its MAC: the one it has now
+		}
+	case journal.OpFDB, journal.OpFDBDel, journal.OpShape:
+		l := st.link(LinkKey{s.NS, s.Name})
+		st.Of[i] = l
+		if s.Op == journal.OpShape {
+			l.Shape = s.New
 		}
 	case journal.OpUp, journal.OpMTU, journal.OpHairpin:
 		l := st.link(LinkKey{s.NS, s.Name})
@@ -349,7 +364,7 @@ func (st *State) InOrder() []*Link {
 // end, through a bridge to its ports, from a macvlan out through its
 // parent's wire (its peer, its bridge) and to its siblings when both are in
 // bridge mode, and from a wire into the link on its far end and the
-// macvlans on it. A vlan's tagged segment is not its parent's. Which way a
+// macvlans on it. A vlan's tagged segment, or a vxlan's, is not its parent's. Which way a
 // frame flows is not followed (a bridge does not send one back where it
 // came from): the segment may hold more than a broadcast reaches.
 func (st *State) Segment(k LinkKey) []LinkKey {
@@ -393,13 +408,13 @@ func (st *State) Segment(k LinkKey) []LinkKey {
 			case o.Removed >= 0:
 			case l.Kind == "bridge" && o.At.NS == v.k.NS && o.Master == v.k.Name: // its ports
 				add(visit{o.At, false})
-			case !v.fromChild && o.Kind != "vlan" && o.ParentNS == v.k.NS && o.Parent == v.k.Name: // the macvlans on it
+			case !v.fromChild && o.Kind != "vlan" && o.Kind != "vxlan" && o.ParentNS == v.k.NS && o.Parent == v.k.Name: // the macvlans on it
 				add(visit{o.At, false})
 			case l.Mode == "bridge" && o.Mode == "bridge" && o.ParentNS == l.ParentNS && o.Parent == l.Parent && o != l: // siblings
 				add(visit{o.At, false})
 			}
 		}
-		if l.Parent != "" && l.Kind != "vlan" {
+		if l.Parent != "" && l.Kind != "vlan" && l.Kind != "vxlan" {
 			parent := LinkKey{l.ParentNS, l.Parent}
 			p, ok := st.at[parent]
 			add(visit{parent, !ok || p.Kind != "bridge"})

@@ -221,7 +221,14 @@ func LabSnapshot(t testing.TB) string {
 		fmt.Fprintf(&b, "netns %s:\n", ns)
 		fmt.Fprintf(&b, "links: %s\n", sortLines(indexes.ReplaceAllString(StripTimers(Ip(t, ns, "-d", "-o", "link")), "")))
 		fmt.Fprintf(&b, "addrs: %s\n", sortLines(lifetimes.ReplaceAllString(indexes.ReplaceAllString(Ip(t, ns, "-o", "addr"), ""), "")))
-		fmt.Fprintf(&b, "routes: %s\n", sortLines(Ip(t, ns, "route")+Ip(t, ns, "-6", "route")))
+		fmt.Fprintf(&b, "routes: %s\n", sortLines(notLocal(Ip(t, ns, "route", "show", "table", "all")+Ip(t, ns, "-6", "route", "show", "table", "all"))))
+		fmt.Fprintf(&b, "rules: %s\n", Ip(t, ns, "rule")+Ip(t, ns, "-6", "rule"))
+		if out, err := exec.Command("tc", "-n", ns, "qdisc", "show").Output(); err == nil {
+			fmt.Fprintf(&b, "qdiscs: %s\n", sortLines(qdiscHandles.ReplaceAllString(string(out), "$1 ")))
+		}
+		if out, err := exec.Command("bridge", "-n", ns, "fdb", "show").Output(); err == nil {
+			fmt.Fprintf(&b, "fdb: %s\n", staticFDB(string(out)))
+		}
 		if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "ruleset").Output(); err == nil {
 			fmt.Fprintf(&b, "nftables: %s\n", out)
 		}
@@ -231,6 +238,31 @@ func LabSnapshot(t testing.TB) string {
 		}
 	}
 	return b.String()
+}
+
+// notLocal drops the routes of the local table, which the kernel keeps for
+// the addresses of the moment (an IPv6 link-local one comes late).
+func notLocal(routes string) string {
+	var keep []string
+	for _, line := range strings.Split(routes, "\n") {
+		if !strings.Contains(line, " table local ") {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+// staticFDB keeps the entries of a forwarding database that someone put
+// there (permanent, static), sorted: learned ones come and go with traffic.
+func staticFDB(s string) string {
+	var keep []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, "permanent") || strings.Contains(line, "static") {
+			keep = append(keep, line)
+		}
+	}
+	sort.Strings(keep)
+	return strings.Join(keep, "\n")
 }
 
 // sortLines sorts the lines of s: the kernel lists links, addresses and
@@ -248,5 +280,8 @@ var (
 	indexes = regexp.MustCompile(`(?m)^\d+: |@if\d+|link-netnsid \d+ ?|\bif\d+\b|(port_id|port_no) 0x[0-9a-f]+ |designated_port \d+ `)
 	// lifetimes tick by themselves (a DHCP lease's address), and an IPv6
 	// address is tentative for a moment.
-	lifetimes = regexp.MustCompile(`(valid|preferred)_lft \S+ ?|tentative `)
+	// qdiscHandles are the kernel's numbering of the default qdiscs it
+	// attaches (noqueue has none, mq's children do).
+	qdiscHandles = regexp.MustCompile(`\b[0-9a-f]+: (dev|parent) `)
+	lifetimes    = regexp.MustCompile(`(valid|preferred)_lft \S+ ?|tentative `)
 )

@@ -92,7 +92,8 @@ func (o *owner) check(s journal.Step) error {
 		return o.namespace(s.NS)
 	}
 	switch s.Op {
-	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpHairpin, journal.OpAddr, journal.OpAddrDel:
+	case journal.OpUp, journal.OpMTU, journal.OpMAC, journal.OpHairpin, journal.OpAddr, journal.OpAddrDel,
+		journal.OpFDB, journal.OpFDBDel, journal.OpShape:
 		return o.hostLink(s.Name)
 	case journal.OpMaster:
 		if err := o.hostLink(s.Name); err != nil || s.Old == "" {

@@ -345,7 +345,8 @@ func moot(steps []journal.Step) mootness {
 					m.settle[end.At.NS] = append(m.settle[end.At.NS], kernel.NamedLink{Name: end.At.Name, Fingerprint: end.Fingerprint()})
 				}
 			}
-		case journal.OpMove, journal.OpUp, journal.OpMaster, journal.OpMTU, journal.OpMAC, journal.OpAddr, journal.OpAddrDel, journal.OpHairpin, journal.OpLinkDel:
+		case journal.OpMove, journal.OpUp, journal.OpMaster, journal.OpMTU, journal.OpMAC, journal.OpAddr, journal.OpAddrDel, journal.OpHairpin, journal.OpLinkDel,
+			journal.OpFDB, journal.OpFDBDel, journal.OpShape:
 			// Changes to a link that goes away go with it.
 			l := st.Of[i]
 			if by, ok := goneAfter(s.NS, i); ok {
@@ -460,7 +461,10 @@ func undo(k kernel.Kernel, s journal.Step) error {
 	case journal.OpAddr:
 		return k.AddrDel(s.NS, s.Name, s.Addr)
 	case journal.OpAddrDel: // put back; there already (a removal that never happened) is done
-		return ignoreExists(ignoreGone(k.AddrAdd(s.NS, s.Name, s.Addr)))
+		if err := ignoreExists(ignoreGone(k.AddrAdd(s.NS, s.Name, s.Addr))); err != nil || s.Was == nil {
+			return err
+		}
+		return putBack(k, s.Was.Ends) // the routes the kernel dropped with it
 	case journal.OpRoute:
 		if s.OldRoute != nil {
 			return unreplace(k, s)
@@ -609,6 +613,9 @@ func restoreLink(k kernel.Kernel, s journal.Step) error {
 				return err
 			}
 		}
+		if err := restoreShaping(k, e); err != nil {
+			return err
+		}
 		if e.Up {
 			if err := k.LinkSetUp(e.NS, e.Name, true); err != nil {
 				return err
@@ -626,6 +633,41 @@ func restoreLink(k kernel.Kernel, s journal.Step) error {
 			if err := ignoreExists(k.RouteAdd(e.NS, r)); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// restoreShaping gives a link made again the lab's shaping of it and its
+// forwarding entries.
+func restoreShaping(k kernel.Kernel, e journal.EndWas) error {
+	if e.Shape != "" {
+		sh, err := kernel.ParseShape(e.Shape)
+		if err != nil {
+			return err
+		}
+		shaper, ok := kernel.As[kernel.Shaper](k)
+		if !ok {
+			return errors.New("this kernel cannot shape links")
+		}
+		if err := shaper.SetShape(e.NS, e.Name, sh); err != nil {
+			return err
+		}
+	}
+	for _, text := range e.FDB {
+		entry, err := kernel.ParseFDBEntry(text)
+		if err != nil {
+			return err
+		}
+		fk, ok := kernel.As[kernel.FDBer](k)
+		if !ok {
+			return errors.New("this kernel has no forwarding databases")
+		}
+		if err := fk.FDBDel(e.NS, e.Name, entry); err != nil { // an earlier try's
+			return err
+		}
+		if err := fk.FDBAppend(e.NS, e.Name, entry); err != nil {
+			return err
 		}
 	}
 	return nil

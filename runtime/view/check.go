@@ -28,17 +28,23 @@ func (d Drift) String() string { return d.Object + ": " + d.Problem }
 // CheckCounts says how many objects of each kind Check looked at.
 type CheckCounts struct {
 	Netns, Links, Addrs, Routes, Procs int
+	Rules                              int `json:",omitempty"`
 }
 
 func (c CheckCounts) String() string {
-	return fmt.Sprintf("%s, %s, %s, %s, %s", words.Plural(c.Netns, "namespace"), words.Plural(c.Links, "link"),
+	s := fmt.Sprintf("%s, %s, %s, %s, %s", words.Plural(c.Netns, "namespace"), words.Plural(c.Links, "link"),
 		words.Plural(c.Addrs, "address"), words.Plural(c.Routes, "route"), words.Plural(c.Procs, "process"))
+	if c.Rules > 0 {
+		s += ", " + words.Plural(c.Rules, "rule")
+	}
+	return s
 }
 
 // Check compares the lab's journal with the kernel: each namespace it
 // created still exists, is the same one (inode) and carries the lab's tag;
 // each link is where its journal says (following moves) with the lab's tag;
-// each address is on its link; each route is in its table; each background
+// each address is on its link; each route is in its table; each shaping is
+// on its link, and each policy rule in its namespace; each background
 // process is running. What lives in a namespace that is gone is not listed
 // again. Steps whose outcome is unknown (intents of a run that died) and the
 // settings of links (up, master, MTU) are not checked.
@@ -148,6 +154,62 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 			report(fmt.Sprintf("link %q%s", l.At.Name, inNetns(l.At.NS)), "is %s (the lab set it %s)", state[li.Up], state[up])
 		}
 	}
+	// A link the lab shaped is shaped so.
+	shapes := map[string]map[string]kernel.Shape{}
+	for _, l := range st.Links {
+		if l.Shape == "" || l.Removed >= 0 || linkGone[l] || missing(l.At.NS) {
+			continue
+		}
+		sl, ok := kernel.As[kernel.ShapeLister](k)
+		if !ok {
+			break
+		}
+		if _, read := shapes[l.At.NS]; !read {
+			m, err := sl.Shapes(l.At.NS)
+			if err != nil {
+				report(fmt.Sprintf("shaping of %q%s", l.At.Name, inNetns(l.At.NS)), "%v", err)
+				continue
+			}
+			shapes[l.At.NS] = m
+		}
+		want, err := kernel.ParseShape(l.Shape)
+		if got := shapes[l.At.NS][l.At.Name]; err != nil || !got.Near(want) {
+			text := got.String()
+			if got.IsZero() {
+				text = "none"
+			}
+			report(fmt.Sprintf("shaping of %q%s", l.At.Name, inNetns(l.At.NS)), "is %s, not %s", text, l.Shape)
+		}
+	}
+	// Each rule the lab has is in its namespace's policy.
+	live := model.Live(steps)
+	rules := map[string][]kernel.Rule{}
+	for i, s := range steps {
+		if s.Op != journal.OpRule || s.Rule == nil || !live[i] || s.State == journal.StateIntent || missing(s.NS) || stale(i, s.NS) {
+			continue
+		}
+		rl, ok := kernel.As[kernel.RuleLister](k)
+		if !ok {
+			break
+		}
+		n.Rules++
+		if _, read := rules[s.NS]; !read {
+			rs, err := rl.Rules(s.NS)
+			if err != nil {
+				report(s.String(), "%v", err)
+				continue
+			}
+			rules[s.NS] = rs
+		}
+		if !slices.ContainsFunc(rules[s.NS], func(r kernel.Rule) bool {
+			if s.Rule.Priority == 0 { // the kernel chose it
+				r.Priority = 0
+			}
+			return r == *s.Rule
+		}) {
+			report(s.String(), "missing")
+		}
+	}
 	// An address or a route the recipe removed (or replaced) since it
 	// added it is not looked for: the last step about it says what it is.
 	type addrKey struct {
@@ -163,6 +225,13 @@ func Check(l *store.Lab, k kernel.View) ([]Drift, CheckCounts, error) {
 		switch {
 		case s.Op == journal.OpAddr || s.Op == journal.OpAddrDel:
 			lastAddr[addrKey{st.Of[i], s.Addr}] = i
+			if s.Was != nil { // the routes the kernel dropped with an address
+				for _, e := range s.Was.Ends {
+					for _, r := range e.Routes {
+						lastRoute[routeKey{e.NS, r.Key()}] = i
+					}
+				}
+			}
 		case (s.Op == journal.OpRoute || s.Op == journal.OpRouteDel) && s.Route != nil:
 			lastRoute[routeKey{s.NS, s.Route.Key()}] = i
 		case (s.Op == journal.OpLinkDel || s.Op == journal.OpUp && s.New == "down") && s.Was != nil:
@@ -290,12 +359,28 @@ func hasRoute(routes []kernel.RouteInfo, r kernel.Route) bool {
 	}
 	for _, got := range routes {
 		switch {
-		case got.Family != fam, got.Proto != proto, got.Dst != dst,
-			got.Via != r.Via, r.Dev != "" && got.Dev != r.Dev:
+		case got.Family != fam, got.Proto != proto, got.Dst != dst, got.Table != tableOf(r),
+			got.Via != r.Via, r.Dev != "" && got.Dev != r.Dev, got.Type != routeTypeOf(r), got.Src != r.Src:
 			continue
 		case got.Metric == r.Metric, r.Metric == 0 && fam == 6 && got.Metric == 1024:
 			return true
 		}
 	}
 	return false
+}
+
+// routeTypeOf is a route's type as kernel.RouteInfo has it.
+func routeTypeOf(r kernel.Route) string {
+	if r.Type == "" {
+		return "unicast"
+	}
+	return r.Type
+}
+
+// tableOf is a route's table as kernel.RouteInfo has it: main is 0.
+func tableOf(r kernel.Route) int {
+	if r.TableOf() == kernel.MainTable {
+		return 0
+	}
+	return r.Table
 }

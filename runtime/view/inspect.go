@@ -34,6 +34,7 @@ type NetnsView struct {
 	Error     string      `json:"error,omitempty"` // why it could not be read: "missing", ...
 	Links     []LinkView  `json:"links"`
 	Routes    []RouteView `json:"routes"`
+	Rules     []string    `json:"rules,omitempty"` // the lab's policy rules, as `ip rule add` takes them
 	Neighbors []NeighView `json:"neighbors"`
 }
 
@@ -45,19 +46,22 @@ type LinkView struct {
 	MTU    int      `json:"mtu"`
 	Up     bool     `json:"up"`
 	Master string   `json:"master,omitempty"`
-	Tag    string   `json:"tag,omitempty"` // the link's alias: "nsrun:LAB" on the lab's links
-	Addrs  []string `json:"addrs"`         // "10.0.0.1/24", IPv4 then IPv6
+	Tag    string   `json:"tag,omitempty"`   // the link's alias: "nsrun:LAB" on the lab's links
+	Addrs  []string `json:"addrs"`           // "10.0.0.1/24", IPv4 then IPv6
+	Shape  string   `json:"shape,omitempty"` // its root qdisc, as tc takes it: "tbf rate 50mbit burst 62500b latency 50ms"
 }
 
-// RouteView is a route of the main table (`ip route`, `ip -6 route`).
+// RouteView is a route (`ip route show table all`, but the local table's).
 type RouteView struct {
 	Dst    string `json:"dst"` // a CIDR or "default"
 	Family int    `json:"family"`
+	Table  int    `json:"table,omitempty"` // 0: main
 	Via    string `json:"via,omitempty"`
 	Dev    string `json:"dev,omitempty"`
 	Proto  string `json:"proto"` // "kernel", "nsrun" (the lab's own), ...
 	Metric int    `json:"metric,omitempty"`
 	Type   string `json:"type"` // "unicast", "multicast", "blackhole", ...
+	Src    string `json:"src,omitempty"`
 }
 
 // NeighView is an ARP or NDP entry (`ip neigh`).
@@ -139,6 +143,16 @@ func inspectNetns(k kernel.View, ns string, keep func(name, alias string) bool) 
 		v.Links = append(v.Links, LinkView{Name: li.Name, Kind: li.Kind, MAC: li.MAC, MTU: li.MTU, Up: li.Up,
 			Master: li.Master, Tag: li.Alias, Addrs: []string{}})
 	}
+	if sl, ok := kernel.As[kernel.ShapeLister](k); ok {
+		shapes, err := sl.Shapes(ns)
+		if err != nil {
+			v.Error = err.Error()
+			return v
+		}
+		for i := range v.Links {
+			v.Links[i].Shape = shapes[v.Links[i].Name].String()
+		}
+	}
 	addrs, err := k.Addrs(ns)
 	if err != nil {
 		v.Error = err.Error()
@@ -158,7 +172,10 @@ func inspectNetns(k kernel.View, ns string, keep func(name, alias string) bool) 
 		if keep != nil && !shown[r.Dev] {
 			continue
 		}
-		rv := RouteView{Dst: "default", Family: r.Family, Dev: r.Dev, Proto: r.Proto, Metric: r.Metric, Type: r.Type}
+		rv := RouteView{Dst: "default", Family: r.Family, Table: r.Table, Dev: r.Dev, Proto: r.Proto, Metric: r.Metric, Type: r.Type}
+		if r.Src.IsValid() {
+			rv.Src = r.Src.String()
+		}
 		if r.Dst.IsValid() {
 			rv.Dst = r.Dst.String()
 		}
@@ -166,6 +183,16 @@ func inspectNetns(k kernel.View, ns string, keep func(name, alias string) bool) 
 			rv.Via = r.Via.String()
 		}
 		v.Routes = append(v.Routes, rv)
+	}
+	if rl, ok := kernel.As[kernel.RuleLister](k); ok && ns != kernel.Host {
+		rules, err := rl.Rules(ns)
+		if err != nil {
+			v.Error = err.Error()
+			return v
+		}
+		for _, r := range rules {
+			v.Rules = append(v.Rules, r.String())
+		}
 	}
 	neighs, err := k.Neighbors(ns)
 	if err != nil {

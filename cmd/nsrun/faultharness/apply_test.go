@@ -16,7 +16,8 @@ import (
 // applyLab is the lab the apply points change: every_change.star with a
 // namespace more (v2), and an edit of it (v3) that adds a host, removes a
 // link and a namespace, changes an address of a namespace's and one of the
-// host's, an MTU, a route and a NAT rule.
+// host's, an MTU, a route, a route's type, NAT rules, a rate, a forwarding
+// entry and a policy rule.
 const applyLab = "applied"
 
 // settle is how long the kernel takes to show a link's carrier as it is
@@ -44,6 +45,11 @@ func applyVersions(t *testing.T, dir string) (v2, v3 string) {
 		{`src = "10.98.0.0/16"`, `src = "10.98.0.0/17"`},
 		{`h.addr("10.96.0.1/24")`, `h.addr("10.96.0.2/24")`},
 		{"macvlan(\"fmv0\", parent = y, mode = \"bridge\", netns = a).up()\n", ""},
+		{`x.shape(rate = "100mbit")`, `x.shape(rate = "80mbit")`},
+		{`vx.fdb("00:00:00:00:00:00", dst = "10.99.0.1")`, `vx.fdb("00:00:00:00:00:00", dst = "10.99.0.9")`},
+		{`b.route("10.95.0.0/16", type = "blackhole")`, `b.route("10.95.0.0/16", type = "unreachable")`},
+		{`b.rule(src = "10.99.0.2", table = 100, priority = 100)`, `b.rule(src = "10.99.0.3", table = 100, priority = 100)`},
+		{`port = 5000`, `port = 5001`},
 	} {
 		if !strings.Contains(edited, e[0]) {
 			t.Fatalf("every_change.star has no %s: the apply points need it", e[0])
