@@ -349,3 +349,59 @@ func ipGroup(t *testing.T, name string) string {
 	}
 	return links[0].Group
 }
+
+// openFDs counts this process's descriptors of namespaces and netlink
+// sockets.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && (strings.HasPrefix(target, "net:[") || strings.HasPrefix(target, "socket:[")) {
+			n++
+		}
+	}
+	return n
+}
+
+// What the kernel keeps open does not grow with the lab: with room for 8
+// namespaces, a lab of 40 is built, used again from its first namespace
+// (opened anew) and rolled back whole, with no more than that open.
+func TestDescriptorsBounded(t *testing.T) {
+	nstest.Kernel(t)
+	k := kernel.NewNetlink(nstest.NetnsDir)
+	k.OpenNetns = 8
+	defer k.Close()
+	before := openFDs(t)
+	out, rt, err := runSrc(t, k, "many.star", `
+br = bridge("fdbr").up()
+first = None
+for i in range(40):
+    n = netns("fd-%d" % i)
+    a, b = veth("fdv%d" % i, "eth0", peer_netns=n)
+    a.master(br).up()
+    b.addr("10.6.%d.1/16" % i).up()
+    n.route("default", dev=b)
+    if first == None:
+        first = b
+first.set(mtu=1400)
+print(len(netns("fd-last").links()))
+`)
+	if err != nil {
+		rollback(t, rt)
+		t.Fatal(engine.Backtrace(err))
+	}
+	if got := openFDs(t) - before; got > 3*8+4 {
+		t.Errorf("%d descriptors of namespaces and sockets open for a lab of 40, want at most %d", got, 3*8+4)
+	}
+	if !strings.Contains(out, "1\n") {
+		t.Errorf("output: %q", out)
+	}
+	if mtu := nstest.Ip(t, "fd-0", "-o", "link", "show", "eth0"); !strings.Contains(mtu, "mtu 1400") {
+		t.Errorf("the first namespace's link, set after 39 others: %s", mtu)
+	}
+	rollback(t, rt)
+}

@@ -14,6 +14,7 @@ import (
 
 func main() {
 	nsexec.MaybeHelper()
+	nsexec.RaiseNofile() // a large lab needs no ulimit (see Netlink.OpenNetns too)
 	survivePipes()
 	collectLess()
 	os.Exit(doMain(os.Args[1:], os.Stdout, os.Stderr))

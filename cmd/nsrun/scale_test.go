@@ -50,3 +50,21 @@ for i in range(1024):
 		t.Errorf("1024 ports: %+v", r)
 	}
 }
+
+// One segment of thousands of hosts loses flooded ARP: lan() refuses more
+// than max_hosts while planning, pointing at the routed way; and the routed
+// way (bench/routed.star) builds, reaches across its router and tears down
+// with nothing left.
+func TestLargeLabs(t *testing.T) {
+	nstest.Kernel(t)
+	big := write(t, "big.star", `load("@std//lan.star", "lan")`+"\n"+
+		`lan("br-big", {"b%d" % i: "10.%d.%d.%d/8" % (i >> 16, (i >> 8) & 255, i & 255) for i in range(2001)}, ipv6 = False)`+"\n")
+	r := nsrun(t, "--rm", big)
+	if r.code == 0 || !strings.Contains(r.stderr, "lan: 2001 hosts on one segment (at most 2000)") || !strings.Contains(r.stderr, "nothing was changed") {
+		t.Errorf("a lan() of 2,001 hosts: %+v", r)
+	}
+	r = nsrun(t, "--rm", "../../bench/routed.star", "3", "40")
+	if r.code != 0 || r.stdout != "120 hosts in 3 segments\n" {
+		t.Errorf("bench/routed.star 3 40: %+v", r)
+	}
+}

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"cmp"
+	"container/list"
 	"errors"
 	"fmt"
 	"net"
@@ -20,27 +21,44 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Netlink is the real kernel. It keeps one netlink handle per namespace for
-// the whole run (opening one costs a setns round trip), and the index of
-// each link it created or looked up, so that a change to a link is one
-// request, not a lookup by name and then the change.
+// Netlink is the real kernel. It keeps what it opened for a namespace (its
+// descriptor, a netlink socket of its own, the library's handle: opening
+// one costs a setns round trip) while the namespace is among the
+// openNetns it used last, and the index of each link it created or looked
+// up, so that a change to a link is one request, not a lookup by name and
+// then the change. What it keeps open does not grow with the lab.
 type Netlink struct {
 	Dir string // where named namespaces are pinned: /run/netns
+	// OpenNetns is how many namespaces it keeps open at most; 0 is
+	// openNetns.
+	OpenNetns int
 
 	mu       sync.Mutex
 	handles  map[string]*netlink.Handle
 	socks    map[string]*rtnl // our own sockets, for the hot path (rtnl.go)
 	fds      map[string]netns.NsHandle
+	inos     map[string]uint64 // the inode of each namespace first opened, to know it when opened again
+	recent   *list.List        // the namespaces with something open, the last used first
+	inRecent map[string]*list.Element
 	index    map[linkKey]int
 	verified map[string]uint64 // namespaces whose tag PrecheckNetns found, by inode
 	scopes   map[string]error  // what NetnsSysctl found, by key
 }
 
+// openNetns is how many namespaces Netlink keeps open at most: three
+// descriptors each (see Netlink), far below a process's usual limit,
+// however large the lab. A namespace is closed once this many others were
+// used since it last was: the two goroutines of a pipelined run use it for
+// one request at a time, so it is never closed while in use.
+const openNetns = 1024
+
 type linkKey struct{ ns, name string }
 
 // NewNetlink returns the real kernel, with namespaces pinned in dir.
 func NewNetlink(dir string) *Netlink {
-	k := &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, socks: map[string]*rtnl{}, fds: map[string]netns.NsHandle{}, index: map[linkKey]int{}, verified: map[string]uint64{}, scopes: map[string]error{}}
+	k := &Netlink{Dir: dir, handles: map[string]*netlink.Handle{}, socks: map[string]*rtnl{}, fds: map[string]netns.NsHandle{},
+		inos: map[string]uint64{}, recent: list.New(), inRecent: map[string]*list.Element{},
+		index: map[linkKey]int{}, verified: map[string]uint64{}, scopes: map[string]error{}}
 	// The host's descriptor is opened now, while every thread of the
 	// process is at home: /proc/self/ns/net follows the main thread.
 	k.fd(Host)
@@ -61,6 +79,7 @@ func (k *Netlink) path(ns string) string {
 func (k *Netlink) fd(ns string) (netns.NsHandle, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.used(ns)
 	if fd, ok := k.fds[ns]; ok {
 		return fd, nil
 	}
@@ -77,6 +96,18 @@ func (k *Netlink) fd(ns string) (netns.NsHandle, error) {
 	if err != nil {
 		return -1, fmt.Errorf("opening netns %q: %w", NSArg(ns), err)
 	}
+	// Opened again after it was closed (see openNetns): it must be the
+	// namespace it was, not one put under its name since.
+	var st unix.Stat_t
+	if err := unix.Fstat(int(fd), &st); err != nil {
+		fd.Close()
+		return -1, fmt.Errorf("opening netns %q: %w", NSArg(ns), err)
+	}
+	if was, ok := k.inos[ns]; ok && was != st.Ino {
+		fd.Close()
+		return -1, fmt.Errorf("netns %q is not the one this run opened: another was put under its name since: %w", NSArg(ns), ErrNotOurs)
+	}
+	k.inos[ns] = st.Ino
 	k.fds[ns] = fd
 	return fd, nil
 }
@@ -84,6 +115,7 @@ func (k *Netlink) fd(ns string) (netns.NsHandle, error) {
 // h returns the namespace's netlink handle, made on first use.
 func (k *Netlink) h(ns string) (*netlink.Handle, error) {
 	k.mu.Lock()
+	k.used(ns)
 	h, ok := k.handles[ns]
 	k.mu.Unlock()
 	if ok {
@@ -108,11 +140,23 @@ func (k *Netlink) h(ns string) (*netlink.Handle, error) {
 	return h, nil
 }
 
-// forget closes what the kernel keeps open for ns: an open handle would keep
-// a deleted namespace alive.
+// forget closes what the kernel keeps open for ns, and forgets all it knew
+// of it: an open handle would keep a deleted namespace alive.
 func (k *Netlink) forget(ns string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.closeNetns(ns)
+	delete(k.inos, ns)
+	for key := range k.index {
+		if key.ns == ns {
+			delete(k.index, key)
+		}
+	}
+}
+
+// closeNetns closes what is open for ns (k.mu held); what is known of it
+// stays.
+func (k *Netlink) closeNetns(ns string) {
 	if h, ok := k.handles[ns]; ok {
 		h.Close()
 		delete(k.handles, ns)
@@ -125,10 +169,25 @@ func (k *Netlink) forget(ns string) {
 		fd.Close()
 		delete(k.fds, ns)
 	}
-	for key := range k.index {
-		if key.ns == ns {
-			delete(k.index, key)
-		}
+	if e, ok := k.inRecent[ns]; ok {
+		k.recent.Remove(e)
+		delete(k.inRecent, ns)
+	}
+}
+
+// used marks ns as the namespace used last (k.mu held), and closes the one
+// used least recently if more than openNetns are open. The host's stays.
+func (k *Netlink) used(ns string) {
+	if ns == Host {
+		return
+	}
+	if e, ok := k.inRecent[ns]; ok {
+		k.recent.MoveToFront(e)
+		return
+	}
+	k.inRecent[ns] = k.recent.PushFront(ns)
+	for k.recent.Len() > cmp.Or(k.OpenNetns, openNetns) {
+		k.closeNetns(k.recent.Back().Value.(string))
 	}
 }
 
@@ -205,7 +264,9 @@ func (k *Netlink) NetnsAdd(spec NetnsSpec) (NetnsID, error) {
 	if old, ok := k.fds[name]; ok {
 		old.Close()
 	}
+	k.used(name)
 	k.fds[name] = netns.NsHandle(fd) // kept: a veth's peer is put in it by this descriptor
+	k.inos[name] = ino
 	k.index[linkKey{name, "lo"}] = loIndex
 	k.mu.Unlock()
 	return NetnsID{Ino: ino, Mnt: nsexec.MountID(k.path(name)), Pin: pin}, nil

@@ -113,6 +113,7 @@ func (s *rtnl) do(req *nl.NetlinkRequest, want uint16) ([]byte, error) {
 // sock returns the namespace's own socket, opened on first use.
 func (k *Netlink) sock(ns string) (*rtnl, error) {
 	k.mu.Lock()
+	k.used(ns)
 	s, ok := k.socks[ns]
 	k.mu.Unlock()
 	if ok {
@@ -122,7 +123,13 @@ func (k *Netlink) sock(ns string) (*rtnl, error) {
 	if ns == Host {
 		s, err = openRtnl()
 	} else {
-		err = nsexec.Do(k.path(ns), func() (err error) { s, err = openRtnl(); return err })
+		// Entered by the descriptor (which fd knows for the namespace the
+		// run opened first), not by the name: the same namespace.
+		var fd netns.NsHandle
+		if fd, err = k.fd(ns); err != nil {
+			return nil, err
+		}
+		err = nsexec.Do(fmt.Sprintf("/proc/self/fd/%d", fd), func() (err error) { s, err = openRtnl(); return err })
 	}
 	if err != nil {
 		return nil, fmt.Errorf("netns %q: %w", NSArg(ns), err)
@@ -137,6 +144,7 @@ func (k *Netlink) keepSock(ns string, s *rtnl) {
 	if old, ok := k.socks[ns]; ok {
 		old.Close()
 	}
+	k.used(ns)
 	k.socks[ns] = s
 	k.mu.Unlock()
 }

@@ -28,6 +28,7 @@ func MaybeHelper() {
 		return
 	}
 	os.Unsetenv(helperEnv)
+	restoreNofile()
 	if err := helper(name, os.Args[1:]); err != nil {
 		fmt.Fprintf(os.Stderr, "nsrun: exec in netns %q: %v\n", name, err)
 		os.Exit(execFailed(err))
