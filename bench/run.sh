@@ -9,7 +9,9 @@
 # both ends up, the other end a port of one bridge — and tears it down:
 #
 #   nsrun     nsrun -q bench/star.star N; nsrun down star
-#   floor     bench/floor: the same netlink calls in a minimal Go program,
+#   floor     bench/floor: the fewest netlink requests the work needs, in a
+#             minimal Go program (a socket of its own per namespace, lo by
+#             index, both veth ends' indexes from the creation's echo),
 #             torn down by one request for the links and one unmount per
 #             namespace (the batched floor)
 #   shell     a script of ip commands, one process per operation

@@ -17,7 +17,7 @@ func main() {
 	nsexec.RaiseNofile() // a large lab needs no ulimit (see Netlink.OpenNetns too)
 	survivePipes()
 	collectLess()
-	os.Exit(doMain(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(profiled(func() int { return doMain(os.Args[1:], os.Stdout, os.Stderr) }))
 }
 
 // collectLess has the garbage collector run a quarter as often as Go's
