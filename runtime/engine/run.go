@@ -312,7 +312,7 @@ func (o *RunOptions) maxMemory() uint64 {
 // the recording kernel makes up) is left for the real run to find.
 func (o *RunOptions) preflight(ctx context.Context) (*Runtime, error) {
 	rec := kernel.NewRecorder()
-	rec.Real = o.Kernel
+	rec.Real, rec.Quiet = o.Kernel, true
 	j, _ := journal.Open("")
 	rt := New(o.Lab, rec, j)
 	rt.Ctx, rt.Argv = ctx, o.Args

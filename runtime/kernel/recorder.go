@@ -18,6 +18,9 @@ import (
 // run's changes fail, see package fault.)
 type Recorder struct {
 	Log []string
+	// Quiet keeps no Log: a run's preflight prints none of its commands,
+	// and a large lab's would cost the run their formatting.
+	Quiet bool
 	// Real, if set, is the kernel whose existing namespaces and host links
 	// the model starts with (read, never changed): planning then finds the
 	// collisions a run would hit.
@@ -60,7 +63,9 @@ func NewRecorder() *Recorder {
 
 func (r *Recorder) change(format string, args ...any) error {
 	r.changes++
-	r.Log = append(r.Log, fmt.Sprintf(format, args...))
+	if !r.Quiet {
+		r.Log = append(r.Log, fmt.Sprintf(format, args...))
+	}
 	return nil
 }
 
@@ -619,7 +624,11 @@ func (r *Recorder) Observe() { r.Observed = true }
 
 // Note records, as a comment in the log, a command the run would make that
 // a plan does not: its output is made up.
-func (r *Recorder) Note(cmd string) { r.Log = append(r.Log, "# "+cmd) }
+func (r *Recorder) Note(cmd string) {
+	if !r.Quiet {
+		r.Log = append(r.Log, "# "+cmd)
+	}
+}
 
 func (r *Recorder) Start(ns string, cmd *exec.Cmd) error {
 	r.Observe()
