@@ -110,8 +110,14 @@ func KillLab(tag string, netns map[uint64]bool) error {
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	time.Sleep(10 * time.Millisecond)
-	if left := ProcessesOf(tag, netns); len(left) > 0 {
+	// A killed process ends for certain, but not at once: on a loaded
+	// machine its exit can take longer than a scheduler tick.
+	left := pids
+	for deadline := time.Now().Add(proc.StopGrace); len(left) > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		left = ProcessesOf(tag, netns)
+	}
+	if len(left) > 0 {
 		return fmt.Errorf("processes %v of lab %s did not end", left, tag)
 	}
 	return nil
