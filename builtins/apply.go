@@ -1,7 +1,6 @@
 package builtins
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -137,9 +136,9 @@ func unset(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 		}
 		step.Old = shapeOf(rt, ns, name)
 		work = func(k kernel.Kernel, _ *journal.Step) error {
-			shaper, ok := kernel.As[kernel.Shaper](k)
-			if !ok {
-				return errors.New("this kernel cannot shape links")
+			shaper, err := shaperOf(k)
+			if err != nil {
+				return err
 			}
 			return shaper.SetShape(ns, name, sh)
 		}

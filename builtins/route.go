@@ -206,18 +206,7 @@ func hostRouteAllowed(rt *engine.Runtime, r kernel.Route) error {
 	if min := map[int]int{4: 8, 6: 16}[r.Family]; r.Dst.Bits() < min {
 		return fmt.Errorf("%s is too wide for the host namespace (at least /%d): it would take the machine's traffic; %s", r.Dst, min, never)
 	}
-	k, err := rt.Kernel()
-	if err != nil {
-		return err
-	}
-	// The machine's routes, as the kernel has them (a plan's recording
-	// kernel reads them from the real one, if it may): reading them is
-	// not the recipe observing the network.
-	o, ok := kernel.As[kernel.Observer](k)
-	if !ok {
-		return nil
-	}
-	routes, err := o.Routes(kernel.Host)
+	routes, err := hostRoutes(rt)
 	if err != nil {
 		return err
 	}
@@ -237,4 +226,20 @@ func hostRouteAllowed(rt *engine.Runtime, r kernel.Route) error {
 		}
 	}
 	return nil
+}
+
+// hostRoutes are the host namespace's routes, the machine's among them, as
+// the kernel has them (a plan's recording kernel reads them from the real
+// one, if it may): reading them is not the recipe observing the network.
+// None from a kernel that cannot tell.
+func hostRoutes(rt *engine.Runtime) ([]kernel.RouteInfo, error) {
+	k, err := rt.Kernel()
+	if err != nil {
+		return nil, err
+	}
+	o, ok := kernel.As[kernel.Observer](k)
+	if !ok {
+		return nil, nil
+	}
+	return o.Routes(kernel.Host)
 }

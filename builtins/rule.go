@@ -1,7 +1,6 @@
 package builtins
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 
@@ -27,9 +26,9 @@ func init() {
 		if s.Rule == nil {
 			return nil
 		}
-		rk, ok := kernel.As[kernel.Ruler](k)
-		if !ok {
-			return errors.New("this kernel has no routing policy")
+		rk, err := rulerOf(k)
+		if err != nil {
+			return err
 		}
 		return rk.RuleDel(s.NS, *s.Rule)
 	})
@@ -37,9 +36,9 @@ func init() {
 		if s.Rule == nil {
 			return nil
 		}
-		rk, ok := kernel.As[kernel.Ruler](k)
-		if !ok {
-			return errors.New("this kernel has no routing policy")
+		rk, err := rulerOf(k)
+		if err != nil {
+			return err
 		}
 		// Idempotent: a copy an earlier try added goes first.
 		if err := rk.RuleDel(s.NS, *s.Rule); err != nil {
@@ -70,9 +69,9 @@ func netnsRule(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	step := journal.Step{Op: opRule, NS: n.name, Name: r.String(), Rule: &r}
 	w := says("%s: adding rule %q in netns %q", b.Name(), r, n.Name()).orExists("a rule like it exists")
 	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error {
-		rk, ok := kernel.As[kernel.Ruler](k)
-		if !ok {
-			return errors.New("this kernel has no routing policy")
+		rk, err := rulerOf(k)
+		if err != nil {
+			return err
 		}
 		return rk.RuleAdd(n.name, r)
 	}); err != nil {
@@ -98,9 +97,9 @@ func netnsRuleDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	step := journal.Step{Op: opRuleDel, NS: n.name, Name: r.String(), Rule: &r}
 	w := says("%s: removing rule %q in netns %q", b.Name(), r, n.Name())
 	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error {
-		rk, ok := kernel.As[kernel.Ruler](k)
-		if !ok {
-			return errors.New("this kernel has no routing policy")
+		rk, err := rulerOf(k)
+		if err != nil {
+			return err
 		}
 		return rk.RuleDel(n.name, r)
 	}); err != nil {

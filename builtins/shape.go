@@ -1,7 +1,6 @@
 package builtins
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -23,9 +22,9 @@ func init() {
 		if err != nil {
 			return err
 		}
-		sh, ok := kernel.As[kernel.Shaper](k)
-		if !ok {
-			return errors.New("this kernel cannot shape links")
+		sh, err := shaperOf(k)
+		if err != nil {
+			return err
 		}
 		return ignoreGoneLink(sh.SetShape(s.NS, s.Name, old))
 	})
@@ -74,9 +73,9 @@ func linkShape(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	if err != nil {
 		return nil, err
 	}
-	shaper, ok := kernel.As[kernel.Shaper](k)
-	if !ok {
-		return nil, fmt.Errorf("%s: this kernel cannot shape links", b.Name())
+	shaper, err := shaperOf(k)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	if q := s.Qdisc(); q != "" {
 		has, err := shaper.HasQdisc(q)
@@ -97,9 +96,9 @@ func linkShape(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		w = says("%s: removing the shaping of %q in netns %q", b.Name(), l.state.name, l.state.ns.Name())
 	}
 	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error {
-		sh, ok := kernel.As[kernel.Shaper](k)
-		if !ok {
-			return errors.New("this kernel cannot shape links")
+		sh, err := shaperOf(k)
+		if err != nil {
+			return err
 		}
 		return sh.SetShape(l.ns(), l.state.name, s)
 	}); err != nil {

@@ -97,15 +97,7 @@ func vxlan(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 // since a vxlan's socket takes VXLAN traffic from all of them.
 func hostVxlanAllowed(rt *engine.Runtime, port int, vteps ...netip.Addr) error {
 	const never = "nsrun never lets a lab's traffic onto the machine's network, nor the machine's into the lab"
-	k, err := rt.Kernel()
-	if err != nil {
-		return err
-	}
-	o, ok := kernel.As[kernel.Observer](k)
-	if !ok {
-		return nil
-	}
-	routes, err := o.Routes(kernel.Host)
+	routes, err := hostRoutes(rt)
 	if err != nil {
 		return err
 	}
@@ -181,11 +173,8 @@ func fdbStep(k kernel.Kernel, s journal.Step) (kernel.FDBEntry, kernel.FDBer, er
 	if err != nil {
 		return e, nil, err
 	}
-	fk, ok := kernel.As[kernel.FDBer](k)
-	if !ok {
-		return e, nil, errors.New("this kernel has no forwarding databases")
-	}
-	return e, fk, nil
+	fk, err := fdberOf(k)
+	return e, fk, err
 }
 
 // link.fdb(mac, dst=None, master=False) adds a static forwarding entry for
@@ -206,9 +195,9 @@ func linkFDB(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	step := journal.Step{Op: journal.OpFDB, NS: l.ns(), Name: l.state.name, New: e.String()}
 	w := says("%s: adding %s to %q in netns %q", b.Name(), e, l.state.name, l.state.ns.Name()).orExists("an entry like it exists")
 	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error {
-		fk, ok := kernel.As[kernel.FDBer](k)
-		if !ok {
-			return errors.New("this kernel has no forwarding databases")
+		fk, err := fdberOf(k)
+		if err != nil {
+			return err
 		}
 		return fk.FDBAppend(l.ns(), l.state.name, e)
 	}); err != nil {
@@ -232,9 +221,9 @@ func linkFDBDel(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	step := journal.Step{Op: journal.OpFDBDel, NS: l.ns(), Name: l.state.name, New: e.String()}
 	w := says("%s: removing %s from %q in netns %q", b.Name(), e, l.state.name, l.state.ns.Name())
 	if err := now(thread, rt, step, w, func(k kernel.Kernel, _ *journal.Step) error {
-		fk, ok := kernel.As[kernel.FDBer](k)
-		if !ok {
-			return errors.New("this kernel has no forwarding databases")
+		fk, err := fdberOf(k)
+		if err != nil {
+			return err
 		}
 		return fk.FDBDel(l.ns(), l.state.name, e)
 	}); err != nil {

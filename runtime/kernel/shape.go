@@ -199,7 +199,7 @@ func ParseRate(s string) (uint64, error) {
 // FormatRate renders bits per second in tc's largest exact unit.
 func FormatRate(bits uint64) string {
 	for _, u := range rateUnits {
-		if u.suffix != "bit" && !strings.HasSuffix(u.suffix, "bit") {
+		if !strings.HasSuffix(u.suffix, "bit") { // bits, not bytes
 			continue
 		}
 		if bits >= u.bits && bits%u.bits == 0 {
