@@ -134,9 +134,9 @@ done
 func inFreshSandbox(t *testing.T, build, teardown string, keys []string) labState {
 	t.Helper()
 	script := `set -e
-mount -t tmpfs -o mode=0755 tmpfs /run/netns
-mount -t tmpfs -o mode=0755 tmpfs /run/nsrun
-mount -t sysfs sysfs /sys
+mount -n -t tmpfs -o mode=0755 tmpfs /run/netns
+mount -n -t tmpfs -o mode=0755 tmpfs /run/nsrun
+mount -n -t sysfs sysfs /sys
 ip link set lo up
 readlink /proc/self/ns/net >&3; exec 3>&-
 ` + build + " >&2\n" + dumpScript + teardown + " >&2\n" + `[ -z "$(ls /run/netns)" ] || { echo "left: $(ls /run/netns)" >&2; exit 1; }`

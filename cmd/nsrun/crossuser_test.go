@@ -109,7 +109,7 @@ func fakeHolder(c *net.UnixConn, path string, log func(string, ...any)) {
 // and returns what it printed.
 func asUser(t *testing.T, uid int, dir string, env []string, args ...string) result {
 	t.Helper()
-	script := fmt.Sprintf(`mount --make-rprivate / && mount -t tmpfs tmpfs /run && exec setpriv --reuid=%d --regid=%d --clear-groups "$@"`, uid, uid)
+	script := fmt.Sprintf(`mount -n --make-rprivate / && mount -n -t tmpfs tmpfs /run && exec setpriv --reuid=%d --regid=%d --clear-groups "$@"`, uid, uid)
 	cmd := exec.Command("unshare", append([]string{"-m", "sh", "-c", script, "sh", filepath.Join(dir, "nsrun")}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/"}, env...)

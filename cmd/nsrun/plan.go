@@ -49,7 +49,7 @@ always gives the same plan.
 empty network namespace, it builds the namespaces, links (kind, MAC, MTU,
 master, state), addresses, routes, sysctls and NAT that a run builds, e.g.
   nsrun plan --format sh lab.star > lab.sh && unshare -n -m sh -c \
-    'mount -t tmpfs tmpfs /run && ip link set lo up && sh lab.sh'
+    'mount -n -t tmpfs tmpfs /run && ip link set lo up && sh lab.sh'
 What the recipe's commands would make (a daemon's routes, a DHCP lease) is
 not built, and nsrun's ownership marks (link aliases) are left out.
 

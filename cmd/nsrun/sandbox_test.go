@@ -19,7 +19,7 @@ import (
 // returns what it printed.
 func asNobody(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
-	script := `mount --make-rprivate / && mount -t tmpfs tmpfs /run && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"`
+	script := `mount -n --make-rprivate / && mount -n -t tmpfs tmpfs /run && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"`
 	cmd := exec.Command("unshare", append([]string{"-m", "sh", "-c", script, "sh", filepath.Join(dir, "nsrun")}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TMPDIR=" + dir}, env...)
