@@ -51,6 +51,10 @@ var universe = starlark.StringDict{
 	"dhcp_server": starlark.NewBuiltin("dhcp_server", dhcpServer),
 	"nat":         natModule,
 
+	// Data files and formatting (data.go, sprintf.go)
+	"load_data": starlark.NewBuiltin("load_data", loadData),
+	"sprintf":   starlark.NewBuiltin("sprintf", sprintf),
+
 	// Starlark's own
 	"json":   json.Module,
 	"math":   math.Module,

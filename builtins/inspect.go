@@ -98,15 +98,17 @@ func netnsLinks(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	return starlark.NewList(out), nil
 }
 
-// ns.addrs(scope=None) lists the namespace's addresses as CIDR strings
-// ("10.0.0.1/24", "fd00::1/64"), by link name, then IPv4 before IPv6, then
-// address. scope keeps only "global", "link" (fe80::/10) or "host" (lo)
-// addresses.
+// ns.addrs(scope=None, dev=None, full=False) lists the namespace's
+// addresses as CIDR strings ("10.0.0.1/24", "fd00::1/64"), by link name,
+// then IPv4 before IPv6, then address. scope keeps only "global", "link"
+// (fe80::/10) or "host" (lo) addresses, dev those of one link; with full,
+// each is struct(cidr, dev, scope, family).
 //
-// Equivalent to: ip -n $ns addr show [scope $scope]
+// Equivalent to: ip -n $ns addr show [dev $dev] [scope $scope]
 func netnsAddrs(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var scope string
-	ns, o, err := observe(thread, b, args, kwargs, "scope?", &scope)
+	var scope, dev string
+	var full bool
+	ns, o, err := observe(thread, b, args, kwargs, "scope?", &scope, "dev?", &dev, "full?", &full)
 	if err != nil {
 		return nil, err
 	}
@@ -119,13 +121,27 @@ func netnsAddrs(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	var out []string
+	var out []starlark.Value
 	for _, a := range addrs {
-		if scope == "" || a.Scope == scope {
-			out = append(out, a.Prefix.String())
+		if scope != "" && a.Scope != scope || dev != "" && a.Dev != dev {
+			continue
 		}
+		if !full {
+			out = append(out, starlark.String(a.Prefix.String()))
+			continue
+		}
+		family := 4
+		if a.Prefix.Addr().Is6() {
+			family = 6
+		}
+		out = append(out, starlarkstruct.FromStringDict(starlarkstruct.Default, starlark.StringDict{
+			"cidr":   starlark.String(a.Prefix.String()),
+			"dev":    starlark.String(a.Dev),
+			"scope":  starlark.String(a.Scope),
+			"family": starlark.MakeInt(family),
+		}))
 	}
-	return strList(out), nil
+	return starlark.NewList(out), nil
 }
 
 // ns.routes() lists the routes of the main table, IPv4 then IPv6, by

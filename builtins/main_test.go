@@ -45,7 +45,18 @@ func runArgs(t *testing.T, k kernel.Kernel, name, src string, args ...string) (s
 
 func runWith(t *testing.T, k kernel.Kernel, faults fault.Injector, name, src string, piped bool, args []string) (string, *engine.Runtime, error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
+	return runAt(t, k, faults, t.TempDir(), name, src, piped, args)
+}
+
+// runIn is runSrc with the recipe in directory dir, beside its files.
+func runIn(t *testing.T, k kernel.Kernel, dir, name, src string) (string, *engine.Runtime, error) {
+	t.Helper()
+	return runAt(t, k, nil, dir, name, src, false, nil)
+}
+
+func runAt(t *testing.T, k kernel.Kernel, faults fault.Injector, dir, name, src string, piped bool, args []string) (string, *engine.Runtime, error) {
+	t.Helper()
+	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -79,6 +79,7 @@ for rt in ns1.routes():
 for l in ns1.links():
     print(l.name, l.kind, l.mac == a.mac, l.mtu, l.up, l.master, l.addrs[:1])
 print(ns1.addrs(scope="global"), ns2.addrs(scope="host"))
+print(ns1.addrs(dev="lo", scope="host"), [(x.cidr, x.dev, x.scope, x.family) for x in ns1.addrs(full=True, scope="global")])
 c2 = capture(ns2, "v2")  # never stopped: closed by the rollback
 reach(ns1, "172.16.2.9", timeout="3s")
 `
@@ -115,6 +116,7 @@ fe80::/64 None v1 kernel 256 6 unicast
 lo loopback False 65536 True None ["127.0.0.1/8"]
 v1 veth True 1500 True None ["172.16.2.2/32"]
 ["172.16.2.2/32"] ["127.0.0.1/8", "::1/128"]
+["127.0.0.1/8", "::1/128"] [("172.16.2.2/32", "v1", "global", 4)]
 `
 	if out != wantOut {
 		t.Errorf("output:\n%s\nwant:\n%s", out, wantOut)

@@ -68,6 +68,7 @@ func (in *Interp) NewThread(name string, rt *Runtime, out io.Writer) *starlark.T
 		Print: func(_ *starlark.Thread, msg string) { fmt.Fprintln(out, msg) },
 		Load:  in.load,
 	}
+	thread.SetLocal(interpKey, in)
 	rt.Attach(thread)
 	return thread
 }
@@ -265,28 +266,42 @@ func (in *Interp) resolve(from, module string) (string, func(context.Context) ([
 	if !strings.HasSuffix(module, ".star") {
 		return "", nil, fmt.Errorf("load(%q): a module name ends in .star", module)
 	}
-	std := func(name string) (string, func(context.Context) ([]byte, error), error) {
-		name = filepath.ToSlash(filepath.Clean(name))
-		if in.Std == nil || !fs.ValidPath(name) {
-			return "", nil, fmt.Errorf("load(%q): no such module in the standard library", module)
+	return in.find(fmt.Sprintf("load(%q)", module), from, module)
+}
+
+// find resolves name, asked for by call in file from: an absolute path
+// is used as it is; a relative one is looked up in from's directory (in
+// the standard library, for a file of its own), then in each library
+// directory, and must stay below the recipe's directory or one of them;
+// @std//name is in the standard library. It returns the file's canonical
+// name (an absolute path, or @std//name) and how to read it, once a run.
+func (in *Interp) find(call, from, name string) (string, func(context.Context) ([]byte, error), error) {
+	std := func(rel string) (string, func(context.Context) ([]byte, error), error) {
+		rel = filepath.ToSlash(filepath.Clean(rel))
+		if in.Std == nil || !fs.ValidPath(rel) {
+			return "", nil, fmt.Errorf("%s: no such file in the standard library", call)
 		}
-		if _, err := fs.Stat(in.Std, name); err != nil {
-			return "", nil, fmt.Errorf("load(%q): no such module in the standard library", module)
+		if _, err := fs.Stat(in.Std, rel); err != nil {
+			return "", nil, fmt.Errorf("%s: no such file in the standard library", call)
 		}
-		return StdPrefix + name, func(context.Context) ([]byte, error) { return fs.ReadFile(in.Std, name) }, nil
+		return StdPrefix + rel, func(context.Context) ([]byte, error) { return fs.ReadFile(in.Std, rel) }, nil
 	}
-	if name, ok := strings.CutPrefix(module, StdPrefix); ok {
-		return std(name)
+	if rel, ok := strings.CutPrefix(name, StdPrefix); ok {
+		return std(rel)
 	}
-	if name, ok := strings.CutPrefix(from, StdPrefix); ok && !filepath.IsAbs(module) {
-		return std(filepath.Join(filepath.Dir(name), module))
+	if rel, ok := strings.CutPrefix(from, StdPrefix); ok && !filepath.IsAbs(name) {
+		return std(filepath.Join(filepath.Dir(rel), name))
 	}
-	candidates := []string{module}
-	if !filepath.IsAbs(module) {
-		candidates = []string{filepath.Join(filepath.Dir(from), module)}
-		for _, dir := range in.Path {
-			candidates = append(candidates, filepath.Join(dir, module))
+	if filepath.IsAbs(name) { // the recipe's author chose it
+		abs := filepath.Clean(name)
+		if _, err := os.Stat(abs); err != nil {
+			return "", nil, fmt.Errorf("%s: no such file", call)
 		}
+		return abs, func(ctx context.Context) ([]byte, error) { return in.source(ctx, abs, abs) }, nil
+	}
+	candidates := []string{filepath.Join(filepath.Dir(from), name)}
+	for _, dir := range in.Path {
+		candidates = append(candidates, filepath.Join(dir, name))
 	}
 	for _, c := range candidates {
 		abs, err := filepath.Abs(c)
@@ -294,14 +309,37 @@ func (in *Interp) resolve(from, module string) (string, func(context.Context) ([
 			continue
 		}
 		if !in.within(abs) {
-			return "", nil, fmt.Errorf("load(%q): %s escapes the recipe's directory %s (use -L DIR to add a library directory)", module, abs, in.root)
+			return "", nil, fmt.Errorf("%s: %s escapes the recipe's directory %s (use -L DIR to add a library directory, or an absolute path)", call, abs, in.root)
 		}
 		if _, err := os.Stat(abs); err == nil {
 			return abs, func(ctx context.Context) ([]byte, error) { return in.source(ctx, abs, abs) }, nil
 		}
 	}
-	return "", nil, fmt.Errorf("load(%q): no such file (looked in %s)", module, strings.Join(candidates, ", "))
+	return "", nil, fmt.Errorf("%s: no such file (looked in %s)", call, strings.Join(candidates, ", "))
 }
+
+// ReadData reads the data file name that load_data() asks for on thread,
+// found as load() finds a module (see find) and read once a run, and
+// returns its canonical name and contents.
+func ReadData(thread *starlark.Thread, name string) (string, []byte, error) {
+	in, _ := thread.Local(interpKey).(*Interp)
+	if in == nil {
+		return "", nil, errors.New("load_data: no recipe is running")
+	}
+	from := ""
+	if thread.CallStackDepth() > 1 {
+		from = thread.CallFrame(1).Pos.Filename()
+	}
+	key, read, err := in.find(fmt.Sprintf("load_data(%q)", name), from, name)
+	if err != nil {
+		return "", nil, err
+	}
+	src, err := read(threadCtx(thread))
+	return key, src, err
+}
+
+// interpKey is the thread-local key of the Interp a thread runs on.
+const interpKey = "nsrun.interp"
 
 // within reports whether path is below the recipe's directory or a library
 // directory: a recipe loads only files it (or its user) chose to share.
