@@ -113,8 +113,11 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 			step.Mode = fmt.Sprint(s.VlanID)
 		}
 	}
-	if s.Kind == "vxlan" { // what makes it the vxlan it is
+	switch s.Kind { // what makes it the link it is
+	case "vxlan":
 		step.Mode = s.VxlanArgs()
+	case "bridge":
+		step.Mode = s.BridgeArgs()
 	}
 	if !rt.WouldAdopt(step) { // else the lab has it: it is this link
 		for _, e := range ends {

@@ -153,7 +153,11 @@ func linkWas(rt *engine.Runtime, k kernel.Kernel, l *Link) (*journal.LinkWas, er
 			w.Spec.PeerNS, w.Spec.PeerName, w.Spec.PeerMAC, w.Spec.PeerUntagged = e.ns(), e.state.name, hwOf(info.MAC), e.state.untagged
 		}
 	}
-	if ml, ok := rt.Link(l.ns(), l.state.name); ok && l.state.kind == "vxlan" {
+	if ml, ok := rt.Link(l.ns(), l.state.name); ok && l.state.kind == "bridge" {
+		if err := kernel.ParseBridgeArgs(ml.Mode, &w.Spec); err != nil {
+			return nil, err
+		}
+	} else if ok && l.state.kind == "vxlan" {
 		w.Spec.Parent, w.Spec.ParentNS = ml.Parent, ml.ParentNS
 		if err := kernel.ParseVxlanArgs(ml.Mode, &w.Spec); err != nil {
 			return nil, err

@@ -157,7 +157,10 @@ type LinkSpec struct {
 	Port       int
 	NoLearning bool
 
-	STP bool
+	// A bridge's spanning tree: STP on, and its forward delay in
+	// centiseconds (0: the kernel's, 15 s), as `ip link` takes it.
+	STP          bool
+	ForwardDelay int
 }
 
 // LinkInfo is what the kernel says of a link.
@@ -355,6 +358,45 @@ func (s LinkSpec) VxlanArgs() string {
 		args += " nolearning"
 	}
 	return args
+}
+
+// BridgeArgs renders a bridge's settings as `ip link add ... type bridge`
+// takes them ("stp_state 1 forward_delay 200"; "" for a plain bridge):
+// what makes a bridge of the lab's the one it is (see journal.Step.Mode);
+// ParseBridgeArgs reads them back.
+func (s LinkSpec) BridgeArgs() string {
+	if !s.STP {
+		return ""
+	}
+	args := "stp_state 1"
+	if s.ForwardDelay > 0 {
+		args += fmt.Sprintf(" forward_delay %d", s.ForwardDelay)
+	}
+	return args
+}
+
+// ParseBridgeArgs sets s's bridge settings from args, as BridgeArgs
+// renders them.
+func ParseBridgeArgs(args string, s *LinkSpec) error {
+	f := strings.Fields(args)
+	for i := 0; i+1 < len(f); i += 2 {
+		v, err := strconv.Atoi(f[i+1])
+		if err != nil {
+			return fmt.Errorf("bridge settings %q: %w", args, err)
+		}
+		switch f[i] {
+		case "stp_state":
+			s.STP = v == 1
+		case "forward_delay":
+			s.ForwardDelay = v
+		default:
+			return fmt.Errorf("bridge settings %q: unknown setting %q", args, f[i])
+		}
+	}
+	if len(f)%2 != 0 {
+		return fmt.Errorf("bridge settings %q: %s has no value", args, f[len(f)-1])
+	}
+	return nil
 }
 
 // ParseVxlanArgs sets s's vxlan settings from args, as VxlanArgs renders

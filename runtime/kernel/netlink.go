@@ -444,6 +444,9 @@ func (k *Netlink) linkAdd(s LinkSpec) error {
 	inPlace := h // the handle the link is made with, unless made in its parent's namespace
 	switch s.Kind {
 	case "bridge":
+		if s.STP {
+			return k.bridgeAdd(s)
+		}
 		l = &netlink.Bridge{LinkAttrs: attrs}
 	case "dummy":
 		l = &netlink.Dummy{LinkAttrs: attrs}

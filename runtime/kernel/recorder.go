@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -188,6 +189,8 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 			dev = " dev " + s.Parent
 		}
 		cmd = fmt.Sprintf("%s link add %s%s type vxlan %s%s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.VxlanArgs(), dev)
+	case "bridge":
+		cmd = strings.TrimSpace(fmt.Sprintf("%s link add %s%s type bridge %s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.BridgeArgs()))
 	default:
 		cmd = fmt.Sprintf("%s link add %s%s type %s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.Kind)
 	}

@@ -211,6 +211,42 @@ func (k *Netlink) vethAdd(s LinkSpec, peer netns.NsHandle) (index, peerIndex int
 	return index, peerIndex, nil
 }
 
+// bridgeAdd creates the bridge s with its spanning tree settings, which
+// the library does not make.
+//
+// Equivalent to: ip -n $ns link add $name [address $mac] [mtu $mtu]
+// [group $g] type bridge stp_state 1 [forward_delay $d]
+func (k *Netlink) bridgeAdd(s LinkSpec) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ECHO)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.Name)))
+	if s.MAC != nil {
+		req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, s.MAC))
+	}
+	if s.MTU > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU))))
+	}
+	if s.Group != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(s.Group)))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	if s.ForwardDelay > 0 { // before STP: the kernel checks the delay's range with STP on
+		data.AddRtAttr(nl.IFLA_BR_FORWARD_DELAY, nl.Uint32Attr(uint32(s.ForwardDelay)))
+	}
+	data.AddRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(1))
+	req.AddData(info)
+	m, err := k.request(s.NS, req, unix.RTM_NEWLINK)
+	if err != nil {
+		return err
+	}
+	if len(m) >= unix.SizeofIfInfomsg {
+		k.rememberLink(s.NS, s.Name, int(nl.DeserializeIfInfomsg(m).Index))
+	}
+	return nil
+}
+
 // setLink sets the alias (if not nil) and the up flag (if not nil) of link
 // index of ns, in one request.
 func (k *Netlink) setLink(ns string, index int, alias *string, up *bool) error {
