@@ -96,6 +96,16 @@ func Netns(pid int) uint64 {
 	return st.Ino
 }
 
+// MountNamespace returns the inode of the process's mount namespace, or
+// 0 if it cannot be read (the process ended).
+func MountNamespace(pid int) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(path(pid, "ns/mnt"), &st) != nil {
+		return 0
+	}
+	return st.Ino
+}
+
 // MountSources returns, for each filesystem type, the sources of the mounts
 // in the process's mount namespace (from /proc/PID/mountinfo).
 func MountSources(pid int, fstype string) []string {

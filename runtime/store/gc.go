@@ -104,11 +104,13 @@ func FindOrphans(stateDir string, k Scanner) ([]Orphan, error) {
 		}
 		found = append(found, Orphan{Kind: "record", Name: dir, Lab: e.Name(), Tag: why})
 	}
+	marks := map[uint64][]string{}
 	for _, pid := range proc.Pids() {
-		v := processTagOf(pid)
-		if v == "" {
+		tags := processTags(pid, marks)
+		if len(tags) == 0 {
 			continue
 		}
+		v := tags[0]
 		labID, state, _ := strings.Cut(v, "@")
 		if state != stateID(stateDir) {
 			continue // a lab of another state directory (a sandbox's)
@@ -172,28 +174,40 @@ func (o Orphan) Remove(k kernel.Kernel) error {
 	return k.NetnsDel(o.Name, o.Tag, kernel.NetnsID{})
 }
 
-// processTagOf returns the lab tag of process pid (the first of
-// processTags), or "".
-func processTagOf(pid int) string {
-	if tags := processTags(pid); len(tags) > 0 {
-		return tags[0]
-	}
-	return ""
-}
-
 // processTags returns the lab tags process pid carries: the mark of its
 // mount namespace (see nsexec.SysSource), which it cannot shed, and the
 // one in its environment (see ProcessTagEnv). The environment is read
-// first: it is the cheaper file.
-func processTags(pid int) []string {
+// first: it is the cheaper file. A scan of all processes passes marks, to
+// read each mount namespace's mounts once (most processes share the
+// machine's).
+func processTags(pid int, marks map[uint64][]string) []string {
 	var tags []string
 	if v, ok := proc.Env(pid, ProcessTagEnv); ok {
 		tags = append(tags, v)
 	}
+	for _, v := range mountTags(pid, marks) {
+		if !slices.Contains(tags, v) {
+			tags = append(tags, v)
+		}
+	}
+	return tags
+}
+
+// mountTags returns the lab tags of the sysfs mounts in pid's mount
+// namespace, from marks if it has them.
+func mountTags(pid int, marks map[uint64][]string) []string {
+	mnt := proc.MountNamespace(pid)
+	if tags, ok := marks[mnt]; ok && mnt != 0 {
+		return tags
+	}
+	var tags []string
 	for _, src := range proc.MountSources(pid, "sysfs") {
 		if v, ok := strings.CutPrefix(src, nsexec.SysSource("")); ok && !slices.Contains(tags, v) {
 			tags = append(tags, v)
 		}
+	}
+	if marks != nil && mnt != 0 {
+		marks[mnt] = tags
 	}
 	return tags
 }

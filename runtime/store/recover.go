@@ -139,10 +139,11 @@ func LabNetns(steps []journal.Step) map[uint64]bool {
 // tag. Processes of the nsrun itself are not among them.
 func ProcessesOf(tag string, netns map[uint64]bool) []int {
 	var pids []int
+	marks := map[uint64][]string{}
 	for _, pid := range proc.Pids() {
 		ours := len(netns) > 0 && netns[proc.Netns(pid)]
 		if !ours {
-			ours = slices.Contains(processTags(pid), tag)
+			ours = slices.Contains(processTags(pid, marks), tag)
 		}
 		if ours && proc.Live(pid) {
 			pids = append(pids, pid)
