@@ -43,7 +43,8 @@
 # veth pair, two addresses, up) against the seven ip commands it replaces,
 # median of 21. "routed" is bench/routed.star (segments of lan()s behind a
 # router namespace, IPv6 off): build, reach from a sample of 100 hosts,
-# teardown, nsrun's peak memory and the kernel's memory per host.
+# teardown, nsrun's peak memory and the kernel's memory per host; and the
+# floor for as many namespaces with IPv6 off (floor -v4 -per HOSTS).
 #
 # In a sandbox (a fresh network and mount namespace) the machine is
 # untouched; in the machine's namespace the labs use the machine's
@@ -122,7 +123,7 @@ fi
 now() { date +%s.%N; }
 # gone waits until the kernel has removed the star's links and the bridge.
 gone() {
-	while ip -o link show 2>/dev/null | grep -qE ' (v-h[0-9]+|br-star|s1-eth[0-9]+|s1|one-a)[@:]'; do sleep 0.01; done
+	while ip -o link show 2>/dev/null | grep -qE ' (v-h[0-9]+|br-star(-[0-9]+)?|s1-eth[0-9]+|s1|one-a)[@:]'; do sleep 0.01; done
 }
 # settle waits for the namespaces of the last teardown to be freed, so that
 # one method's background cleanup does not slow the next one down.
@@ -293,6 +294,11 @@ run_routed() { # SEGMENTSxHOSTS
 	m1=$(kmem)
 	sample "routed kmem $n" "$(((m1 - m0) / n))"
 	t0=$(now); nsrun down routed >/dev/null 2>&1; routed_gone; sample "routed teardown $n" "$(since "$t0")"
+	# The floor's own, for as many namespaces with IPv6 off, on bridges of
+	# as many hosts.
+	sleep 1
+	sample "routed-floor setup $n" "$(floor_time -n "$n" -per "$per" -v4 setup)"
+	sample "routed-floor teardown $n" "$(floor_time -n "$n" -per "$per" teardown)"; gone
 }
 
 median() { tr ' ' '\n' | { grep . || true; } | sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
@@ -355,12 +361,14 @@ printf '  %-28s %9s %9s\n' "7 ip commands; ip netns del" "$(ms "$(get "one-ip se
 if [[ -n $routed ]]; then
 	echo
 	echo "routed labs (bench/routed.star, IPv6 off; one run each)"
-	printf '  %-7s %10s %10s %12s %12s %14s\n' hosts setup-s teardown-s ms/host peak-MB kernel-kB/host
+	printf '  %-7s %-6s %10s %10s %12s %12s %14s\n' hosts method setup-s teardown-s ms/host peak-MB kernel-kB/host
 	for shape in $routed; do
 		n=$((${shape%x*} * ${shape#*x}))
 		s=$(get "routed setup $n")
-		printf '  %-7s %10s %10s %12s %12s %14s\n' "$n" "$(printf %.1f "$s")" "$(printf %.1f "$(get "routed teardown $n")")" \
+		printf '  %-7s %-6s %10s %10s %12s %12s %14s\n' "$n" nsrun "$(printf %.1f "$s")" "$(printf %.1f "$(get "routed teardown $n")")" \
 			"$(ms "$s" "$n")" "$(echo "$(get "routed rss $n") / 1024" | bc -l | xargs printf '%.1f')" "$(get "routed kmem $n")"
+		s=$(get "routed-floor setup $n")
+		printf '  %-7s %-6s %10s %10s %12s\n' "$n" floor "$(printf %.1f "$s")" "$(printf %.1f "$(get "routed-floor teardown $n")")" "$(ms "$s" "$n")"
 	done
 fi
 
@@ -398,5 +406,7 @@ if [[ $# -ge 2 ]]; then
 	ns=$((${small%x*} * ${small#*x})) nb=$((${big%x*} * ${big#*x}))
 	check "routed lab: per-host setup, N=$nb over N=$ns (<= 1.5)" \
 		"$(ratio "$(echo "$(get "routed setup $nb") / $nb" | bc -l)" "$(echo "$(get "routed setup $ns") / $ns" | bc -l)")" "<=" 1.5
+	printf '  %-66s %7s\n' "   the floor's own, as many namespaces with IPv6 off" \
+		"$(ratio "$(echo "$(get "routed-floor setup $nb") / $nb" | bc -l)" "$(echo "$(get "routed-floor setup $ns") / $ns" | bc -l)")"
 	check "routed lab of $nb hosts: nsrun peak memory, MB (< 300)" "$(echo "$(get "routed rss $nb") / 1024" | bc -l | xargs printf '%.1f')" "<" 300
 fi

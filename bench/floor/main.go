@@ -11,6 +11,7 @@
 //	floor -n 500 -v4 setup        # IPv6 off in the hosts, two IPv4 addresses (star.star N v4)
 //	floor -n 500 teardown         # one request for the links, one unmount per namespace
 //	floor -n 500 -each teardown   # the host's links deleted one by one
+//	floor -n 10000 -per 250 -v4 setup  # hosts on bridges of 250 ports (br-star, br-star-1, ...)
 //	floor -t ...                  # and print the time it took, from inside the process
 package main
 
@@ -35,7 +36,10 @@ const (
 	loIndex = 1          // lo's index in every namespace
 )
 
-var v4 bool
+var (
+	v4  bool
+	per int // hosts a bridge; 0: all on br-star
+)
 
 func main() {
 	n := flag.Int("n", 100, "hosts")
@@ -43,6 +47,7 @@ func main() {
 	nsOnly := flag.Bool("ns-only", false, "teardown: leave the host's links to the namespaces' deletion")
 	timed := flag.Bool("t", false, "print the time the work took, measured inside the process")
 	flag.BoolVar(&v4, "v4", false, "setup: IPv6 off in the hosts' namespaces, a second IPv4 address for the IPv6 one")
+	flag.IntVar(&per, "per", 0, "hosts a bridge (br-star, br-star-1, ...): more than a bridge's 1,023 ports; 0: one bridge")
 	flag.Parse()
 	runtime.LockOSThread() // namespaces are entered on this thread only
 	start := time.Now()
@@ -66,6 +71,9 @@ func setup(host *sock, n int) {
 	check(err)
 	br, _ := host.do(newLink("br-star", 0, "bridge", nil), true)
 	for i := 0; i < n; i++ {
+		if per > 0 && i > 0 && i%per == 0 {
+			br, _ = host.do(newLink(bridgeName(i/per), 0, "bridge", nil), true)
+		}
 		name := fmt.Sprintf("h%d", i)
 		nsFD, ns := newNamed(name, homeFD)
 		ns.do(setUp(loIndex), false)
@@ -113,6 +121,17 @@ func teardown(host *sock, n int, each, nsOnly bool) {
 		check(os.Remove(p))
 	}
 	host.do(delLink("br-star"), false)
+	for b := 1; per > 0 && b*per < n; b++ {
+		host.do(delLink(bridgeName(b)), false)
+	}
+}
+
+// bridgeName is the name of the lab's bridge b (0: br-star).
+func bridgeName(b int) string {
+	if b == 0 {
+		return "br-star"
+	}
+	return fmt.Sprintf("br-star-%d", b)
 }
 
 // newNamed creates a namespace pinned at dir/name, as `ip netns add` does,
