@@ -144,7 +144,7 @@ func newInterp(argv, libs []string) *engine.Interp {
 	if p := os.Getenv("NSRUN_PATH"); p != "" {
 		libs = append(libs, filepath.SplitList(p)...)
 	}
-	return &engine.Interp{Predeclared: builtins.Predeclared(argv), Std: recipes.Std, Path: libs}
+	return &engine.Interp{Predeclared: builtins.Predeclared(argv), Std: recipes.Std, Path: libs, Warn: os.Stderr}
 }
 
 // enterIfSandboxed handles --sandbox: outside, it runs this command again inside a

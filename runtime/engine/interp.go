@@ -16,6 +16,8 @@ import (
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
+
+	"github.com/nsrun/nsrun/runtime/clab"
 )
 
 // FileOptions are the dialect of recipes, for files and the REPL alike:
@@ -38,6 +40,7 @@ type Interp struct {
 	Predeclared starlark.StringDict
 	Std         fs.FS    // the standard library (recipes/lib)
 	Path        []string // more library directories (-L, NSRUN_PATH)
+	Warn        io.Writer // where what a containerlab file's recipe leaves out is said (nil: nowhere)
 
 	cache map[string]*loaded
 	root  string // the top recipe's directory: relative loads stay below it
@@ -74,9 +77,31 @@ func (in *Interp) NewThread(name string, rt *Runtime, out io.Writer) *starlark.T
 }
 
 // ReadRecipe reads the recipe at path (see readSource) once: ExecFile
-// executes what was read.
+// executes what was read. A containerlab topology file (see clab.Is) is
+// read as the recipe it makes, its warnings written to Warn once.
 func (in *Interp) ReadRecipe(ctx context.Context, path string) ([]byte, error) {
-	return in.source(ctx, path, path)
+	if !clab.Is(path) {
+		return in.source(ctx, path, path)
+	}
+	key := "clab:" + path
+	if src, ok := in.sources[key]; ok {
+		return src, nil
+	}
+	raw, err := in.source(ctx, path, path)
+	if err != nil {
+		return nil, err
+	}
+	topo, err := clab.Translate(path, raw)
+	if err != nil {
+		return nil, err
+	}
+	if in.Warn != nil {
+		for _, w := range topo.Warnings {
+			fmt.Fprintf(in.Warn, "nsrun: %s\n", w)
+		}
+	}
+	in.sources[key] = topo.Recipe
+	return topo.Recipe, nil
 }
 
 // source returns the file at path, read once, under key.

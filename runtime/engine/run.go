@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"github.com/nsrun/nsrun/runtime/clab"
+
 	"context"
 	"errors"
 	"fmt"
@@ -68,8 +70,18 @@ const (
 	StageRun    = "run"    // the run on the kernel, and its rollback or teardown
 )
 
-// LabName is the default lab name of a recipe: its base name.
+// LabName is the default lab name of a recipe: its base name (a
+// containerlab file's, its name:).
 func LabName(recipe string) string {
+	if clab.Is(recipe) { // its name:
+		if src, err := readCapped(recipe); err == nil {
+			if name := clab.Name(src); name != "" {
+				return name
+			}
+		}
+		base := filepath.Base(recipe)
+		return base[:strings.LastIndex(strings.ToLower(base), ".clab.")]
+	}
 	return strings.TrimSuffix(filepath.Base(recipe), filepath.Ext(recipe))
 }
 
