@@ -68,6 +68,17 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 	if err != nil {
 		return nil, nil, err
 	}
+	short, peerShort := s.Name, s.PeerName
+	if s.NS == kernel.Host { // scoped by the prefix (see Runtime.HostLinkName)
+		if s.Name, err = rt.HostLinkName(s.Name); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+	}
+	if s.Kind == "veth" && s.PeerNS == kernel.Host {
+		if s.PeerName, err = rt.HostLinkName(s.PeerName); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+	}
 	ends := []struct {
 		ns   *Netns
 		name string
@@ -144,10 +155,16 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 		mac = info.MAC
 	}
 	a := &Link{state: &linkState{ns: ns, name: s.Name, kind: s.Kind, mac: mac, made: true}}
+	if short != s.Name {
+		a.state.short = short
+	}
 	if s.Kind != "veth" {
 		return a, nil, nil
 	}
 	p := &Link{state: &linkState{ns: peerNS, name: s.PeerName, kind: s.Kind, mac: s.PeerMAC.String(), peer: a, untagged: s.PeerUntagged, made: true}}
+	if peerShort != s.PeerName {
+		p.state.short = peerShort
+	}
 	a.state.peer = p
 	return a, p, nil
 }

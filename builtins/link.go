@@ -24,7 +24,8 @@ type Link struct {
 // moves.
 type linkState struct {
 	ns       *Netns
-	name     string
+	name     string // the kernel's
+	short    string // the recipe's, if another (a host link's, with a prefix)
 	kind     string
 	mac      string
 	up       bool
@@ -74,7 +75,10 @@ var linkMethods = map[string]*starlark.Builtin{
 
 func (l *Link) Attr(name string) (starlark.Value, error) {
 	switch name {
-	case "name":
+	case "name": // as the recipe wrote it
+		if l.state.short != "" {
+			return starlark.String(l.state.short), nil
+		}
 		return starlark.String(l.state.name), nil
 	case "netns":
 		return l.state.ns, nil

@@ -28,10 +28,10 @@ func nsLookup(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if name == "host" || name == kernel.Host {
 		return &Netns{name: kernel.Host}, nil
 	}
-	if !rt.OwnsNetns(name) {
+	if !rt.OwnsNetns(rt.NetnsName(name)) {
 		return nil, fmt.Errorf("%s: the lab has no namespace %q", b.Name(), name)
 	}
-	return &Netns{name: name}, nil
+	return netnsValue(rt, rt.NetnsName(name)), nil
 }
 
 // link(ns, name) returns the lab's link name in namespace ns (a netns
@@ -61,11 +61,19 @@ func linkLookup(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, err
 	}
+	if _, isStr := nsV.(starlark.String); isStr {
+		ns = rt.NetnsName(ns)
+	}
+	if ns == kernel.Host {
+		if name, err = rt.HostLinkName(name); err != nil {
+			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		}
+	}
 	if l := labLink(rt, model.LinkKey{NS: ns, Name: name}); l != nil {
 		return l, nil
 	}
 	if ns != kernel.Host && rt.OwnsNetns(ns) {
-		return netnsLink(thread, starlark.NewBuiltin("link", netnsLink).BindReceiver(&Netns{name: ns}), starlark.Tuple{starlark.String(name)}, nil)
+		return netnsLink(thread, starlark.NewBuiltin("link", netnsLink).BindReceiver(netnsValue(rt, ns)), starlark.Tuple{starlark.String(name)}, nil)
 	}
 	return nil, fmt.Errorf("%s: the lab has no link %q in netns %q", b.Name(), name, kernel.NSArg(ns))
 }
@@ -79,7 +87,10 @@ func labLink(rt *engine.Runtime, k model.LinkKey) *Link {
 	}
 	steps := rt.Steps()
 	mk := func(ml *model.Link) *Link {
-		l := &Link{state: &linkState{ns: &Netns{name: ml.At.NS}, name: ml.At.Name, kind: ml.Kind, mac: ml.MAC, untagged: ml.Untagged, made: true, master: ml.Master}}
+		l := &Link{state: &linkState{ns: netnsValue(rt, ml.At.NS), name: ml.At.Name, kind: ml.Kind, mac: ml.MAC, untagged: ml.Untagged, made: true, master: ml.Master}}
+		if ml.At.NS == kernel.Host {
+			l.state.short = rt.ShortHostLink(ml.At.Name)
+		}
 		l.state.hairpin = hairpinOf(steps, ml.At)
 		l.state.up = upOf(steps, ml.At)
 		return l

@@ -15,7 +15,8 @@ import (
 
 // Netns is a network namespace: one the lab created, or host().
 type Netns struct {
-	name string // kernel.Host for host()
+	name  string // the kernel's name (see Runtime.NetnsName); kernel.Host for host()
+	short string // the recipe's, if another
 }
 
 var (
@@ -36,6 +37,25 @@ func (n *Netns) Hash() (uint32, error) {
 	h := fnv.New32a()
 	h.Write([]byte(n.name))
 	return h.Sum32(), nil
+}
+
+// netnsValue is the recipe's value of the lab's namespace the kernel
+// knows as name.
+func netnsValue(rt *engine.Runtime, name string) *Netns {
+	n := &Netns{name: name}
+	if short := rt.ShortNetns(name); short != name {
+		n.short = short
+	}
+	return n
+}
+
+// recipeName is the namespace's name as the recipe wrote it ("host" for
+// host()).
+func (n *Netns) recipeName() string {
+	if n.short != "" {
+		return n.short
+	}
+	return n.Name()
 }
 
 // Name is the namespace's name as messages show it ("host" for host()).
@@ -69,7 +89,7 @@ var netnsMethods = map[string]*starlark.Builtin{
 
 func (n *Netns) Attr(name string) (starlark.Value, error) {
 	if name == "name" {
-		return starlark.String(n.Name()), nil
+		return starlark.String(n.recipeName()), nil
 	}
 	return builtinAttr(n, name, netnsMethods)
 }
@@ -128,7 +148,7 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err != nil {
 		return nil, err
 	}
-	ns := string(name)
+	ns := rt.NetnsName(string(name))
 	if rt.OwnsNetns(ns) {
 		return nil, fmt.Errorf("%s: a namespace named %q already exists: this recipe made it (names must be unique)", b.Name(), ns)
 	}
@@ -147,7 +167,7 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	if err := privateDirs(thread, rt, ns, private, who); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	return &Netns{name: ns}, nil
+	return netnsValue(rt, ns), nil
 }
 
 // ns.link(name) returns a link that exists in the namespace, such as "lo".

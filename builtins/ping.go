@@ -346,10 +346,10 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		row := starlark.NewDict(len(nss) - 1)
 		for j, dst := range nss {
 			if i != j {
-				row.SetKey(starlark.String(dst.Name()), starlark.Bool(reached[i][j]))
+				row.SetKey(starlark.String(dst.recipeName()), starlark.Bool(reached[i][j]))
 			}
 		}
-		out.SetKey(starlark.String(src.Name()), row)
+		out.SetKey(starlark.String(src.recipeName()), row)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"strings"
 
 	"go.starlark.net/starlark"
 
@@ -55,6 +56,14 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
+	}
+	if n.name == kernel.Host && rt.Prefix != "" { // the recipe names its host link as it wrote it
+		if dev := kernel.SysctlDevice(key); dev != "" {
+			if kdev, err := rt.HostLinkName(dev); err == nil && kdev != dev && rt.OwnsLink(kernel.Host, kdev) {
+				sep := key[len("net")]
+				key = strings.Replace(key, string(sep)+dev+string(sep), string(sep)+kdev+string(sep), 1)
+			}
+		}
 	}
 	if n.name == kernel.Host {
 		if dev := kernel.SysctlDevice(key); dev == "" || !rt.OwnsLink(kernel.Host, dev) {

@@ -18,6 +18,7 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("apply", "[--name LAB] [--dry-run] [flags] RECIPE [ARGS...]", stderr)
 	fs.SetInterspersed(false) // what follows the recipe is the recipe's
 	name := fs.String("name", "", "name of the lab (default: the recipe's base name)")
+	prefix := fs.String("prefix", "", "scope the lab's names: namespaces PREFIX-NAME, host links PREFIX-NAME within 15 bytes, the lab PREFIX-RECIPE (one recipe up twice)")
 	dry := fs.Bool("dry-run", false, "print what apply would remove (-), change (~) and add (+), changing nothing")
 	verbose := fs.BoolP("verbose", "v", false, "print each change as it is made")
 	quiet := fs.BoolP("quiet", "q", false, "print only errors")
@@ -53,6 +54,7 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 			Recipe:   recipe,
 			Args:     fs.Args()[1:],
 			Lab:      *name,
+			Prefix:   *prefix,
 			StateDir: store.StateDir,
 			Kernel:   k,
 			Interp:   newInterp(fs.Args()[1:], *libs),

@@ -91,8 +91,8 @@ func TestGraphRecipes(t *testing.T) {
 		{"netns_blue.star", []string{`ns_blue ---|"veth1 192.168.10.21/24 -- veth0 192.168.10.20/32"| br_root__br0`, `ns_lan ---|"wire0 192.168.10.29/24 -- eth1"| br_root__br0`}},
 		{"macvlan_modes.star", []string{
 			`br_switch__br0{{"br0<br>192.168.122.1/24"}}`,
-			`ns_vepa_2da ---|"macvlan vepa: macvlan0 192.168.122.31/24 on eth0"| ns_lxchost`,
-			`ns_passthru ---|"macvlan passthru: macvlan0 192.168.122.41/24 on eth1"| ns_lxchost`,
+			`ns_vepa_2da ---|"macvlan vepa: macvlan0 192.168.122.31/24 on eth0"| ns_mvhost`,
+			`ns_passthru ---|"macvlan passthru: macvlan0 192.168.122.41/24 on eth1"| ns_mvhost`,
 		}},
 		{"veth_container.star", []string{`ns_lxchost ---|"veth0-host 10.10.10.10/24 -- veth0-ct 10.10.10.11/24"| ns_netns01`}},
 	}
@@ -244,7 +244,7 @@ func TestGraphLabWalkthroughs(t *testing.T) {
 	for recipe, wants := range map[string][]string{
 		"neutron":        {`  br_node__br_2dint ---|"i-vm1 -- eth0 10.0.0.3/24"| ns_vm1`, `  ns_node -.- br_node__br_2dex`},
 		"veth_container": {`  ns_lxchost ---|"veth0-host 10.10.10.10/24 -- veth0-ct 10.10.10.11/24"| ns_netns01`},
-		"macvlan_modes":  {`  ns_ct0 ---|"macvlan bridge: macvlan0 192.168.122.83/24 on eth0"| ns_lxchost`},
+		"macvlan_modes":  {`  ns_ct0 ---|"macvlan bridge: macvlan0 192.168.122.83/24 on eth0"| ns_mvhost`},
 	} {
 		if r := nsrun(t, "-q", "../../recipes/"+recipe+".star"); r.code != 0 {
 			t.Fatalf("run %s: %+v", recipe, r)

@@ -30,6 +30,7 @@ func cmdPlan(args []string, stdout, stderr io.Writer) int {
 	format := fs.StringP("format", "f", "text", "text (one command a line), sh (a shell script that builds the lab) or json (see below)")
 	asJSON := fs.Bool("json", false, "the same as --format json")
 	name := fs.String("name", "", "plan as lab LAB (MACs derive from the lab's name; default: the recipe's base name)")
+	prefix := fs.String("prefix", "", "scope the lab's names: namespaces PREFIX-NAME, host links PREFIX-NAME within 15 bytes, the lab PREFIX-RECIPE (one recipe up twice)")
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	maxSteps := fs.Uint64("max-steps", engine.DefaultMaxSteps, "stop a recipe after this many Starlark steps")
 	maxMemory := fs.Uint64("max-memory", engine.DefaultMaxMemory>>20, "stop a recipe once nsrun holds more than this many MiB of memory for it")
@@ -84,7 +85,7 @@ Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed);
 		return code
 	}
 	rec, rt, err := engine.Plan(context.Background(), engine.RunOptions{
-		Recipe: recipe, Args: argv, Lab: *name, Interp: newInterp(argv, *libs), MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
+		Recipe: recipe, Args: argv, Lab: *name, Prefix: *prefix, Interp: newInterp(argv, *libs), MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
 	})
 	if err != nil && !rec.Observed {
 		fmt.Fprintln(stderr, engine.Backtrace(err))

@@ -32,6 +32,7 @@ func cmdRepl(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("repl", "[flags] [RECIPE [ARGS...]]", stderr)
 	fs.SetInterspersed(false)
 	name := fs.String("name", "", `name of the lab (default: the recipe's base name, or "repl")`)
+	prefix := fs.String("prefix", "", "scope the lab's names: namespaces PREFIX-NAME, host links PREFIX-NAME within 15 bytes, the lab PREFIX-RECIPE (one recipe up twice)")
 	keep := fs.Bool("keep", false, "at the end (Ctrl-D), leave the lab up instead of tearing it down (`nsrun down LAB` removes it)")
 	sandbox := fs.Bool("sandbox", false, sandboxUsage)
 	verbose := fs.BoolP("verbose", "v", false, "print each change as it is made")
@@ -102,7 +103,7 @@ Flags:
 	stop := r.catchSignals()
 	defer stop()
 	o := engine.RunOptions{
-		Recipe: recipe, Args: argv, Lab: *name, StateDir: store.StateDir, Kernel: k,
+		Recipe: recipe, Args: argv, Lab: *name, Prefix: *prefix, StateDir: store.StateDir, Kernel: k,
 		Interp: interp, Stdout: stdout, Stderr: stderr, Reporter: &reporter{stderr: stderr},
 		Verbose: *verbose, MaxSteps: *maxSteps, MaxMemory: *maxMemory << 20,
 	}

@@ -54,6 +54,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", "[--json] [flags] RECIPE [ARGS...]", stderr)
 	fs.SetInterspersed(false) // what follows the recipe is the recipe's
 	name := fs.String("name", "", "name of the lab (default: the recipe's base name)")
+	prefix := fs.String("prefix", "", "scope the lab's names: namespaces PREFIX-NAME, host links PREFIX-NAME within 15 bytes, the lab PREFIX-RECIPE (one recipe up twice)")
 	rm := fs.Bool("rm", false, "remove the lab at the end, even on success")
 	keep := fs.Bool("keep-on-error", false, "leave a failed run's objects in place (still recorded: `nsrun down` removes them)")
 	sandbox := fs.Bool("sandbox", false, sandboxUsage)
@@ -118,6 +119,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		Recipe:      recipe,
 		Args:        fs.Args()[1:],
 		Lab:         *name,
+		Prefix:      *prefix,
 		Remove:      *rm,
 		KeepOnError: *keep,
 		StateDir:    store.StateDir,

@@ -334,9 +334,7 @@ func value(s journal.Step) string {
 // that is not up is run (see Run). A dry run prints the difference and
 // changes nothing.
 func Apply(ctx context.Context, o ApplyOptions) store.Result {
-	if o.Lab == "" {
-		o.Lab = LabName(o.Recipe)
-	}
+	o.defaultLab()
 	r := store.Result{Lab: o.Lab, Stage: StageInput}
 	if r.Err = store.ValidName(o.Lab); r.Err != nil {
 		return r
@@ -430,7 +428,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	}
 	claims := store.NewClaimer(o.Kernel, o.StateDir, lab)
 	rt := New(o.Lab, claims, j)
-	rt.ID, rt.Dir, rt.Argv, rt.Ctx = lab.Info.ID, lab.Dir, o.Args, ctx
+	rt.ID, rt.Dir, rt.Argv, rt.Ctx, rt.Prefix = lab.Info.ID, lab.Dir, o.Args, ctx, o.Prefix
 	rt.Faults = o.Faults
 	if rt.Faults == nil {
 		rt.Faults = fault.Process

@@ -57,6 +57,10 @@ type RunOptions struct {
 	Timeout     time.Duration  // the whole run; 0: none
 	MaxSteps    uint64         // 0: DefaultMaxSteps
 	MaxMemory   uint64         // bytes; 0: DefaultMaxMemory
+	// Prefix scopes the lab's names (see Runtime.NetnsName): its
+	// namespaces are PREFIX-NAME, its host links too, within 15 bytes,
+	// and the lab by default PREFIX-RECIPE.
+	Prefix string
 	Faults      fault.Injector // for tests; nil: the process's (see fault.Process)
 }
 
@@ -85,6 +89,17 @@ func LabName(recipe string) string {
 	return strings.TrimSuffix(filepath.Base(recipe), filepath.Ext(recipe))
 }
 
+// defaultLab names the lab after the recipe (and the prefix) unless it
+// has a name.
+func (o *RunOptions) defaultLab() {
+	if o.Lab == "" {
+		o.Lab = LabName(o.Recipe)
+		if o.Prefix != "" {
+			o.Lab = o.Prefix + "-" + o.Lab
+		}
+	}
+}
+
 // Run runs a recipe as a lab and returns what happened.
 //
 // First it finishes the rollback of labs whose runs died. Then it runs the
@@ -98,9 +113,7 @@ func LabName(recipe string) string {
 // created is undone if it fails (or is cancelled through ctx), and at the
 // end if o.Remove.
 func Run(ctx context.Context, o RunOptions) store.Result {
-	if o.Lab == "" {
-		o.Lab = LabName(o.Recipe)
-	}
+	o.defaultLab()
 	r := store.Result{Lab: o.Lab, Stage: StageInput}
 	if r.Err = store.ValidName(o.Lab); r.Err != nil {
 		return r
@@ -216,7 +229,7 @@ func (o *RunOptions) begin(r *store.Result, plan func() (claims []string, err er
 	}
 	r.Pid = lab.Info.Pid
 	rt := New(o.Lab, store.NewClaimer(o.Kernel, o.StateDir, lab), journal)
-	rt.ID, rt.Dir, rt.Argv = lab.Info.ID, lab.Dir, o.Args
+	rt.ID, rt.Dir, rt.Argv, rt.Prefix = lab.Info.ID, lab.Dir, o.Args, o.Prefix
 	if o.Verbose {
 		rt.Log = o.Stderr
 	}
@@ -327,7 +340,7 @@ func (o *RunOptions) preflight(ctx context.Context) (*Runtime, error) {
 	rec.Real, rec.Quiet = o.Kernel, true
 	j, _ := journal.Open("")
 	rt := New(o.Lab, rec, j)
-	rt.Ctx, rt.Argv = ctx, o.Args
+	rt.Ctx, rt.Argv, rt.Prefix = ctx, o.Args, o.Prefix
 	_, err := o.exec(ctx, rt, io.Discard)
 	rt.Close()
 	if err != nil && !rec.Observed {
@@ -457,13 +470,11 @@ func abs(path string) string {
 // model holds the topology, and the run, whose journal lists the steps.
 // Observations (exec_in, ping, ...) are made up: see kernel.Recorder.Observe.
 func Plan(ctx context.Context, o RunOptions) (*kernel.Recorder, *Runtime, error) {
-	if o.Lab == "" {
-		o.Lab = LabName(o.Recipe)
-	}
+	o.defaultLab()
 	rec := kernel.NewRecorder()
 	j, _ := journal.Open("")
 	rt := New(o.Lab, rec, j)
-	rt.ID, rt.Ctx, rt.Argv = "plan", ctx, o.Args
+	rt.ID, rt.Ctx, rt.Argv, rt.Prefix = "plan", ctx, o.Args, o.Prefix
 	o.Interp = planInterp(o.Interp, rec)
 	out := o.Stdout
 	if out == nil {

@@ -3,12 +3,14 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/nsrun/nsrun/runtime/fault"
@@ -24,6 +26,9 @@ import (
 // Runtime is the state of one run.
 type Runtime struct {
 	Lab     string
+	// Prefix, if set, scopes the lab's names (see NetnsName and
+	// HostLinkName): the same recipe can be up twice.
+	Prefix  string
 	ID      string // this instance of the lab: tags its processes
 	Dir     string // the lab's record directory ("" for none): a run's temporary files go there
 	Journal *journal.Journal
@@ -51,6 +56,9 @@ type Runtime struct {
 	Spared []error
 
 	mu    sync.Mutex
+	// hostNames maps the recipe's host link names to the kernel's, and
+	// hostShort back (see HostLinkName).
+	hostNames, hostShort map[string]string
 	state *model.State   // what the run has made (or queued), where it is now
 	owned int            // the steps applied to state
 	memo  map[string]any // see Memo
@@ -500,6 +508,72 @@ func (rt *Runtime) MAC(ns, name string) net.HardwareAddr {
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = mac[0]&^0x01 | 0x02
 	return mac
+}
+
+// maxIfName is the longest interface name the kernel takes, in bytes.
+const maxIfName = 15
+
+// NetnsName is the name the kernel knows the recipe's namespace name by:
+// with a prefix, PREFIX-NAME.
+func (rt *Runtime) NetnsName(name string) string {
+	if rt.Prefix == "" || name == kernel.Host {
+		return name
+	}
+	return rt.Prefix + "-" + name
+}
+
+// ShortNetns is the recipe's name of the namespace the kernel knows as
+// name (see NetnsName).
+func (rt *Runtime) ShortNetns(name string) string {
+	if rt.Prefix == "" {
+		return name
+	}
+	if short, ok := strings.CutPrefix(name, rt.Prefix+"-"); ok {
+		return short
+	}
+	return name
+}
+
+// HostLinkName is the name the kernel knows the recipe's link name in the
+// host namespace by: with a prefix, PREFIX-NAME, or, past 15 bytes, as
+// much of it as fits with 4 hex digits of its hash; two of the recipe's
+// names that would come out the same are an error. A link in one of the
+// lab's namespaces keeps its name: the namespace is the lab's alone.
+func (rt *Runtime) HostLinkName(name string) (string, error) {
+	if rt.Prefix == "" {
+		return name, nil
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if k, ok := rt.hostNames[name]; ok {
+		return k, nil
+	}
+	k := rt.Prefix + "-" + name
+	if len(k) > maxIfName {
+		sum := sha256.Sum256([]byte(rt.Prefix + "\x00" + name))
+		k = k[:maxIfName-4] + hex.EncodeToString(sum[:2])
+	}
+	for short, other := range rt.hostNames {
+		if other == k {
+			return "", fmt.Errorf("with prefix %q, the host links %q and %q would both be named %q: name them apart in their first %d bytes", rt.Prefix, short, name, k, maxIfName-len(rt.Prefix)-5)
+		}
+	}
+	if rt.hostNames == nil {
+		rt.hostNames, rt.hostShort = map[string]string{}, map[string]string{}
+	}
+	rt.hostNames[name], rt.hostShort[k] = k, name
+	return k, nil
+}
+
+// ShortHostLink is the recipe's name of the host link the kernel knows
+// as name (see HostLinkName).
+func (rt *Runtime) ShortHostLink(name string) string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if short, ok := rt.hostShort[name]; ok {
+		return short
+	}
+	return name
 }
 
 // AddCloser registers something the run keeps open in-process (a capture, a

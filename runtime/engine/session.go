@@ -72,7 +72,7 @@ func AttachSession(o RunOptions) (*Session, error) {
 	}
 	claims := store.NewClaimer(o.Kernel, o.StateDir, lab)
 	rt := New(o.Lab, claims, j)
-	rt.ID, rt.Dir, rt.Argv = lab.Info.ID, lab.Dir, o.Args
+	rt.ID, rt.Dir, rt.Argv, rt.Prefix = lab.Info.ID, lab.Dir, o.Args, o.Prefix
 	if o.Verbose {
 		rt.Log = o.Stderr
 	}
@@ -111,6 +111,9 @@ func OpenSession(o RunOptions) (*Session, error) {
 		o.Lab = "repl"
 		if o.Recipe != "" {
 			o.Lab = LabName(o.Recipe)
+		}
+		if o.Prefix != "" {
+			o.Lab = o.Prefix + "-" + o.Lab
 		}
 	}
 	if err := store.ValidName(o.Lab); err != nil {
