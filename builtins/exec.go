@@ -1,6 +1,8 @@
 package builtins
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,7 +11,9 @@ import (
 
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
 	"github.com/nsrun/nsrun/runtime/proc"
+	"github.com/nsrun/nsrun/runtime/undo"
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 )
@@ -17,10 +21,14 @@ import (
 // DefaultExecTimeout bounds a foreground command.
 const DefaultExecTimeout = 30 * time.Second
 
-// exec_in(netns, cmd, check=True, timeout="30s", stdin="") runs a command in
-// the namespace as `ip netns exec` would, waits for it and returns
-// struct(rc, stdout, stderr). A list is executed directly; a string goes
-// through /bin/sh -c. A non-zero exit fails the recipe unless check=False.
+// exec_in(netns, cmd, check=True, timeout="30s", stdin="", once=False)
+// runs a command in the namespace as `ip netns exec` would, waits for it
+// and returns struct(rc, stdout, stderr). A list is executed directly; a
+// string goes through /bin/sh -c. A non-zero exit fails the recipe unless
+// check=False. With once, the command is part of building the lab: it is
+// journaled (op "ran"), and an apply whose lab ran it, in that namespace
+// with those arguments, does not run it again (it returns rc 0, planned):
+// a command that configures (ip addr add) is not idempotent.
 //
 // Equivalent to: ip netns exec $netns $cmd
 func execIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -29,13 +37,29 @@ func execIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	check := true
 	timeout := duration(DefaultExecTimeout)
 	var stdin string
+	var once bool
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs,
-		"netns", &ns, "cmd", &argv, "check?", &check, "timeout?", &timeout, "stdin?", &stdin); err != nil {
+		"netns", &ns, "cmd", &argv, "check?", &check, "timeout?", &timeout, "stdin?", &stdin, "once?", &once); err != nil {
 		return nil, err
 	}
 	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
+	}
+	if once {
+		sum := sha256.Sum256([]byte(strings.Join(argv, "\x00") + "\x00\x00" + stdin))
+		what := strings.Join(argv, " ")
+		if len(argv) == 3 && argv[0] == "/bin/sh" && argv[1] == "-c" {
+			what = argv[2]
+		}
+		step := journal.Step{Op: opRan, NS: ns.name, Name: what, Sum: hex.EncodeToString(sum[:8])}
+		adopted := rt.WouldAdopt(step) // the lab ran it
+		if err := rt.Later(thread, step, func(kernel.Kernel, *journal.Step) error { return nil }); err != nil {
+			return nil, err
+		}
+		if adopted {
+			return execResult(engine.ExecResult{Planned: true}), nil
+		}
 	}
 	res, err := rt.Exec(rt.Ctx, ns.name, argv, stdin, time.Duration(timeout))
 	if err != nil {
@@ -51,13 +75,27 @@ func execIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 		}
 		return nil, fmt.Errorf("%s: %s in netns %q exited with status %d%s", b.Name(), quoteArgv(argv), ns.Name(), res.RC, msg)
 	}
+	return execResult(res), nil
+}
+
+// opRan is the journal's record of a command exec_in(once=True) ran: a
+// part of building the lab, with nothing to undo (what it made in the
+// lab's namespaces goes with them).
+const opRan = "ran"
+
+func init() {
+	undo.RegisterTagged(opRan, func(kernel.Kernel, journal.Step) error { return nil })
+}
+
+// execResult is exec_in's value.
+func execResult(res engine.ExecResult) starlark.Value {
 	return starlarkstruct.FromStringDict(starlark.String("exec_result"), starlark.StringDict{
 		"rc":        starlark.MakeInt(res.RC),
 		"stdout":    starlark.String(res.Stdout),
 		"stderr":    starlark.String(res.Stderr),
 		"timed_out": starlark.Bool(res.TimedOut),
 		"planned":   starlark.Bool(res.Planned),
-	}), nil
+	})
 }
 
 func quoteArgv(argv []string) string {

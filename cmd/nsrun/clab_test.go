@@ -85,3 +85,38 @@ topology:
 		t.Errorf("left in %s: %v", nstest.NetnsDir, left)
 	}
 }
+
+// apply of an edited containerlab file adds a node and its link and runs
+// only the new node's exec lines (the others, once=True, ran already);
+// applying the old file takes them away again.
+func TestContainerlabApply(t *testing.T) {
+	nstest.Kernel(t)
+	v1, err := os.ReadFile("testdata/routed-lan.clab.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p1 := writeIn(t, dir, "v1.clab.yml", string(v1))
+	p2 := writeIn(t, dir, "v2.clab.yml", strings.Replace(string(v1), "  links:\n", `    srv3:
+      exec:
+        - ip addr add 192.168.2.13/24 dev eth1
+  links:
+    - endpoints: ["srv3:eth1", "sw:s3"]
+`, 1))
+	if r := nsrun(t, p1); r.code != 0 {
+		t.Fatalf("run: %d\n%s", r.code, r.stderr)
+	}
+	defer nsrun(t, "down", "routed-lan")
+	if r := nsrun(t, "apply", p2); r.code != 0 {
+		t.Fatalf("apply v2: %d\n%s", r.code, r.stderr)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", "srv3", "ping", "-c1", "-W2", "192.168.2.11").CombinedOutput(); err != nil {
+		t.Errorf("srv3 cannot reach srv1: %v\n%s", err, out)
+	}
+	if r := nsrun(t, "apply", p1); r.code != 0 {
+		t.Fatalf("apply v1: %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(nstest.NetnsDir + "/srv3"); err == nil {
+		t.Errorf("srv3 is still there after applying v1")
+	}
+}

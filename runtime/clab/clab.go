@@ -261,7 +261,9 @@ func (t *translator) node(k, v *yaml.Node, defaults map[string]*yaml.Node, kinds
 			return t.errorf(x, "node %s: exec: is a list of commands", name)
 		}
 		for _, line := range x.Content {
-			t.at(line, phaseExec, fmt.Sprintf("exec_in(_n[%s], %s)", strconv.Quote(name), strconv.Quote(exports(env)+line.Value)))
+			// once: part of building the node, not run again by an apply
+			// of a lab that ran it.
+			t.at(line, phaseExec, fmt.Sprintf("exec_in(_n[%s], %s, once = True)", strconv.Quote(name), strconv.Quote(exports(env)+line.Value)))
 		}
 	}
 	return nil

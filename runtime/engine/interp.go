@@ -38,8 +38,8 @@ const StdPrefix = "@std//"
 // thread, so that everything a library creates lands in the same journal.
 type Interp struct {
 	Predeclared starlark.StringDict
-	Std         fs.FS    // the standard library (recipes/lib)
-	Path        []string // more library directories (-L, NSRUN_PATH)
+	Std         fs.FS     // the standard library (recipes/lib)
+	Path        []string  // more library directories (-L, NSRUN_PATH)
 	Warn        io.Writer // where what a containerlab file's recipe leaves out is said (nil: nowhere)
 
 	cache map[string]*loaded

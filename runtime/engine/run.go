@@ -53,15 +53,15 @@ type RunOptions struct {
 	Stderr      io.Writer // where -v shows each change as it is made
 	Reporter    Reporter  // told of the run as it goes; nil: no one
 	Verbose     bool
-	Quiet       bool           // the recipe's print()s are dropped
-	Timeout     time.Duration  // the whole run; 0: none
-	MaxSteps    uint64         // 0: DefaultMaxSteps
-	MaxMemory   uint64         // bytes; 0: DefaultMaxMemory
+	Quiet       bool          // the recipe's print()s are dropped
+	Timeout     time.Duration // the whole run; 0: none
+	MaxSteps    uint64        // 0: DefaultMaxSteps
+	MaxMemory   uint64        // bytes; 0: DefaultMaxMemory
 	// Prefix scopes the lab's names (see Runtime.NetnsName): its
 	// namespaces are PREFIX-NAME, its host links too, within 15 bytes,
 	// and the lab by default PREFIX-RECIPE.
 	Prefix string
-	Faults      fault.Injector // for tests; nil: the process's (see fault.Process)
+	Faults fault.Injector // for tests; nil: the process's (see fault.Process)
 }
 
 // How far a run got: each stage may fail, and nothing is changed before

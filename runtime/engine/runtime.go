@@ -25,7 +25,7 @@ import (
 
 // Runtime is the state of one run.
 type Runtime struct {
-	Lab     string
+	Lab string
 	// Prefix, if set, scopes the lab's names (see NetnsName and
 	// HostLinkName): the same recipe can be up twice.
 	Prefix  string
@@ -55,13 +55,13 @@ type Runtime struct {
 	// objects and left alone (see undo.Result).
 	Spared []error
 
-	mu    sync.Mutex
+	mu sync.Mutex
 	// hostNames maps the recipe's host link names to the kernel's, and
 	// hostShort back (see HostLinkName).
 	hostNames, hostShort map[string]string
-	state *model.State   // what the run has made (or queued), where it is now
-	owned int            // the steps applied to state
-	memo  map[string]any // see Memo
+	state                *model.State   // what the run has made (or queued), where it is now
+	owned                int            // the steps applied to state
+	memo                 map[string]any // see Memo
 	// The namespaces whose links, and whose IPv6 addresses, the run
 	// changed since it last waited for them to be operational (see
 	// Operational).
