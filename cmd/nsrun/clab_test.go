@@ -47,6 +47,15 @@ func TestContainerlabFile(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", "client", "ping", "-c1", "-W2", "192.168.2.11").CombinedOutput(); err != nil {
 		t.Errorf("client cannot reach srv1 across the router: %v\n%s", err, out)
 	}
+	if r := nsrun(t, "exec", "routed-lan", "srv1", "--", "cat", "/run/srv1/state"); r.code != 0 || r.stdout != "up\n" {
+		t.Errorf("srv1's private /run/srv1/state: %+v", r)
+	}
+	if _, err := os.Stat("/run/srv1"); err == nil {
+		t.Errorf("/run/srv1 is on the machine's filesystem")
+	}
+	if r := nsrun(t, "graph", "routed-lan"); r.code != 0 || !strings.Contains(r.stdout, "ns_srv2") {
+		t.Errorf("graph: %+v", r)
+	}
 	if r := nsrun(t, "down", "routed-lan"); r.code != 0 {
 		t.Fatalf("down: exit %d\n%s", r.code, r.stderr)
 	}

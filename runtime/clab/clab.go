@@ -216,16 +216,16 @@ func (t *translator) node(k, v *yaml.Node, defaults map[string]*yaml.Node, kinds
 	byKind := kinds[kind]
 	for _, key := range slices.Sorted(maps.Keys(own)) {
 		switch key {
-		case "kind", "exec", "env", "image", "labels", "group", "sysctls":
+		case "kind", "exec", "env", "image", "labels", "group", "sysctls", "private":
 		case "mgmt-ipv4", "mgmt-ipv6":
 			t.warn(own[key], "%s: skipped: nsrun's nodes have no management network", key)
 		default:
-			return t.errorf(keyNode(v, key), "node %s: %s: not something nsrun honours for a node without a container (it takes kind, exec, env, sysctls; image is not used)", name, key)
+			return t.errorf(keyNode(v, key), "node %s: %s: not something nsrun honours for a node without a container (it takes kind, exec, env, sysctls, and private, nsrun's own; image is not used)", name, key)
 		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(byKind)) {
 		switch key {
-		case "exec", "env", "image", "labels", "group", "sysctls":
+		case "exec", "env", "image", "labels", "group", "sysctls", "private":
 		default:
 			return t.errorf(byKind[key], "kinds.%s.%s: not something nsrun honours for a node without a container", kind, key)
 		}
@@ -235,7 +235,25 @@ func (t *translator) node(k, v *yaml.Node, defaults map[string]*yaml.Node, kinds
 		t.imageSaid = true
 	}
 	q := strconv.Quote(name)
-	t.at(k, phaseNode, fmt.Sprintf("_n.update([(%s, netns(%s))])", q, q))
+	// private: (nsrun's own key) directories of the node's own, for what
+	// its exec lines write: the node shares the machine's filesystem.
+	var private []string
+	if p := setting("private", own, byKind, defaults); p != nil {
+		if p.Kind != yaml.SequenceNode {
+			return t.errorf(p, "node %s: private: is a list of absolute paths", name)
+		}
+		for _, d := range p.Content {
+			private = append(private, strconv.Quote(d.Value))
+		}
+		if kind == "bridge" {
+			return t.errorf(p, "node %s: a bridge node runs no commands: private: is a linux node's", name)
+		}
+	}
+	if len(private) > 0 {
+		t.at(k, phaseNode, fmt.Sprintf("_n.update([(%s, netns(%s, private = [%s]))])", q, q, strings.Join(private, ", ")))
+	} else {
+		t.at(k, phaseNode, fmt.Sprintf("_n.update([(%s, netns(%s))])", q, q))
+	}
 	if kind == "bridge" {
 		t.at(k, phaseNode, fmt.Sprintf("_b.update([(%s, bridge(%s, netns = _n[%s]).up())])", q, q, q))
 	}

@@ -15,7 +15,7 @@ topology:
       image: alpine
       exec:
         - ip addr add 10.0.0.1/24 dev eth1
-    b: {kind: linux}
+    b: {kind: linux, private: [/run/b]}
   links:
     - endpoints: ["a:eth1", "b:eth1"]
 `
@@ -31,7 +31,7 @@ func TestTranslate(t *testing.T) {
 		t.Errorf("name %q", topo.Name)
 	}
 	lines := strings.Split(string(topo.Recipe), "\n")
-	for line, want := range map[int]string{4: `netns("a")`, 8: `exec_in(_n["a"], "ip addr add 10.0.0.1/24 dev eth1", once = True)`, 9: `netns("b")`, 11: `(lambda x, y: [x.up(), y.up()])(*veth("eth1", "eth1", netns = _n["a"], peer_netns = _n["b"]))`} {
+	for line, want := range map[int]string{4: `netns("a")`, 8: `exec_in(_n["a"], "ip addr add 10.0.0.1/24 dev eth1", once = True)`, 9: `netns("b", private = ["/run/b"])`, 11: `(lambda x, y: [x.up(), y.up()])(*veth("eth1", "eth1", netns = _n["a"], peer_netns = _n["b"]))`} {
 		if !strings.Contains(lines[line-1], want) {
 			t.Errorf("line %d is %q, want it to hold %q", line, lines[line-1], want)
 		}
