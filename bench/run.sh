@@ -325,7 +325,7 @@ for ((r = 1; r <= rounds; r++)); do
 	for n in $mininet_sizes; do
 		[[ -z $mininet_skip ]] || break
 		echo "$place: N=$n round $r/$rounds: nsrun and mininet" >&2
-		has "$n" "$sizes" || { run_nsrun "$n"; settle; }
+		has "$n" "$sizes" || { run_nsrun "$n"; settle; run_floor "$n"; settle; }
 		run_mininet "$n"; settle
 	done
 done
@@ -391,6 +391,7 @@ for n in $sizes; do
 		nboth=$(sum "$ns" "$nt")
 		check "shell/nsrun, setup + teardown (>= 10)" "$(ratio "$(sum "$(get "shell setup $n")" "$(get "shell teardown $n")")" "$nboth")" ">=" 10
 		check "ip-batch/nsrun, setup + teardown (>= 3)" "$(ratio "$(sum "$(get "batch setup $n")" "$(get "batch teardown $n")")" "$nboth")" ">=" 3
+		printf '  %-66s %7s\n' "   the floor's own" "$(ratio "$(sum "$(get "batch setup $n")" "$(get "batch teardown $n")")" "$(sum "$(get "floor setup $n")" "$ft")")"
 	fi
 	rss=$(get "nsrun rss $n")
 	[[ -z $rss ]] || check "nsrun peak memory, MB (< 100)" "$(echo "$rss / 1024" | bc -l | xargs printf '%.1f')" "<" 100
@@ -398,6 +399,7 @@ done
 for n in $mininet_sizes; do
 	[[ -z $mininet_skip ]] || { printf '  %-66s %7s  %s\n' "mininet/nsrun at N=$n" - "SKIPPED ($mininet_skip)"; continue; }
 	check "mininet/nsrun at N=$n, build + teardown (>= 20)" "$(ratio "$(get "mininet both $n")" "$(sum "$(get "nsrun setup $n")" "$(get "nsrun teardown $n")")")" ">=" 20
+	printf '  %-66s %7s\n' "   the floor's own" "$(ratio "$(get "mininet both $n")" "$(sum "$(get "floor setup $n")" "$(get "floor teardown $n")")")"
 done
 check "the one-host lab: nsrun/ip up + down (< 1)" "$(ratio "$(sum "$(get "one-nsrun setup")" "$(get "one-nsrun teardown")")" "$(sum "$(get "one-ip setup")" "$(get "one-ip teardown")")")" "<" 1
 set -- $routed
