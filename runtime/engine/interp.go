@@ -291,23 +291,24 @@ func (in *Interp) resolve(from, module string) (string, func(context.Context) ([
 	if !strings.HasSuffix(module, ".star") {
 		return "", nil, fmt.Errorf("load(%q): a module name ends in .star", module)
 	}
-	return in.find(fmt.Sprintf("load(%q)", module), from, module)
+	return in.find(fmt.Sprintf("load(%q)", module), "module", from, module)
 }
 
-// find resolves name, asked for by call in file from: an absolute path
-// is used as it is; a relative one is looked up in from's directory (in
-// the standard library, for a file of its own), then in each library
+// find resolves name (a module or a data file: what), asked for by call
+// in file from: an absolute path is used as it is; a relative one is
+// looked up in from's directory (in the standard library, for a file of
+// its own), then in each library
 // directory, and must stay below the recipe's directory or one of them;
 // @std//name is in the standard library. It returns the file's canonical
 // name (an absolute path, or @std//name) and how to read it, once a run.
-func (in *Interp) find(call, from, name string) (string, func(context.Context) ([]byte, error), error) {
+func (in *Interp) find(call, what, from, name string) (string, func(context.Context) ([]byte, error), error) {
 	std := func(rel string) (string, func(context.Context) ([]byte, error), error) {
 		rel = filepath.ToSlash(filepath.Clean(rel))
 		if in.Std == nil || !fs.ValidPath(rel) {
-			return "", nil, fmt.Errorf("%s: no such file in the standard library", call)
+			return "", nil, fmt.Errorf("%s: no such %s in the standard library", call, what)
 		}
 		if _, err := fs.Stat(in.Std, rel); err != nil {
-			return "", nil, fmt.Errorf("%s: no such file in the standard library", call)
+			return "", nil, fmt.Errorf("%s: no such %s in the standard library", call, what)
 		}
 		return StdPrefix + rel, func(context.Context) ([]byte, error) { return fs.ReadFile(in.Std, rel) }, nil
 	}
@@ -355,7 +356,7 @@ func ReadData(thread *starlark.Thread, name string) (string, []byte, error) {
 	if thread.CallStackDepth() > 1 {
 		from = thread.CallFrame(1).Pos.Filename()
 	}
-	key, read, err := in.find(fmt.Sprintf("load_data(%q)", name), from, name)
+	key, read, err := in.find(fmt.Sprintf("load_data(%q)", name), "file", from, name)
 	if err != nil {
 		return "", nil, err
 	}
