@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/runtime/nstest"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 // claimOwner returns the lab holding a claim ("netns:NAME", "link:NAME"),
 // or "".
 func claimOwner(claim string) string {
-	b, _ := os.ReadFile(filepath.Join(nstest.StateDir, ".claim:"+claim))
-	return string(b)
+	return store.ClaimOwner(nstest.StateDir, claim)
 }
 
 // Issue 12, item 6: names computed from exec_in's output, which the

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,14 +21,70 @@ import (
 // state directory's lock; a run whose names overlap a live lab's fails there,
 // naming the conflict, with nothing changed. A name the plan did not
 // foresee (one computed from what the recipe observed) is claimed as the
-// run makes it (see claimer); a session claims each name so. Claims are files
-// STATE/.claim:KIND:NAME holding the lab's name (a lab's name never starts
-// with a dot), removed with their lab.
+// run makes it (see claimer); a session claims each name so. The claims are
+// one file, STATE/.claims, a line "KIND:NAME LAB" each, sorted (a lab's name
+// never starts with a dot), rewritten whole under the lock and put in place
+// by a rename: one file however many names a lab has (a file a name cost
+// half a millisecond each where the state directory is not a tmpfs).
+// Claims of earlier versions, files STATE/.claim:KIND:NAME holding the
+// lab's name, are still honoured and released.
+
+const claimsFile = ".claims"
 
 func claimPath(stateDir, claim string) string { return filepath.Join(stateDir, ".claim:"+claim) }
 
 // ClaimName is the claim of a namespace or of a host-namespace link.
 func ClaimName(kind, name string) string { return kind + ":" + name }
+
+// readClaims returns the claims file's claims, name to lab.
+func readClaims(stateDir string) (map[string]string, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, claimsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	claims := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, lab, ok := strings.Cut(line, " "); ok {
+			claims[name] = lab
+		}
+	}
+	return claims, nil
+}
+
+// writeClaims replaces the claims file with claims: written aside, then
+// renamed over it, so that a reader sees the old or the new, whole.
+func writeClaims(stateDir string, claims map[string]string) error {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(claims)) {
+		b.WriteString(name + " " + claims[name] + "\n")
+	}
+	path := filepath.Join(stateDir, claimsFile)
+	if len(claims) == 0 { // no file of nsrun's outlives its labs
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ClaimOwner returns the lab holding claim, or "".
+func ClaimOwner(stateDir, claim string) string {
+	claims, _ := readClaims(stateDir)
+	if lab, ok := claims[claim]; ok {
+		return lab
+	}
+	lab, _ := readClaim(claimPath(stateDir, claim))
+	return lab
+}
 
 // LockState takes the state directory's lock (a flock on the directory
 // itself: no lock file to outlive the labs), for making lab records and
@@ -51,49 +108,39 @@ func LockState(stateDir string) (func(), error) {
 // record is gone is stale and taken over. Call it with the state locked.
 func Claim(stateDir, lab string, names []string) error {
 	sort.Strings(names)
-	var made []string
-	for _, n := range names {
-		path := claimPath(stateDir, n)
-		for {
-			err := writeNew(path, lab)
-			if err == nil {
-				made = append(made, n)
-				break
-			}
-			if !errors.Is(err, os.ErrExist) {
-				release(stateDir, lab, made)
-				return err
-			}
-			owner, _ := readClaim(path)
-			if _, err := os.Stat(filepath.Join(stateDir, owner, "lab.json")); errors.Is(err, os.ErrNotExist) {
-				os.Remove(path) // stale: its lab is gone
-				continue
-			}
-			release(stateDir, lab, made)
-			kind, name, _ := strings.Cut(n, ":")
-			return fmt.Errorf("%s %q is taken by lab %q (see `nsrun ls`)", kindWord(kind), name, owner)
-		}
-	}
-	return nil
-}
-
-// writeNew creates the file path holding s, failing if it exists. A run
-// claims every global name of its lab: plain system calls, not an os.File
-// (whose poller registration triples the calls), are the cheap way.
-func writeNew(path, s string) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	claims, err := readClaims(stateDir)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
+		return err
 	}
-	for b := []byte(s); len(b) > 0 && err == nil; {
-		var n int
-		if n, err = unix.Write(fd, b); err == nil {
-			b = b[n:]
+	var stale []string // earlier versions' files to remove
+	for _, n := range names {
+		owner, ok := claims[n]
+		legacy := false
+		if !ok {
+			if o, err := readClaim(claimPath(stateDir, n)); err == nil {
+				owner, legacy = o, true
+			}
 		}
+		if owner == "" || owner == lab {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(stateDir, owner, "lab.json")); errors.Is(err, os.ErrNotExist) {
+			if legacy {
+				stale = append(stale, claimPath(stateDir, n))
+			}
+			continue // stale: its lab is gone
+		}
+		kind, name, _ := strings.Cut(n, ":")
+		return fmt.Errorf("%s %q is taken by lab %q (see `nsrun ls`)", kindWord(kind), name, owner)
 	}
-	if err = errors.Join(err, unix.Close(fd)); err != nil {
-		os.Remove(path) // a cut claim could name another lab
-		return &os.PathError{Op: "write", Path: path, Err: err}
+	for _, n := range names {
+		claims[n] = lab
+	}
+	if err := writeClaims(stateDir, claims); err != nil {
+		return err
+	}
+	for _, p := range stale {
+		os.Remove(p)
 	}
 	return nil
 }
@@ -126,9 +173,24 @@ func kindWord(kind string) string {
 	return kind
 }
 
-// release gives up lab's claims on names.
+// release gives up lab's claims on names. Call it with the state locked.
 func release(stateDir, lab string, names []string) {
-	for _, n := range names {
+	if len(names) == 0 {
+		return
+	}
+	if claims, err := readClaims(stateDir); err == nil {
+		dropped := false
+		for _, n := range names {
+			if claims[n] == lab {
+				delete(claims, n)
+				dropped = true
+			}
+		}
+		if dropped {
+			writeClaims(stateDir, claims)
+		}
+	}
+	for _, n := range names { // an earlier version's
 		path := claimPath(stateDir, n)
 		if owner, err := readClaim(path); err == nil && owner == lab {
 			os.Remove(path)
@@ -216,7 +278,7 @@ func (c *claimer) Drop(names []string) error {
 		return err
 	}
 	defer unlock()
-	Release(c.stateDir, c.lab.Info.Name, names)
+	release(c.stateDir, c.lab.Info.Name, names)
 	c.lab.Info.Claims = slices.DeleteFunc(c.lab.Info.Claims, func(n string) bool { return slices.Contains(names, n) })
 	for _, n := range names {
 		delete(c.claimed, n)
@@ -309,6 +371,17 @@ func (c *claimer) NATDelTable(ns, family, table string) error {
 	return errNoNAT
 }
 
-// Release gives up lab's claims of names. Call it with the state locked,
-// or for names no other lab can have claimed since.
-func Release(stateDir, lab string, names []string) { release(stateDir, lab, names) }
+// Release gives up lab's claims of names, taking the state lock (the
+// claims file is rewritten whole). release is Release for a caller that
+// holds it.
+func Release(stateDir, lab string, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	unlock, err := LockState(stateDir)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	release(stateDir, lab, names)
+}

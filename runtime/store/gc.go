@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,6 +79,12 @@ func FindOrphans(stateDir string, k Scanner) ([]Orphan, error) {
 	found, err := findTagged(k, lost)
 	if err != nil {
 		return nil, err
+	}
+	claims, _ := readClaims(stateDir)
+	for _, name := range slices.Sorted(maps.Keys(claims)) {
+		if lab := claims[name]; lost(lab) {
+			found = append(found, Orphan{Kind: "claim", Name: name, Lab: lab, Tag: filepath.Join(stateDir, claimsFile)})
+		}
 	}
 	state, _ := os.ReadDir(stateDir)
 	for _, e := range state {
@@ -158,12 +165,18 @@ func (o Orphan) Remove(k kernel.Kernel) error {
 	case "process":
 		return KillLab(o.Tag, nil)
 	case "claim":
-		err := os.Remove(o.Tag)
 		stateDir := filepath.Dir(o.Tag)
-		if unlock, lerr := LockState(stateDir); lerr == nil {
-			dropKey(stateDir) // with the lab's last trace
-			unlock()
+		unlock, err := LockState(stateDir)
+		if err != nil {
+			return err
 		}
+		defer unlock()
+		if filepath.Base(o.Tag) == claimsFile {
+			release(stateDir, o.Lab, []string{o.Name})
+		} else {
+			err = os.Remove(o.Tag) // an earlier version's claim file
+		}
+		dropKey(stateDir) // with the lab's last trace
 		return err
 	case "record":
 		l := &Lab{Dir: o.Name, Info: Info{Name: o.Lab}}

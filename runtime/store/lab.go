@@ -292,16 +292,16 @@ func (l *Lab) RemoveLocked() error { return l.remove(false) }
 
 func (l *Lab) remove(lock bool) error {
 	stateDir := filepath.Dir(l.Dir)
-	release(stateDir, l.Info.Name, l.Info.Claims)
-	err := os.RemoveAll(l.Dir)
-	l.Unlock()
 	if lock {
-		unlock, lerr := LockState(stateDir)
-		if lerr != nil {
-			return errors.Join(err, lerr)
+		unlock, err := LockState(stateDir)
+		if err != nil {
+			return err
 		}
 		defer unlock()
 	}
+	release(stateDir, l.Info.Name, l.Info.Claims)
+	err := os.RemoveAll(l.Dir)
+	l.Unlock()
 	dropKey(stateDir)
 	return err
 }
