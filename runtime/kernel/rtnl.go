@@ -158,15 +158,10 @@ func (k *Netlink) request(ns string, req *nl.NetlinkRequest, want uint16) ([]byt
 	return s.do(req, want)
 }
 
-// vethAdd creates the veth pair s in s.NS (its peer in the namespace open at
-// peer) and returns the indexes of both ends, or 0 where the kernel did not
-// echo the new link (before Linux 6.3). The echo gives the peer's index as
-// IFLA_LINK, left out when it equals the link's own (both ends in new
-// namespaces are often index 2).
-//
-// Equivalent to: ip link add $name [address $mac] [mtu $mtu] [group $g]
-// type veth peer name $peer [address $peermac] netns $peerns
-func (k *Netlink) vethAdd(s LinkSpec, peer netns.NsHandle) (index, peerIndex int, err error) {
+// newLinkRequest is the request that creates link s (its name, MAC, MTU
+// and group), answered with the new link (NLM_F_ECHO); the caller adds
+// its kind's IFLA_LINKINFO.
+func newLinkRequest(s LinkSpec) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ECHO)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.Name)))
@@ -179,6 +174,19 @@ func (k *Netlink) vethAdd(s LinkSpec, peer netns.NsHandle) (index, peerIndex int
 	if s.Group != 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(s.Group)))
 	}
+	return req
+}
+
+// vethAdd creates the veth pair s in s.NS (its peer in the namespace open at
+// peer) and returns the indexes of both ends, or 0 where the kernel did not
+// echo the new link (before Linux 6.3). The echo gives the peer's index as
+// IFLA_LINK, left out when it equals the link's own (both ends in new
+// namespaces are often index 2).
+//
+// Equivalent to: ip link add $name [address $mac] [mtu $mtu] [group $g]
+// type veth peer name $peer [address $peermac] netns $peerns
+func (k *Netlink) vethAdd(s LinkSpec, peer netns.NsHandle) (index, peerIndex int, err error) {
+	req := newLinkRequest(s)
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
 	p := info.AddRtAttr(nl.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
@@ -217,18 +225,7 @@ func (k *Netlink) vethAdd(s LinkSpec, peer netns.NsHandle) (index, peerIndex int
 // Equivalent to: ip -n $ns link add $name [address $mac] [mtu $mtu]
 // [group $g] type bridge stp_state 1 [forward_delay $d]
 func (k *Netlink) bridgeAdd(s LinkSpec) error {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ECHO)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.Name)))
-	if s.MAC != nil {
-		req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, s.MAC))
-	}
-	if s.MTU > 0 {
-		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU))))
-	}
-	if s.Group != 0 {
-		req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(s.Group)))
-	}
+	req := newLinkRequest(s)
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
 	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
