@@ -65,9 +65,7 @@ func linkLookup(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		ns = rt.NetnsName(ns)
 	}
 	if ns == kernel.Host {
-		if name, err = rt.HostLinkName(name); err != nil {
-			return nil, fmt.Errorf("%s: %w", b.Name(), err)
-		}
+		name = rt.HostLinkOf(name)
 	}
 	if l := labLink(rt, model.LinkKey{NS: ns, Name: name}); l != nil {
 		return l, nil

@@ -59,7 +59,7 @@ func netnsSysctl(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	}
 	if n.name == kernel.Host && rt.Prefix != "" { // the recipe names its host link as it wrote it
 		if dev := kernel.SysctlDevice(key); dev != "" {
-			if kdev, err := rt.HostLinkName(dev); err == nil && kdev != dev && rt.OwnsLink(kernel.Host, kdev) {
+			if kdev := rt.HostLinkOf(dev); kdev != dev && rt.OwnsLink(kernel.Host, kdev) {
 				sep := key[len("net")]
 				key = strings.Replace(key, string(sep)+dev+string(sep), string(sep)+kdev+string(sep), 1)
 			}

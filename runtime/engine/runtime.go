@@ -535,10 +535,11 @@ func (rt *Runtime) ShortNetns(name string) string {
 }
 
 // HostLinkName is the name the kernel knows the recipe's link name in the
-// host namespace by: with a prefix, PREFIX-NAME, or, past 15 bytes, as
-// much of it as fits with 4 hex digits of its hash; two of the recipe's
-// names that would come out the same are an error. A link in one of the
-// lab's namespaces keeps its name: the namespace is the lab's alone.
+// host namespace by, for a link the recipe makes: with a prefix,
+// PREFIX-NAME, or, past 15 bytes, as much of it as fits with 4 hex digits
+// of its hash; two of the recipe's names that would come out the same are
+// an error. A link in one of the lab's namespaces keeps its name: the
+// namespace is the lab's alone.
 func (rt *Runtime) HostLinkName(name string) (string, error) {
 	if rt.Prefix == "" {
 		return name, nil
@@ -548,21 +549,40 @@ func (rt *Runtime) HostLinkName(name string) (string, error) {
 	if k, ok := rt.hostNames[name]; ok {
 		return k, nil
 	}
-	k := rt.Prefix + "-" + name
-	if len(k) > maxIfName {
-		sum := sha256.Sum256([]byte(rt.Prefix + "\x00" + name))
-		k = k[:maxIfName-4] + hex.EncodeToString(sum[:2])
-	}
-	for short, other := range rt.hostNames {
-		if other == k {
-			return "", fmt.Errorf("with prefix %q, the host links %q and %q would both be named %q: name them apart in their first %d bytes", rt.Prefix, short, name, k, maxIfName-len(rt.Prefix)-5)
-		}
+	k := rt.hostLinkName(name)
+	if other, taken := rt.hostShort[k]; taken {
+		return "", fmt.Errorf("with prefix %q, the host links %q and %q would both be named %q: name them apart in their first %d bytes", rt.Prefix, other, name, k, maxIfName-len(rt.Prefix)-5)
 	}
 	if rt.hostNames == nil {
 		rt.hostNames, rt.hostShort = map[string]string{}, map[string]string{}
 	}
 	rt.hostNames[name], rt.hostShort[k] = k, name
 	return k, nil
+}
+
+// HostLinkOf is HostLinkName for a link the recipe looks up: nothing is
+// recorded.
+func (rt *Runtime) HostLinkOf(name string) string {
+	if rt.Prefix == "" {
+		return name
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if k, ok := rt.hostNames[name]; ok {
+		return k
+	}
+	return rt.hostLinkName(name)
+}
+
+// hostLinkName derives the kernel's name of host link name (see
+// HostLinkName).
+func (rt *Runtime) hostLinkName(name string) string {
+	k := rt.Prefix + "-" + name
+	if len(k) > maxIfName {
+		sum := sha256.Sum256([]byte(rt.Prefix + "\x00" + name))
+		k = k[:maxIfName-4] + hex.EncodeToString(sum[:2])
+	}
+	return k
 }
 
 // ShortHostLink is the recipe's name of the host link the kernel knows
