@@ -186,8 +186,13 @@ func TestApplyRestartsWhatItStopped(t *testing.T) {
 	v1 := writeIn(t, filepath.Join(dir, "v1"), "aps.star", src("1001", ""))
 	labUp(t, v1, "aps")
 	running := func() string { return nstest.Processes("NSRUN_LAB=aps/") }
-	if !strings.Contains(running(), "sleep 1001") {
-		t.Fatalf("v1's process: %s", running())
+	// spawn_in returns once the process is started: its exec of sleep
+	// may not be seen yet.
+	for i := 0; i < 100 && !strings.Contains(running(), "sleep 1001"); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := running(); !strings.Contains(got, "sleep 1001") {
+		t.Fatalf("v1's process: %s", got)
 	}
 	v2 := writeIn(t, filepath.Join(dir, "v2"), "aps.star", src("1002", `if not ping(a, "10.79.0.1", count=1).ok:
     fail("no reply")
