@@ -17,10 +17,11 @@ import (
 // (help.go).
 var universe = starlark.StringDict{
 	// Namespaces (netns.go)
-	"host":  starlark.NewBuiltin("host", host),
-	"netns": starlark.NewBuiltin("netns", netns),
-	"ns":    starlark.NewBuiltin("ns", nsLookup),
-	"link":  starlark.NewBuiltin("link", linkLookup),
+	"host":    starlark.NewBuiltin("host", host),
+	"machine": starlark.NewBuiltin("machine", machine),
+	"netns":   starlark.NewBuiltin("netns", netns),
+	"ns":      starlark.NewBuiltin("ns", nsLookup),
+	"link":    starlark.NewBuiltin("link", linkLookup),
 
 	// Links (veth.go, bridge.go, macvlan.go, kinds.go, vxlan.go)
 	"bridge":  starlark.NewBuiltin("bridge", bridge),
@@ -32,7 +33,7 @@ var universe = starlark.StringDict{
 	"vxlan":   starlark.NewBuiltin("vxlan", vxlan),
 
 	// Commands in namespaces (exec.go)
-	"exec_in":  starlark.NewBuiltin("exec_in", execIn),
+	"exec_in":  starlark.NewBuiltin("exec_in", shared(execIn, firstNetns)),
 	"spawn_in": starlark.NewBuiltin("spawn_in", spawnIn),
 
 	// Waiting for the lab (wait.go)
@@ -40,14 +41,14 @@ var universe = starlark.StringDict{
 
 	// Observing the network (ping.go, capture.go)
 	"capture":     starlark.NewBuiltin("capture", capture),
-	"ping":        starlark.NewBuiltin("ping", ping),
+	"ping":        starlark.NewBuiltin("ping", shared(ping, firstNetns)),
 	"pingall":     starlark.NewBuiltin("pingall", pingall),
-	"reach":       starlark.NewBuiltin("reach", reach),
-	"tcp_connect": starlark.NewBuiltin("tcp_connect", tcpConnect),
-	"unreachable": starlark.NewBuiltin("unreachable", unreachable),
+	"reach":       starlark.NewBuiltin("reach", shared(reach, firstNetns)),
+	"tcp_connect": starlark.NewBuiltin("tcp_connect", shared(tcpConnect, firstNetns)),
+	"unreachable": starlark.NewBuiltin("unreachable", shared(unreachable, firstNetns)),
 
 	// NAT and DHCP (nat.go, dhcp.go)
-	"dhcp_client": starlark.NewBuiltin("dhcp_client", dhcpClient),
+	"dhcp_client": starlark.NewBuiltin("dhcp_client", shared(dhcpClient, firstNetns)),
 	"dhcp_server": starlark.NewBuiltin("dhcp_server", dhcpServer),
 	"nat":         natModule,
 

@@ -110,6 +110,9 @@ func createLink(thread *starlark.Thread, b *starlark.Builtin, s kernel.LinkSpec,
 		s.Group = kernel.GroupOf(s.Alias) // deleted together at teardown
 	}
 	step := journal.Step{Op: journal.OpLink, Kind: s.Kind, NS: s.NS, Name: s.Name, Alias: s.Alias, MAC: macString(s.MAC)}
+	if s.SocketHost {
+		step.VNI = s.VNI // checked against the machine's own before any change (see package machines)
+	}
 	if s.Kind == "veth" {
 		step.PeerNS, step.PeerName = s.PeerNS, s.PeerName
 		// A peer born in a namespace of the lab's needs no tag of its

@@ -17,6 +17,10 @@ import (
 type Netns struct {
 	name  string // the kernel's name (see Runtime.NetnsName); kernel.Host for host()
 	short string // the recipe's, if another
+	// machine is the machine whose own namespace this is (m.host()), in
+	// a lab across machines; "" for host(), or a namespace of the lab's
+	// (which the lab places, see engine.Runtime.Place).
+	machine string
 }
 
 var (
@@ -79,12 +83,12 @@ var netnsMethods = map[string]*starlark.Builtin{
 	"sysctl":    starlark.NewBuiltin("sysctl", netnsSysctl),
 
 	"write_file": starlark.NewBuiltin("write_file", netnsWriteFile),
-	"read_file":  starlark.NewBuiltin("read_file", netnsReadFile),
+	"read_file":  starlark.NewBuiltin("read_file", shared(netnsReadFile, firstNetns)),
 
-	"addrs":     starlark.NewBuiltin("addrs", netnsAddrs),
-	"links":     starlark.NewBuiltin("links", netnsLinks),
-	"neighbors": starlark.NewBuiltin("neighbors", netnsNeighbors),
-	"routes":    starlark.NewBuiltin("routes", netnsRoutes),
+	"addrs":     starlark.NewBuiltin("addrs", shared(netnsAddrs, firstNetns)),
+	"links":     starlark.NewBuiltin("links", shared(netnsLinks, firstNetns)),
+	"neighbors": starlark.NewBuiltin("neighbors", shared(netnsNeighbors, firstNetns)),
+	"routes":    starlark.NewBuiltin("routes", shared(netnsRoutes, firstNetns)),
 }
 
 func (n *Netns) Attr(name string) (starlark.Value, error) {
@@ -132,13 +136,17 @@ func host(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 // Equivalent to: ip netns add $name;
 // [ip netns exec $name sysctl -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1;]
 // ip -n $name link set lo up
+//
+// In a lab across machines, on=m places the namespace on machine m (see
+// machine()); by default it is on the machine nsrun runs on.
 func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var name nsName
 	lo, ipv6 := true, true
 	var private pathList
 	var who owner
+	var on onArg
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "lo?", &lo, "ipv6?", &ipv6,
-		"private?", &private, "private_owner?", &who); err != nil {
+		"private?", &private, "private_owner?", &who, "on?", &on); err != nil {
 		return nil, err
 	}
 	if err := checkPrivate(private); err != nil {
@@ -151,6 +159,11 @@ func netns(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kw
 	ns := rt.NetnsName(string(name))
 	if rt.OwnsNetns(ns) {
 		return nil, fmt.Errorf("%s: a namespace named %q already exists: this recipe made it (names must be unique)", b.Name(), ns)
+	}
+	if on.name != "" {
+		if err := rt.Place(ns, "", on.name); err != nil {
+			return nil, fmt.Errorf("%s: for parameter on: %w", b.Name(), err)
+		}
 	}
 	spec, fn := kernel.NetnsSpec{Name: ns, Tag: rt.Tag(), LoUp: lo, NoIPv6: !ipv6}, b.Name()
 	err = rt.Later(thread, journal.Step{Op: journal.OpNetns, Name: ns, Alias: spec.Tag}, func(k kernel.Kernel, s *journal.Step) (err error) {

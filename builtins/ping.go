@@ -1,6 +1,8 @@
 package builtins
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -337,7 +339,9 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		}
 	} else if err := rt.Operational(rt.Ctx, slices.ContainsFunc(targets, func(a netip.Addr) bool { return a.Is6() && !a.Is4In6() })); err != nil {
 		return nil, err
-	} else if err := pingPairs(rt, k, nss, targets, pairs, count, time.Duration(timeout), reached); err != nil {
+	} else if err := pingAcross(rt, nss, pairs, reached, func(pairs []nsPair) error {
+		return pingPairs(rt, k, nss, targets, pairs, count, time.Duration(timeout), reached)
+	}); err != nil {
 		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 
@@ -352,6 +356,60 @@ func pingall(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		out.SetKey(starlark.String(src.recipeName()), row)
 	}
 	return out, nil
+}
+
+// pingAcross pings pairs with ping; in a lab across machines each machine
+// pings from its own namespaces, and every machine gets every answer.
+func pingAcross(rt *engine.Runtime, nss []*Netns, pairs []nsPair, reached [][]bool, ping func([]nsPair) error) error {
+	a := rt.Across()
+	if a == nil {
+		return ping(pairs)
+	}
+	var mine []nsPair
+	for _, p := range pairs {
+		if nsMachine(rt, nss[p.i]) == a.Machine() {
+			mine = append(mine, p)
+		}
+	}
+	perr := ping(mine)
+	var got [][3]int // i, j, reached
+	for _, p := range mine {
+		r := 0
+		if reached[p.i][p.j] {
+			r = 1
+		}
+		got = append(got, [3]int{p.i, p.j, r})
+	}
+	msg := struct {
+		Err     string   `json:"err,omitempty"`
+		Reached [][3]int `json:"reached"`
+	}{Reached: got}
+	if perr != nil {
+		msg.Err = perr.Error()
+	}
+	b, _ := json.Marshal(msg)
+	all, err := rt.Exchange(b)
+	if err != nil {
+		return err
+	}
+	for _, part := range all {
+		if len(part) == 0 {
+			continue
+		}
+		msg.Err, msg.Reached = "", nil
+		if err := json.Unmarshal(part, &msg); err != nil {
+			return fmt.Errorf("an answer from another machine: %w", err)
+		}
+		if msg.Err != "" && perr == nil {
+			perr = errors.New(msg.Err)
+		}
+		for _, r := range msg.Reached {
+			if r[0] < len(nss) && r[1] < len(nss) {
+				reached[r[0]][r[1]] = r[2] == 1
+			}
+		}
+	}
+	return perr
 }
 
 // nsPair is a ping of pingall: from nss[i] to targets[j].

@@ -151,10 +151,17 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nsrun version: takes no arguments")
 		return engine.ExitUsage
 	}
-	version, commit, dirty := "(devel)", "", false
+	fmt.Fprintln(stdout, "nsrun", version())
+	return engine.ExitOK
+}
+
+// version is the version nsrun was built as: its module version, or the
+// commit it was built from.
+func version() string {
+	v, commit, dirty := "(devel)", "", false
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
-			version = bi.Main.Version
+			v = bi.Main.Version
 		}
 		for _, s := range bi.Settings {
 			switch s.Key {
@@ -166,11 +173,10 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if commit != "" {
-		version += " " + commit[:min(12, len(commit))]
+		v += " " + commit[:min(12, len(commit))]
 		if dirty {
-			version += "+modified"
+			v += "+modified"
 		}
 	}
-	fmt.Fprintln(stdout, "nsrun", version)
-	return engine.ExitOK
+	return v
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nsrun/nsrun/recipes"
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/machines"
 	"github.com/nsrun/nsrun/runtime/sandbox"
 	"github.com/nsrun/nsrun/runtime/store"
 )
@@ -66,6 +67,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	maxSteps := fs.Uint64("max-steps", engine.DefaultMaxSteps, "stop a recipe, and roll it back, after this many Starlark steps")
 	maxMemory := fs.Uint64("max-memory", engine.DefaultMaxMemory>>20, "stop a recipe, and roll it back, once nsrun holds more than this many MiB of memory for it")
 	asJSON := fs.Bool("json", false, "at the end, print what the run did as JSON on stdout (the recipe's print()s go to stderr; see the README)")
+	lease := fs.Duration("lease", machines.DefaultLease, "a lab across machines: how long a machine's part goes on without word from this run before it rolls itself back")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -115,7 +117,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		rep.line = newProgressLine(stderr)
 		out, rep.stderr = rep.line.writer(out), rep.line.writer(stderr)
 	}
+	var coord *machines.Coordinator
 	r := engine.Run(ctx, engine.RunOptions{
+		Connect:     connector(recipe, fs.Args()[1:], *name, *prefix, *lease, &coord),
 		Recipe:      recipe,
 		Args:        fs.Args()[1:],
 		Lab:         *name,
@@ -135,6 +139,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		MaxMemory:   *maxMemory << 20,
 	})
 	rep.line.clear()
+	if coord != nil {
+		coord.Close()
+		if !*quiet || r.Err != nil {
+			for _, p := range coord.Parts() {
+				fmt.Fprintln(rep.stderr, "nsrun:", p)
+			}
+		}
+	}
 	code = printRun(rep.stderr, r, *verbose, *quiet)
 	if *asJSON {
 		printJSON(stdout, runJSON(r))

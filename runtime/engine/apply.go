@@ -433,7 +433,8 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	if rt.Faults == nil {
 		rt.Faults = fault.Process
 	}
-	rt.Planned = !plan.k.(*kernel.Recorder).Observed
+	rec, _ := kernel.As[*kernel.Recorder](plan.k)
+	rt.Planned = !rec.Observed
 	if o.Verbose {
 		rt.Log = o.Stderr
 	}

@@ -69,6 +69,7 @@ func (rt *Runtime) Later(thread *starlark.Thread, s journal.Step, work Work) err
 	if p == nil {
 		return rt.Change(thread, s, work)
 	}
+	rt.place(&s)
 	if _, ok := rt.adopt(s); ok {
 		return nil
 	}

@@ -62,6 +62,24 @@ type RunOptions struct {
 	// and the lab by default PREFIX-RECIPE.
 	Prefix string
 	Faults fault.Injector // for tests; nil: the process's (see fault.Process)
+	// Across makes the run one part of a lab across machines (see
+	// Across); nil: a lab on one machine.
+	Across Across
+	// Connect, if set, is called with the parts (steps of op part) of a
+	// plan that declares machines, before anything is changed: it
+	// reaches them and returns the run's Across.
+	Connect func(ctx context.Context, parts []journal.Step) (Across, error)
+}
+
+// parts are a plan's steps of op part, in its order.
+func parts(plan *Runtime) []journal.Step {
+	var out []journal.Step
+	for s := range plan.Journal.All() {
+		if s.Op == journal.OpPart {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // How far a run got: each stage may fail, and nothing is changed before
@@ -140,6 +158,17 @@ func Run(ctx context.Context, o RunOptions) store.Result {
 		if plan, err = o.preflight(ctx); err != nil {
 			return nil, err
 		}
+		if o.Connect != nil && o.Across == nil && len(plan.Machines()) > 0 {
+			// A lab across machines: each is reached and checked,
+			// and the plan made again with each object on its
+			// machine.
+			if o.Across, err = o.Connect(ctx, parts(plan)); err != nil {
+				return nil, err
+			}
+			if plan, err = o.preflight(ctx); err != nil {
+				return nil, err
+			}
+		}
 		return planClaims(plan), nil
 	})
 	if err != nil {
@@ -155,7 +184,8 @@ func Run(ctx context.Context, o RunOptions) store.Result {
 	if rt.Faults == nil {
 		rt.Faults = fault.Process
 	}
-	rt.Planned = !plan.k.(*kernel.Recorder).Observed
+	rec, _ := kernel.As[*kernel.Recorder](plan.k)
+	rt.Planned = !rec.Observed
 	rt.Progress = newProgress(o.Reporter, plan.Journal.Len())
 	out := o.Stdout
 	if o.Quiet {
@@ -165,8 +195,16 @@ func Run(ctx context.Context, o RunOptions) store.Result {
 		rt.Pipeline()
 	}
 	r.Stage = StageRun
-	_, err = o.exec(ctx, rt, out)
+	if o.Across != nil {
+		err = o.Across.Ready(plan.Journal.Steps()) // every machine checked, before any change
+	}
+	if err == nil {
+		_, err = o.exec(ctx, rt, out)
+	}
 	err = lr.end(err)
+	if o.Across != nil {
+		err = o.Across.Finish(err) // the lab's verdict: every part's ended well, or each rolls back
+	}
 	defer rt.Close()
 
 	r.Made, r.Err = lr.journal.Steps(), err
@@ -230,6 +268,9 @@ func (o *RunOptions) begin(r *store.Result, plan func() (claims []string, err er
 	r.Pid = lab.Info.Pid
 	rt := New(o.Lab, store.NewClaimer(o.Kernel, o.StateDir, lab), journal)
 	rt.ID, rt.Dir, rt.Argv, rt.Prefix = lab.Info.ID, lab.Dir, o.Args, o.Prefix
+	if o.Across != nil {
+		rt.SetAcross(o.Across)
+	}
 	if o.Verbose {
 		rt.Log = o.Stderr
 	}
@@ -341,6 +382,9 @@ func (o *RunOptions) preflight(ctx context.Context) (*Runtime, error) {
 	j, _ := journal.Open("")
 	rt := New(o.Lab, rec, j)
 	rt.Ctx, rt.Argv, rt.Prefix = ctx, o.Args, o.Prefix
+	if o.Across != nil {
+		rt.SetAcross(o.Across)
+	}
 	_, err := o.exec(ctx, rt, io.Discard)
 	rt.Close()
 	if err != nil && !rec.Observed {
@@ -356,6 +400,7 @@ func planClaims(plan *Runtime) []string {
 	add := func(kind, name string) { seen[store.ClaimName(kind, name)] = true }
 	for s := range plan.Journal.All() {
 		switch {
+		case s.Away: // another machine's name
 		case s.Op == journal.OpNetns:
 			add("netns", s.Name)
 		case s.Op == journal.OpLink:
@@ -394,7 +439,7 @@ func pinned(k kernel.Kernel, steps []journal.Step) error {
 		}
 	}
 	for i, s := range steps {
-		if del, ok := removed[s.Name]; s.Op != journal.OpNetns || ok && i < del {
+		if del, ok := removed[s.Name]; s.Op != journal.OpNetns || s.Away || ok && i < del {
 			continue
 		}
 		ino, err := nsexec.Inode(p.Path(s.Name))

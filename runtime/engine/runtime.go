@@ -80,6 +80,12 @@ type Runtime struct {
 	madeSettings map[string]bool
 	ownedSteps   []journal.Step // in an apply: those adopted and made
 	asked, past  int
+
+	// A lab across machines (see across.go): this part's link to the
+	// others, the machines declared, and where each namespace is.
+	across   Across
+	machines map[string]journal.Machine
+	placed   map[[2]string]string
 }
 
 // New returns a runtime for lab on kernel k.
@@ -328,6 +334,7 @@ func (rt *Runtime) change(thread *starlark.Thread, s journal.Step, fn Work) erro
 	if thread != nil {
 		s.Pos = callerPos(thread)
 	}
+	rt.place(&s)
 	seq, err := rt.Journal.Intend(s)
 	if err != nil {
 		return errJournal(err)

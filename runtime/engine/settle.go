@@ -27,6 +27,9 @@ const settlePoll = 5 * time.Millisecond
 // touched notes the namespaces whose links step s changed (while rt.mu is
 // held).
 func (rt *Runtime) touched(s journal.Step) {
+	if s.Away { // another machine's to wait for
+		return
+	}
 	if rt.unsettled == nil {
 		rt.unsettled, rt.tentative = map[string]bool{}, map[string]bool{}
 	}

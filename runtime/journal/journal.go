@@ -62,6 +62,28 @@ type Step struct {
 	// command, environment and directory; a file's content (see
 	// model.Identity).
 	Sum string `json:"sum,omitempty"`
+
+	// On is the machine of a lab across machines the change is made on
+	// ("" a lab on one machine); Away, that it is another machine's: it
+	// is in the journal so that every machine's model is the whole lab's,
+	// and is never made or undone here. Machine is a machine the lab
+	// declared (op OpPart).
+	On      string   `json:"on,omitempty"`
+	VNI     int      `json:"vni,omitempty"` // a link across machines: its vxlan's VNI
+	Away    bool     `json:"away,omitempty"`
+	Machine *Machine `json:"machine,omitempty"`
+}
+
+// A Machine is a host a lab across machines has a part on, and how it is
+// reached: OpenSSH's ssh to SSH, with configuration Config (ssh -F, ""
+// the user's), running Nsrun there; Underlay is the address its VXLAN
+// endpoints use.
+type Machine struct {
+	Name     string `json:"name"`
+	SSH      string `json:"ssh"`
+	Config   string `json:"config,omitempty"`
+	Nsrun    string `json:"nsrun,omitempty"`
+	Underlay string `json:"underlay,omitempty"`
 }
 
 // A Command is how a process of the lab's was started: its command, the
@@ -136,6 +158,10 @@ const (
 	OpStop    = "stop"    // a background process (Pid, Start) the recipe stopped on purpose
 	OpPrivate = "private" // a node's private directory at Name, kept at Path
 	OpFile    = "file"    // a file a node shows at Name, kept at Path; Old: where its previous content was put
+	// OpPart is the part of a lab across machines that Machine builds,
+	// journaled by the coordinating run before the part begins; its
+	// undo tears the part down there (see package machines).
+	OpPart = "part"
 )
 
 // String names the object for a person: `veth "veth0"`, `address 10.0.0.1/24 on "veth1" in netns "blue"`.
@@ -151,6 +177,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("rule %q%s", s.Rule, in)
 	}
 	switch s.Op {
+	case OpPart:
+		return fmt.Sprintf("part on machine %q", s.Name)
 	case OpNetns:
 		return fmt.Sprintf("netns %q", s.Name)
 	case OpLink:

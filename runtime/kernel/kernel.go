@@ -156,6 +156,10 @@ type LinkSpec struct {
 	Remote     netip.Addr
 	Port       int
 	NoLearning bool
+	// SocketHost makes a vxlan in NS whose UDP socket is the host
+	// namespace's: a link of a lab across machines, sent over the
+	// machine's own network (the underlay).
+	SocketHost bool
 
 	// A bridge's spanning tree: STP on, and its forward delay in
 	// centiseconds (0: the kernel's, 15 s), as `ip link` takes it.

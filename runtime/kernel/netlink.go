@@ -458,6 +458,18 @@ func (k *Netlink) linkAdd(s LinkSpec) error {
 		if s.Local.IsValid() {
 			v.SrcAddr = s.Local.AsSlice()
 		}
+		if s.SocketHost && s.NS != Host {
+			// Made by the host's handle, so that its socket is
+			// there, and placed in s.NS by the same request.
+			fd, err := k.fd(s.NS)
+			if err != nil {
+				return err
+			}
+			v.Namespace = netlink.NsFd(fd)
+			if h, err = k.h(Host); err != nil {
+				return err
+			}
+		}
 		if s.Parent != "" {
 			parent, err := h.LinkByName(s.Parent)
 			if err != nil {

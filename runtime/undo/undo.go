@@ -54,7 +54,15 @@ type Result struct {
 // processes are stopped first, since they hold their namespaces alive.
 // Every undo first checks that what it changes is still the lab's (see
 // owner).
+//
+// Steps of another machine's (a lab across machines, see journal.Step.Away)
+// are that machine's to undo: they count as undone here.
 func Steps(k kernel.Kernel, tag string, steps []journal.Step) (r Result) {
+	if here, away := local(steps); len(away) > 0 {
+		r = Steps(k, tag, here)
+		r.Undone = append(r.Undone, away...)
+		return r
+	}
 	m := moot(steps)
 	own := newOwner(k, tag)
 	order := make([]int, 0, len(steps))
@@ -734,4 +742,19 @@ func ignoreGone(err error) error {
 		return nil
 	}
 	return err
+}
+
+// local splits steps into this machine's and other machines'.
+func local(steps []journal.Step) (here, away []journal.Step) {
+	for _, s := range steps {
+		if s.Away {
+			away = append(away, s)
+		} else {
+			here = append(here, s)
+		}
+	}
+	if len(away) == 0 {
+		return steps, nil
+	}
+	return here, away
 }

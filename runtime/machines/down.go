@@ -1,0 +1,56 @@
+package machines
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/undo"
+)
+
+func init() { undo.RegisterTagged(journal.OpPart, undoPart) }
+
+// busyFor bounds how long the undo of a part waits for the part's own run
+// to end (it rolls back by itself once its coordinator is gone).
+var busyFor = DefaultLease + 30*time.Second
+
+// undoPart tears a lab's part down on its machine, with the machine's own
+// nsrun: `nsrun down LAB` there (s.New the lab), which undoes only what
+// that machine's journal holds. A part whose run is still going (it is
+// rolling back after losing its coordinator) is waited for.
+func undoPart(_ kernel.Kernel, s journal.Step) error {
+	if s.Machine == nil {
+		return fmt.Errorf("%s: no machine recorded", s)
+	}
+	deadline := time.Now().Add(busyFor)
+	for {
+		cmd := sshCommand(*s.Machine, connectTimeout, "down", s.New)
+		out, err := cmd.CombinedOutput()
+		msg := strings.TrimSpace(string(out))
+		switch {
+		case err == nil, strings.Contains(msg, fmt.Sprintf("no lab %q", s.New)):
+			return nil
+		case strings.Contains(msg, "in use by a running nsrun") && time.Now().Before(deadline):
+			time.Sleep(500 * time.Millisecond)
+			continue
+		case msg != "":
+			return fmt.Errorf("machine %q: nsrun down %s: %s", s.Machine.Name, s.New, firstLine(lastLines(msg)))
+		default:
+			return fmt.Errorf("machine %q: nsrun down %s: %w", s.Machine.Name, s.New, errors.Unwrap(err))
+		}
+	}
+}
+
+// lastLines is msg's last line that says something.
+func lastLines(msg string) string {
+	lines := strings.Split(msg, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			return l
+		}
+	}
+	return msg
+}
