@@ -246,6 +246,9 @@ func shared(fn builtinFunc, nsOf func(recv starlark.Value, args starlark.Tuple, 
 		} else if _, planning := kernel.As[kernel.Planner](k); planning {
 			return fn(thread, b, args, kwargs)
 		}
+		if err := rt.Meet(false); err != nil {
+			return nil, err
+		}
 		var mine []byte
 		if ns := nsOf(b.Receiver(), args, kwargs); ns == nil || nsMachine(rt, ns) == rt.Across().Machine() {
 			v, err := fn(thread, b, args, kwargs)

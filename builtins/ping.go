@@ -365,6 +365,9 @@ func pingAcross(rt *engine.Runtime, nss []*Netns, pairs []nsPair, reached [][]bo
 	if a == nil {
 		return ping(pairs)
 	}
+	if err := rt.Meet(false); err != nil { // every machine's namespaces settled, as this one's are
+		return err
+	}
 	var mine []nsPair
 	for _, p := range pairs {
 		if nsMachine(rt, nss[p.i]) == a.Machine() {

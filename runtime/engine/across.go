@@ -150,3 +150,15 @@ func (rt *Runtime) Exchange(mine []byte) ([][]byte, error) {
 	}
 	return rt.across.Exchange(mine)
 }
+
+// Meet is the meeting of the lab's parts before an observation: each
+// waits until its own namespaces' links are operational (and, with v6,
+// their IPv6 addresses usable), then for every other part, so that what
+// one machine observes of another's is made and settled.
+func (rt *Runtime) Meet(v6 bool) error {
+	if err := rt.Operational(rt.Ctx, v6); err != nil {
+		return err
+	}
+	_, err := rt.Exchange(nil)
+	return err
+}

@@ -60,7 +60,7 @@ func Serve(r io.Reader, w io.Writer, version, dir string, run RunPart) error {
 	p := &partAcross{b: b, c: c, msgs: make(chan message, 16), ctx: ctx, files: files}
 	go p.listen(cancel)
 	res := run(ctx, b, filepath.Join(files, b.Recipe), p)
-	out := &result{State: res.State, Made: len(res.Made), Undone: len(res.Undone)}
+	out := &result{State: res.State, Made: here(res.Made), Undone: here(res.Undone)}
 	for _, f := range res.Failed {
 		out.Failed = append(out.Failed, p.unlocal(f.Error()))
 	}
@@ -269,4 +269,15 @@ func ownAddress(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// here counts the steps of this machine's.
+func here(steps []journal.Step) int {
+	n := 0
+	for _, s := range steps {
+		if !s.Away {
+			n++
+		}
+	}
+	return n
 }

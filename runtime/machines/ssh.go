@@ -24,7 +24,7 @@ func sshCommand(m journal.Machine, timeout time.Duration, args ...string) *exec.
 		"-o", "StrictHostKeyChecking=yes",
 		"-o", "ConnectTimeout="+secs,
 		"-o", "ServerAliveInterval=1",
-		"-o", "ServerAliveCountMax="+secs,
+		"-o", "ServerAliveCountMax=3",
 		"--", m.SSH)
 	nsrun := m.Nsrun
 	if nsrun == "" {
