@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 
 	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/machines"
 	"github.com/nsrun/nsrun/runtime/view"
 )
 
@@ -94,6 +98,11 @@ func runIn(name, ns string, argv, env []string, stdout, stderr io.Writer) int {
 		return ExitOwn
 	}
 	defer k.Close()
+	if steps, err := lab.Steps(); err == nil {
+		if m := machines.Where(steps, ns); m != nil { // a lab across machines: the namespace is m's
+			return remoteIn(*m, name, ns, argv, env, stdout, stderr)
+		}
+	}
 	netns, err := view.LabNetns(lab, k, ns)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
@@ -107,4 +116,25 @@ func runIn(name, ns string, argv, env []string, stdout, stderr io.Writer) int {
 		return ExitOwn
 	}
 	return code
+}
+
+// remoteIn runs argv in namespace ns of lab on machine m, with m's own
+// nsrun (exec there, or shell when env is a shell's), over ssh.
+func remoteIn(m journal.Machine, lab, ns string, argv, env []string, stdout, stderr io.Writer) int {
+	args := append([]string{"exec", lab, ns, "--"}, argv...)
+	if env != nil {
+		args = []string{"shell", lab, ns}
+	}
+	cmd := machines.Remote(m, env != nil, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	case err != nil:
+		fmt.Fprintf(stderr, "nsrun: machine %q: %v\n", m.Name, err)
+		return ExitOwn
+	}
+	return 0
 }

@@ -158,6 +158,13 @@ func TestAcrossMachines(t *testing.T) {
 	if _, out, _ := nstest.Run(t, c.Machine("m3").Command("ip", "-br", "link", "show", "brb")); !strings.Contains(out, "brb") {
 		t.Errorf("m3 has no bridge brb in its own namespace: %q", out)
 	}
+	// exec on the coordinator runs where the namespace is.
+	if r := coord(t, c, "exec", "across", "b20", "--", "ip", "-br", "addr", "show", "eth0"); r.code != 0 || !strings.Contains(r.stdout, "10.2.0.30/24") {
+		t.Errorf("exec across b20 (on m3): %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := coord(t, c, "exec", "across", "r", "--", "sh", "-c", "exit 7"); r.code != 7 {
+		t.Errorf("exec across r (on m1): exit %d, want the command's 7\n%s", r.code, r.stderr)
+	}
 	if r := coord(t, c, "down", "across"); r.code != 0 {
 		t.Fatalf("down: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

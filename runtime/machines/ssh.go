@@ -3,6 +3,7 @@ package machines
 import (
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nsrun/nsrun/runtime/journal"
@@ -30,7 +31,52 @@ func sshCommand(m journal.Machine, timeout time.Duration, args ...string) *exec.
 	if nsrun == "" {
 		nsrun = "nsrun"
 	}
-	argv = append(argv, nsrun)
-	argv = append(argv, args...)
+	// ssh hands the remote shell one string: each word is quoted for it.
+	argv = append(argv, shellQuote(nsrun))
+	for _, a := range args {
+		argv = append(argv, shellQuote(a))
+	}
 	return exec.Command("ssh", argv...)
+}
+
+// Where returns the machine that holds namespace ns of a lab across
+// machines, by the lab's steps, or nil if it is this machine's.
+func Where(steps []journal.Step, ns string) *journal.Machine {
+	on := ""
+	for _, s := range steps {
+		if s.Op == journal.OpNetns && s.Name == ns && s.Away {
+			on = s.On
+		}
+	}
+	if on == "" {
+		return nil
+	}
+	for _, s := range steps {
+		if s.Op == journal.OpPart && s.Name == on && s.Machine != nil {
+			return s.Machine
+		}
+	}
+	return nil
+}
+
+// Remote returns ssh running nsrun's args on machine m, for a person at
+// a terminal (tty: ssh -t).
+func Remote(m journal.Machine, tty bool, args ...string) *exec.Cmd {
+	cmd := sshCommand(m, connectTimeout, args...)
+	if tty {
+		for i, a := range cmd.Args {
+			if a == "-T" {
+				cmd.Args[i] = "-t"
+			}
+		}
+	}
+	return cmd
+}
+
+// shellQuote quotes s for a POSIX shell, unless it needs none.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
