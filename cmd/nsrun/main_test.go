@@ -31,7 +31,7 @@ func nsrun(t *testing.T, args ...string) result {
 	return nsrunStdin(t, "", nil, args...)
 }
 
-func write(t *testing.T, name, src string) string {
+func write(t testing.TB, name, src string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
