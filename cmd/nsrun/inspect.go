@@ -88,6 +88,13 @@ func printView(w io.Writer, v view.LabView) {
 	fmt.Fprintf(w, "lab %q (%s, id %s, recipe %s)\n", v.Lab, v.State, v.ID, v.Recipe)
 	for _, ns := range v.Namespaces {
 		fmt.Fprintf(w, "\nnetns %s", ns.Name)
+		if ns.Machine != "" {
+			fmt.Fprintf(w, " (machine %s)", ns.Machine)
+		}
+		if ns.Away {
+			fmt.Fprintf(w, ": made and read there (nsrun inspect %s on %s)\n", v.Lab, ns.Machine)
+			continue
+		}
 		if ns.Error != "" {
 			fmt.Fprintf(w, ": %s\n", ns.Error)
 			continue

@@ -158,6 +158,15 @@ func TestAcrossMachines(t *testing.T) {
 	if _, out, _ := nstest.Run(t, c.Machine("m3").Command("ip", "-br", "link", "show", "brb")); !strings.Contains(out, "brb") {
 		t.Errorf("m3 has no bridge brb in its own namespace: %q", out)
 	}
+	// inspect names each namespace's machine; check passes on every machine.
+	if r := coord(t, c, "inspect", "across"); r.code != 0 || !strings.Contains(r.stdout, "netns b20 (machine m3): made and read there") {
+		t.Errorf("inspect: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, m := range c.Machines {
+		if code, out, errs := nstest.Run(t, m.Command("/usr/local/bin/nsrun", "check", "across")); code != 0 {
+			t.Errorf("check on %s: %d\n%s%s", m.Name, code, out, errs)
+		}
+	}
 	// exec on the coordinator runs where the namespace is.
 	if r := coord(t, c, "exec", "across", "b20", "--", "ip", "-br", "addr", "show", "eth0"); r.code != 0 || !strings.Contains(r.stdout, "10.2.0.30/24") {
 		t.Errorf("exec across b20 (on m3): %d\n%s%s", r.code, r.stdout, r.stderr)

@@ -162,3 +162,13 @@ func (rt *Runtime) Meet(v6 bool) error {
 	_, err := rt.Exchange(nil)
 	return err
 }
+
+// away drops from a step of another machine's what identifies its object
+// here — an inode, a pid, made up by the recording kernel that stands for
+// that machine (see kernel.Placed): nothing on this machine may ever be
+// taken for it.
+func away(s *journal.Step) {
+	if s.Away {
+		s.Ino, s.Mnt, s.Pin, s.Pid, s.Start = 0, 0, 0, 0, 0
+	}
+}

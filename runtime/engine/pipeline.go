@@ -178,6 +178,7 @@ func (rt *Runtime) make(j *job) error {
 	s := j.intent
 	if err == nil {
 		err = j.work(rt.k, &s)
+		away(&s)
 	}
 	if err == nil && j.n > 0 {
 		rt.Faults(fault.Made, j.n)

@@ -352,6 +352,7 @@ func (rt *Runtime) change(thread *starlark.Thread, s journal.Step, fn Work) erro
 	if err := fn(rt.k, &s); err != nil {
 		return rt.void(seq, err)
 	}
+	away(&s)
 	if n > 0 {
 		rt.Faults(fault.Made, n)
 	}

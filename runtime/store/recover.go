@@ -127,7 +127,7 @@ func KillLab(tag string, netns map[uint64]bool) error {
 func LabNetns(steps []journal.Step) map[uint64]bool {
 	inos := map[uint64]bool{}
 	for _, s := range steps {
-		if s.Op == journal.OpNetns && s.Ino != 0 {
+		if s.Op == journal.OpNetns && s.Ino != 0 && !s.Away { // another machine's inode means nothing here
 			inos[s.Ino] = true
 		}
 	}

@@ -30,7 +30,11 @@ type LabView struct {
 // NetnsView is one namespace of a lab. For "host" only what the lab made is
 // shown: its links, their addresses, and the routes and neighbours on them.
 type NetnsView struct {
-	Name      string      `json:"name"`
+	Name string `json:"name"`
+	// Machine is the machine the namespace is on, in a lab across
+	// machines; one not this machine's is not read here.
+	Machine   string      `json:"machine,omitempty"`
+	Away      bool        `json:"away,omitempty"`
 	Error     string      `json:"error,omitempty"` // why it could not be read: "missing", ...
 	Links     []LinkView  `json:"links"`
 	Routes    []RouteView `json:"routes"`
@@ -98,9 +102,22 @@ func Inspect(l *store.Lab, k kernel.View) (LabView, error) {
 			return ours || alias == l.Tag()
 		}))
 	}
-	netns := st.NetnsNames()
-	for _, ns := range netns {
-		v.Namespaces = append(v.Namespaces, inspectNetns(k, ns, nil))
+	on, away := map[string]string{}, map[string]bool{}
+	for _, s := range steps {
+		if s.Op == journal.OpNetns {
+			on[s.Name], away[s.Name] = s.On, s.Away
+		}
+	}
+	var netns []string
+	for _, ns := range st.NetnsNames() {
+		if away[ns] { // another machine's, read there
+			v.Namespaces = append(v.Namespaces, NetnsView{Name: ns, Machine: on[ns], Away: true, Links: []LinkView{}, Routes: []RouteView{}, Neighbors: []NeighView{}})
+			continue
+		}
+		nv := inspectNetns(k, ns, nil)
+		nv.Machine = on[ns]
+		v.Namespaces = append(v.Namespaces, nv)
+		netns = append(netns, ns)
 	}
 	v.Processes = labProcesses(l.ProcessTag(), k, netns)
 	names := map[int]string{}
