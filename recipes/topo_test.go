@@ -55,11 +55,30 @@ func TestTopoMatchesMininet(t *testing.T) {
 				t.Skipf("Mininet is not installed (mn and brctl: apt-get install mininet bridge-utils): not compared")
 			}
 			theirs := topoOfMininet(t, c.mn)
+			// Mininet's pingall sends one ping a pair: through STP
+			// bridges on a loaded machine one is lost now and then.
+			// What is compared is the topology; Mininet runs again.
+			for try := 1; try < 3 && !reachesAll(theirs); try++ {
+				t.Logf("mn --topo %s: a ping was lost (try %d): running it again", c.mn, try)
+				theirs = topoOfMininet(t, c.mn)
+			}
 			if diff := cmp.Diff(theirs, ours); diff != "" {
 				t.Errorf("topo.star's %s differs from mn --topo %s (-mininet +nsrun):\n%s", c.star, c.mn, diff)
 			}
 		})
 	}
+}
+
+// reachesAll reports whether every host of t reached every other.
+func reachesAll(t topology) bool {
+	for _, row := range t.Reach {
+		for _, ok := range row {
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // topoOfRecipe builds star (a call of topo.star) with nsrun, in a sandbox

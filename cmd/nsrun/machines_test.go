@@ -207,6 +207,30 @@ func TestAcrossCoordinatorKilled(t *testing.T) {
 	}
 }
 
+func TestAcrossCoordinatorGoneForGood(t *testing.T) {
+	c, recipe := across(t, acrossRecipe, cluster.Options{})
+	cmd := c.Coordinator.Command("/usr/local/bin/nsrun", "run", "--lease", "3s", recipe, "sleep")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	exec.Command("pkill", "-9", "-f", "^/usr/local/bin/nsrun run --lease 3s "+recipe).Run()
+	exec.Command("pkill", "-9", "-f", "^ssh -F "+c.SSHConfig+" .* nsrun part").Run() // its connections die with it
+	cmd.Wait()
+	// No one recovers: each machine's part rolls itself back.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, m := range c.Machines {
+		for len(leftOn(t, m)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if left := leftOn(t, m); len(left) > 0 {
+			t.Errorf("machine %s keeps %v after its coordinator died", m.Name, left)
+		}
+	}
+	coord(t, c, "recover") // the coordinator's own part, and its record
+	nothingLeft(t, c, 10*time.Second)
+}
+
 func TestAcrossCutOff(t *testing.T) {
 	c, recipe := across(t, acrossRecipe, cluster.Options{})
 	cmd := c.Coordinator.Command("/usr/local/bin/nsrun", "run", "--lease", "3s", recipe, "sleep")
