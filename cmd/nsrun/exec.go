@@ -120,9 +120,14 @@ func runIn(name, ns string, argv, env []string, stdout, stderr io.Writer) int {
 
 // remoteIn runs argv in namespace ns of lab on machine m, with m's own
 // nsrun (exec there, or shell when env is a shell's), over ssh.
-func remoteIn(m journal.Machine, lab, ns string, argv, env []string, stdout, stderr io.Writer) int {
+//
+// With raw, it runs those words of nsrun's there instead.
+func remoteIn(m journal.Machine, lab, ns string, argv, env []string, stdout, stderr io.Writer, raw ...string) int {
 	args := append([]string{"exec", lab, ns, "--"}, argv...)
-	if env != nil {
+	switch {
+	case len(raw) > 0:
+		args = raw
+	case env != nil:
 		args = []string{"shell", lab, ns}
 	}
 	cmd := machines.Remote(m, env != nil, args...)

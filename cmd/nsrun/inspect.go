@@ -10,7 +10,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/machines"
 	"github.com/nsrun/nsrun/runtime/store"
 	"github.com/nsrun/nsrun/runtime/view"
 	"github.com/nsrun/nsrun/runtime/words"
@@ -212,10 +214,41 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, d := range drift {
 		fmt.Fprintln(stdout, d)
 	}
+	partsOK := checkParts(lab, stdout, stderr)
 	if len(drift) > 0 {
 		fmt.Fprintf(stderr, "nsrun: lab %q has drifted from its journal: %s (checked %s)\n", lab.Info.Name, words.Plural(len(drift), "difference"), n)
 		return engine.ExitFailed
 	}
 	fmt.Fprintf(stdout, "nsrun: lab %q is as it recorded (checked %s)\n", lab.Info.Name, n)
+	if !partsOK {
+		return engine.ExitFailed
+	}
 	return engine.ExitOK
+}
+
+// checkParts checks each part of a lab across machines on its machine,
+// with its nsrun (nsrun check there), printing what each says with the
+// machine's name; ok is false if one drifted or could not be checked.
+func checkParts(lab *store.Lab, stdout, stderr io.Writer) (ok bool) {
+	steps, err := lab.Steps()
+	if err != nil {
+		return true // the local check has said it
+	}
+	ok = true
+	for _, s := range steps {
+		if s.Op != journal.OpPart || s.Machine == nil || s.Away { // the coordinator's record of a part, not a part's copy of it
+			continue
+		}
+		out, err := machines.Remote(*s.Machine, false, "check", s.New).CombinedOutput()
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if l != "" {
+				fmt.Fprintf(stdout, "machine %s: %s\n", s.Machine.Name, l)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "nsrun: lab %q: machine %q: its part did not pass (%v)\n", lab.Info.Name, s.Machine.Name, err)
+			ok = false
+		}
+	}
+	return ok
 }

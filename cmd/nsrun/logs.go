@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nsrun/nsrun/runtime/engine"
+	"github.com/nsrun/nsrun/runtime/machines"
 	"github.com/nsrun/nsrun/runtime/view"
 )
 
@@ -41,6 +42,11 @@ func cmdLogs(args []string, stdout, stderr io.Writer) int {
 		return engine.ExitUsage
 	}
 	k.Close()
+	if steps, err := lab.Steps(); err == nil && fs.Arg(1) != "" {
+		if m := machines.Where(steps, fs.Arg(1)); m != nil { // a lab across machines: the namespace is m's
+			return remoteIn(*m, "", "", nil, nil, stdout, stderr, append([]string{"logs"}, args...)...)
+		}
+	}
 	logs, err := view.Logs(lab, fs.Arg(1), fs.Arg(2))
 	if err != nil {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
