@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"math/big"
 	"net/netip"
+	"path/filepath"
 	"strings"
 
 	"go.starlark.net/starlark"
@@ -120,18 +121,17 @@ func machineName(name string) error {
 	return nil
 }
 
-// abs is a path of the recipe's, relative to its directory, made
-// absolute.
+// abs is a path of the recipe's, relative to the directory of the file
+// that calls the builtin, made absolute.
 func abs(thread *starlark.Thread, path string) string {
-	if strings.HasPrefix(path, "/") {
+	if filepath.IsAbs(path) || thread.CallStackDepth() < 2 {
 		return path
 	}
-	if fr := thread.CallFrame(1); fr.Pos.IsValid() {
-		if dir := fr.Pos.Filename(); strings.Contains(dir, "/") {
-			return dir[:strings.LastIndex(dir, "/")+1] + path
-		}
+	joined := filepath.Join(filepath.Dir(thread.CallFrame(1).Pos.Filename()), path)
+	if a, err := filepath.Abs(joined); err == nil {
+		return a // ssh runs with the part's directory, not the recipe's
 	}
-	return path
+	return joined
 }
 
 // onArg unpacks on=, a machine() value or a machine's name.
@@ -390,8 +390,8 @@ func encodeValue(v starlark.Value) (*value, error) {
 		}
 		return out, nil
 	case *starlarkstruct.Struct:
-		out := &value{T: "struct", Ctor: v.Constructor().String(), Attrs: map[string]*value{}}
-		if s, ok := v.Constructor().(starlark.String); ok {
+		out := &value{T: "struct", Attrs: map[string]*value{}}
+		if s, ok := v.Constructor().(starlark.String); ok { // observations' structs are named by a string
 			out.Ctor = string(s)
 		}
 		for _, name := range v.AttrNames() {
@@ -463,7 +463,11 @@ func decodeValue(v *value) (starlark.Value, error) {
 			}
 			attrs[name] = x
 		}
-		return starlarkstruct.FromStringDict(starlark.String(v.Ctor), attrs), nil
+		var ctor starlark.Value = starlarkstruct.Default
+		if v.Ctor != "" {
+			ctor = starlark.String(v.Ctor)
+		}
+		return starlarkstruct.FromStringDict(ctor, attrs), nil
 	}
 	return nil, fmt.Errorf("an answer from another machine: unknown kind %q", v.T)
 }
