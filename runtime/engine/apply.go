@@ -385,29 +385,30 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		defer cancel()
 	}
 	r.Stage = StagePlan
+	// The lab's journal is read, and its model made, while the recipe is
+	// planned: neither needs the other, and a big lab's journal takes about
+	// as long to read as its recipe to plan.
+	labRead := make(chan labState, 1)
+	go func() { labRead <- readLab(lab.JournalPath(), o.DryRun) }()
 	planOpts := o.RunOptions
 	planOpts.Stdout = io.Discard // the recipe's output is the apply's, not its plan's
 	_, plan, err := Plan(ctx, planOpts)
 	o.Interp.Reset()
+	now := <-labRead
+	if now.j != nil {
+		defer now.j.Close()
+	}
 	if err != nil {
 		r.Err = err
 		return r
 	}
-	var steps []journal.Step
-	var j *journal.Journal
-	if o.DryRun {
-		steps, err = journal.Read(lab.JournalPath())
-	} else if j, err = journal.Reopen(lab.JournalPath()); err == nil {
-		defer j.Close()
-		steps = j.Steps()
-	}
-	if err != nil {
-		r.Err = fmt.Errorf("lab %q: reading its journal: %w", o.Lab, err)
+	if now.err != nil {
+		r.Err = fmt.Errorf("lab %q: reading its journal: %w", o.Lab, now.err)
 		return r
 	}
+	j, steps, labLive, labKeys := now.j, now.steps, now.live, now.keys
 	planSteps := plan.Journal.Steps()
-	labLive := model.Live(steps)
-	labKeys, planKeys := running(steps, model.Keys(steps, labLive)), model.Keys(planSteps, model.Live(planSteps))
+	planKeys := model.Keys(planSteps, model.Live(planSteps))
 	d := diff(steps, planSteps, labKeys, planKeys, labLive)
 	if o.DryRun {
 		d.Print(o.Diff)
@@ -507,6 +508,32 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		lab.Settle(&r, store.LabUp)
 	}
 	return r
+}
+
+// labState is a lab's journal as an apply finds it: its steps, which of
+// them are live, and their keys (see running).
+type labState struct {
+	j     *journal.Journal // nil for a dry run, which only reads
+	steps []journal.Step
+	live  []bool
+	keys  []string
+	err   error
+}
+
+// readLab reads the journal at path, reopened to be added to unless
+// dryRun, and models it.
+func readLab(path string, dryRun bool) (l labState) {
+	if dryRun {
+		l.steps, l.err = journal.Read(path)
+	} else if l.j, l.err = journal.Reopen(path); l.err == nil {
+		l.steps = l.j.Steps()
+	}
+	if l.err != nil {
+		return l
+	}
+	l.live = model.Live(l.steps)
+	l.keys = running(l.steps, model.Keys(l.steps, l.live))
+	return l
 }
 
 // claimMore claims, for lab, the names of claims it does not hold yet,

@@ -146,13 +146,14 @@ func (rt *Runtime) Steps() []journal.Step {
 func (rt *Runtime) Adopt(steps []journal.Step, keys, planned []string, past int) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	rt.adoptable, rt.adoptFrom = map[string][]int{}, steps
+	rt.adoptable, rt.adoptFrom = make(map[string][]int, len(keys)), steps
+	rt.ownedSteps = make([]journal.Step, 0, len(planned))
 	for i, k := range keys {
 		if k != "" {
 			rt.adoptable[k] = append(rt.adoptable[k], i)
 		}
 	}
-	rt.planned, rt.asks, rt.madeSettings = map[string][]string{}, map[string]int{}, map[string]bool{}
+	rt.planned, rt.asks, rt.madeSettings = make(map[string][]string, len(planned)), make(map[string]int, len(planned)), map[string]bool{}
 	for _, k := range planned {
 		if k != "" {
 			base := model.BaseKey(k)
