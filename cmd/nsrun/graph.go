@@ -97,7 +97,7 @@ of the recipe ended early: the drawing, marked partial, shows what it built.
 // recipe that stops on a made-up answer of the network (see cmdPlan) is
 // drawn as far as it got, and partial says where it stopped.
 func recipeTopology(recipe, lab string, argv, libs []string, stderr io.Writer) (t graph.Topology, partial string, err error) {
-	rec, _, err := engine.Plan(context.Background(), engine.RunOptions{
+	rec, rt, err := engine.Plan(context.Background(), engine.RunOptions{
 		Recipe: recipe, Lab: lab, Args: argv, Interp: newInterp(argv, libs),
 	})
 	if err != nil && !rec.Observed {
@@ -108,7 +108,9 @@ func recipeTopology(recipe, lab string, argv, libs []string, stderr io.Writer) (
 		msg, pos := engine.ErrorAt(err)
 		partial = fmt.Sprintf("the plan ends at %s (%s)", pos, msg)
 	}
-	t, err = graph.FromRecorder(rec)
+	if t, err = graph.FromRecorder(rec); err == nil {
+		t.Place(rt.Journal.Steps())
+	}
 	return t, partial, err
 }
 

@@ -21,7 +21,8 @@ func graphCmd(t *testing.T, args ...string) result {
 }
 
 var (
-	mermaidNode = regexp.MustCompile(`^  ([A-Za-z0-9_]+)(\(".*"\)|\[".*"\]|\{\{".*"\}\})$`)
+	mermaidNode     = regexp.MustCompile(`^  (?:  )?([A-Za-z0-9_]+)(\(".*"\)|\[".*"\]|\{\{".*"\}\})$`)
+	mermaidSubgraph = regexp.MustCompile(`^  subgraph ([A-Za-z0-9_]+) \[".*"\]$`)
 	mermaidEdge = regexp.MustCompile(`^  ([A-Za-z0-9_]+) (---\|".*"\||-\.-) ([A-Za-z0-9_]+)$`)
 )
 
@@ -35,8 +36,26 @@ func checkMermaid(t *testing.T, src string) {
 		t.Fatalf("header %q", lines[0])
 	}
 	nodes, edges := map[string]bool{}, map[string]bool{}
+	in := "" // the subgraph open
 	for _, line := range lines[1:] {
+		if m := mermaidSubgraph.FindStringSubmatch(line); m != nil {
+			if in != "" || nodes[m[1]] || len(edges) > 0 {
+				t.Errorf("subgraph %q nested, twice or after edges", m[1])
+			}
+			in, nodes[m[1]] = m[1], true
+			continue
+		}
+		if line == "  end" {
+			if in == "" {
+				t.Errorf("end of no subgraph")
+			}
+			in = ""
+			continue
+		}
 		if m := mermaidNode.FindStringSubmatch(line); m != nil {
+			if (in != "") != strings.HasPrefix(line, "    ") {
+				t.Errorf("node %q indented as in a subgraph or not: %q", m[1], line)
+			}
 			if nodes[m[1]] || len(edges) > 0 {
 				t.Errorf("node %q declared twice, or after edges", m[1])
 			}

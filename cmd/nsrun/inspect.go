@@ -75,6 +75,7 @@ func cmdInspect(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nsrun: %v\n", err)
 		return engine.ExitFailed
 	}
+	inspectParts(lab, &v)
 	if *asJSON {
 		b, _ := json.MarshalIndent(v, "", "  ")
 		fmt.Fprintf(stdout, "%s\n", b)
@@ -94,7 +95,11 @@ func printView(w io.Writer, v view.LabView) {
 			fmt.Fprintf(w, " (machine %s)", ns.Machine)
 		}
 		if ns.Away {
-			fmt.Fprintf(w, ": made and read there (nsrun inspect %s on %s)\n", v.Lab, ns.Machine)
+			fmt.Fprintf(w, ": made and read there (nsrun inspect %s on %s)", v.Lab, ns.Machine)
+			if ns.Error != "" {
+				fmt.Fprintf(w, "; not read from here: %s", ns.Error)
+			}
+			fmt.Fprintln(w)
 			continue
 		}
 		if ns.Error != "" {
@@ -153,7 +158,11 @@ func printView(w io.Writer, v view.LabView) {
 			if name == "" {
 				name = "-"
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", p.Pid, p.Netns, name, p.Command)
+			netns := p.Netns
+			if p.Machine != "" {
+				netns += " (machine " + p.Machine + ")"
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", p.Pid, netns, name, p.Command)
 		}
 		tw.Flush()
 	}
@@ -224,6 +233,43 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return engine.ExitFailed
 	}
 	return engine.ExitOK
+}
+
+// inspectParts reads, on the coordinator of a lab across machines, each
+// other machine's part there (its nsrun inspect --json) and merges it into
+// v; a machine that cannot be read leaves its namespaces unread, each
+// saying why.
+func inspectParts(lab *store.Lab, v *view.LabView) {
+	steps, err := lab.Steps()
+	if err != nil {
+		return
+	}
+	for _, s := range steps {
+		if s.Op != journal.OpPart || s.Machine == nil || s.Away { // the coordinator's record of a part
+			continue
+		}
+		var part view.LabView
+		cmd := machines.Remote(*s.Machine, false, "inspect", "--json", s.New)
+		var errb strings.Builder
+		cmd.Stderr = &errb
+		out, err := cmd.Output()
+		if err == nil {
+			err = json.Unmarshal(out, &part)
+		}
+		if err != nil {
+			why := strings.TrimSpace(errb.String())
+			if why == "" {
+				why = err.Error()
+			}
+			for i := range v.Namespaces {
+				if ns := &v.Namespaces[i]; ns.Away && ns.Machine == s.Machine.Name {
+					ns.Error = why
+				}
+			}
+			continue
+		}
+		v.Merge(s.Machine.Name, part)
+	}
 }
 
 // checkParts checks each part of a lab across machines on its machine,

@@ -58,6 +58,10 @@ type labJSON struct {
 	Recipe  string `json:"recipe"`
 	Sandbox string `json:"sandbox"` // the id of the kept sandbox that holds it; "" on the machine
 	Holder  int    `json:"holder"`  // the pid of the process that holds its sandbox (kill it to end the sandbox); 0 on the machine
+	// A lab across machines: its machines (the coordinator's first) and
+	// the one this is the part of.
+	Machines []string `json:"machines,omitempty"`
+	Machine  string   `json:"machine,omitempty"`
 }
 
 // runJSON renders a run's result.
@@ -107,7 +111,8 @@ func lsEntry(l store.Info, sandbox string) labJSON {
 	if !l.Started.IsZero() {
 		started = l.Started.Format(time.RFC3339)
 	}
-	return labJSON{Lab: l.Name, ID: l.ID, State: l.State, Changes: l.Steps, Started: started, Recipe: l.Recipe, Sandbox: sandbox}
+	return labJSON{Lab: l.Name, ID: l.ID, State: l.State, Changes: l.Steps, Started: started, Recipe: l.Recipe, Sandbox: sandbox,
+		Machines: l.Machines, Machine: l.Machine}
 }
 
 // printJSON prints v on w as one indented JSON document.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -48,19 +49,39 @@ func cmdLs(args []string, stdout, stderr io.Writer) int {
 	}
 	sandboxed := keptSandboxRows()
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	if len(sandboxed) == 0 {
-		fmt.Fprintln(w, "LAB\tSTATE\tCHANGES\tSTARTED\tRECIPE")
-	} else {
-		fmt.Fprintln(w, "LAB\tSTATE\tCHANGES\tSTARTED\tRECIPE\tWHERE")
+	header := "LAB\tSTATE\tCHANGES\tSTARTED\tRECIPE"
+	if len(sandboxed) > 0 {
+		header += "\tWHERE"
 		for i := range rows {
 			rows[i] += "\tmachine"
 		}
 	}
+	if slices.ContainsFunc(labs, func(l store.Info) bool { return l.Machines != nil }) {
+		header += "\tMACHINES"
+		for i, l := range labs {
+			rows[i] += "\t" + machinesCell(l)
+		}
+	}
+	fmt.Fprintln(w, header)
 	for _, r := range append(rows, sandboxed...) {
 		fmt.Fprintln(w, r)
 	}
 	w.Flush()
 	return engine.ExitOK
+}
+
+// machinesCell is a lab's MACHINES in `nsrun ls`: "-" for a lab on one
+// machine; for one across machines, its machines, and which this is the
+// part of on any but the coordinator ("m2 of local,m1,m2").
+func machinesCell(l store.Info) string {
+	if l.Machines == nil {
+		return "-"
+	}
+	all := strings.Join(l.Machines, ",")
+	if l.Machine == "" || l.Machine == l.Machines[0] {
+		return all
+	}
+	return l.Machine + " of " + all
 }
 
 func cmdDown(args []string, stdout, stderr io.Writer) int {

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +122,11 @@ func nothingLeft(t *testing.T, c *cluster.Cluster, within time.Duration) {
 
 func TestAcrossMachines(t *testing.T) {
 	c, recipe := across(t, acrossRecipe, cluster.Options{})
+	// A namespace of the coordinator's own named like one the lab makes on
+	// m3 is no clash: each machine's names are checked there.
+	if code, _, errs := nstest.Run(t, c.Coordinator.Command("ip", "netns", "add", "b20")); code != 0 {
+		t.Fatalf("ip netns add b20 on the coordinator: %s", errs)
+	}
 	r := coord(t, c, "run", recipe)
 	if r.code != 0 || !strings.Contains(r.stdout, "pingall ok across 41 namespaces") {
 		t.Fatalf("run: %d\n%s\n%s", r.code, r.stdout, r.stderr)
@@ -158,10 +164,26 @@ func TestAcrossMachines(t *testing.T) {
 	if _, out, _ := nstest.Run(t, c.Machine("m3").Command("ip", "-br", "link", "show", "brb")); !strings.Contains(out, "brb") {
 		t.Errorf("m3 has no bridge brb in its own namespace: %q", out)
 	}
-	// inspect names each namespace's machine; check passes on every machine.
-	if r := coord(t, c, "inspect", "across"); r.code != 0 || !strings.Contains(r.stdout, "netns b20 (machine m3): made and read there") {
+	// ls names the lab's machines, and on a part which it is.
+	if r := coord(t, c, "ls"); !regexp.MustCompile(`(?m)^across +up +\d+ .*local,m1,m2,m3$`).MatchString(r.stdout) {
+		t.Errorf("ls on the coordinator:\n%s", r.stdout)
+	}
+	if _, out, _ := nstest.Run(t, c.Machine("m2").Command("/usr/local/bin/nsrun", "ls", "--json")); !strings.Contains(out, `"machine": "m2"`) || !strings.Contains(out, `"m3"`) {
+		t.Errorf("ls --json on m2:\n%s", out)
+	}
+	// inspect on the coordinator reads every machine's part there.
+	r = coord(t, c, "inspect", "across")
+	if r.code != 0 || !regexp.MustCompile(`netns b20 \(machine m3\)\n  links:\n(.*\n)*? +eth0 +veth .* 10\.2\.0\.30/24`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`netns host \(machine m3\)\n  links:\n(.*\n)*? +brb +bridge`).MatchString(r.stdout) || strings.Contains(r.stdout, "made and read there") {
 		t.Errorf("inspect: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// graph groups the nodes by machine, a link across machines one edge.
+	if r := coord(t, c, "graph", "across"); r.code != 0 || !strings.Contains(r.stdout, `subgraph machine_m3 ["machine m3"]`) || !strings.Contains(r.stdout, `ns_r ---|"vxlan `) {
+		t.Errorf("graph: %d\n%s%s", r.code, r.stdout, r.stderr)
+	} else {
+		checkMermaid(t, r.stdout)
+	}
+	// check passes on every machine.
 	for _, m := range c.Machines {
 		if code, out, errs := nstest.Run(t, m.Command("/usr/local/bin/nsrun", "check", "across")); code != 0 {
 			t.Errorf("check on %s: %d\n%s%s", m.Name, code, out, errs)
@@ -179,6 +201,9 @@ func TestAcrossMachines(t *testing.T) {
 	}
 	if r := coord(t, c, "down", "across"); r.code != 0 {
 		t.Fatalf("down: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if code, _, errs := nstest.Run(t, c.Coordinator.Command("ip", "netns", "del", "b20")); code != 0 {
+		t.Errorf("the coordinator's own b20: %s", errs) // untouched by the lab
 	}
 	nothingLeft(t, c, 10*time.Second)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/nsrun/nsrun/runtime/engine"
@@ -34,6 +35,7 @@ func cmdPlan(args []string, stdout, stderr io.Writer) int {
 	libs := fs.StringArrayP("lib", "L", nil, "a directory to search for load()ed libraries (repeatable; also $NSRUN_PATH)")
 	maxSteps := fs.Uint64("max-steps", engine.DefaultMaxSteps, "stop a recipe after this many Starlark steps")
 	maxMemory := fs.Uint64("max-memory", engine.DefaultMaxMemory>>20, "stop a recipe once nsrun holds more than this many MiB of memory for it")
+	machine := fs.String("machine", "", "of a lab across machines, print only machine M's part (\"local\": the coordinator's)")
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
@@ -59,6 +61,13 @@ not built, and nsrun's ownership marks (link aliases) are left out.
 op is the journal operation (netns, link, up, master, addr, route, sysctl,
 proc, ...; "exec" for a command that is not a change) and pos the recipe's
 file:line:col that made it ("" where the plan cannot tell).
+
+A lab across machines (see machine()) is planned whole and printed split
+per machine: a section for each, in the order they were declared (the
+coordinator's, "local", first), each in the order its changes are made;
+--json gives each line its machine ("on"). --machine M prints M's part
+alone: with --format sh, a script that builds M's part on M (needed for
+sh: a part is built on its own machine).
 
 Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed);
 4 the plan ends early (the recipe acted on an answer of the network), and is partial.
@@ -93,22 +102,56 @@ Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed);
 		return engine.ExitUsage
 	}
 	const partial = "the plan ends here, partial: the recipe acted on an answer of the network that only a real run has"
+	entries := planEntries(rec.Log, rt.Journal.Steps())
+	parts := planParts(entries, rt)
+	if *machine != "" {
+		if _, ok := parts[*machine]; !ok && !slices.Contains(partOrder(rt), *machine) {
+			fmt.Fprintf(stderr, "nsrun plan: --machine %q: the recipe declares no such machine (it has %s)\n", *machine, strings.Join(append([]string{engine.Local}, partOrder(rt)[1:]...), ", "))
+			return engine.ExitUsage
+		}
+		entries = parts[*machine]
+		parts = nil
+	}
 	switch *format {
 	case "json":
-		b, jerr := json.MarshalIndent(planEntries(rec.Log, rt.Journal.Steps()), "", "  ")
+		b, jerr := json.MarshalIndent(entries, "", "  ")
 		if jerr != nil {
 			fmt.Fprintf(stderr, "nsrun plan: %v\n", jerr)
 			return engine.ExitUsage
 		}
 		fmt.Fprintf(stdout, "%s\n", b)
 	case "sh":
-		writeScript(stdout, recipe, rt.Lab, rec.Log)
+		if parts != nil {
+			fmt.Fprintf(stderr, "nsrun plan: the lab is across machines (%s): --format sh prints one machine's part, chosen with --machine\n", strings.Join(partOrder(rt), ", "))
+			return engine.ExitUsage
+		}
+		writeScript(stdout, recipe, rt.Lab, cmds(entries))
 		if err != nil {
 			fmt.Fprintf(stdout, "# %s\nexit %d\n", partial, engine.ExitPartial)
 		}
 	default:
-		for _, line := range rec.Log {
-			fmt.Fprintln(stdout, line)
+		if parts == nil {
+			for _, line := range cmds(entries) {
+				fmt.Fprintln(stdout, line)
+			}
+			break
+		}
+		for i, m := range partOrder(rt) {
+			if i > 0 {
+				fmt.Fprintln(stdout)
+			}
+			how := "the coordinator: where nsrun runs"
+			if mm, ok := rt.Machines()[m]; ok {
+				how = "ssh " + mm.SSH
+			}
+			fmt.Fprintf(stdout, "# machine %s (%s)\n", m, how)
+			lines := cmds(parts[m])
+			if len(lines) == 0 {
+				fmt.Fprintln(stdout, "# (nothing of the lab's)")
+			}
+			for _, line := range lines {
+				fmt.Fprintln(stdout, line)
+			}
 		}
 	}
 	if err != nil {
@@ -155,6 +198,61 @@ type planEntry struct {
 	Op  string `json:"op"`  // the journal operation; "exec" for a command started that is not a change
 	Cmd string `json:"cmd"` // the iproute2/nft command, or "# ..." for a command run in a namespace
 	Pos string `json:"pos"` // recipe file:line:col; "" if unknown
+	// On is, in a lab across machines, the machine the line is of.
+	On string `json:"on,omitempty"`
+	ns string // the namespace of its step, or of the command it runs
+}
+
+// cmds are the entries' commands, but those of steps that log none.
+func cmds(entries []planEntry) []string {
+	var lines []string
+	for _, e := range entries {
+		if e.Cmd != "" {
+			lines = append(lines, e.Cmd)
+		}
+	}
+	return lines
+}
+
+// partOrder is the order of a lab's machines: the coordinator's, then as
+// the recipe declared them; nil for a lab on one machine.
+func partOrder(rt *engine.Runtime) []string {
+	var order []string
+	for _, s := range rt.Journal.Steps() {
+		if s.Op == journal.OpPart {
+			if order == nil {
+				order = []string{engine.Local}
+			}
+			order = append(order, s.Name)
+		}
+	}
+	return order
+}
+
+// planParts splits a plan of a lab across machines per machine, marking
+// each entry with its machine (On): a step's is its own; a command run in
+// a namespace is of the namespace's machine; any other line (a note of
+// what the plan assumed) of the line's before it. Nil for a lab on one
+// machine.
+func planParts(entries []planEntry, rt *engine.Runtime) map[string][]planEntry {
+	if partOrder(rt) == nil {
+		return nil
+	}
+	parts := map[string][]planEntry{}
+	last := engine.Local
+	for i := range entries {
+		e := &entries[i]
+		switch {
+		case e.On != "":
+		case e.ns != "":
+			e.On = rt.MachineOf(e.ns, "")
+		default:
+			e.On = last
+		}
+		last = e.On
+		parts[e.On] = append(parts[e.On], *e)
+	}
+	return parts
 }
 
 // planEntries pairs the recorder's log lines with the journal's steps, both
@@ -169,11 +267,15 @@ func planEntries(log []string, steps []journal.Step) []planEntry {
 	j := 0
 	for _, line := range log {
 		k := -1
-		for i := j; i < len(steps) && i < j+lookahead; i++ {
+		for i, n := j, 0; i < len(steps) && n < lookahead; i++ {
+			if steps[i].Op == journal.OpPart {
+				continue // a machine declared: never a line
+			}
 			if lineOfStep(line, steps[i]) {
 				k = i
 				break
 			}
+			n++
 		}
 		if k < 0 {
 			op, pos := "exec", ""
@@ -185,19 +287,28 @@ func planEntries(log []string, steps []journal.Step) []planEntry {
 				op = "assumed"
 				pos, _, _ = strings.Cut(rest, ": ")
 			}
-			out = append(out, planEntry{Op: op, Cmd: line, Pos: pos})
+			e := planEntry{Op: op, Cmd: line, Pos: pos}
+			if rest, ok := strings.CutPrefix(line, "# ip netns exec "); ok {
+				e.ns, _, _ = strings.Cut(rest, " ")
+			}
+			out = append(out, e)
 			continue
 		}
 		for ; j < k; j++ {
-			out = append(out, planEntry{Op: steps[j].Op, Pos: steps[j].Pos})
+			out = append(out, stepEntry(steps[j], ""))
 		}
-		out = append(out, planEntry{Op: steps[k].Op, Cmd: line, Pos: steps[k].Pos})
+		out = append(out, stepEntry(steps[k], line))
 		j = k + 1
 	}
 	for ; j < len(steps); j++ {
-		out = append(out, planEntry{Op: steps[j].Op, Pos: steps[j].Pos})
+		out = append(out, stepEntry(steps[j], ""))
 	}
 	return out
+}
+
+// stepEntry is the entry of step s, logged as line ("" none).
+func stepEntry(s journal.Step, line string) planEntry {
+	return planEntry{Op: s.Op, Cmd: line, Pos: s.Pos, On: s.On, ns: s.NS}
 }
 
 // lineOfStep reports whether a log line can be step's: a "# " line only a

@@ -140,11 +140,11 @@ func TestPlanEntries(t *testing.T) {
 	log := []string{"ip netns add a", "# ip netns exec a ip addr", "ip -n a link set lo up", "# ip netns exec a sleep 9"}
 	got := planEntries(log, steps)
 	want := []planEntry{
-		{"netns", "ip netns add a", "r.star:1:1"},
-		{"exec", "# ip netns exec a ip addr", ""},
-		{"sysctl", "", "r.star:2:1"},
-		{"up", "ip -n a link set lo up", "r.star:3:1"},
-		{"proc", "# ip netns exec a sleep 9", "r.star:4:1"},
+		{Op: "netns", Cmd: "ip netns add a", Pos: "r.star:1:1"},
+		{Op: "exec", Cmd: "# ip netns exec a ip addr", ns: "a"},
+		{Op: "sysctl", Pos: "r.star:2:1", ns: "a"},
+		{Op: "up", Cmd: "ip -n a link set lo up", Pos: "r.star:3:1", ns: "a"},
+		{Op: "proc", Cmd: "# ip netns exec a sleep 9", Pos: "r.star:4:1", ns: "a"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %+v", got)
@@ -242,5 +242,87 @@ func TestEveryRecipePlansToTheEnd(t *testing.T) {
 		if g := graphCmd(t, r); g.code != 0 || strings.Contains(g.stdout, "partial") {
 			t.Errorf("graph %s: exit %d: %s", r, g.code, g.stderr)
 		}
+	}
+}
+
+// A lab across machines is planned whole and printed split per machine,
+// each line of JSON with its machine; --machine prints one part, which
+// alone --format sh takes; graph groups each machine's nodes and draws a
+// veth across machines as one edge with its VNI. No machine is reached.
+func TestPlanAcrossMachines(t *testing.T) {
+	src := strings.ReplaceAll(acrossRecipe, "CONFIG", `"ssh_config"`)
+	src = strings.ReplaceAll(src, `print(exec_in(hosts[-1], "ip -br addr show eth0").stdout.split()[2])`, "") // a made-up answer ends a plan
+	recipe := write(t, "across.star", src)
+	r := plan(t, recipe)
+	if r.code != 0 {
+		t.Fatalf("plan: %d\n%s", r.code, r.stderr)
+	}
+	var sections []string
+	part := map[string]string{}
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if m, ok := strings.CutPrefix(l, "# machine "); ok {
+			m, _, _ = strings.Cut(m, " ")
+			sections = append(sections, m)
+			continue
+		}
+		if len(sections) > 0 {
+			part[sections[len(sections)-1]] += l + "\n"
+		}
+	}
+	if strings.Join(sections, " ") != "local m1 m2 m3" {
+		t.Fatalf("sections %v, want local m1 m2 m3:\n%s", sections, r.stdout)
+	}
+	for m, want := range map[string][]string{
+		"m1": {"ip netns add r;", "ip link add eth-a ", " type vxlan id ", " netns r"},
+		"m2": {"ip netns add swa;", "ip netns add a1;", "ip -n swa link set v-a1-eth0 master bra"},
+		"m3": {"ip link add brb ", "ip netns add b20;", "ip netns add a11;"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(part[m], w) {
+				t.Errorf("machine %s's part has no %q:\n%s", m, w, part[m])
+			}
+		}
+	}
+	for _, other := range []string{"ip netns add r;", "ip netns add a1;", "ip netns add b1;"} {
+		if n := strings.Count(r.stdout, other); n != 1 {
+			t.Errorf("%q is in %d parts", other, n)
+		}
+	}
+	sh := plan(t, "--machine", "m3", "--format", "sh", recipe)
+	if sh.code != 0 || !strings.HasPrefix(sh.stdout, "#!/bin/sh") || !strings.Contains(sh.stdout, "ip netns add b1;") || strings.Contains(sh.stdout, "ip netns add r;") {
+		t.Errorf("plan --machine m3 --format sh: %d\n%s%s", sh.code, sh.stdout, sh.stderr)
+	}
+	if r := plan(t, "--format", "sh", recipe); r.code != 2 || !strings.Contains(r.stderr, "--machine") {
+		t.Errorf("plan --format sh of a lab across machines: %d %s", r.code, r.stderr)
+	}
+	if r := plan(t, "--machine", "m9", recipe); r.code != 2 || !strings.Contains(r.stderr, `no such machine`) {
+		t.Errorf("plan --machine m9: %d %s", r.code, r.stderr)
+	}
+	var entries []planEntry
+	if err := json.Unmarshal([]byte(plan(t, "--json", recipe).stdout), &entries); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.On == "" {
+			t.Errorf("a line of no machine: %+v", e)
+		}
+		if strings.HasPrefix(e.Cmd, "ip netns add b") && e.On != "m3" {
+			t.Errorf("%q on %s, want m3", e.Cmd, e.On)
+		}
+	}
+	g := graphCmd(t, recipe)
+	if g.code != 0 {
+		t.Fatalf("graph: %d %s", g.code, g.stderr)
+	}
+	checkMermaid(t, g.stdout)
+	for _, w := range []string{`subgraph machine_m3 ["machine m3"]`, `    ns_b20("b20")`, `    br__m3__brb{{"brb"}}`, `ns_r ---|"vxlan `} {
+		if !strings.Contains(g.stdout, w) {
+			t.Errorf("graph has no %q:\n%s", w, g.stdout)
+		}
+	}
+	if d := graphCmd(t, "--format", "dot", recipe); d.code != 0 || !strings.Contains(d.stdout, "subgraph cluster_machine_m2 {") {
+		t.Errorf("graph --format dot: %d\n%s", d.code, d.stdout)
+	} else {
+		checkDOT(t, d.stdout)
 	}
 }

@@ -155,8 +155,15 @@ func Run(ctx context.Context, o RunOptions) store.Result {
 			ctx, cancel = context.WithTimeoutCause(ctx, o.Timeout, fmt.Errorf("timed out after %s (--timeout)", o.Timeout))
 		}
 		var err error
-		if plan, err = o.preflight(ctx); err != nil {
-			return nil, err
+		if plan, err = o.preflight(ctx, o.Kernel); err != nil {
+			// The names a lab across machines makes elsewhere are
+			// checked there, once its machines are known: if
+			// that is what this is, the plan that sees no names says.
+			blind, berr := o.preflight(ctx, nil)
+			if o.Connect == nil || berr != nil || len(blind.Machines()) == 0 {
+				return nil, err
+			}
+			plan = blind
 		}
 		if o.Connect != nil && o.Across == nil && len(plan.Machines()) > 0 {
 			// A lab across machines: each is reached and checked,
@@ -165,7 +172,7 @@ func Run(ctx context.Context, o RunOptions) store.Result {
 			if o.Across, err = o.Connect(ctx, parts(plan)); err != nil {
 				return nil, err
 			}
-			if plan, err = o.preflight(ctx); err != nil {
+			if plan, err = o.preflight(ctx, o.Kernel); err != nil {
 				return nil, err
 			}
 		}
@@ -372,13 +379,14 @@ func (o *RunOptions) maxMemory() uint64 {
 	return o.MaxMemory
 }
 
-// preflight runs the recipe on a recording kernel that starts with the real
-// kernel's names. An error is returned only if the real run would meet it
-// too: one that comes after the recipe looked at the network (whose answers
-// the recording kernel makes up) is left for the real run to find.
-func (o *RunOptions) preflight(ctx context.Context) (*Runtime, error) {
+// preflight runs the recipe on a recording kernel that starts with the
+// names of real (the run's kernel; nil, none). An error is returned only if
+// the real run would meet it too: one that comes after the recipe looked at
+// the network (whose answers the recording kernel makes up) is left for the
+// real run to find.
+func (o *RunOptions) preflight(ctx context.Context, real kernel.Kernel) (*Runtime, error) {
 	rec := kernel.NewRecorder()
-	rec.Real, rec.Quiet = o.Kernel, true
+	rec.Real, rec.Quiet = real, true
 	j, _ := journal.Open("")
 	rt := New(o.Lab, rec, j)
 	rt.Ctx, rt.Argv, rt.Prefix = ctx, o.Args, o.Prefix

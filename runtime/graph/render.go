@@ -31,17 +31,27 @@ func (g *Graph) writeMermaid(w io.Writer) error {
 	if g.Partial != "" {
 		fmt.Fprintf(&b, "  partial[/\"partial: %s\"/]\n", mermaidText(g.Partial))
 	}
-	for _, n := range g.Nodes {
-		label := mermaidText(strings.Join(n.Label, "\n"))
-		switch n.Kind {
-		case KindBridge:
-			fmt.Fprintf(&b, "  %s{{\"%s\"}}\n", n.ID, label)
-		case KindHost:
-			fmt.Fprintf(&b, "  %s[\"%s\"]\n", n.ID, label)
-		default:
-			fmt.Fprintf(&b, "  %s(\"%s\")\n", n.ID, label)
+	g.eachGroup(func(machine string, nodes []Node) {
+		indent := "  "
+		if g.Machines != nil {
+			fmt.Fprintf(&b, "  subgraph %s [\"%s\"]\n", machineID(machine), mermaidText("machine "+machine))
+			indent = "    "
 		}
-	}
+		for _, n := range nodes {
+			label := mermaidText(strings.Join(n.Label, "\n"))
+			switch n.Kind {
+			case KindBridge:
+				fmt.Fprintf(&b, "%s%s{{\"%s\"}}\n", indent, n.ID, label)
+			case KindHost:
+				fmt.Fprintf(&b, "%s%s[\"%s\"]\n", indent, n.ID, label)
+			default:
+				fmt.Fprintf(&b, "%s%s(\"%s\")\n", indent, n.ID, label)
+			}
+		}
+		if indent != "  " {
+			b.WriteString("  end\n")
+		}
+	})
 	for _, e := range g.Edges {
 		switch {
 		case e.Dashed:
@@ -53,6 +63,27 @@ func (g *Graph) writeMermaid(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// eachGroup calls fn with the nodes of each machine, in the order of
+// g.Machines; for a lab on one machine, once with all of them.
+func (g *Graph) eachGroup(fn func(machine string, nodes []Node)) {
+	if g.Machines == nil {
+		fn("", g.Nodes)
+		return
+	}
+	for _, m := range g.Machines {
+		var nodes []Node
+		for _, n := range g.Nodes {
+			if n.Machine == m {
+				nodes = append(nodes, n)
+			}
+		}
+		fn(m, nodes)
+	}
+}
+
+// machineID is the ID of a machine's group of nodes.
+func machineID(m string) string { return "machine_" + escape(m) }
 
 // mermaidText escapes a label for a quoted Mermaid string: quotes and the
 // characters Mermaid reads as markup become entity codes; lines are <br>.
@@ -69,16 +100,26 @@ func (g *Graph) writeDOT(w io.Writer) error {
 	if g.Partial != "" {
 		fmt.Fprintf(&b, "  label=%s;\n  labelloc=t;\n", dotText("partial: "+g.Partial))
 	}
-	for _, n := range g.Nodes {
-		shape := `shape=box, style=rounded`
-		switch n.Kind {
-		case KindBridge:
-			shape = `shape=hexagon`
-		case KindHost:
-			shape = `shape=box`
+	g.eachGroup(func(machine string, nodes []Node) {
+		indent := "  "
+		if g.Machines != nil {
+			fmt.Fprintf(&b, "  subgraph cluster_%s {\n    label=%s;\n    style=dashed;\n", machineID(machine), dotText("machine "+machine))
+			indent = "    "
 		}
-		fmt.Fprintf(&b, "  %s [%s, label=%s];\n", n.ID, shape, dotText(strings.Join(n.Label, "\n")))
-	}
+		for _, n := range nodes {
+			shape := `shape=box, style=rounded`
+			switch n.Kind {
+			case KindBridge:
+				shape = `shape=hexagon`
+			case KindHost:
+				shape = `shape=box`
+			}
+			fmt.Fprintf(&b, "%s%s [%s, label=%s];\n", indent, n.ID, shape, dotText(strings.Join(n.Label, "\n")))
+		}
+		if g.Machines != nil {
+			b.WriteString("  }\n")
+		}
+	})
 	for _, e := range g.Edges {
 		if e.Dashed {
 			fmt.Fprintf(&b, "  %s -- %s [style=dashed];\n", e.From, e.To)

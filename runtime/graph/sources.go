@@ -56,5 +56,45 @@ func FromSteps(steps []journal.Step) Topology {
 		}
 		t.Links = append(t.Links, g)
 	}
+	t.Place(steps)
 	return t
+}
+
+// Place marks, for a lab across machines, each namespace and each link of
+// a host namespace with its machine, and each veth across machines with
+// its VNI, from the steps that made them (a plan's or a lab's journal).
+// Nothing changes for a lab on one machine.
+func (t *Topology) Place(steps []journal.Step) {
+	type key struct{ ns, name string }
+	on, vni := map[key]string{}, map[key]int{}
+	for _, s := range steps {
+		switch {
+		case s.Op == journal.OpPart && t.Coordinator == "":
+			t.Coordinator = s.On
+		case s.Op == journal.OpNetns && s.On != "":
+			if t.Machines == nil {
+				t.Machines = map[string]string{}
+			}
+			t.Machines[s.Name] = s.On
+		case s.Op == journal.OpLink && s.On != "":
+			on[key{s.NS, s.Name}] = s.On
+			if s.VNI != 0 {
+				vni[key{s.NS, s.Name}] = s.VNI
+			}
+		}
+	}
+	if len(on) == 0 && t.Machines == nil {
+		return
+	}
+	if t.Machines == nil {
+		t.Machines = map[string]string{}
+	}
+	for i := range t.Links {
+		l := &t.Links[i]
+		k := key{l.NS, l.Name}
+		if l.NS == kernel.Host {
+			l.Machine = on[k]
+		}
+		l.Across = vni[k]
+	}
 }

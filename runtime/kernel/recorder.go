@@ -189,6 +189,9 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 			dev = " dev " + s.Parent
 		}
 		cmd = fmt.Sprintf("%s link add %s%s type vxlan %s%s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.VxlanArgs(), dev)
+		if s.SocketHost && s.NS != Host { // made in the machine's namespace, its socket staying there
+			cmd = fmt.Sprintf("ip link add %s%s type vxlan %s netns %s", s.Name, linkOpts(s.MAC, s.MTU), s.VxlanArgs(), nsRef(s.NS))
+		}
 	case "bridge":
 		cmd = strings.TrimSpace(fmt.Sprintf("%s link add %s%s type bridge %s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.BridgeArgs()))
 	default:

@@ -69,7 +69,12 @@ type Info struct {
 	// JournalSize is the journal's size when the record was last saved:
 	// once the lab is up, a shorter journal is one cut by someone.
 	JournalSize int64 `json:"journal_size,omitempty"`
-	Steps       int   `json:"-"`
+	Steps       int   `json:"-"` // the changes this machine made (see List)
+	// Machines, for a lab across machines, are its machines (the
+	// coordinator's first), and Machine the one this part is of (see
+	// List); nil and "" for a lab on one machine.
+	Machines []string `json:"-"`
+	Machine  string   `json:"-"`
 	Mark        int   `json:"mark,omitempty"` // applying: the steps the lab had before the apply
 	// Applied holds the names an apply claimed (among Claims), released
 	// if it is undone.
@@ -329,11 +334,43 @@ func List(stateDir string) ([]Info, error) {
 			continue
 		}
 		steps, _ := journal.Read(l.journalPath())
-		l.Info.Steps = len(steps)
+		l.Info.Steps, l.Info.Machines, l.Info.Machine = Placement(steps)
 		labs = append(labs, l.Info)
 	}
 	sort.Slice(labs, func(i, j int) bool { return labs[i].Name < labs[j].Name })
 	return labs, nil
+}
+
+// Placement reads, from a lab's journal, how many changes this machine
+// made (the coordinator: the whole lab's) and, for a lab across machines, its machines (the coordinator's,
+// then those it declared, in order) and the one this journal is the part
+// of.
+func Placement(steps []journal.Step) (changes int, machines []string, here string) {
+	for _, s := range steps {
+		if s.Away {
+			continue
+		}
+		changes++
+		if here == "" {
+			here = s.On
+		}
+	}
+	for _, s := range steps {
+		if s.Op != journal.OpPart {
+			continue
+		}
+		if len(machines) == 0 {
+			machines = append(machines, s.On)
+		}
+		machines = append(machines, s.Name)
+	}
+	switch {
+	case machines == nil:
+		here = ""
+	case here == machines[0]: // the coordinator's journal: the whole lab, made through its parts
+		changes = len(steps)
+	}
+	return changes, machines, here
 }
 
 // Down undoes everything the lab recorded, newest first — its processes

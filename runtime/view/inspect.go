@@ -78,6 +78,7 @@ type NeighView struct {
 
 // ProcView is a live process carrying the lab's tag (see ProcessTagEnv).
 type ProcView struct {
+	Machine string `json:"machine,omitempty"` // in a lab across machines, the machine it runs on
 	Pid     int    `json:"pid"`
 	Name    string `json:"name,omitempty"` // as spawn_in named it; "" for a process it started, or exec_in's`
 	Netns   string `json:"netns"`          // a namespace of the lab, "host", or "?" for another
@@ -96,17 +97,23 @@ func Inspect(l *store.Lab, k kernel.View) (LabView, error) {
 		return LabView{}, err
 	}
 	v := LabView{Lab: l.Info.Name, ID: l.Info.ID, State: l.Info.State, Recipe: l.Info.Recipe, Namespaces: []NetnsView{}}
-	if st.HostLinks() {
-		v.Namespaces = append(v.Namespaces, inspectNetns(k, kernel.Host, func(name, alias string) bool {
+	on, away := map[string]string{}, map[string]bool{}
+	hostHere := false // the lab has links in this machine's own namespace
+	for _, s := range steps {
+		switch {
+		case s.Op == journal.OpNetns:
+			on[s.Name], away[s.Name] = s.On, s.Away
+		case s.Op == journal.OpLink && s.NS == kernel.Host && !s.Away:
+			hostHere = true
+		}
+	}
+	if st.HostLinks() && hostHere {
+		hv := inspectNetns(k, kernel.Host, func(name, alias string) bool {
 			_, ours := st.MadeLink(kernel.Host, name)
 			return ours || alias == l.Tag()
-		}))
-	}
-	on, away := map[string]string{}, map[string]bool{}
-	for _, s := range steps {
-		if s.Op == journal.OpNetns {
-			on[s.Name], away[s.Name] = s.On, s.Away
-		}
+		})
+		_, _, hv.Machine = store.Placement(steps)
+		v.Namespaces = append(v.Namespaces, hv)
 	}
 	var netns []string
 	for _, ns := range st.NetnsNames() {
@@ -134,6 +141,38 @@ func Inspect(l *store.Lab, k kernel.View) (LabView, error) {
 		v.Leases = []dhcp.Held{}
 	}
 	return v, nil
+}
+
+// Merge puts into v, a lab across machines as its coordinator reads it,
+// machine's part as that machine read it (its `nsrun inspect --json`): its
+// namespaces in place of those v could not read, its host namespace's
+// links of the lab after the hosts before it, its processes and leases.
+func (v *LabView) Merge(machine string, part LabView) {
+	hosts := 0
+	for hosts < len(v.Namespaces) && v.Namespaces[hosts].Name == kernel.NSArg(kernel.Host) {
+		hosts++
+	}
+	for _, nv := range part.Namespaces {
+		if nv.Away { // read on its own machine
+			continue
+		}
+		nv.Machine = machine
+		if nv.Name == kernel.NSArg(kernel.Host) {
+			v.Namespaces = slices.Insert(v.Namespaces, hosts, nv)
+			hosts++
+			continue
+		}
+		for i := range v.Namespaces {
+			if v.Namespaces[i].Name == nv.Name && v.Namespaces[i].Away && v.Namespaces[i].Machine == machine {
+				v.Namespaces[i] = nv
+			}
+		}
+	}
+	for _, p := range part.Processes {
+		p.Machine = machine
+		v.Processes = append(v.Processes, p)
+	}
+	v.Leases = append(v.Leases, part.Leases...)
 }
 
 // inspectNetns reads one namespace; with keep, only the links keep accepts
