@@ -23,7 +23,7 @@ func graphCmd(t *testing.T, args ...string) result {
 var (
 	mermaidNode     = regexp.MustCompile(`^  (?:  )?([A-Za-z0-9_]+)(\(".*"\)|\[".*"\]|\{\{".*"\}\})$`)
 	mermaidSubgraph = regexp.MustCompile(`^  subgraph ([A-Za-z0-9_]+) \[".*"\]$`)
-	mermaidEdge = regexp.MustCompile(`^  ([A-Za-z0-9_]+) (---\|".*"\||-\.-) ([A-Za-z0-9_]+)$`)
+	mermaidEdge     = regexp.MustCompile(`^  ([A-Za-z0-9_]+) (---\|".*"\||-\.-) ([A-Za-z0-9_]+)$`)
 )
 
 // checkMermaid checks a flowchart's structure, as far as that can be done

@@ -75,7 +75,7 @@ type Info struct {
 	// List); nil and "" for a lab on one machine.
 	Machines []string `json:"-"`
 	Machine  string   `json:"-"`
-	Mark        int   `json:"mark,omitempty"` // applying: the steps the lab had before the apply
+	Mark     int      `json:"mark,omitempty"` // applying: the steps the lab had before the apply
 	// Applied holds the names an apply claimed (among Claims), released
 	// if it is undone.
 	Applied []string `json:"applied,omitempty"`
