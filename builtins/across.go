@@ -262,11 +262,48 @@ func shared(fn builtinFunc, nsOf func(recv starlark.Value, args starlark.Tuple, 
 		}
 		for _, a := range all {
 			if len(a) > 0 {
-				return decodeAnswer(a)
+				return decodeAnswer(rt, a)
 			}
 		}
 		return nil, fmt.Errorf("%s: no machine of the lab made it", b.Name())
 	}
+}
+
+// elsewhere reports whether namespace ns is another machine's, in a part
+// of a lab across machines: what is done in it is done there.
+func elsewhere(rt *engine.Runtime, ns string) bool { return !rt.Here(ns, "") }
+
+// carried makes the outcome of a change in namespace ns (v, or err) every
+// part's: each part made the change (its machine's for real, the others
+// as away), and the answer of the namespace's machine is the one the
+// recipe goes on with everywhere. On one machine, and in a plan, it is v
+// and err.
+func carried(rt *engine.Runtime, ns *Netns, v starlark.Value, err error) (starlark.Value, error) {
+	if rt.Across() == nil {
+		return v, err
+	}
+	if k, kerr := rt.Kernel(); kerr != nil {
+		return nil, kerr
+	} else if _, planning := kernel.As[kernel.Planner](k); planning {
+		return v, err
+	}
+	var mine []byte
+	if nsMachine(rt, ns) == rt.Across().Machine() {
+		var eerr error
+		if mine, eerr = encodeAnswer(v, err); eerr != nil {
+			return nil, eerr
+		}
+	}
+	all, xerr := rt.Exchange(mine)
+	if xerr != nil {
+		return nil, xerr
+	}
+	for _, a := range all {
+		if len(a) > 0 {
+			return decodeAnswer(rt, a)
+		}
+	}
+	return nil, fmt.Errorf("no machine of the lab answered for netns %q", ns.Name())
 }
 
 type builtinFunc = func(*starlark.Thread, *starlark.Builtin, starlark.Tuple, []starlark.Tuple) (starlark.Value, error)
@@ -331,7 +368,7 @@ func encodeAnswer(v starlark.Value, err error) ([]byte, error) {
 	return json.Marshal(a)
 }
 
-func decodeAnswer(b []byte) (starlark.Value, error) {
+func decodeAnswer(rt *engine.Runtime, b []byte) (starlark.Value, error) {
 	var a answer
 	if err := json.Unmarshal(b, &a); err != nil {
 		return nil, fmt.Errorf("an answer from another machine: %w", err)
@@ -342,7 +379,7 @@ func decodeAnswer(b []byte) (starlark.Value, error) {
 	if a.Value == nil {
 		return starlark.None, nil
 	}
-	return decodeValue(a.Value)
+	return decodeValue(rt, a.Value)
 }
 
 func encodeValue(v starlark.Value) (*value, error) {
@@ -357,6 +394,8 @@ func encodeValue(v starlark.Value) (*value, error) {
 		return &value{T: "float", F: float64(v)}, nil
 	case starlark.String:
 		return &value{T: "string", S: string(v)}, nil
+	case *Netns: // a namespace of the lab's, the same on every machine
+		return &value{T: "netns", S: v.name}, nil
 	case starlark.Bytes:
 		return &value{T: "bytes", S: string(v)}, nil
 	case *starlark.List, starlark.Tuple:
@@ -407,10 +446,15 @@ func encodeValue(v starlark.Value) (*value, error) {
 	return nil, fmt.Errorf("its answer, a %s, cannot be given to the lab's other machines", v.Type())
 }
 
-func decodeValue(v *value) (starlark.Value, error) {
+func decodeValue(rt *engine.Runtime, v *value) (starlark.Value, error) {
 	switch v.T {
 	case "None":
 		return starlark.None, nil
+	case "netns":
+		if rt == nil {
+			return &Netns{name: v.S}, nil
+		}
+		return netnsValue(rt, v.S), nil
 	case "bool":
 		return starlark.Bool(v.B), nil
 	case "int":
@@ -428,7 +472,7 @@ func decodeValue(v *value) (starlark.Value, error) {
 	case "list", "tuple":
 		items := make([]starlark.Value, len(v.Items))
 		for i, e := range v.Items {
-			x, err := decodeValue(e)
+			x, err := decodeValue(rt, e)
 			if err != nil {
 				return nil, err
 			}
@@ -441,11 +485,11 @@ func decodeValue(v *value) (starlark.Value, error) {
 	case "dict":
 		d := starlark.NewDict(len(v.Items) / 2)
 		for i := 0; i+1 < len(v.Items); i += 2 {
-			k, err := decodeValue(v.Items[i])
+			k, err := decodeValue(rt, v.Items[i])
 			if err != nil {
 				return nil, err
 			}
-			x, err := decodeValue(v.Items[i+1])
+			x, err := decodeValue(rt, v.Items[i+1])
 			if err != nil {
 				return nil, err
 			}
@@ -457,7 +501,7 @@ func decodeValue(v *value) (starlark.Value, error) {
 	case "struct":
 		attrs := starlark.StringDict{}
 		for name, e := range v.Attrs {
-			x, err := decodeValue(e)
+			x, err := decodeValue(rt, e)
 			if err != nil {
 				return nil, err
 			}

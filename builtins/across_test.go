@@ -25,7 +25,7 @@ func TestAnswerCrossesMachines(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", v, err)
 		}
-		got, err := decodeAnswer(b)
+		got, err := decodeAnswer(nil, b)
 		if err != nil {
 			t.Fatalf("%s: %v", v, err)
 		}
@@ -34,10 +34,19 @@ func TestAnswerCrossesMachines(t *testing.T) {
 		}
 	}
 	b, _ := encodeAnswer(nil, errors.New("ping: 10.0.0.2 from netns \"a\": timed out"))
-	if _, err := decodeAnswer(b); err == nil || err.Error() != `ping: 10.0.0.2 from netns "a": timed out` {
+	if _, err := decodeAnswer(nil, b); err == nil || err.Error() != `ping: 10.0.0.2 from netns "a": timed out` {
 		t.Errorf("an error crossed as %v", err)
 	}
-	if _, err := encodeAnswer(&Netns{name: "a"}, nil); err == nil {
-		t.Error("a netns value was sent across machines")
+	// A namespace of the lab's crosses by name (reach() answers with its
+	// netns); a value of nothing every machine has does not cross.
+	b, err := encodeAnswer(&Netns{name: "a"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := decodeAnswer(nil, b); err != nil || got.(*Netns).name != "a" {
+		t.Errorf("a netns crossed as %v, %v", got, err)
+	}
+	if _, err := encodeAnswer(&Capture{}, nil); err == nil {
+		t.Error("a capture was sent across machines")
 	}
 }

@@ -40,7 +40,7 @@ func (c *Capture) Truth() starlark.Bool  { return true }
 func (c *Capture) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable type: capture") }
 
 var captureMethods = map[string]*starlark.Builtin{
-	"stop": starlark.NewBuiltin("stop", captureStop),
+	"stop": starlark.NewBuiltin("stop", shared(captureStop, captureNetns)),
 }
 
 func (c *Capture) AttrNames() []string {
@@ -64,6 +64,14 @@ func (c *Capture) Attr(name string) (starlark.Value, error) {
 		return orNone(c.pcap), nil
 	}
 	return builtinAttr(c, name, captureMethods)
+}
+
+// captureNetns is the namespace of a capture's method (see shared).
+func captureNetns(recv starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) *Netns {
+	if c, ok := recv.(*Capture); ok {
+		return c.ns
+	}
+	return nil
 }
 
 // Close stops the capture if the recipe did not (the run's closers).
@@ -157,7 +165,7 @@ func capture(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		return nil, err
 	}
 	path, real := nsPath(k, ns.name)
-	if !real {
+	if !real || elsewhere(rt, ns.name) { // planning, or another machine's: it captures there
 		noteMadeUp(k)
 		return c, nil
 	}

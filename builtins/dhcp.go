@@ -78,10 +78,11 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	if err != nil {
 		return nil, err
 	}
-	if _, real := kernel.As[kernel.Pather](k); !real {
-		// Planning: the plan shows the command; there is nothing to wait
-		// for, and no readiness socket to name. The server is kept, to
-		// answer the plan's clients as the real one will.
+	if _, real := kernel.As[kernel.Pather](k); !real || elsewhere(rt, ns.name) {
+		// Planning (or another machine's server): the plan shows the
+		// command; there is nothing to wait for, and no readiness socket
+		// to name. The server is kept, to answer the plan's clients as
+		// the real one will.
 		id, subnet, err := dhcp.ServerAddr(cfg, rt.Addrs(ns.name, l.state.name))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
@@ -95,10 +96,10 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 			return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 		}
 		plannedServers(rt)[model.LinkKey{NS: ns.name, Name: l.state.name}] = srv
-		return &Proc{sp: sp, argv: served}, nil
+		return &Proc{sp: sp, argv: served, ns: ns}, nil
 	}
 	if sp, ok := rt.Running(ns.name, opts); ok { // an apply's: serving already
-		return &Proc{sp: sp, argv: served}, nil
+		return &Proc{sp: sp, argv: served, ns: ns}, nil
 	}
 	var argv []string
 	var sp *engine.Spawned
@@ -112,7 +113,7 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 		// A server that started is journaled: the rollback stops it.
 		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 	}
-	return &Proc{sp: sp, argv: argv}, nil
+	return &Proc{sp: sp, argv: argv, ns: ns}, nil
 }
 
 // dhcp_client(link, timeout="5s", default_route=True) obtains a DHCPv4 lease

@@ -121,20 +121,32 @@ func lastLines(s string, n int) string {
 type Proc struct {
 	sp   *engine.Spawned
 	argv []string
+	ns   *Netns
+	// pid is, in a lab across machines, the process's pid on the machine
+	// of its namespace, as that machine answered (sp.Pid is 0 elsewhere).
+	pid int
+}
+
+// Pid is the process's pid, on the machine of its namespace.
+func (p *Proc) Pid() int {
+	if p.sp.Pid != 0 {
+		return p.sp.Pid
+	}
+	return p.pid
 }
 
 func (p *Proc) String() string {
-	return fmt.Sprintf("proc(%q, pid=%d, %s)", p.sp.Name, p.sp.Pid, quoteArgv(p.argv))
+	return fmt.Sprintf("proc(%q, pid=%d, %s)", p.sp.Name, p.Pid(), quoteArgv(p.argv))
 }
 func (p *Proc) Type() string          { return "proc" }
 func (p *Proc) Freeze()               {}
 func (p *Proc) Truth() starlark.Bool  { return true }
-func (p *Proc) Hash() (uint32, error) { return uint32(p.sp.Pid), nil }
+func (p *Proc) Hash() (uint32, error) { return uint32(p.Pid()), nil }
 func (p *Proc) AttrNames() []string   { return attrNames(procMethods, "name", "pid") }
 func (p *Proc) Attr(name string) (starlark.Value, error) {
 	switch name {
 	case "pid":
-		return starlark.MakeInt(p.sp.Pid), nil
+		return starlark.MakeInt(p.Pid()), nil
 	case "name":
 		return starlark.String(p.sp.Name), nil
 	}
@@ -142,7 +154,7 @@ func (p *Proc) Attr(name string) (starlark.Value, error) {
 }
 
 var procMethods = map[string]*starlark.Builtin{
-	"log":  starlark.NewBuiltin("log", procLog),
+	"log":  starlark.NewBuiltin("log", shared(procLog, procNetns)),
 	"stop": starlark.NewBuiltin("stop", procStop),
 }
 
@@ -206,15 +218,31 @@ func spawnIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", b.Name(), what, err)
 	}
-	p := &Proc{sp: sp, argv: argv}
-	if ready.kind == "" || sp.Exited == nil { // no check, or planning
-		return p, nil
+	p := &Proc{sp: sp, argv: argv, ns: ns}
+	if ready.kind != "" && sp.Exited != nil { // a check, not planning (nor another machine's)
+		if err = ready.wait(thread, rt, ns, sp, time.Duration(timeout)); err != nil {
+			// The process is journaled: the rollback stops it.
+			err = fmt.Errorf("%s: %s: %w", b.Name(), what, err)
+		}
 	}
-	if err := ready.wait(thread, rt, ns, sp, time.Duration(timeout)); err != nil {
-		// The process is journaled: the rollback stops it.
-		return nil, fmt.Errorf("%s: %s: %w", b.Name(), what, err)
+	// In a lab across machines, its machine's answer is every part's:
+	// the pid, or why it did not get ready.
+	pid, err := carried(rt, ns, starlark.MakeInt(sp.Pid), err)
+	if err != nil {
+		return nil, err
+	}
+	if n, ok := pid.(starlark.Int); ok {
+		p.pid, _ = starlark.AsInt32(n)
 	}
 	return p, nil
+}
+
+// procNetns is the namespace of a proc's method (see shared).
+func procNetns(recv starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) *Netns {
+	if p, ok := recv.(*Proc); ok {
+		return p.ns
+	}
+	return nil
 }
 
 // programName is the base name of the program a command runs: the first

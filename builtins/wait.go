@@ -36,7 +36,32 @@ func waitUntil(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	_, planning := kernel.As[kernel.Planner](k)
-	return waitFor(rt.Ctx, time.Duration(timeout), time.Duration(interval), planning, func() (starlark.Value, error) {
+	var agree func(bool) (bool, error)
+	if a := rt.Across(); a != nil && !planning {
+		// A lab across machines: fn's observations are shared, and so is
+		// the decision to poll again, the coordinator's, so that every
+		// part polls as often.
+		agree = func(expired bool) (bool, error) {
+			var mine []byte
+			if a.Machine() == engine.Local {
+				mine = []byte{'0'}
+				if expired {
+					mine[0] = '1'
+				}
+			}
+			all, err := rt.Exchange(mine)
+			if err != nil {
+				return false, err
+			}
+			for _, d := range all {
+				if len(d) > 0 {
+					return d[0] == '1', nil
+				}
+			}
+			return false, fmt.Errorf("%s: the coordinator did not say whether to wait on", b.Name())
+		}
+	}
+	return waitFor(rt.Ctx, time.Duration(timeout), time.Duration(interval), planning, agree, func() (starlark.Value, error) {
 		v, err := starlark.Call(thread, fn, nil, nil)
 		if err != nil {
 			return nil, err
@@ -52,8 +77,9 @@ func waitUntil(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 
 // waitFor calls try every interval until it returns a value or an error,
 // once only if once; it fails with timedOut(the time waited) after timeout,
-// and stops if ctx is done.
-func waitFor(ctx context.Context, timeout, interval time.Duration, once bool, try func() (starlark.Value, error), timedOut func(time.Duration) error) (starlark.Value, error) {
+// and stops if ctx is done. agree, if set, is asked whether the time is up
+// (given what this clock says), and its answer goes.
+func waitFor(ctx context.Context, timeout, interval time.Duration, once bool, agree func(expired bool) (bool, error), try func() (starlark.Value, error), timedOut func(time.Duration) error) (starlark.Value, error) {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	for {
@@ -65,10 +91,20 @@ func waitFor(ctx context.Context, timeout, interval time.Duration, once bool, tr
 			return starlark.None, nil
 		}
 		left := time.Until(deadline)
-		if left <= 0 {
+		expired := left <= 0
+		if agree != nil {
+			if expired, err = agree(expired); err != nil {
+				return nil, err
+			}
+		}
+		if expired {
 			return nil, timedOut(time.Since(start))
 		}
-		t := time.NewTimer(min(interval, left))
+		wait := interval
+		if left > 0 {
+			wait = min(interval, left)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():

@@ -340,3 +340,52 @@ veth("x", "y", netns = a, peer_netns = b)
 	c.BadHostKey("m1")
 	check("a host key that does not match", `one.star:1:13: machine "m1" (m1): ssh: `, one)
 }
+
+// servicesRecipe runs software on one machine and observes it from the
+// recipe on every machine: a process started on m2 (its pid and log the
+// same everywhere), a capture there, a DHCP server there whose client is
+// on m1, a wait_until whose deadline the coordinator keeps.
+const servicesRecipe = `
+m1 = machine("m1", ssh = "m1", ssh_config = CONFIG)
+m2 = machine("m2", ssh = "m2", ssh_config = CONFIG)
+a = netns("a", on = m1)
+b = netns("b", on = m2)
+ea, eb = veth("eth0", "eth0", netns = a, peer_netns = b)
+ea.up()
+eb.addr("10.9.0.2/24").up()
+p = spawn_in(b, "echo serving; exec sleep 60", name = "svc", ready = "log:serving")
+print("pid %s" % ("set" if p.pid > 0 else "unset"))
+print("log %r" % p.log().strip())
+wait_until(lambda: "serving" in p.log(), timeout = "5s", what = "the log")
+dhcp_server(b, eb, range = ("10.9.0.100", "10.9.0.110"))
+lease = dhcp_client(ea)
+print("lease %s" % lease.addr)
+c = capture(b, eb, filter = "icmp")
+reach(a, "10.9.0.2", count = 3, interval = "50ms")
+n = c.stop()
+print("icmp %s" % ("seen" if n["icmp"] >= 6 else "missed: %d" % n["icmp"]))
+p.stop()
+if "slow" in argv:
+    wait_until(lambda: False, timeout = "1s", interval = "100ms", what = "never")
+`
+
+func TestAcrossServices(t *testing.T) {
+	c, recipe := across(t, servicesRecipe, cluster.Options{Machines: 2})
+	r := coord(t, c, "run", "--rm", recipe)
+	for _, want := range []string{"pid set", "log \"serving\"", "lease 10.9.0.100/24", "icmp seen"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("no %q in the run's output", want)
+		}
+	}
+	if r.code != 0 || t.Failed() {
+		t.Fatalf("run: %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	nothingLeft(t, c, 10*time.Second)
+	// A wait that times out does so on every machine at once: the run
+	// fails at the wait_until line, and every part rolls back.
+	r = coord(t, c, "run", recipe, "slow")
+	if r.code != 1 || !strings.Contains(r.stderr, "never: not true after") || !strings.Contains(r.stderr, "across.star:") {
+		t.Fatalf("run slow: %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	nothingLeft(t, c, 10*time.Second)
+}

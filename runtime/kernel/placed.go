@@ -22,7 +22,6 @@ type Placed struct {
 
 var (
 	_ View            = (*Placed)(nil)
-	_ Pather          = (*Placed)(nil)
 	_ NAT             = (*Placed)(nil)
 	_ FDBer           = (*Placed)(nil)
 	_ Ruler           = (*Placed)(nil)
@@ -110,13 +109,6 @@ func (p *Placed) Settle(ns string, links []NamedLink) error {
 func (p *Placed) Close() error {
 	p.Away.Close()
 	return p.Here.Close()
-}
-
-func (p *Placed) Path(ns string) string {
-	if pa, ok := As[Pather](p.Here); ok {
-		return pa.Path(ns)
-	}
-	return ""
 }
 
 func (p *Placed) NetnsInode(name string) (uint64, error) {
