@@ -53,7 +53,7 @@ func (m *Machine) Attr(name string) (starlark.Value, error) {
 // nsrun="nsrun") declares a machine the lab has a part on, reached with
 // OpenSSH's ssh (the user's keys, agent, known_hosts and configuration;
 // ssh_config is passed as ssh -F; host keys are always checked) running
-// nsrun there. underlay is the address its VXLAN endpoints use (default:
+// nsrun there as root (nsrun may be words: "sudo -n nsrun"). underlay is the address its VXLAN endpoints use (default:
 // the address ssh reaches). netns(..., on=m) and bridge(..., on=m) place
 // objects on it; machine("local"), the machine nsrun runs on, needs no
 // declaring. Declare every machine before the recipe's first check.
@@ -347,6 +347,7 @@ type value struct {
 	B     bool              `json:"b,omitempty"`
 	Items []*value          `json:"items,omitempty"` // list, tuple; dict: key, value, key, ...
 	Ctor  string            `json:"ctor,omitempty"`  // struct
+	M     string            `json:"m,omitempty"`     // netns: the machine of a machine's own (m.host())
 	Attrs map[string]*value `json:"attrs,omitempty"`
 }
 
@@ -395,7 +396,7 @@ func encodeValue(v starlark.Value) (*value, error) {
 	case starlark.String:
 		return &value{T: "string", S: string(v)}, nil
 	case *Netns: // a namespace of the lab's, the same on every machine
-		return &value{T: "netns", S: v.name}, nil
+		return &value{T: "netns", S: v.name, M: v.machine}, nil
 	case starlark.Bytes:
 		return &value{T: "bytes", S: string(v)}, nil
 	case *starlark.List, starlark.Tuple:
@@ -451,8 +452,8 @@ func decodeValue(rt *engine.Runtime, v *value) (starlark.Value, error) {
 	case "None":
 		return starlark.None, nil
 	case "netns":
-		if rt == nil {
-			return &Netns{name: v.S}, nil
+		if v.S == kernel.Host || rt == nil {
+			return &Netns{name: v.S, machine: v.M}, nil // a machine's own
 		}
 		return netnsValue(rt, v.S), nil
 	case "bool":

@@ -377,6 +377,13 @@ func TestAcrossServices(t *testing.T) {
 			t.Errorf("no %q in the run's output", want)
 		}
 	}
+	// --rm: each part removes itself when the lab is committed (no
+	// second connection to tear it down).
+	for _, m := range []string{"m1", "m2"} {
+		if !regexp.MustCompile(`machine "` + m + `": \d+ changes made, \d+ undone: nothing left`).MatchString(r.stderr) {
+			t.Errorf("no word that %s's part removed itself", m)
+		}
+	}
 	if r.code != 0 || t.Failed() {
 		t.Fatalf("run: %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}

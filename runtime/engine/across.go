@@ -35,8 +35,10 @@ type Across interface {
 	// and returns them all, in the order of the lab's machines.
 	Exchange(mine []byte) ([][]byte, error)
 	// Finish tells the other parts how this part's recipe ended (err)
-	// and returns the lab's verdict: nil if every part ended well.
-	Finish(err error) error
+	// and returns the lab's verdict: nil if every part ended well; and
+	// whether the lab, made well, is to be removed now on every machine
+	// (the coordinator's remove, its --rm: each part removes itself).
+	Finish(err error, remove bool) (bool, error)
 }
 
 // Across returns the run's link to the lab's other machines, or nil for a

@@ -209,8 +209,10 @@ func Run(ctx context.Context, o RunOptions) store.Result {
 		_, err = o.exec(ctx, rt, out)
 	}
 	err = lr.end(err)
+	remove := o.Remove
 	if o.Across != nil {
-		err = o.Across.Finish(err) // the lab's verdict: every part's ended well, or each rolls back
+		// The lab's verdict: every part's ended well, or each rolls back.
+		remove, err = o.Across.Finish(err, o.Remove)
 	}
 	defer rt.Close()
 
@@ -218,7 +220,7 @@ func Run(ctx context.Context, o RunOptions) store.Result {
 	switch {
 	case err != nil && o.KeepOnError:
 		lr.lab.Settle(&r, store.LabKept)
-	case err != nil || o.Remove:
+	case err != nil || remove:
 		lr.rollback(&r, 0, true)
 	default:
 		lr.lab.Settle(&r, store.LabUp)

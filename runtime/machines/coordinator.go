@@ -14,6 +14,7 @@ import (
 
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/journal"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 // DefaultLease is how long a part goes on without word from its
@@ -26,6 +27,7 @@ const connectTimeout = 10 * time.Second
 // A Coordinator is the coordinating run's engine.Across: it holds an SSH
 // connection to each machine's part, and is the parts' meeting point.
 type Coordinator struct {
+	lab       string
 	parts     []*part
 	underlays map[string]string
 	lease     time.Duration
@@ -56,7 +58,7 @@ func Start(ctx context.Context, parts []journal.Step, b Bundle, version string, 
 	if lease <= 0 {
 		lease = DefaultLease
 	}
-	c := &Coordinator{underlays: map[string]string{}, lease: lease, stop: make(chan struct{})}
+	c := &Coordinator{lab: b.Lab, underlays: map[string]string{}, lease: lease, stop: make(chan struct{})}
 	for _, s := range parts {
 		c.parts = append(c.parts, &part{m: *s.Machine, pos: s.Pos})
 	}
@@ -282,7 +284,7 @@ func (c *Coordinator) Exchange(mine []byte) ([][]byte, error) {
 // Finish waits for every part's recipe to end; if all and this one ended
 // well, it commits the lab on every machine, else aborts it everywhere
 // and waits (within the lease) for each part's rollback.
-func (c *Coordinator) Finish(err error) error {
+func (c *Coordinator) Finish(err error, remove bool) (bool, error) {
 	if err == nil && c.failed == nil {
 		for _, p := range c.parts {
 			if _, perr := c.next(p); perr != nil {
@@ -294,7 +296,7 @@ func (c *Coordinator) Finish(err error) error {
 	if err == nil {
 		err = c.failed
 	}
-	verdict := message{Commit: true}
+	verdict := message{Commit: true, Remove: remove}
 	if err != nil {
 		msg, pos := engine.ErrorAt(err)
 		if pos != "" {
@@ -309,14 +311,17 @@ func (c *Coordinator) Finish(err error) error {
 	}
 	c.wait(c.lease + 30*time.Second)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, p := range c.parts {
-		if p.result == nil || p.result.Err != "" {
-			return p.fail(errors.New("no word that its part is up"))
+		switch {
+		case p.result == nil || p.result.Err != "":
+			return false, p.fail(errors.New("no word that its part is up"))
+		case remove && p.result.State == store.LabRemoved && len(p.result.Failed) == 0:
+			removedPart(p.m, c.lab) // its undo has nothing to do
 		}
 	}
-	return nil
+	return remove, nil
 }
 
 // wait waits, until d has passed, for each part's result.
@@ -345,7 +350,7 @@ func (c *Coordinator) Parts() []string {
 		switch {
 		case p.result == nil:
 			out = append(out, fmt.Sprintf("machine %q: no word of its part (it rolls back by itself when its lease runs out)", p.m.Name))
-		case p.result.State == "":
+		case p.result.State == store.LabRemoved:
 			out = append(out, fmt.Sprintf("machine %q: %d changes made, %d undone: nothing left", p.m.Name, p.result.Made, p.result.Undone))
 		default:
 			out = append(out, fmt.Sprintf("machine %q: %d changes, lab %s", p.m.Name, p.result.Made, p.result.State))

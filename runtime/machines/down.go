@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nsrun/nsrun/runtime/journal"
@@ -25,6 +26,9 @@ func undoPart(_ kernel.Kernel, s journal.Step) error {
 	if s.Machine == nil {
 		return fmt.Errorf("%s: no machine recorded", s)
 	}
+	if wasRemoved(*s.Machine, s.New) {
+		return nil
+	}
 	deadline := time.Now().Add(busyFor)
 	for {
 		cmd := sshCommand(*s.Machine, connectTimeout, "down", s.New)
@@ -42,6 +46,31 @@ func undoPart(_ kernel.Kernel, s journal.Step) error {
 			return fmt.Errorf("machine %q: nsrun down %s: %w", s.Machine.Name, s.New, errors.Unwrap(err))
 		}
 	}
+}
+
+// removed holds the parts (machine, lab) that this process's run saw
+// remove themselves when the lab was committed with --rm (see
+// Coordinator.Finish): their undo would be one more SSH connection to
+// find nothing.
+var removed struct {
+	sync.Mutex
+	parts map[[2]string]bool
+}
+
+// removedPart records that machine m's part of lab removed itself.
+func removedPart(m journal.Machine, lab string) {
+	removed.Lock()
+	defer removed.Unlock()
+	if removed.parts == nil {
+		removed.parts = map[[2]string]bool{}
+	}
+	removed.parts[[2]string{m.Name, lab}] = true
+}
+
+func wasRemoved(m journal.Machine, lab string) bool {
+	removed.Lock()
+	defer removed.Unlock()
+	return removed.parts[[2]string{m.Name, lab}]
 }
 
 // lastLines is msg's last line that says something.

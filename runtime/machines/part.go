@@ -197,7 +197,7 @@ func (p *partAcross) Exchange(mine []byte) ([][]byte, error) {
 	return m.All, nil
 }
 
-func (p *partAcross) Finish(err error) error {
+func (p *partAcross) Finish(err error, _ bool) (bool, error) {
 	done := message{Done: true}
 	if err != nil {
 		msg, pos := engine.ErrorAt(err)
@@ -207,19 +207,19 @@ func (p *partAcross) Finish(err error) error {
 		}
 	}
 	if serr := p.c.send(done); serr != nil && err == nil {
-		return fmt.Errorf("%w: %v", errLost, serr)
+		return false, fmt.Errorf("%w: %v", errLost, serr)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	m, err := p.next()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !m.Commit {
-		return errors.New("the coordinator did not commit the lab")
+		return false, errors.New("the coordinator did not commit the lab")
 	}
-	return nil
+	return m.Remove, nil
 }
 
 // checkMachine checks, before any change, that this machine can take its

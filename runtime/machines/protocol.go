@@ -25,6 +25,7 @@ type message struct {
 	Go     bool     `json:"go,omitempty"`
 	All    [][]byte `json:"all,omitempty"`
 	Commit bool     `json:"commit,omitempty"`
+	Remove bool     `json:"remove,omitempty"` // with Commit: made well, the lab is removed now (--rm)
 	Abort  string   `json:"abort,omitempty"`
 	Lease  float64  `json:"lease,omitempty"` // seconds the part may go without word
 }
@@ -40,7 +41,7 @@ type hello struct {
 
 // result is how a part ended.
 type result struct {
-	State  string   `json:"state"` // the lab's state on the machine ("up", "" removed, ...)
+	State  string   `json:"state"` // the lab's state on the machine (store.LabUp, store.LabRemoved, ...)
 	Made   int      `json:"made"`
 	Undone int      `json:"undone"`
 	Failed []string `json:"failed,omitempty"`

@@ -32,7 +32,11 @@ func sshCommand(m journal.Machine, timeout time.Duration, args ...string) *exec.
 		nsrun = "nsrun"
 	}
 	// ssh hands the remote shell one string: each word is quoted for it.
-	argv = append(argv, shellQuote(nsrun))
+	// nsrun may be words ("sudo -n nsrun", for a user allowed to run it
+	// as root).
+	for _, w := range strings.Fields(nsrun) {
+		argv = append(argv, shellQuote(w))
+	}
 	for _, a := range args {
 		argv = append(argv, shellQuote(a))
 	}
