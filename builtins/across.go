@@ -95,6 +95,17 @@ func machine(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		return nil, fmt.Errorf("%s: machine %q is declared twice", b.Name(), name)
 	}
 	across := rt.Across()
+	if across == nil {
+		k, err := rt.Kernel()
+		if err != nil {
+			return nil, err
+		}
+		if _, planning := kernel.As[kernel.Planner](k); !planning {
+			// A session (the REPL): what it would place on m it would
+			// make here.
+			return nil, fmt.Errorf("%s: machine %q: a lab across machines is made by `nsrun run` on its coordinator, not here", b.Name(), name)
+		}
+	}
 	step := journal.Step{Op: journal.OpPart, Name: name, New: rt.Lab, Machine: &m}
 	if err := rt.Change(thread, step, func(k kernel.Kernel, _ *journal.Step) error {
 		if _, planning := kernel.As[kernel.Planner](k); across == nil || planning {

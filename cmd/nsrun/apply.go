@@ -7,6 +7,7 @@ import (
 	"github.com/nsrun/nsrun/builtins"
 	"github.com/nsrun/nsrun/runtime/engine"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/machines"
 	"github.com/nsrun/nsrun/runtime/store"
 )
 
@@ -49,8 +50,10 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	k := kernel.NewNetlink(store.NetnsDir)
 	defer k.Close()
 	rep := &reporter{stderr: stderr}
+	var coord *machines.Coordinator // a lab across machines that is not up: run
 	r := engine.Apply(ctx, engine.ApplyOptions{
 		RunOptions: engine.RunOptions{
+			Connect:  connector(recipe, fs.Args()[1:], *name, *prefix, 0, &coord),
 			Recipe:   recipe,
 			Args:     fs.Args()[1:],
 			Lab:      *name,
@@ -69,6 +72,12 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 		Diff:     stdout,
 		Removals: builtins.Removals,
 	})
+	if coord != nil {
+		coord.Close()
+		for _, p := range coord.Parts() {
+			fmt.Fprintln(stderr, "nsrun:", p)
+		}
+	}
 	if *dry && r.Err == nil {
 		return engine.ExitOK
 	}

@@ -183,6 +183,10 @@ func TestAcrossMachines(t *testing.T) {
 	} else {
 		checkMermaid(t, r.stdout)
 	}
+	// apply changes a lab on one machine only: refused, the lab as it was.
+	if r := coord(t, c, "apply", recipe); r.code == 0 || !strings.Contains(r.stderr, "a lab across machines is made by `nsrun run`") {
+		t.Errorf("apply of a lab across machines: %d\n%s", r.code, r.stderr)
+	}
 	// check passes on every machine.
 	for _, m := range c.Machines {
 		if code, out, errs := nstest.Run(t, m.Command("/usr/local/bin/nsrun", "check", "across")); code != 0 {

@@ -230,6 +230,19 @@ func TestReplStdin(t *testing.T) {
 	if after := nstest.Snapshot(t); after != before {
 		t.Errorf("the session left:\n%s\nwant:\n%s", after, before)
 	}
+	// A session makes a lab on this machine only: machine() is refused,
+	// and nothing is placed elsewhere.
+	cmd = exec.Command(nsrunBin, "repl")
+	cmd.Stdin = strings.NewReader("m2 = machine(\"m2\", ssh = \"root@m2\")\nnetns(\"rs4\", on = m2)\n")
+	out.Reset()
+	errb.Reset()
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil || !strings.Contains(errb.String(), "a lab across machines is made by `nsrun run`") {
+		t.Errorf("machine() in a session: %v\n%s", err, errb.String())
+	}
+	if after := nstest.Snapshot(t); after != before {
+		t.Errorf("the session left:\n%s\nwant:\n%s", after, before)
+	}
 	if r := nsrun(t, "help", "repl"); r.code != 0 || !strings.Contains(r.stdout, "--keep") || !strings.Contains(r.stdout, "Ctrl-D") {
 		t.Errorf("help repl: %+v", r)
 	}

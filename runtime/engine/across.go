@@ -41,6 +41,19 @@ type Across interface {
 	Finish(err error, remove bool) (bool, error)
 }
 
+// notAcross is the error of a command that makes or changes a lab on one
+// machine given a recipe that declares machines (the plan's parts): only
+// a run that reaches them (see RunOptions.Connect) may make it, or every
+// machine's objects would be made here.
+func notAcross(what string, plan *Runtime) error {
+	for s := range plan.Journal.All() {
+		if s.Op == journal.OpPart {
+			return fmt.Errorf("%s: machine %q: %s makes a lab on this machine only; a lab across machines is made by `nsrun run` on its coordinator (and changed by running it again)", s.Pos, s.Name, what)
+		}
+	}
+	return nil
+}
+
 // Across returns the run's link to the lab's other machines, or nil for a
 // lab on one machine (or a plan, which models every machine's part).
 func (rt *Runtime) Across() Across { return rt.across }

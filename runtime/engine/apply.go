@@ -398,6 +398,9 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	if now.j != nil {
 		defer now.j.Close()
 	}
+	if aerr := notAcross("apply", plan); aerr != nil { // what it planned declares machines
+		err = aerr
+	}
 	if err != nil {
 		r.Err = err
 		return r

@@ -176,6 +176,11 @@ func Run(ctx context.Context, o RunOptions) store.Result {
 				return nil, err
 			}
 		}
+		if o.Across == nil {
+			if err := notAcross("this command", plan); err != nil {
+				return nil, err
+			}
+		}
 		return planClaims(plan), nil
 	})
 	if err != nil {

@@ -117,3 +117,13 @@ func TestSessionFirstInputFails(t *testing.T) {
 		t.Errorf("the session's end: %+v", r)
 	}
 }
+
+// A run that cannot reach other machines (no Connect: apply's, a
+// session's) refuses a recipe that declares them, before any change: it
+// would make every machine's objects here.
+func TestRunAcrossNeedsItsMachines(t *testing.T) {
+	r, _, _ := runOn(t, kernel.NewRecorder(), "netns(\"a\")\nm2 = machine(\"m2\", ssh = \"root@m2\")\nnetns(\"b\", on = m2)\n", engine.RunOptions{})
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "lab.star:2:13: machine \"m2\"") || !strings.Contains(r.Err.Error(), "is made by `nsrun run`") || r.Stage != engine.StagePlan || len(r.Made) != 0 {
+		t.Errorf("result: %v %+v", r.Err, r)
+	}
+}
