@@ -1,8 +1,8 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"os/exec"
 	"regexp"
@@ -326,10 +326,21 @@ netns("x", on = m9)
 a, b = netns("a"), netns("b", on = m1)
 veth("x", "y", netns = a, peer_netns = b)
 `, "CONFIG", fmt.Sprintf("%q", c.SSHConfig)))
-	// A VNI the lab's link would take, already a VXLAN's of m1's.
-	h := fnv.New32a()
-	h.Write([]byte("one\x00a/x\x00b/y"))
-	vni := int(h.Sum32()%(1<<24-2)) + 1
+	// A VNI the lab's link would take (its plan says which), already a
+	// VXLAN's of m1's.
+	var entries []planEntry
+	if err := json.Unmarshal([]byte(plan(t, "--json", one).stdout), &entries); err != nil {
+		t.Fatal(err)
+	}
+	vni := 0
+	for _, e := range entries {
+		if e.Op == "link" && e.On == "m1" {
+			vni = e.VNI
+		}
+	}
+	if vni == 0 {
+		t.Fatalf("the plan gives no VNI of the link on m1: %+v", entries)
+	}
 	m1 := c.Machine("m1")
 	if code, _, errs := nstest.Run(t, m1.Command("ip", "link", "add", "vx-own", "type", "vxlan", "id", fmt.Sprint(vni), "dstport", "4789")); code != 0 {
 		t.Fatal(errs)

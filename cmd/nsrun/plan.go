@@ -65,7 +65,8 @@ file:line:col that made it ("" where the plan cannot tell).
 A lab across machines (see machine()) is planned whole and printed split
 per machine: a section for each, in the order they were declared (the
 coordinator's, "local", first), each in the order its changes are made;
---json gives each line its machine ("on"). --machine M prints M's part
+--json gives each line its machine ("on"), and a link across machines its
+VXLAN's VNI ("vni"). --machine M prints M's part
 alone: with --format sh, a script that builds M's part on M (needed for
 sh: a part is built on its own machine).
 
@@ -198,9 +199,11 @@ type planEntry struct {
 	Op  string `json:"op"`  // the journal operation; "exec" for a command started that is not a change
 	Cmd string `json:"cmd"` // the iproute2/nft command, or "# ..." for a command run in a namespace
 	Pos string `json:"pos"` // recipe file:line:col; "" if unknown
-	// On is, in a lab across machines, the machine the line is of.
-	On string `json:"on,omitempty"`
-	ns string // the namespace of its step, or of the command it runs
+	// On is, in a lab across machines, the machine the line is of; VNI a
+	// link across machines' (see machine()).
+	On  string `json:"on,omitempty"`
+	VNI int    `json:"vni,omitempty"`
+	ns  string // the namespace of its step, or of the command it runs
 }
 
 // cmds are the entries' commands, but those of steps that log none.
@@ -308,7 +311,7 @@ func planEntries(log []string, steps []journal.Step) []planEntry {
 
 // stepEntry is the entry of step s, logged as line ("" none).
 func stepEntry(s journal.Step, line string) planEntry {
-	return planEntry{Op: s.Op, Cmd: line, Pos: s.Pos, On: s.On, ns: s.NS}
+	return planEntry{Op: s.Op, Cmd: line, Pos: s.Pos, On: s.On, VNI: s.VNI, ns: s.NS}
 }
 
 // lineOfStep reports whether a log line can be step's: a "# " line only a
