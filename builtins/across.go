@@ -80,6 +80,9 @@ func machine(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if strings.HasPrefix(ssh, "-") || strings.ContainsAny(ssh, " \t\n") {
 		return nil, fmt.Errorf("%s: for parameter ssh: %q is not a destination (user@host)", b.Name(), ssh)
 	}
+	if strings.TrimSpace(nsrun) == "" {
+		return nil, fmt.Errorf("%s: for parameter nsrun: %q names no command", b.Name(), nsrun)
+	}
 	m := journal.Machine{Name: name, SSH: ssh, Config: config, Nsrun: nsrun}
 	if u := netip.Addr(underlay); u.IsValid() {
 		m.Underlay = u.String()
@@ -90,9 +93,6 @@ func machine(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	rt, err := engine.FromThread(thread)
 	if err != nil {
 		return nil, err
-	}
-	if !rt.Declare(m) {
-		return nil, fmt.Errorf("%s: machine %q is declared twice", b.Name(), name)
 	}
 	across := rt.Across()
 	if across == nil {
@@ -105,6 +105,9 @@ func machine(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 			// make here.
 			return nil, fmt.Errorf("%s: machine %q: a lab across machines is made by `nsrun run` on its coordinator, not here", b.Name(), name)
 		}
+	}
+	if !rt.Declare(m) {
+		return nil, fmt.Errorf("%s: machine %q is declared twice", b.Name(), name)
 	}
 	step := journal.Step{Op: journal.OpPart, Name: name, New: rt.Lab, Machine: &m}
 	if err := rt.Change(thread, step, func(k kernel.Kernel, _ *journal.Step) error {
@@ -282,7 +285,20 @@ func shared(fn builtinFunc, nsOf func(recv starlark.Value, args starlark.Tuple, 
 
 // elsewhere reports whether namespace ns is another machine's, in a part
 // of a lab across machines: what is done in it is done there.
-func elsewhere(rt *engine.Runtime, ns string) bool { return !rt.Here(ns, "") }
+func elsewhere(rt *engine.Runtime, ns *Netns) bool {
+	a := rt.Across()
+	return a != nil && nsMachine(rt, ns) != a.Machine()
+}
+
+// noProcessIn refuses a process of the lab's in another machine's own
+// namespace (m.host()): its step would be placed by the namespace's name,
+// which is every machine's host().
+func noProcessIn(rt *engine.Runtime, b *starlark.Builtin, ns *Netns) error {
+	if m := nsMachine(rt, ns); ns.name == kernel.Host && m != engine.Local {
+		return fmt.Errorf("%s: %s.host() is machine %q's own namespace: start the lab's processes in a namespace of the lab's on it", b.Name(), m, m)
+	}
+	return nil
+}
 
 // carried makes the outcome of a change in namespace ns (v, or err) every
 // part's: each part made the change (its machine's for real, the others

@@ -165,7 +165,7 @@ func capture(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		return nil, err
 	}
 	path, real := nsPath(k, ns.name)
-	if !real || elsewhere(rt, ns.name) { // planning, or another machine's: it captures there
+	if !real || elsewhere(rt, ns) { // planning, or another machine's: it captures there
 		noteMadeUp(k)
 		return c, nil
 	}

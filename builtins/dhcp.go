@@ -31,6 +31,20 @@ import (
 //
 // Equivalent to: ip netns exec $netns dnsmasq --interface=$link --dhcp-range=$first,$last,$lease
 func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	p, ns, err := serveDHCP(thread, b, args, kwargs)
+	if ns == nil { // bad arguments: every part stops there
+		return nil, err
+	}
+	rt, rerr := engine.FromThread(thread)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return carriedProc(rt, ns, p, err)
+}
+
+// serveDHCP is dhcp_server; ns is its namespace once its arguments are
+// good.
+func serveDHCP(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (*Proc, *Netns, error) {
 	var ns *Netns
 	var l *Link
 	var rng addrRange
@@ -40,35 +54,38 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	var subnet starlark.Value = starlark.None
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "netns", &ns, "link", &l, "range", &rng,
 		"router?", &router, "dns?", &dns, "lease?", &lease, "subnet?", &subnet); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg := dhcp.Config{Link: l.state.name, Start: rng[0], End: rng[1], Router: netip.Addr(router), DNS: dns, Lease: time.Duration(lease)}
 	switch {
 	case cfg.Router.IsValid() && !cfg.Router.Is4():
-		return nil, fmt.Errorf("%s: for parameter router: %s is not an IPv4 address", b.Name(), cfg.Router)
+		return nil, nil, fmt.Errorf("%s: for parameter router: %s is not an IPv4 address", b.Name(), cfg.Router)
 	case cfg.Lease < time.Second || cfg.Lease%time.Second != 0:
-		return nil, fmt.Errorf("%s: for parameter lease: %s is not a whole number of seconds", b.Name(), cfg.Lease)
+		return nil, nil, fmt.Errorf("%s: for parameter lease: %s is not a whole number of seconds", b.Name(), cfg.Lease)
 	}
 	if subnet != starlark.None {
 		s, ok := starlark.AsString(subnet)
 		p, err := parsePrefix(s)
 		if !ok || err != nil || !p.Addr().Is4() {
-			return nil, fmt.Errorf("%s: for parameter subnet: %s is not an IPv4 CIDR", b.Name(), subnet)
+			return nil, nil, fmt.Errorf("%s: for parameter subnet: %s is not an IPv4 CIDR", b.Name(), subnet)
 		}
 		cfg.Subnet = p.Masked()
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	rt, err := engine.FromThread(thread)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if l.ns() != ns.name {
-		return nil, fmt.Errorf("%s: link %q is in netns %q, not %q", b.Name(), l.state.name, l.state.ns.Name(), ns.Name())
+		return nil, nil, fmt.Errorf("%s: link %q is in netns %q, not %q", b.Name(), l.state.name, l.state.ns.Name(), ns.Name())
+	}
+	if err := noProcessIn(rt, b, ns); err != nil {
+		return nil, nil, err
 	}
 	if err := l.mutable(rt); err != nil {
-		return nil, fmt.Errorf("%s: %w", b.Name(), err)
+		return nil, nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
 	// The server's command as a plan shows it; the process is known by it
 	// (the real one holds a socket of the run's too).
@@ -76,30 +93,30 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	opts := engine.SpawnOptions{Name: "dhcp_server", Sum: engine.Sum(served...)}
 	k, err := rt.Acting() // in an apply's past too: a server started is a real one
 	if err != nil {
-		return nil, err
+		return nil, ns, err
 	}
-	if _, real := kernel.As[kernel.Pather](k); !real || elsewhere(rt, ns.name) {
+	if _, real := kernel.As[kernel.Pather](k); !real || elsewhere(rt, ns) {
 		// Planning (or another machine's server): the plan shows the
 		// command; there is nothing to wait for, and no readiness socket
 		// to name. The server is kept, to answer the plan's clients as
 		// the real one will.
 		id, subnet, err := dhcp.ServerAddr(cfg, rt.Addrs(ns.name, l.state.name))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+			return nil, ns, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 		srv, err := dhcp.NewServer(cfg, id, subnet)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", b.Name(), err)
+			return nil, ns, fmt.Errorf("%s: %w", b.Name(), err)
 		}
 		sp, err := rt.Spawn(thread, ns.name, served, opts)
 		if err != nil {
-			return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
+			return nil, ns, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 		}
 		plannedServers(rt)[model.LinkKey{NS: ns.name, Name: l.state.name}] = srv
-		return &Proc{sp: sp, argv: served, ns: ns}, nil
+		return &Proc{sp: sp, argv: served, ns: ns}, ns, nil
 	}
 	if sp, ok := rt.Running(ns.name, opts); ok { // an apply's: serving already
-		return &Proc{sp: sp, argv: served, ns: ns}, nil
+		return &Proc{sp: sp, argv: served, ns: ns}, ns, nil
 	}
 	var argv []string
 	var sp *engine.Spawned
@@ -111,9 +128,9 @@ func dhcpServer(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	})
 	if err != nil {
 		// A server that started is journaled: the rollback stops it.
-		return nil, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
+		return nil, ns, fmt.Errorf("%s: on %q in netns %q: %w", b.Name(), l.state.name, ns.Name(), err)
 	}
-	return &Proc{sp: sp, argv: argv, ns: ns}, nil
+	return &Proc{sp: sp, argv: argv, ns: ns}, ns, nil
 }
 
 // dhcp_client(link, timeout="5s", default_route=True) obtains a DHCPv4 lease

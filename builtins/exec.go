@@ -208,6 +208,14 @@ func spawnIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 	if err != nil {
 		return nil, err
 	}
+	if err := noProcessIn(rt, b, ns); err != nil {
+		return nil, err
+	}
+	if ready.kind == "call" && len(rt.Machines()) > 0 {
+		// Its machine alone would call it, and what it observes is
+		// every machine's to see at once (see wait_until).
+		return nil, fmt.Errorf(`%s: in a lab across machines, ready= is one of "unix:PATH", "file:PATH", "tcp:PORT", "udp:PORT" or "log:REGEX", not a function: call wait_until() after spawn_in`, b.Name())
+	}
 	what := fmt.Sprintf("%s (%s) in netns %q", quoteArgv(argv), o.Name, ns.Name())
 	for _, s := range rt.Steps() {
 		if s.Op == journal.OpProc && s.NS == ns.name && s.Name == o.Name && proc.Running(s.Pid, s.Start) {
@@ -225,13 +233,22 @@ func spawnIn(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 			err = fmt.Errorf("%s: %s: %w", b.Name(), what, err)
 		}
 	}
-	// In a lab across machines, its machine's answer is every part's:
-	// the pid, or why it did not get ready.
-	pid, err := carried(rt, ns, starlark.MakeInt(sp.Pid), err)
+	return carriedProc(rt, ns, p, err)
+}
+
+// carriedProc is a process started in namespace ns, or why it could not
+// be (err), as its machine says on every part of a lab across machines
+// (see carried): its pid there.
+func carriedProc(rt *engine.Runtime, ns *Netns, p *Proc, err error) (starlark.Value, error) {
+	pid := 0
+	if p != nil {
+		pid = p.sp.Pid
+	}
+	v, err := carried(rt, ns, starlark.MakeInt(pid), err)
 	if err != nil {
 		return nil, err
 	}
-	if n, ok := pid.(starlark.Int); ok {
+	if n, ok := v.(starlark.Int); ok && p != nil {
 		p.pid, _ = starlark.AsInt32(n)
 	}
 	return p, nil

@@ -71,6 +71,16 @@ func TestInspect(t *testing.T) {
 	if strings.Contains(host, " lo ") || strings.Contains(host, "in-hp") {
 		t.Errorf("host shows links that are not the lab's:\n%s", host)
 	}
+	// A lab whose only link in the host is a veth's peer end shows it.
+	if r := nsrun(t, "--name", "insp-peer", write(t, "peer.star", `veth("ip-z1", "ip-z2", netns = netns("ipz"), peer_netns = host())`+"\n")); r.code != 0 {
+		t.Fatalf("run: %+v", r)
+	}
+	if r := nsrun(t, "inspect", "insp-peer"); r.code != 0 || !regexp.MustCompile(`netns host\n  links:\n +ip-z2 `).MatchString(r.stdout) {
+		t.Errorf("inspect of a lab with a veth's peer in the host: %+v", r)
+	}
+	if r := nsrun(t, "down", "insp-peer"); r.code != 0 {
+		t.Errorf("down: %+v", r)
+	}
 
 	r = nsrun(t, "inspect", "--json", "insp")
 	var v view.LabView

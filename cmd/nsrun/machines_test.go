@@ -187,6 +187,11 @@ func TestAcrossMachines(t *testing.T) {
 	if r := coord(t, c, "apply", recipe); r.code == 0 || !strings.Contains(r.stderr, "a lab across machines is made by `nsrun run`") {
 		t.Errorf("apply of a lab across machines: %d\n%s", r.code, r.stderr)
 	}
+	// Nor may apply or a session change it from a recipe that does not
+	// say where its objects are: they would be changed here.
+	if r := coord(t, c, "apply", "--name", "across", write(t, "here.star", `netns("r")`+"\n")); r.code == 0 || !strings.Contains(r.stderr, `lab "across" is across machines (local, m1, m2, m3; this is local): apply changes a lab on one machine only`) {
+		t.Errorf("apply of a recipe on one machine to a lab across machines: %d\n%s", r.code, r.stderr)
+	}
 	// check passes on every machine.
 	for _, m := range c.Machines {
 		if code, out, errs := nstest.Run(t, m.Command("/usr/local/bin/nsrun", "check", "across")); code != 0 {

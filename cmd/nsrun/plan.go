@@ -106,8 +106,11 @@ Exit codes: 0 planned; 2 usage, or the recipe failed (its backtrace is printed);
 	entries := planEntries(rec.Log, rt.Journal.Steps())
 	parts := planParts(entries, rt)
 	if *machine != "" {
-		if _, ok := parts[*machine]; !ok && !slices.Contains(partOrder(rt), *machine) {
-			fmt.Fprintf(stderr, "nsrun plan: --machine %q: the recipe declares no such machine (it has %s)\n", *machine, strings.Join(append([]string{engine.Local}, partOrder(rt)[1:]...), ", "))
+		if order := partOrder(rt); order == nil {
+			fmt.Fprintf(stderr, "nsrun plan: --machine %q: the recipe declares no machines (see machine())\n", *machine)
+			return engine.ExitUsage
+		} else if !slices.Contains(order, *machine) {
+			fmt.Fprintf(stderr, "nsrun plan: --machine %q: the recipe declares no such machine (it has %s)\n", *machine, strings.Join(order, ", "))
 			return engine.ExitUsage
 		}
 		entries = parts[*machine]

@@ -273,7 +273,7 @@ func TestPlanAcrossMachines(t *testing.T) {
 		t.Fatalf("sections %v, want local m1 m2 m3:\n%s", sections, r.stdout)
 	}
 	for m, want := range map[string][]string{
-		"m1": {"ip netns add r;", "ip link add eth-a ", " type vxlan id ", " netns r"},
+		"m1": {"ip netns add r;", "ip link add eth-a ", " netns r type vxlan id "},
 		"m2": {"ip netns add swa;", "ip netns add a1;", "ip -n swa link set v-a1-eth0 master bra"},
 		"m3": {"ip link add brb ", "ip netns add b20;", "ip netns add a11;"},
 	} {
@@ -297,6 +297,31 @@ func TestPlanAcrossMachines(t *testing.T) {
 	}
 	if r := plan(t, "--machine", "m9", recipe); r.code != 2 || !strings.Contains(r.stderr, `no such machine`) {
 		t.Errorf("plan --machine m9: %d %s", r.code, r.stderr)
+	}
+	if r := plan(t, "--machine", "m1", write(t, "one.star", `netns("a")`+"\n")); r.code != 2 || !strings.Contains(r.stderr, `declares no machines`) {
+		t.Errorf("plan --machine of a lab on one machine: %d %s", r.code, r.stderr)
+	}
+	// What a part cannot place is refused while planning.
+	for src, want := range map[string]string{
+		`spawn_in(m2.host(), "sleep 9")`:                        `m2.host() is machine "m2"'s own namespace`,
+		`spawn_in(netns("b", on = m2), "sleep 9", ready = len)`: `not a function: call wait_until() after spawn_in`,
+		`machine("m3", ssh = "m3", nsrun = " ")`:                `for parameter nsrun: " " names no command`,
+	} {
+		r := plan(t, write(t, "bad.star", "m2 = machine(\"m2\", ssh = \"m2\")\n"+src+"\n"))
+		if r.code != 2 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "bad.star:2:") {
+			t.Errorf("%s: %d %s", src, r.code, r.stderr)
+		}
+	}
+	// Each machine's own namespace is a node of its own, in its group.
+	hosts := write(t, "hosts.star", `m2 = machine("m2", ssh = "m2")
+veth("va", "ha", netns = netns("a"), peer_netns = host())
+veth("vb", "hb", netns = netns("b", on = m2), peer_netns = m2.host())
+`)
+	if g := graphCmd(t, hosts); g.code != 0 || !strings.Contains(g.stdout, "  subgraph machine_local [\"machine local\"]\n    host__local[\"host\"]\n") ||
+		!strings.Contains(g.stdout, "  subgraph machine_m2 [\"machine m2\"]\n    host__m2[\"host\"]\n") || strings.Contains(g.stdout, "machine_ ") {
+		t.Errorf("graph of two machines' own namespaces:\n%s", g.stdout)
+	} else {
+		checkMermaid(t, g.stdout)
 	}
 	var entries []planEntry
 	if err := json.Unmarshal([]byte(plan(t, "--json", recipe).stdout), &entries); err != nil {

@@ -3,9 +3,11 @@ package engine
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/nsrun/nsrun/runtime/journal"
 	"github.com/nsrun/nsrun/runtime/kernel"
+	"github.com/nsrun/nsrun/runtime/store"
 )
 
 // Local is the machine nsrun runs on, in a lab across machines: the
@@ -50,6 +52,16 @@ func notAcross(what string, plan *Runtime) error {
 		if s.Op == journal.OpPart {
 			return fmt.Errorf("%s: machine %q: %s makes a lab on this machine only; a lab across machines is made by `nsrun run` on its coordinator (and changed by running it again)", s.Pos, s.Name, what)
 		}
+	}
+	return nil
+}
+
+// oneMachine refuses what changes a lab on one machine (what) for lab, a
+// lab across machines that is up (its journal's steps): it would act
+// here on what other machines hold.
+func oneMachine(lab, what string, steps []journal.Step) error {
+	if _, machines, here := store.Placement(steps); machines != nil {
+		return fmt.Errorf("lab %q is across machines (%s; this is %s): %s changes a lab on one machine only; run the lab's recipe again on its coordinator", lab, strings.Join(machines, ", "), here, what)
 	}
 	return nil
 }

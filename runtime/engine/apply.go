@@ -409,6 +409,9 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		r.Err = fmt.Errorf("lab %q: reading its journal: %w", o.Lab, now.err)
 		return r
 	}
+	if r.Err = oneMachine(o.Lab, "apply", now.steps); r.Err != nil {
+		return r
+	}
 	j, steps, labLive, labKeys := now.j, now.steps, now.live, now.keys
 	planSteps := plan.Journal.Steps()
 	planKeys := model.Keys(planSteps, model.Live(planSteps))

@@ -159,9 +159,15 @@ func Run(ctx context.Context, o RunOptions) store.Result {
 			// The names a lab across machines makes elsewhere are
 			// checked there, once its machines are known: if
 			// that is what this is, the plan that sees no names says.
-			blind, berr := o.preflight(ctx, nil)
-			if o.Connect == nil || berr != nil || len(blind.Machines()) == 0 {
+			if o.Across != nil { // a part: its own names were checked
 				return nil, err
+			}
+			blind, berr := o.preflight(ctx, nil)
+			if berr != nil || len(blind.Machines()) == 0 {
+				return nil, err
+			}
+			if o.Connect == nil {
+				return nil, notAcross("this command", blind)
 			}
 			plan = blind
 		}

@@ -70,6 +70,11 @@ func AttachSession(o RunOptions) (*Session, error) {
 		lab.Unlock()
 		return nil, fmt.Errorf("lab %q: reading its journal: %w", o.Lab, err)
 	}
+	if err := oneMachine(o.Lab, "a session", j.Steps()); err != nil {
+		j.Close()
+		lab.Unlock()
+		return nil, err
+	}
 	claims := store.NewClaimer(o.Kernel, o.StateDir, lab)
 	rt := New(o.Lab, claims, j)
 	rt.ID, rt.Dir, rt.Argv, rt.Prefix = lab.Info.ID, lab.Dir, o.Args, o.Prefix

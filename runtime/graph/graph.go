@@ -3,6 +3,7 @@ package graph
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -183,7 +184,8 @@ func Build(t Topology) *Graph {
 			extra[id] = append(extra[id], l.Kind+" "+describe(l))
 		}
 	}
-	for vni, ends := range across {
+	for _, vni := range slices.Sorted(maps.Keys(across)) {
+		ends := across[vni]
 		label := fmt.Sprintf("vxlan %d: ", vni)
 		if len(ends) != 2 { // a plan that ended between the two
 			for _, l := range ends {

@@ -78,9 +78,14 @@ func (t *Topology) Place(steps []journal.Step) {
 			t.Machines[s.Name] = s.On
 		case s.Op == journal.OpLink && s.On != "":
 			on[key{s.NS, s.Name}] = s.On
+			if s.PeerName != "" {
+				on[key{s.PeerNS, s.PeerName}] = s.On // a veth's ends are on one machine
+			}
 			if s.VNI != 0 {
 				vni[key{s.NS, s.Name}] = s.VNI
 			}
+		case s.Op == journal.OpMove && s.On != "":
+			on[key{s.New, s.Name}] = s.On
 		}
 	}
 	if len(on) == 0 && t.Machines == nil {

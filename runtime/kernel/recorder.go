@@ -190,7 +190,7 @@ func (r *Recorder) LinkAdd(s LinkSpec) error {
 		}
 		cmd = fmt.Sprintf("%s link add %s%s type vxlan %s%s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.VxlanArgs(), dev)
 		if s.SocketHost && s.NS != Host { // made in the machine's namespace, its socket staying there
-			cmd = fmt.Sprintf("ip link add %s%s type vxlan %s netns %s", s.Name, linkOpts(s.MAC, s.MTU), s.VxlanArgs(), nsRef(s.NS))
+			cmd = fmt.Sprintf("ip link add %s%s netns %s type vxlan %s", s.Name, linkOpts(s.MAC, s.MTU), nsRef(s.NS), s.VxlanArgs())
 		}
 	case "bridge":
 		cmd = strings.TrimSpace(fmt.Sprintf("%s link add %s%s type bridge %s", ipn(s.NS), s.Name, linkOpts(s.MAC, s.MTU), s.BridgeArgs()))

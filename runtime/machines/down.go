@@ -67,10 +67,15 @@ func removedPart(m journal.Machine, lab string) {
 	removed.parts[[2]string{m.Name, lab}] = true
 }
 
+// wasRemoved reports whether machine m's part of lab removed itself, and
+// forgets it: a later lab of that name is another.
 func wasRemoved(m journal.Machine, lab string) bool {
 	removed.Lock()
 	defer removed.Unlock()
-	return removed.parts[[2]string{m.Name, lab}]
+	key := [2]string{m.Name, lab}
+	gone := removed.parts[key]
+	delete(removed.parts, key)
+	return gone
 }
 
 // lastLines is msg's last line that says something.

@@ -98,12 +98,15 @@ func Inspect(l *store.Lab, k kernel.View) (LabView, error) {
 	}
 	v := LabView{Lab: l.Info.Name, ID: l.Info.ID, State: l.Info.State, Recipe: l.Info.Recipe, Namespaces: []NetnsView{}}
 	on, away := map[string]string{}, map[string]bool{}
-	hostHere := false // the lab has links in this machine's own namespace
+	_, machines, here := store.Placement(steps)
+	hostHere := machines == nil // the lab has links in this machine's own namespace
 	for _, s := range steps {
 		switch {
 		case s.Op == journal.OpNetns:
 			on[s.Name], away[s.Name] = s.On, s.Away
-		case s.Op == journal.OpLink && s.NS == kernel.Host && !s.Away:
+		case s.Away:
+		case s.Op == journal.OpLink && (s.NS == kernel.Host || s.PeerName != "" && s.PeerNS == kernel.Host),
+			s.Op == journal.OpMove && s.New == kernel.Host:
 			hostHere = true
 		}
 	}
@@ -112,7 +115,7 @@ func Inspect(l *store.Lab, k kernel.View) (LabView, error) {
 			_, ours := st.MadeLink(kernel.Host, name)
 			return ours || alias == l.Tag()
 		})
-		_, _, hv.Machine = store.Placement(steps)
+		hv.Machine = here
 		v.Namespaces = append(v.Namespaces, hv)
 	}
 	var netns []string
