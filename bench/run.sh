@@ -77,7 +77,7 @@ if [[ -z ${NSRUN_BENCH_INSIDE:-} ]]; then
 	case $where in sandbox | machine | both) ;; *) echo "bench/run.sh: -w sandbox, machine or both" >&2; exit 2 ;; esac
 	work=$(mktemp -d /tmp/nsrun-bench.XXXXXX)
 	trap 'rm -rf "$work"' EXIT
-	(cd "$here/.." && go build -o "$work/nsrun" ./cmd/nsrun && go build -o "$work/floor" ./bench/floor)
+	(cd "$here/.." && CGO_ENABLED=0 go build -o "$work/nsrun" ./cmd/nsrun && go build -o "$work/floor" ./bench/floor)
 	# Mininet's lxbr switch needs brctl: install it where apt can, else
 	# the Mininet column says why it is empty.
 	if [[ -n $mininet_sizes ]] && command -v mn >/dev/null && ! command -v brctl >/dev/null && command -v apt-get >/dev/null; then

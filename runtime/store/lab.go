@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,11 +80,16 @@ type Info struct {
 	Applied []string `json:"applied,omitempty"`
 }
 
-var labName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
-
-// ValidName checks a lab name: it names a directory and a link tag.
+// ValidName checks a lab name: it names a directory and a link tag. It
+// is ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$, checked by hand: that regexp's
+// compilation was a third of nsrun's start.
 func ValidName(name string) error {
-	if !labName.MatchString(name) {
+	ok := len(name) >= 1 && len(name) <= 64
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || i > 0 && (c == '.' || c == '-')
+	}
+	if !ok {
 		return fmt.Errorf("invalid lab name %q: use 1-64 letters, digits, '_', '.' or '-', not starting with '.' or '-'", name)
 	}
 	return nil
