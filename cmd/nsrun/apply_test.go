@@ -185,13 +185,20 @@ func TestApplyRestartsWhatItStopped(t *testing.T) {
 	}
 	v1 := writeIn(t, filepath.Join(dir, "v1"), "aps.star", src("1001", ""))
 	labUp(t, v1, "aps")
-	running := func() string { return nstest.Processes("NSRUN_LAB=aps/") }
-	// spawn_in returns once the process is started: its exec of sleep
-	// may not be seen yet.
-	for i := 0; i < 100 && !strings.Contains(running(), "sleep 1001"); i++ {
-		time.Sleep(20 * time.Millisecond)
+	// A process is started when spawn_in (or a rollback's restart)
+	// returns, by nsrun's helper, which then executes the command: until
+	// it has, the helper's command line holds the command's, and around
+	// the exec the process may not be seen at all.
+	running := func(want string) (got string) {
+		for i := 0; i < 100; i++ {
+			if got = nstest.Processes("NSRUN_LAB=aps/"); strings.Contains(got, ":"+want) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return got
 	}
-	if got := running(); !strings.Contains(got, "sleep 1001") {
+	if got := running("sleep 1001"); !strings.Contains(got, "sleep 1001") {
 		t.Fatalf("v1's process: %s", got)
 	}
 	v2 := writeIn(t, filepath.Join(dir, "v2"), "aps.star", src("1002", `if not ping(a, "10.79.0.1", count=1).ok:
@@ -200,7 +207,7 @@ func TestApplyRestartsWhatItStopped(t *testing.T) {
 	if r := nsrun(t, "apply", v2); r.code != 1 || !strings.Contains(r.stderr, "is as it was before the apply") {
 		t.Errorf("apply: %+v", r)
 	}
-	if got := running(); !strings.Contains(got, "sleep 1001") || strings.Contains(got, "sleep 1002") {
+	if got := running("sleep 1001"); !strings.Contains(got, "sleep 1001") || strings.Contains(got, "sleep 1002") {
 		t.Errorf("after the apply failed, the lab's processes: %s", got)
 	}
 	if r := nsrun(t, "check", "aps"); r.code != 0 {
@@ -211,7 +218,7 @@ func TestApplyRestartsWhatItStopped(t *testing.T) {
 	if r := nsrun(t, "apply", "-q", v3); r.code != 0 {
 		t.Errorf("apply: %+v", r)
 	}
-	if got := running(); !strings.Contains(got, "sleep 1003") || strings.Contains(got, "sleep 1001") {
+	if got := running("sleep 1003"); !strings.Contains(got, "sleep 1003") || strings.Contains(got, "sleep 1001") {
 		t.Errorf("after the apply, the lab's processes: %s", got)
 	}
 }
