@@ -70,8 +70,9 @@ func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool) Dif
 			d.Gone = append(d.Gone, i)
 		}
 	}
+	st := model.Replay(lab, true)
 	var linkGoes func(ns, name string) bool
-	d.Removals, linkGoes = removals(lab, d.Gone)
+	d.Removals, linkGoes = removals(lab, st, d.Gone)
 	// A setting the plan no longer makes at all is put back as it was
 	// before the lab first set it.
 	planned := map[string]bool{}
@@ -94,7 +95,6 @@ func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool) Dif
 			}
 		}
 	}
-	st := model.Replay(lab, true)
 	var unsets []string
 	for _, k := range keys {
 		s := first[k]
@@ -144,9 +144,9 @@ func past(labKeys, planKeys []string) int {
 // processes first, then the rest newest first, namespaces last. What goes
 // with something removed (a link's addresses with it, what is in a
 // namespace with it) is left to it. A setting the recipe no longer makes
-// stays as it is; one it makes otherwise is made anew.
-func removals(lab []journal.Step, gone []int) (calls []string, goes func(ns, name string) bool) {
-	st := model.Replay(lab, true)
+// stays as it is; one it makes otherwise is made anew. st is the lab's
+// model (model.Replay of lab, with intents), only read.
+func removals(lab []journal.Step, st *model.State, gone []int) (calls []string, goes func(ns, name string) bool) {
 	goneNS := map[string]bool{}
 	goneLink := map[*model.Link]bool{}
 	for _, i := range gone {
@@ -480,7 +480,8 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 			err = serr
 		}
 		if left := rt.EndAdopt(); err == nil && len(left) > 0 {
-			calls, _ := removals(j.Steps(), left)
+			now := j.Steps()
+			calls, _ := removals(now, model.Replay(now, true), left)
 			err = o.remove(ctx, rt, calls, out)
 		}
 	}
