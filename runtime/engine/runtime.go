@@ -160,7 +160,7 @@ func (rt *Runtime) Adopt(steps []journal.Step, keys, planned []string, past int)
 			rt.planned[base] = append(rt.planned[base], k)
 		}
 	}
-	rt.state, rt.owned, rt.asked, rt.past = model.New(true), 0, 0, past
+	rt.state, rt.owned, rt.asked, rt.past = model.Sized(true, len(planned)), 0, 0, past
 }
 
 // keyOf is the key the change s the recipe asks for is matched by: as the

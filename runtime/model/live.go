@@ -175,9 +175,25 @@ const Revert = "revert"
 // changed (a setting set again, a link moved) is live: it is part of how
 // the lab came to be.
 func Live(steps []journal.Step) []bool {
-	live := make([]bool, len(steps))
-	st := New(true)
-	for i, s := range steps {
+	live, _ := LiveState(steps)
+	return live
+}
+
+// LiveState is Live, and returns the steps' model too (Replay of them,
+// with intents).
+func LiveState(steps []journal.Step) ([]bool, *State) {
+	st := Sized(true, len(steps))
+	return MoreLive(steps, nil, st), st
+}
+
+// MoreLive extends live, the liveness of a prefix of steps whose model is
+// st (see LiveState), to all of steps, and st with them: the steps added
+// since (a journal's) are modelled alone.
+func MoreLive(steps []journal.Step, live []bool, st *State) []bool {
+	from := len(live)
+	live = append(live, make([]bool, len(steps)-from)...)
+	for i := from; i < len(steps); i++ {
+		s := steps[i]
 		st.Apply(i, s)
 		if s.State == journal.StateIntent {
 			continue

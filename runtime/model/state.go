@@ -86,7 +86,7 @@ func (l *Link) Fingerprint() kernel.Fingerprint {
 // out, as if never made; with intents they are taken as made, but a move
 // whose outcome is unknown leaves its link where it was (see Maybe).
 func Replay(steps []journal.Step, intents bool) *State {
-	st := New(intents)
+	st := Sized(intents, len(steps))
 	for i, s := range steps {
 		st.Apply(i, s)
 	}
@@ -95,8 +95,16 @@ func Replay(steps []journal.Step, intents bool) *State {
 
 // New returns an empty state, to which steps are applied in order
 // (see Replay).
-func New(intents bool) *State {
-	return &State{Of: map[int]*Link{}, netns: map[string]*Netns{}, routes: map[string][]kernel.Route{}, at: map[LinkKey]*Link{}, born: map[LinkKey]*Link{}, withIntents: intents}
+func New(intents bool) *State { return Sized(intents, 0) }
+
+// Sized is New, with room for about n steps: a big lab's model is not
+// grown as it is made.
+func Sized(intents bool, n int) *State {
+	// A lab's steps are mostly about a link; it has about a link for
+	// every four, and a namespace for every eight (a host: a namespace,
+	// a veth pair, its settings and addresses).
+	return &State{Of: make(map[int]*Link, n), netns: make(map[string]*Netns, n/8), routes: map[string][]kernel.Route{},
+		at: make(map[LinkKey]*Link, n/4), born: make(map[LinkKey]*Link, n/4), withIntents: intents}
 }
 
 // Apply applies step i.
