@@ -44,8 +44,9 @@ type Diff struct {
 
 // diff matches the plan's steps with the lab's by key (see model.Key), in
 // order: a plan's step with no match is added, a live step of the lab's
-// with none goes.
-func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool) Diff {
+// with none goes. st is the lab's model (model.LiveState of lab), only
+// read.
+func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool, st *model.State) Diff {
 	d := Diff{Lab: lab, Plan: plan}
 	pool := map[string][]int{}
 	for i, k := range labKeys {
@@ -70,7 +71,6 @@ func diff(lab, plan []journal.Step, labKeys, planKeys []string, live []bool) Dif
 			d.Gone = append(d.Gone, i)
 		}
 	}
-	st := model.Replay(lab, true)
 	var linkGoes func(ns, name string) bool
 	d.Removals, linkGoes = removals(lab, st, d.Gone)
 	// A setting the plan no longer makes at all is put back as it was
@@ -412,10 +412,10 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	if r.Err = oneMachine(o.Lab, "apply", now.steps); r.Err != nil {
 		return r
 	}
-	j, steps, labLive, labKeys := now.j, now.steps, now.live, now.keys
+	j, steps, labLive, labKeys, labModel := now.j, now.steps, now.live, now.keys, now.st
 	planSteps := plan.Journal.Steps()
 	planKeys := model.Keys(planSteps, model.Live(planSteps))
-	d := diff(steps, planSteps, labKeys, planKeys, labLive)
+	d := diff(steps, planSteps, labKeys, planKeys, labLive, labModel)
 	if o.DryRun {
 		d.Print(o.Diff)
 		return r
@@ -457,8 +457,10 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		// removals took.
 		now, nowLive := steps, labLive
 		if j.Len() > mark { // the removals made changes
+			// The lab's steps, and the removals': the lab's model is
+			// extended with them (diff is done with it).
 			now = j.Steps()
-			nowLive = model.Live(now)
+			nowLive = model.MoreLive(now, slices.Clone(labLive), labModel)
 		}
 		keys := make([]string, len(now))
 		for i := range mark {
@@ -493,7 +495,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		err = errJournal(ferr)
 	}
 	if err == nil {
-		err = pinned(o.Kernel, j.Steps())
+		err = pinned(o.Kernel, j.Steps(), mark)
 	}
 	reporter(o.Reporter).Ended(err)
 	defer rt.Close()
@@ -523,6 +525,7 @@ type labState struct {
 	j     *journal.Journal // nil for a dry run, which only reads
 	steps []journal.Step
 	live  []bool
+	st    *model.State // the model of steps (see model.LiveState)
 	keys  []string
 	err   error
 }
@@ -538,7 +541,7 @@ func readLab(path string, dryRun bool) (l labState) {
 	if l.err != nil {
 		return l
 	}
-	l.live = model.Live(l.steps)
+	l.live, l.st = model.LiveState(l.steps)
 	l.keys = running(l.steps, model.Keys(l.steps, l.live))
 	return l
 }

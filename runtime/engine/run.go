@@ -329,7 +329,7 @@ func (lr *labRun) end(err error) error {
 		err = errJournal(ferr)
 	}
 	if err == nil {
-		err = pinned(lr.o.Kernel, lr.journal.Steps())
+		err = pinned(lr.o.Kernel, lr.journal.Steps(), 0)
 	}
 	reporter(lr.o.Reporter).Ended(err)
 	return err
@@ -447,11 +447,22 @@ func planClaims(plan *Runtime) []string {
 // netns del) or replaced while the recipe ran leaves the lab without it —
 // the recipe went on in a namespace no name reaches — and the run, or the
 // REPL input, must fail. Only a kernel with namespace paths (the real one)
-// is checked.
-func pinned(k kernel.Kernel, steps []journal.Step) error {
+// is checked. Only the namespaces the steps from from on made or changed
+// something in are (an apply's: the others it did not go into).
+func pinned(k kernel.Kernel, steps []journal.Step, from int) error {
 	p, ok := kernel.As[kernel.Pather](k)
 	if !ok {
 		return nil
+	}
+	var used map[string]bool
+	if from > 0 {
+		used = map[string]bool{}
+		for _, s := range steps[from:] {
+			used[s.NS], used[s.PeerNS], used[s.ParentNS] = true, true, true
+			if s.Op == journal.OpNetns || s.Op == journal.OpMove {
+				used[s.Name], used[s.New] = true, true
+			}
+		}
 	}
 	removed := map[string]int{} // the last removal of each namespace the lab removed
 	for i, s := range steps {
@@ -460,7 +471,7 @@ func pinned(k kernel.Kernel, steps []journal.Step) error {
 		}
 	}
 	for i, s := range steps {
-		if del, ok := removed[s.Name]; s.Op != journal.OpNetns || s.Away || ok && i < del {
+		if del, ok := removed[s.Name]; s.Op != journal.OpNetns || s.Away || ok && i < del || used != nil && !used[s.Name] {
 			continue
 		}
 		ino, err := nsexec.Inode(p.Path(s.Name))
