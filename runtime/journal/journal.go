@@ -255,7 +255,7 @@ func Open(path string) (*Journal, error) {
 // path, all done (an intent there is refused: a change whose outcome is
 // unknown must be undone first), numbering its records after the file's.
 func Reopen(path string) (*Journal, error) {
-	steps, last, end, err := read(path)
+	steps, last, end, err := read(path, true)
 	if err != nil {
 		return nil, err
 	}
@@ -285,13 +285,15 @@ func Reopen(path string) (*Journal, error) {
 // record that cannot be read (garbage, from a disk or a person) is skipped:
 // the steps of the others are returned, with a *Damaged error.
 func Read(path string) ([]Step, error) {
-	steps, _, _, err := read(path)
+	steps, _, _, err := read(path, false)
 	return steps, err
 }
 
 // read is Read, and returns the highest record number in the file too,
-// and where its last whole line ends.
-func read(path string) (_ []Step, last int, end int64, _ error) {
+// and where its last whole line ends. For more, the steps have room for
+// some more (a journal reopened is added to: an apply's few changes, or a
+// session's, are not a copy of a big lab's steps).
+func read(path string, more bool) (_ []Step, last int, end int64, _ error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, 0, 0, err
@@ -299,7 +301,11 @@ func read(path string) (_ []Step, last int, end int64, _ error) {
 	// Most steps have two records, an intent and its done record: sized
 	// for that, a big lab's steps are not copied as they are read.
 	records := bytes.Count(data, []byte{'\n'})
-	steps := make([]Step, 0, records/2+1)
+	room := records/2 + 1
+	if more {
+		room += room/16 + 64
+	}
+	steps := make([]Step, 0, room)
 	var bad []int
 	at := make(map[int]int, records/2+1) // seq -> index in steps
 	for n := 1; ; n++ {
