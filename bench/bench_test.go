@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"io"
+	"runtime/debug"
 	"strconv"
 	"testing"
 
@@ -77,6 +78,9 @@ func BenchmarkTeardown(b *testing.B) {
 // the whole recipe (with no kernel call for what the lab has).
 func BenchmarkApplyOneHost(b *testing.B) {
 	nstest.Kernel(b)
+	// Collected as the command collects (see collectLess in cmd/nsrun).
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
 	k := kernel.NewNetlink(nstest.NetnsDir)
 	defer k.Close()
 	const n = 1000

@@ -445,7 +445,9 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	if o.Verbose {
 		rt.Log = o.Stderr
 	}
-	rt.ownJournal()
+	if len(d.Removals) > 0 { // they are of the lab's model (Adopt makes the run's)
+		rt.ownJournal()
+	}
 	out := o.Stdout
 	if o.Quiet {
 		out = io.Discard

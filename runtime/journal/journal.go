@@ -317,9 +317,12 @@ func read(path string, more bool) (_ []Step, last int, end int64, _ error) {
 		data = data[i+1:]
 		end += int64(len(line))
 		var s Step
-		if seq, ok := doneRecord(line); ok { // most lines: read without the JSON decoder
+		// Most lines are read without the JSON decoder.
+		switch seq, done := doneRecord(line); {
+		case done:
 			s.Seq = seq
-		} else if err := json.Unmarshal(line, &s); err != nil {
+		case flatRecord(line, &s):
+		case json.Unmarshal(line, &s) != nil:
 			bad = append(bad, n)
 			continue
 		}

@@ -61,7 +61,7 @@ func FuzzReadJournal(f *testing.F) {
 
 // journalSeeds are journals as runs write them: done records, an intent
 // without its done record, a void one.
-func journalSeeds(f *testing.F) [][]byte {
+func journalSeeds(f testing.TB) [][]byte {
 	steps := []Step{
 		{Pos: "lab.star:3:13", Op: OpNetns, Name: "blue", Ino: 4026532001, Alias: "nsrun:lab"},
 		{Pos: "lab.star:4:12", Op: OpLink, Kind: "veth", Name: "veth0", PeerNS: "blue", PeerName: "veth1", Alias: "nsrun:lab", MAC: "52:54:00:0d:84:01"},

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -205,6 +206,44 @@ func TestDoneRecord(t *testing.T) {
 	} {
 		if _, ok := doneRecord([]byte(line)); ok {
 			t.Errorf("doneRecord(%q) took a line that is not a done record", line)
+		}
+	}
+}
+
+// A 1,000-host star's journal read back, as apply, down and recover read a
+// lab's: its intents and their done records.
+func BenchmarkJournalRead(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "journal")
+	j, err := Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for h := range 1000 {
+		ns, host := fmt.Sprintf("h%d", h), fmt.Sprintf("v-h%d", h)
+		for _, s := range []Step{
+			{Pos: "star.star:18:15", Op: OpNetns, Name: ns, Alias: "nsrun:star", Ino: 4026532001 + uint64(h)},
+			{Pos: "star.star:19:21", Op: OpLink, Kind: "veth", Name: host, Alias: "nsrun:star", MAC: "26:18:39:d5:4e:51", PeerNS: ns, PeerName: "eth0", PeerMAC: "be:b7:36:1d:bf:63"},
+			{Pos: "star.star:20:16", Op: OpMaster, Name: host, New: "br-star"},
+			{Pos: "star.star:20:23", Op: OpUp, Name: host, Old: "down", New: "up"},
+			{Pos: "star.star:22:13", Op: OpAddr, NS: ns, Name: "eth0", Addr: netip.MustParsePrefix("10.0.0.1/8")},
+			{Pos: "star.star:27:11", Op: OpUp, NS: ns, Name: "eth0", Old: "down", New: "up"},
+		} {
+			seq, err := j.Intend(s)
+			if err == nil {
+				err = j.Done(seq, s, s)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := j.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if steps, err := Read(path); err != nil || len(steps) != 6000 {
+			b.Fatal(len(steps), err)
 		}
 	}
 }
