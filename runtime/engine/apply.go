@@ -497,7 +497,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 		err = errJournal(ferr)
 	}
 	if err == nil {
-		err = pinned(o.Kernel, j.Steps(), mark)
+		err = pinned(o.Kernel, j.Steps())
 	}
 	reporter(o.Reporter).Ended(err)
 	defer rt.Close()

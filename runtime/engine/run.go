@@ -329,7 +329,7 @@ func (lr *labRun) end(err error) error {
 		err = errJournal(ferr)
 	}
 	if err == nil {
-		err = pinned(lr.o.Kernel, lr.journal.Steps(), 0)
+		err = pinned(lr.o.Kernel, lr.journal.Steps())
 	}
 	reporter(lr.o.Reporter).Ended(err)
 	return err
@@ -445,24 +445,15 @@ func planClaims(plan *Runtime) []string {
 // pinned checks, one stat each, that every namespace steps made is still
 // pinned under its name, with its inode: one that someone else deleted (ip
 // netns del) or replaced while the recipe ran leaves the lab without it —
-// the recipe went on in a namespace no name reaches — and the run, or the
-// REPL input, must fail. Only a kernel with namespace paths (the real one)
-// is checked. Only the namespaces the steps from from on made or changed
-// something in are (an apply's: the others it did not go into).
-func pinned(k kernel.Kernel, steps []journal.Step, from int) error {
+// the recipe went on in a namespace no name reaches — and the run, the
+// apply or the REPL input must fail. Every namespace of the lab is checked,
+// not only those the run's steps went into: a recipe's commands and checks
+// enter namespaces without a step, and an apply takes the lab's as made.
+// Only a kernel with namespace paths (the real one) is checked.
+func pinned(k kernel.Kernel, steps []journal.Step) error {
 	p, ok := kernel.As[kernel.Pather](k)
 	if !ok {
 		return nil
-	}
-	var used map[string]bool
-	if from > 0 {
-		used = map[string]bool{}
-		for _, s := range steps[from:] {
-			used[s.NS], used[s.PeerNS], used[s.ParentNS] = true, true, true
-			if s.Op == journal.OpNetns || s.Op == journal.OpMove {
-				used[s.Name], used[s.New] = true, true
-			}
-		}
 	}
 	removed := map[string]int{} // the last removal of each namespace the lab removed
 	for i, s := range steps {
@@ -471,7 +462,7 @@ func pinned(k kernel.Kernel, steps []journal.Step, from int) error {
 		}
 	}
 	for i, s := range steps {
-		if del, ok := removed[s.Name]; s.Op != journal.OpNetns || s.Away || ok && i < del || used != nil && !used[s.Name] {
+		if del, ok := removed[s.Name]; s.Op != journal.OpNetns || s.Away || ok && i < del {
 			continue
 		}
 		ino, err := nsexec.Inode(p.Path(s.Name))
