@@ -173,10 +173,12 @@ func (rt *Runtime) keyOf(s journal.Step) string {
 	return base
 }
 
-// EndAdopt ends an apply's adoption (see Adopt): the run owns the lab's
-// journal whole again, as at the apply's start, and it returns the steps
-// of the lab's it did not take that are live still, by index in the
-// journal, oldest first.
+// EndAdopt ends an apply's adoption (see Adopt) and returns the steps of
+// the lab's it did not take that are live still, by index in the journal,
+// oldest first. If there are some, the run owns the lab's journal whole
+// again, as at the apply's start, to remove them; if not, its model is
+// what it made and took, which is the lab's now (a replay of a big lab's
+// journal would only tell it again), and it makes nothing more.
 func (rt *Runtime) EndAdopt() []int {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -191,7 +193,9 @@ func (rt *Runtime) EndAdopt() []int {
 	}
 	slices.Sort(left)
 	rt.adoptable, rt.adoptFrom, rt.ownedSteps = nil, nil, nil
-	rt.ownJournal()
+	if len(left) > 0 {
+		rt.ownJournal()
+	}
 	return left
 }
 

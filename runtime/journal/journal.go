@@ -308,6 +308,9 @@ func read(path string, more bool) (_ []Step, last int, end int64, _ error) {
 	steps := make([]Step, 0, room)
 	var bad []int
 	at := make(map[int]int, records/2+1) // seq -> index in steps
+	// One step read into, again and again: the decoders take its address,
+	// which would put a step of each line on the heap.
+	var s Step
 	for n := 1; ; n++ {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
@@ -316,7 +319,7 @@ func read(path string, more bool) (_ []Step, last int, end int64, _ error) {
 		line := data[:i+1]
 		data = data[i+1:]
 		end += int64(len(line))
-		var s Step
+		s = Step{}
 		// Most lines are read without the JSON decoder.
 		switch seq, done := doneRecord(line); {
 		case done:
