@@ -31,6 +31,14 @@ func up(b *testing.B, k kernel.Kernel, n int) {
 	}
 }
 
+// collectAsTheCommand has the garbage collector run, until b ends, as
+// nsrun's command has it run (see collectLess in cmd/nsrun): a benchmark of
+// an apply or a plan is mostly the memory it allocates.
+func collectAsTheCommand(b *testing.B) {
+	gc, limit := debug.SetGCPercent(200), debug.SetMemoryLimit(64<<20)
+	b.Cleanup(func() { debug.SetGCPercent(gc); debug.SetMemoryLimit(limit) })
+}
+
 func down(b *testing.B, k kernel.Kernel) {
 	b.Helper()
 	lab, err := store.Open(nstest.StateDir, "star")
@@ -78,9 +86,7 @@ func BenchmarkTeardown(b *testing.B) {
 // the whole recipe (with no kernel call for what the lab has).
 func BenchmarkApplyOneHost(b *testing.B) {
 	nstest.Kernel(b)
-	// Collected as the command collects (see collectLess in cmd/nsrun).
-	defer debug.SetGCPercent(debug.SetGCPercent(200))
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(64 << 20))
+	collectAsTheCommand(b)
 	k := kernel.NewNetlink(nstest.NetnsDir)
 	defer k.Close()
 	const n = 1000
@@ -114,7 +120,7 @@ func BenchmarkApplyOneHost(b *testing.B) {
 // the recipe's run on a recording kernel, as `nsrun plan` and an apply
 // make it, with no kernel call. Compare with BenchmarkApplyOneHost.
 func BenchmarkPlan(b *testing.B) {
-	defer debug.SetGCPercent(debug.SetGCPercent(200)) // as the command collects
+	collectAsTheCommand(b)
 	args := []string{"1000", "v4"}
 	for b.Loop() {
 		_, _, err := engine.Plan(context.Background(), engine.RunOptions{

@@ -392,10 +392,7 @@ func Apply(ctx context.Context, o ApplyOptions) store.Result {
 	go func() { labRead <- readLab(lab.JournalPath(), o.DryRun) }()
 	planOpts := o.RunOptions
 	planOpts.Stdout = io.Discard // the recipe's output is the apply's, not its plan's
-	// Sized as the lab's steps (a step takes two records, of about 200
-	// bytes in all), not grown as it goes: the plan's copies of a big
-	// journal are memory it touches.
-	_, plan, err := planRecipe(ctx, planOpts, true, int(lab.Info.JournalSize/128))
+	_, plan, err := planRecipe(ctx, planOpts, true)
 	o.Interp.Reset()
 	now := <-labRead
 	if now.j != nil {

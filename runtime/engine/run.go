@@ -538,18 +538,16 @@ func abs(path string) string {
 // model holds the topology, and the run, whose journal lists the steps.
 // Observations (exec_in, ping, ...) are made up: see kernel.Recorder.Observe.
 func Plan(ctx context.Context, o RunOptions) (*kernel.Recorder, *Runtime, error) {
-	return planRecipe(ctx, o, false, 0)
+	return planRecipe(ctx, o, false)
 }
 
 // planRecipe is Plan; quiet, the kernel keeps no Log (see
-// kernel.Recorder.Quiet): an apply needs only the plan's steps, about as
-// many as room (an apply's lab has), for which its journal is sized.
-func planRecipe(ctx context.Context, o RunOptions, quiet bool, room int) (*kernel.Recorder, *Runtime, error) {
+// kernel.Recorder.Quiet): an apply needs only the plan's steps.
+func planRecipe(ctx context.Context, o RunOptions, quiet bool) (*kernel.Recorder, *Runtime, error) {
 	o.defaultLab()
 	rec := kernel.NewRecorder()
 	rec.Quiet = quiet
 	j, _ := journal.Open("")
-	j.Reserve(room)
 	rt := New(o.Lab, rec, j)
 	rt.ID, rt.Ctx, rt.Argv, rt.Prefix = "plan", ctx, o.Args, o.Prefix
 	o.Interp = planInterp(o.Interp, rec)
